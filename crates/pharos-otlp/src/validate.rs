@@ -1,0 +1,141 @@
+//! What OTLP requires of every item, checked before anything is stored.
+//!
+//! The OTLP spec fixes trace ids at 16 bytes and span ids at 8, neither all
+//! zero. An item that breaks this is removed from the request and counted
+//! in a [`Rejected`] (reported as `partial_success`); the rest of the
+//! request is kept. Log records may carry no trace context at all (empty
+//! ids), but ids they do carry must have the right length.
+
+use opentelemetry_proto::tonic::trace::v1::Span;
+use pharos_model::{ExportLogsServiceRequest, ExportTraceServiceRequest, Rejected};
+
+fn valid_trace_id(id: &[u8]) -> bool {
+    id.len() == 16 && id.iter().any(|b| *b != 0)
+}
+
+fn valid_span_id(id: &[u8]) -> bool {
+    id.len() == 8 && id.iter().any(|b| *b != 0)
+}
+
+/// Returns why `span` cannot be stored, or `None` when it is valid.
+pub fn span_problem(span: &Span) -> Option<&'static str> {
+    if !valid_trace_id(&span.trace_id) {
+        return Some("span trace_id must be 16 bytes and not all zero");
+    }
+    if !valid_span_id(&span.span_id) {
+        return Some("span span_id must be 8 bytes and not all zero");
+    }
+    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+        return Some("span parent_span_id must be empty or 8 bytes");
+    }
+    if span
+        .links
+        .iter()
+        .any(|l| !valid_trace_id(&l.trace_id) || !valid_span_id(&l.span_id))
+    {
+        return Some("span link ids must be 16-byte trace_id and 8-byte span_id");
+    }
+    None
+}
+
+/// Removes invalid spans from `req`, returning what was removed and why.
+pub fn traces(req: &mut ExportTraceServiceRequest) -> Rejected {
+    let mut rejected = Rejected::default();
+    for rs in &mut req.resource_spans {
+        for ss in &mut rs.scope_spans {
+            ss.spans.retain(|span| match span_problem(span) {
+                None => true,
+                Some(why) => {
+                    rejected.add(1, why);
+                    false
+                }
+            });
+        }
+    }
+    rejected
+}
+
+/// Removes log records whose trace context has the wrong length.
+pub fn logs(req: &mut ExportLogsServiceRequest) -> Rejected {
+    let mut rejected = Rejected::default();
+    for rl in &mut req.resource_logs {
+        for sl in &mut rl.scope_logs {
+            sl.log_records.retain(|r| {
+                if !r.trace_id.is_empty() && r.trace_id.len() != 16 {
+                    rejected.add(1, "log record trace_id must be empty or 16 bytes");
+                    false
+                } else if !r.span_id.is_empty() && r.span_id.len() != 8 {
+                    rejected.add(1, "log record span_id must be empty or 8 bytes");
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+    }
+    rejected
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+
+    fn span(trace: &[u8], id: &[u8]) -> Span {
+        Span {
+            trace_id: trace.to_vec(),
+            span_id: id.to_vec(),
+            name: "s".into(),
+            ..Default::default()
+        }
+    }
+
+    fn check_traces(spans: Vec<Span>, kept: usize, rejected: u64) {
+        let mut req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let r = traces(&mut req);
+        assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), kept);
+        assert_eq!(r.count, rejected);
+        assert_eq!(r.message.is_empty(), rejected == 0);
+    }
+
+    #[test]
+    fn ids_of_wrong_length_are_rejected_alone() {
+        check_traces(vec![span(&[1; 16], &[2; 8])], 1, 0);
+        check_traces(vec![span(&[1; 15], &[2; 8]), span(&[1; 16], &[2; 8])], 1, 1);
+        check_traces(vec![span(&[0; 16], &[2; 8])], 0, 1);
+        check_traces(vec![span(&[1; 16], &[2; 7]), span(&[1; 16], &[0; 8])], 0, 2);
+        let mut bad_parent = span(&[1; 16], &[2; 8]);
+        bad_parent.parent_span_id = vec![3; 4];
+        check_traces(vec![bad_parent], 0, 1);
+    }
+
+    #[test]
+    fn logs_may_lack_trace_context() {
+        let rec = |t: &[u8], s: &[u8]| LogRecord {
+            trace_id: t.to_vec(),
+            span_id: s.to_vec(),
+            ..Default::default()
+        };
+        let mut req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![rec(&[], &[]), rec(&[1; 16], &[2; 8]), rec(&[1; 3], &[])],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let r = logs(&mut req);
+        assert_eq!(r.count, 1);
+        assert_eq!(req.resource_logs[0].scope_logs[0].log_records.len(), 2);
+    }
+}

@@ -1,0 +1,345 @@
+//! The typed configuration tree.
+//!
+//! Every struct rejects unknown keys, so a typo is an error that names the
+//! file, line and key rather than a setting silently ignored. Component maps
+//! (`receivers`, `processors`, `exporters`) are keyed like the Collector's:
+//! `type` or `type/name`, and the type picks the settings struct.
+
+mod components;
+mod env;
+
+pub use components::{
+    BatchConfig, ComponentId, Exporter, GrpcConfig, HttpConfig, MemoryLimiterConfig, OtlpProtocols,
+    OtlpReceiverConfig, Processor, Receiver,
+};
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration; `Config::default()` is what runs with no file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Receivers by component id: `otlp` (gRPC and HTTP).
+    #[serde(deserialize_with = "components::component_map")]
+    pub receivers: BTreeMap<ComponentId, Receiver>,
+    /// Processors by component id: `batch`, `memory_limiter`.
+    #[serde(deserialize_with = "components::component_map")]
+    pub processors: BTreeMap<ComponentId, Processor>,
+    /// Exporters by component id: `pharos`, the embedded store.
+    #[serde(deserialize_with = "components::component_map")]
+    pub exporters: BTreeMap<ComponentId, Exporter>,
+    /// Which receivers feed which exporters through which processors.
+    pub service: ServiceConfig,
+    /// Where and how data is kept.
+    pub storage: StorageConfig,
+    /// How long each signal is kept.
+    pub retention: RetentionConfig,
+    /// The query APIs and UI.
+    pub query: QueryConfig,
+}
+
+/// `service`: the pipelines.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Pipelines by id: `traces`, `metrics`, `logs`, or `<signal>/<name>`.
+    pub pipelines: BTreeMap<ComponentId, PipelineConfig>,
+}
+
+/// One pipeline: receivers → processors → exporters.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Receiver ids, each defined under `receivers`.
+    pub receivers: Vec<ComponentId>,
+    /// Processor ids in order, each defined under `processors`.
+    pub processors: Vec<ComponentId>,
+    /// Exporter ids, each defined under `exporters`.
+    pub exporters: Vec<ComponentId>,
+}
+
+/// `storage`: the data directory and the write-ahead log.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The data directory; `--data-dir` overrides it.
+    pub path: PathBuf,
+    /// Write-ahead log settings.
+    pub wal: WalConfig,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: PathBuf::from("./pharos-data"),
+            wal: WalConfig::default(),
+        }
+    }
+}
+
+/// When the write-ahead log calls fsync.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncMode {
+    /// Before every acknowledgement (group commit); nothing acknowledged is lost.
+    #[default]
+    Always,
+    /// At most every `fsync_interval_ms`; a machine crash may lose that window.
+    Interval,
+    /// Never; the OS decides. For tests and throwaway data only.
+    Never,
+}
+
+/// `storage.wal`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalConfig {
+    /// `always` (default), `interval` or `never`.
+    pub fsync: FsyncMode,
+    /// The fsync period with `fsync: interval`, in milliseconds.
+    pub fsync_interval_ms: u64,
+    /// A new segment file starts past this size, in bytes.
+    pub segment_max_bytes: u64,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            fsync: FsyncMode::Always,
+            fsync_interval_ms: 1000,
+            segment_max_bytes: 128 << 20,
+        }
+    }
+}
+
+/// `retention`: how long each signal is kept, in hours.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Traces; Tempo's usual 14 days.
+    pub traces_hours: u64,
+    /// Metrics; Prometheus' default 15 days.
+    pub metrics_hours: u64,
+    /// Logs; 31 days.
+    pub logs_hours: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            traces_hours: 14 * 24,
+            metrics_hours: 15 * 24,
+            logs_hours: 31 * 24,
+        }
+    }
+}
+
+/// `query`: where the query APIs and UI listen.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// `host:port` of the Prometheus, Loki, Tempo and Jaeger APIs and the UI.
+    pub endpoint: String,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            endpoint: "127.0.0.1:4319".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let otlp = ComponentId::new("otlp");
+        let memory_limiter = ComponentId::new("memory_limiter");
+        let batch = ComponentId::new("batch");
+        let pharos = ComponentId::new("pharos");
+        let pipeline = PipelineConfig {
+            receivers: vec![otlp.clone()],
+            processors: vec![memory_limiter.clone(), batch.clone()],
+            exporters: vec![pharos.clone()],
+        };
+        Config {
+            receivers: [(otlp, Receiver::Otlp(OtlpReceiverConfig::default()))].into(),
+            processors: [
+                (
+                    memory_limiter,
+                    Processor::MemoryLimiter(MemoryLimiterConfig::default()),
+                ),
+                (batch, Processor::Batch(BatchConfig::default())),
+            ]
+            .into(),
+            exporters: [(pharos, Exporter::Pharos)].into(),
+            service: ServiceConfig {
+                pipelines: ["traces", "metrics", "logs"]
+                    .into_iter()
+                    .map(|s| (ComponentId::new(s), pipeline.clone()))
+                    .collect(),
+            },
+            storage: StorageConfig::default(),
+            retention: RetentionConfig::default(),
+            query: QueryConfig::default(),
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Read {
+        /// The file named.
+        file: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed, has an unknown key or a wrong type.
+    #[error("{file}: {message}")]
+    Parse {
+        /// The file named.
+        file: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// The file parsed but does not make sense (a pipeline names a missing component, ...).
+    #[error("{file}: {message}")]
+    Invalid {
+        /// The file named.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads, expands `${env:VAR}` in, parses and validates a YAML file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, and for parse errors the line, column and key.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Config::from_yaml(&file, &text)
+    }
+
+    /// Parses and validates YAML text; `file` names it in errors.
+    ///
+    /// # Errors
+    /// See [`Config::load`].
+    pub fn from_yaml(file: &str, text: &str) -> Result<Config, ConfigError> {
+        let expanded = env::expand(text, |name| std::env::var(name).ok()).map_err(|message| {
+            ConfigError::Parse {
+                file: file.into(),
+                message,
+            }
+        })?;
+        let config: Config = if expanded.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_saphyr::from_str(&expanded).map_err(|e| ConfigError::Parse {
+                file: file.into(),
+                message: e.to_string(),
+            })?
+        };
+        config.validate().map_err(|message| ConfigError::Invalid {
+            file: file.into(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot: references between sections, endpoints, limits.
+    fn validate(&self) -> Result<(), String> {
+        for (id, pipeline) in &self.service.pipelines {
+            if !matches!(id.kind(), "traces" | "metrics" | "logs") {
+                return Err(format!(
+                    "service.pipelines: unknown signal {:?} in pipeline {id}; expected traces, metrics or logs",
+                    id.kind()
+                ));
+            }
+            if pipeline.receivers.is_empty() || pipeline.exporters.is_empty() {
+                return Err(format!(
+                    "service.pipelines.{id}: needs at least one receiver and one exporter"
+                ));
+            }
+            for r in &pipeline.receivers {
+                if !self.receivers.contains_key(r) {
+                    return Err(format!(
+                        "service.pipelines.{id}.receivers: {r} is not defined under receivers"
+                    ));
+                }
+            }
+            for p in &pipeline.processors {
+                if !self.processors.contains_key(p) {
+                    return Err(format!(
+                        "service.pipelines.{id}.processors: {p} is not defined under processors"
+                    ));
+                }
+            }
+            for e in &pipeline.exporters {
+                if !self.exporters.contains_key(e) {
+                    return Err(format!(
+                        "service.pipelines.{id}.exporters: {e} is not defined under exporters"
+                    ));
+                }
+            }
+        }
+        for (id, r) in &self.receivers {
+            let Receiver::Otlp(otlp) = r;
+            if otlp.protocols.grpc.is_none() && otlp.protocols.http.is_none() {
+                return Err(format!(
+                    "receivers.{id}.protocols: enable grpc, http or both"
+                ));
+            }
+            for endpoint in otlp.endpoints() {
+                check_endpoint(&format!("receivers.{id}.protocols"), endpoint)?;
+            }
+        }
+        check_endpoint("query.endpoint", &self.query.endpoint)?;
+        if self.storage.wal.fsync == FsyncMode::Interval && self.storage.wal.fsync_interval_ms == 0
+        {
+            return Err(
+                "storage.wal.fsync_interval_ms: must be above 0 with fsync: interval".into(),
+            );
+        }
+        if self.storage.wal.segment_max_bytes < 1 << 16 {
+            return Err("storage.wal.segment_max_bytes: must be at least 65536".into());
+        }
+        Ok(())
+    }
+
+    /// Returns whether some pipeline of `signal` (`traces`, `metrics`, `logs`) exists.
+    pub fn has_pipeline(&self, signal: &str) -> bool {
+        self.service.pipelines.keys().any(|id| id.kind() == signal)
+    }
+
+    /// Returns the memory limiter of the pipelines, if any.
+    pub fn memory_limiter(&self) -> Option<&MemoryLimiterConfig> {
+        self.processors.values().find_map(|p| match p {
+            Processor::MemoryLimiter(m) => Some(m),
+            _ => None,
+        })
+    }
+}
+
+fn check_endpoint(what: &str, endpoint: &str) -> Result<(), String> {
+    let ok = endpoint
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{what}: endpoint {endpoint:?} is not host:port"))
+    }
+}
+
+#[cfg(test)]
+mod tests;
