@@ -1,0 +1,326 @@
+//! A segmented, checksummed write-ahead log with group commit.
+//!
+//! One [`Wal`] owns one directory of segment files (`00000001`, `00000002`, ...). A record is an
+//! opaque byte string; the WAL frames it with its length and a CRC32C so that a torn write or a
+//! flipped bit is found on replay. The byte layout is in `docs/format/wal.md` and in
+//! [`format`](mod@format).
+//!
+//! # Life cycle
+//!
+//! [`Wal::open`] replays every good record through a callback, cuts a torn or corrupt tail at
+//! the last good record (deleting any later segments), then starts the writer. [`Wal::append`]
+//! resolves once the record is written and, with [`FsyncPolicy::Always`], fsynced.
+//! [`Wal::close`] fsyncs and stops the writer.
+//!
+//! # Group commit
+//!
+//! Each WAL has a dedicated OS thread (see `writer.rs`). Appends send their record and a
+//! oneshot sender over a channel; the thread blocks for the first request, drains whatever else
+//! is queued (up to [`GROUP_COMMIT_MAX_BYTES`]), writes them with one `write`, fsyncs once and
+//! answers every waiter. Many concurrent appends therefore cost one fsync. Records reach the
+//! file in the order their requests reach the channel.
+//!
+//! # After an I/O error
+//!
+//! A failed write or fsync fails every append of that group and *poisons* the writer: later
+//! appends fail with [`WalError::Poisoned`] instead of writing after a possibly partial record
+//! (which replay would then never reach), and after a failed fsync the kernel may already have
+//! dropped the dirty pages, so retrying proves nothing. Reopening the WAL repairs the tail.
+//!
+//! # Where to start reading
+//!
+//! [`Wal::open`], then `replay.rs` (reading and repair) and `writer.rs` (the commit thread).
+
+pub mod format;
+
+mod error;
+mod replay;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+pub use error::WalError;
+
+use writer::Request;
+
+/// Upper bound on the record bytes one group write gathers before writing; a single larger
+/// record still goes alone.
+pub const GROUP_COMMIT_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// When the writer calls fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FsyncPolicy {
+    /// Fsync every group write before acknowledging it: an acknowledged record survives a
+    /// crash or power loss.
+    #[default]
+    Always,
+    /// Acknowledge after the write and fsync at most once per interval (and when the interval
+    /// has passed with unsynced data). Survives a process crash; a power loss may lose up to
+    /// one interval.
+    Interval(Duration),
+    /// Acknowledge after the write and leave syncing to the operating system (except on segment
+    /// creation and on [`Wal::close`]).
+    Never,
+}
+
+/// Options for [`Wal::open`].
+#[derive(Clone)]
+pub struct WalOptions {
+    /// When to fsync; default [`FsyncPolicy::Always`].
+    pub fsync: FsyncPolicy,
+    /// A new segment is started when the next record would push the current one past this many
+    /// bytes; default 128 MiB. A single record larger than this gets a segment of its own.
+    pub segment_max_bytes: u64,
+    /// Largest record [`Wal::append`] accepts, in bytes; default 64 MiB, at most
+    /// [`format::MAX_RECORD_LEN_LIMIT`]. Replay does not apply it, so lowering it never turns
+    /// existing records into corruption.
+    pub max_record_bytes: u64,
+    /// Called after each fsync of a segment with its duration (for self-metrics).
+    pub on_fsync: Option<Arc<dyn Fn(Duration) + Send + Sync>>,
+    /// Called with the bytes written by each group write (for self-metrics).
+    pub on_write: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl WalOptions {
+    /// Default [`WalOptions::segment_max_bytes`]: 128 MiB.
+    pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 128 * 1024 * 1024;
+    /// Default [`WalOptions::max_record_bytes`]: 64 MiB.
+    pub const DEFAULT_MAX_RECORD_BYTES: u64 = 64 * 1024 * 1024;
+
+    fn validate(&self) -> Result<(), WalError> {
+        if self.segment_max_bytes <= format::SEGMENT_HEADER_LEN as u64 {
+            return Err(WalError::InvalidOptions {
+                reason: "segment_max_bytes must be larger than the segment header",
+            });
+        }
+        if self.max_record_bytes > format::MAX_RECORD_LEN_LIMIT {
+            return Err(WalError::InvalidOptions {
+                reason: "max_record_bytes must fit in 32 bits",
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Default for WalOptions {
+    fn default() -> WalOptions {
+        WalOptions {
+            fsync: FsyncPolicy::Always,
+            segment_max_bytes: WalOptions::DEFAULT_SEGMENT_MAX_BYTES,
+            max_record_bytes: WalOptions::DEFAULT_MAX_RECORD_BYTES,
+            on_fsync: None,
+            on_write: None,
+        }
+    }
+}
+
+impl fmt::Debug for WalOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WalOptions")
+            .field("fsync", &self.fsync)
+            .field("segment_max_bytes", &self.segment_max_bytes)
+            .field("max_record_bytes", &self.max_record_bytes)
+            .field("on_fsync", &self.on_fsync.is_some())
+            .field("on_write", &self.on_write.is_some())
+            .finish()
+    }
+}
+
+/// What [`Wal::open`] found while replaying.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReplayReport {
+    /// Records handed to the visitor.
+    pub records: u64,
+    /// Payload bytes handed to the visitor (frame headers excluded).
+    pub bytes: u64,
+    /// Set when a torn or corrupt tail was cut off.
+    pub truncated: Option<Truncation>,
+}
+
+/// Where and why replay cut the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truncation {
+    /// Sequence number of the segment that was cut.
+    pub segment: u64,
+    /// Byte offset in that segment where the first bad frame started; the file now ends here
+    /// (0 when the segment was deleted because its header was incomplete).
+    pub offset: u64,
+    /// What was wrong at `offset`.
+    pub reason: TruncationReason,
+    /// Bytes removed: the rest of the cut segment plus every later segment.
+    pub bytes_dropped: u64,
+    /// Later segments deleted.
+    pub segments_removed: u64,
+}
+
+/// Why replay stopped at a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TruncationReason {
+    /// The segment is shorter than its header (crash while creating it).
+    IncompleteSegmentHeader,
+    /// The file ends inside a record frame header.
+    IncompleteRecordHeader,
+    /// The record's length runs past the end of the file.
+    IncompleteRecord {
+        /// The length the frame claims.
+        length: u32,
+    },
+    /// The record type is not one this version writes (0 is typical of zero-filled space).
+    UnknownRecordType(u8),
+    /// The stored CRC32C does not match the frame's bytes.
+    ChecksumMismatch {
+        /// The checksum stored in the frame.
+        stored: u32,
+        /// The checksum computed over the frame.
+        computed: u32,
+    },
+}
+
+impl fmt::Display for TruncationReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TruncationReason::IncompleteSegmentHeader => f.write_str("incomplete segment header"),
+            TruncationReason::IncompleteRecordHeader => f.write_str("incomplete record header"),
+            TruncationReason::IncompleteRecord { length } => {
+                write!(f, "record of {length} bytes runs past end of segment")
+            }
+            TruncationReason::UnknownRecordType(kind) => write!(f, "unknown record type {kind}"),
+            TruncationReason::ChecksumMismatch { stored, computed } => write!(
+                f,
+                "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+            ),
+        }
+    }
+}
+
+/// A handle to an open write-ahead log; cheap to clone, all clones share one writer thread.
+///
+/// Dropping every handle without [`Wal::close`] still stops the writer after a final fsync.
+#[derive(Clone)]
+pub struct Wal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    requests: mpsc::Sender<Request>,
+    closed: AtomicBool,
+    size: Arc<AtomicU64>,
+    max_record_bytes: u64,
+}
+
+impl Wal {
+    /// Opens the WAL in `dir`, replaying every good record in order through `visit`.
+    ///
+    /// Creates the directory if missing. A torn or corrupt frame ends replay: its segment is
+    /// truncated at the last good record, later segments are deleted, and a warning is logged
+    /// with the segment, offset and reason (also returned in [`ReplayReport::truncated`]). The
+    /// writer then appends to the last segment, or to a fresh one if there is none or it is
+    /// full. Blocking: call it from `spawn_blocking` inside an async runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::InvalidOptions`] for unusable options; [`WalError::BadHeader`] or
+    /// [`WalError::UnsupportedVersion`] for a segment this code does not recognise (left
+    /// untouched); [`WalError::MissingSegment`] for a gap in the sequence;
+    /// [`WalError::Io`] when the file system fails.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        opts: WalOptions,
+        mut visit: impl FnMut(&[u8]),
+    ) -> Result<(Wal, ReplayReport), WalError> {
+        opts.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let replayed = replay::replay(&dir, &mut visit)?;
+        let size = Arc::new(AtomicU64::new(replayed.total_bytes));
+        let writer = writer::Writer::start(&dir, replayed.last_segment, &opts, Arc::clone(&size))?;
+        let (requests, receiver) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("pharos-wal".to_owned())
+            .spawn(move || writer.run(receiver))
+            .map_err(|e| WalError::io("spawn writer thread for", &dir, e))?;
+        let wal = Wal {
+            inner: Arc::new(Inner {
+                dir,
+                requests,
+                closed: AtomicBool::new(false),
+                size,
+                max_record_bytes: opts.max_record_bytes,
+            }),
+        };
+        Ok((wal, replayed.report))
+    }
+
+    /// Appends one record; resolves once it is written and, with [`FsyncPolicy::Always`],
+    /// fsynced. Concurrent appends share one write and one fsync (group commit).
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::RecordTooLarge`] if the record exceeds [`WalOptions::max_record_bytes`];
+    /// [`WalError::Closed`] after [`Wal::close`]; [`WalError::Io`] if this group's write or
+    /// fsync failed, and [`WalError::Poisoned`] for every append after that.
+    pub async fn append(&self, record: Vec<u8>) -> Result<(), WalError> {
+        let size = record.len() as u64;
+        if size > self.inner.max_record_bytes {
+            return Err(WalError::RecordTooLarge {
+                size,
+                max: self.inner.max_record_bytes,
+            });
+        }
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(WalError::Closed);
+        }
+        let (done, answer) = oneshot::channel();
+        self.inner
+            .requests
+            .send(Request::Append { record, done })
+            .map_err(|_| WalError::Closed)?;
+        // A dropped sender means the writer stopped before reaching this request.
+        answer.await.unwrap_or(Err(WalError::Closed))
+    }
+
+    /// Writes what is queued, fsyncs and stops the writer; later appends fail with
+    /// [`WalError::Closed`]. Idempotent: closing a closed WAL returns `Ok(())`.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::Io`] if the final fsync fails, or [`WalError::Poisoned`] if the writer had
+    /// already failed.
+    pub async fn close(&self) -> Result<(), WalError> {
+        self.inner.closed.store(true, Ordering::Release);
+        let (done, answer) = oneshot::channel();
+        if self.inner.requests.send(Request::Close { done }).is_err() {
+            return Ok(());
+        }
+        answer.await.unwrap_or(Ok(()))
+    }
+
+    /// Returns the total size of the log's segment files now, in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.size.load(Ordering::Relaxed)
+    }
+
+    /// Returns the directory holding the segments.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+}
+
+impl fmt::Debug for Wal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.inner.dir)
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .field("size_bytes", &self.size_bytes())
+            .finish()
+    }
+}
