@@ -183,6 +183,7 @@ mod tests {
                 values: vec![KeyValue {
                     key: "k".into(),
                     value: Some(s("v")),
+                    ..Default::default()
                 }],
             })),
         };

@@ -46,7 +46,7 @@ pub trait Consumer<R>: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// The largest request body accepted, in bytes, before and after
-    /// decompression. Larger requests get HTTP 413 / gRPC `RESOURCE_EXHAUSTED`.
+    /// decompression. Larger requests get HTTP 413 / gRPC `OUT_OF_RANGE`.
     pub max_request_body_bytes: usize,
 }
 

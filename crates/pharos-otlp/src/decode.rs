@@ -134,10 +134,24 @@ where
 }
 
 fn decode_json<R: DeserializeOwned>(body: &[u8]) -> Result<R, DecodeError> {
+    // JSON text is UTF-8 (RFC 8259) everywhere, even in fields we would skip.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(DecodeError::Malformed {
+            what: "JSON",
+            detail: format!("body is not valid UTF-8: {e}"),
+        });
+    }
     let malformed = |e: serde_json::Error| DecodeError::Malformed {
         what: "JSON",
         detail: e.to_string(),
     };
+    // serde would read a JSON array as a struct's fields in order; OTLP/JSON is an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(DecodeError::Malformed {
+            what: "JSON",
+            detail: "expected a JSON object".into(),
+        });
+    }
     match serde_json::from_slice::<R>(body) {
         Ok(r) => Ok(r),
         Err(first) => {
@@ -162,11 +176,11 @@ fn rewrite_base64_ids(value: &mut serde_json::Value) -> bool {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
                 if matches!(k.as_str(), "traceId" | "spanId" | "parentSpanId") {
-                    if let Value::String(s) = v {
-                        if let Some(hex) = base64_id_to_hex(s) {
-                            *s = hex;
-                            changed = true;
-                        }
+                    if let Value::String(s) = v
+                        && let Some(hex) = base64_id_to_hex(s)
+                    {
+                        *s = hex;
+                        changed = true;
                     }
                 } else {
                     changed |= rewrite_base64_ids(v);
@@ -260,6 +274,7 @@ mod tests {
     fn malformed_bodies_are_errors() {
         assert!(decode::<ExportLogsServiceRequest>(Encoding::Json, b"{").is_err());
         assert!(decode::<ExportLogsServiceRequest>(Encoding::Json, b"\xff\xfe").is_err());
+        assert!(decode::<ExportLogsServiceRequest>(Encoding::Json, b"{\"x\":\"\xff\"}").is_err());
         assert!(
             decode::<ExportLogsServiceRequest>(Encoding::Protobuf, b"\x0a\xff\xff\xff").is_err()
         );

@@ -2,8 +2,9 @@
 //!
 //! A refusal maps to `RESOURCE_EXHAUSTED` (memory limit) or `UNAVAILABLE`
 //! (storage), each with a `google.rpc.RetryInfo` detail so OTLP exporters
-//! retry; a message above the size limit is refused by tonic with
-//! `RESOURCE_EXHAUSTED` before it is decoded. gzip is accepted and sent.
+//! retry. A message above the size limit is refused by tonic before it is
+//! decoded, with `OUT_OF_RANGE` (grpc-go says `RESOURCE_EXHAUSTED`; both are
+//! final for an OTLP exporter without `RetryInfo`). gzip is accepted and sent.
 
 use crate::signal::OtlpSignal;
 use crate::{ConsumeError, Consumer, Limits, RECEIVER_GRPC};

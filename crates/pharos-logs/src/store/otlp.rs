@@ -1,0 +1,175 @@
+//! How OTLP log records become Loki entries, following Loki 3's OTLP ingestion.
+//!
+//! - Stream labels: the resource attributes in [`INDEX_LABELS`], names normalised
+//!   ([`normalize_name`]: `.` and other non-alphanumerics → `_`); `service_name` is
+//!   `unknown_service` when the resource has no `service.name`.
+//! - Structured metadata: the other resource attributes, `scope_name`,
+//!   `scope_version`, scope attributes, log attributes, then `trace_id` and
+//!   `span_id` (hex), `severity_text`, `severity_number` (when set) and
+//!   `detected_level`; later sources win on a name clash.
+//! - Line: the body rendered with [`attrs::value_to_string`].
+//! - Timestamp: `time_unix_nano`, or `observed_time_unix_nano` when that is 0.
+//! - `detected_level`: from the severity number (trace, debug, info, warn, error,
+//!   fatal), else from a known severity text; left out when neither says.
+//!   Unlike Loki, the line's content is not scanned for a level.
+
+use std::collections::BTreeMap;
+
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use pharos_model::{ExportLogsServiceRequest, attrs};
+
+use super::{Entry, Labels};
+
+/// Resource attributes that become stream labels: Loki's default
+/// `default_resource_attributes_as_index_labels`.
+pub const INDEX_LABELS: &[&str] = &[
+    "service.name",
+    "service.namespace",
+    "service.instance.id",
+    "deployment.environment",
+    "deployment.environment.name",
+    "cloud.region",
+    "cloud.availability_zone",
+    "k8s.cluster.name",
+    "k8s.namespace.name",
+    "k8s.pod.name",
+    "k8s.container.name",
+    "container.name",
+    "k8s.replicaset.name",
+    "k8s.deployment.name",
+    "k8s.statefulset.name",
+    "k8s.daemonset.name",
+    "k8s.cronjob.name",
+    "k8s.job.name",
+];
+
+/// The `service_name` of streams whose resource has no `service.name`.
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
+
+/// Normalises an attribute name into a Loki label name: every character other than
+/// ASCII letters, digits and `_` becomes `_`, and a leading digit gets a `_` prefix.
+pub fn normalize_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// Returns Loki's `detected_level` for an OTLP severity, or `None` when unknown.
+pub fn detected_level(severity_number: i32, severity_text: &str) -> Option<&'static str> {
+    match severity_number {
+        1..=4 => return Some("trace"),
+        5..=8 => return Some("debug"),
+        9..=12 => return Some("info"),
+        13..=16 => return Some("warn"),
+        17..=20 => return Some("error"),
+        21..=24 => return Some("fatal"),
+        _ => {}
+    }
+    match severity_text.to_ascii_lowercase().as_str() {
+        "trace" => Some("trace"),
+        "debug" | "dbg" => Some("debug"),
+        "info" | "information" | "notice" => Some("info"),
+        "warn" | "warning" => Some("warn"),
+        "error" | "err" => Some("error"),
+        "fatal" | "critical" | "crit" | "panic" | "emergency" | "alert" => Some("fatal"),
+        _ => None,
+    }
+}
+
+/// Calls `f` with the stream labels and entry of every record of `req`, in order.
+pub fn for_each_entry(req: &ExportLogsServiceRequest, mut f: impl FnMut(&Labels, Entry)) {
+    for rl in &req.resource_logs {
+        let rattrs = rl
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or(&[]);
+        let mut labels = Labels::new();
+        let mut resource_meta = BTreeMap::new();
+        for kv in rattrs {
+            let value = kv
+                .value
+                .as_ref()
+                .map(attrs::value_to_string)
+                .unwrap_or_default();
+            if INDEX_LABELS.contains(&kv.key.as_str()) {
+                if !value.is_empty() {
+                    labels.insert(normalize_name(&kv.key), value);
+                }
+            } else {
+                resource_meta.insert(normalize_name(&kv.key), value);
+            }
+        }
+        labels
+            .entry("service_name".to_string())
+            .or_insert_with(|| UNKNOWN_SERVICE.to_string());
+        for sl in &rl.scope_logs {
+            let mut scope_meta = resource_meta.clone();
+            if let Some(scope) = &sl.scope {
+                if !scope.name.is_empty() {
+                    scope_meta.insert("scope_name".into(), scope.name.clone());
+                }
+                if !scope.version.is_empty() {
+                    scope_meta.insert("scope_version".into(), scope.version.clone());
+                }
+                insert_attrs(&mut scope_meta, &scope.attributes);
+            }
+            for r in &sl.log_records {
+                let mut meta = scope_meta.clone();
+                insert_attrs(&mut meta, &r.attributes);
+                if !r.trace_id.is_empty() {
+                    meta.insert("trace_id".into(), hex::encode(&r.trace_id));
+                }
+                if !r.span_id.is_empty() {
+                    meta.insert("span_id".into(), hex::encode(&r.span_id));
+                }
+                if !r.severity_text.is_empty() {
+                    meta.insert("severity_text".into(), r.severity_text.clone());
+                }
+                if r.severity_number != 0 {
+                    meta.insert("severity_number".into(), r.severity_number.to_string());
+                }
+                if let Some(level) = detected_level(r.severity_number, &r.severity_text) {
+                    meta.insert("detected_level".into(), level.into());
+                }
+                let ts = if r.time_unix_nano != 0 {
+                    r.time_unix_nano
+                } else {
+                    r.observed_time_unix_nano
+                };
+                let entry = Entry {
+                    ts_ns: i64::try_from(ts).unwrap_or(i64::MAX),
+                    line: r
+                        .body
+                        .as_ref()
+                        .map(attrs::value_to_string)
+                        .unwrap_or_default(),
+                    metadata: meta.into_iter().collect(),
+                };
+                f(&labels, entry);
+            }
+        }
+    }
+}
+
+fn insert_attrs(meta: &mut BTreeMap<String, String>, kvs: &[KeyValue]) {
+    for kv in kvs {
+        let value = kv
+            .value
+            .as_ref()
+            .map(attrs::value_to_string)
+            .unwrap_or_default();
+        meta.insert(normalize_name(&kv.key), value);
+    }
+}

@@ -1,0 +1,197 @@
+//! Store tests, and request builders the API tests share.
+
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, InstrumentationScope, KeyValue, any_value::Value,
+};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use super::*;
+
+/// Unix nanoseconds the fixture records are stamped after.
+pub(crate) const T0: u64 = 1_700_000_000_000_000_000;
+
+pub(crate) fn kv(key: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A record `secs` seconds after [`T0`] with body `line` and severity number `sev`.
+pub(crate) fn record(secs: u64, line: &str, sev: i32) -> LogRecord {
+    LogRecord {
+        time_unix_nano: T0 + secs * 1_000_000_000,
+        severity_number: sev,
+        body: Some(AnyValue {
+            value: Some(Value::StringValue(line.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn request(
+    resource: Vec<KeyValue>,
+    records: Vec<LogRecord>,
+) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: resource,
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: "lib".into(),
+                    ..Default::default()
+                }),
+                log_records: records,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+fn all(store: &LogStore, direction: Direction, limit: usize) -> Vec<SelectedStream> {
+    store.select(|_| true, |_| true, 0, i64::MAX, direction, limit)
+}
+
+#[test]
+fn otlp_maps_to_labels_and_structured_metadata() {
+    let store = LogStore::new();
+    let mut r = record(1, "hello", 17);
+    r.trace_id = vec![0xab; 16];
+    r.span_id = vec![0xcd; 8];
+    r.severity_text = "ERROR".into();
+    r.attributes.push(kv("http.method", "GET"));
+    store.apply(&request(
+        vec![
+            kv("service.name", "api"),
+            kv("k8s.pod.name", "p-1"),
+            kv("host.name", "h1"),
+        ],
+        vec![r],
+    ));
+    let got = all(&store, Direction::Forward, 10);
+    assert_eq!(got.len(), 1);
+    let labels: Vec<_> = got[0]
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    assert_eq!(labels, ["k8s_pod_name=p-1", "service_name=api"]);
+    let e = &got[0].entries[0];
+    assert_eq!(e.ts_ns, (T0 + 1_000_000_000) as i64);
+    assert_eq!(e.line, "hello");
+    let md: Vec<_> = e.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(
+        md,
+        [
+            "detected_level=error",
+            "host_name=h1",
+            "http_method=GET",
+            "scope_name=lib",
+            "severity_number=17",
+            "severity_text=ERROR",
+            &format!("span_id={}", "cd".repeat(8)),
+            &format!("trace_id={}", "ab".repeat(16)),
+        ]
+    );
+}
+
+#[test]
+fn missing_service_and_timestamps() {
+    let store = LogStore::new();
+    let mut observed = record(0, "obs", 0);
+    observed.time_unix_nano = 0;
+    observed.observed_time_unix_nano = 42;
+    let mut none = record(0, "none", 0);
+    none.time_unix_nano = 0;
+    let mut req = request(vec![], vec![observed, none]);
+    assert_eq!(store.sanitize(&mut req).count, 0);
+    assert!(req.resource_logs[0].scope_logs[0].log_records[1].observed_time_unix_nano > T0);
+    store.apply(&req);
+    let got = all(&store, Direction::Forward, 10);
+    assert_eq!(
+        got[0].labels.get("service_name").map(String::as_str),
+        Some("unknown_service")
+    );
+    assert_eq!(got[0].entries[0].ts_ns, 42);
+    assert_eq!(
+        got[0].entries[0].metadata,
+        [("scope_name".to_string(), "lib".to_string())],
+        "no level without severity"
+    );
+}
+
+#[test]
+fn entries_stay_time_ordered_and_limit_spans_streams() {
+    let store = LogStore::new();
+    store.apply(&request(
+        vec![kv("service.name", "a")],
+        vec![record(3, "a3", 9), record(1, "a1", 9)],
+    ));
+    store.apply(&request(
+        vec![kv("service.name", "b")],
+        vec![record(2, "b2", 9), record(4, "b4", 9)],
+    ));
+    store.apply(&request(
+        vec![kv("service.name", "a")],
+        vec![record(2, "a2", 9)],
+    ));
+    let lines = |streams: &[SelectedStream]| -> Vec<String> {
+        streams
+            .iter()
+            .map(|s| {
+                s.entries
+                    .iter()
+                    .map(|e| e.line.clone())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect()
+    };
+    assert_eq!(
+        lines(&all(&store, Direction::Forward, 10)),
+        ["a1,a2,a3", "b2,b4"]
+    );
+    assert_eq!(
+        lines(&all(&store, Direction::Backward, 10)),
+        ["a3,a2,a1", "b4,b2"]
+    );
+    assert_eq!(lines(&all(&store, Direction::Backward, 2)), ["a3", "b4"]);
+    assert_eq!(lines(&all(&store, Direction::Forward, 2)), ["a1,a2"]);
+    let window = store.select(
+        |_| true,
+        |e| e.line != "a3",
+        (T0 + 2_000_000_000) as i64,
+        (T0 + 4_000_000_000) as i64,
+        Direction::Forward,
+        10,
+    );
+    assert_eq!(lines(&window), ["a2", "b2"]);
+    assert_eq!(store.label_names(0, i64::MAX), ["service_name"]);
+    assert_eq!(
+        store.label_values("service_name", |_| true, 0, i64::MAX),
+        ["a", "b"]
+    );
+    assert!(store.series(|_| true, 0, T0 as i64).is_empty());
+    assert!(store.approx_bytes() > 0);
+}
+
+#[test]
+fn detected_levels() {
+    use otlp::detected_level;
+    assert_eq!(detected_level(1, ""), Some("trace"));
+    assert_eq!(detected_level(9, "whatever"), Some("info"));
+    assert_eq!(detected_level(13, ""), Some("warn"));
+    assert_eq!(detected_level(21, ""), Some("fatal"));
+    assert_eq!(detected_level(0, "Warning"), Some("warn"));
+    assert_eq!(detected_level(0, ""), None);
+    assert_eq!(otlp::normalize_name("k8s.pod-name"), "k8s_pod_name");
+    assert_eq!(otlp::normalize_name("1a"), "_1a");
+}

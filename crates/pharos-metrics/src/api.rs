@@ -1,0 +1,372 @@
+//! The Prometheus HTTP API (`/api/v1/*`) over a [`Querier`], as an axum [`Router`].
+//!
+//! Every endpoint answers GET and form-encoded POST, with Prometheus' parameter formats,
+//! JSON shapes and error wording. Handlers parse parameters ([`params`]), call the store or
+//! the engine, and write JSON ([`json`]); engine errors become wire errors only in
+//! [`ApiError::from_query`].
+//!
+//! Expressions the engine does not evaluate yet are refused as `bad_data` (400), the type
+//! Prometheus uses for queries it cannot accept, so clients show the message to the user.
+//!
+//! Architecture invariant: this is the only module of the slice that knows HTTP and JSON.
+
+pub mod json;
+pub mod params;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::MetricsStore;
+use crate::promql::{self, QueryError, QueryOptions};
+use crate::store::{Matcher, Querier};
+use params::{Form, parse_duration_ns, parse_time, parse_time_or};
+
+/// The most points a range query may return per series, as in Prometheus.
+const MAX_POINTS_PER_SERIES: i128 = 11_000;
+
+/// Prometheus' closed set of error types; each has one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    /// 400: the request is malformed.
+    BadData,
+    /// 422: the query failed while executing.
+    Execution,
+    /// 503: the query ran out of time.
+    Timeout,
+    /// 500: a bug or an unexpected condition.
+    Internal,
+}
+
+impl ErrorType {
+    /// Returns the `errorType` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::BadData => "bad_data",
+            ErrorType::Execution => "execution",
+            ErrorType::Timeout => "timeout",
+            ErrorType::Internal => "internal",
+        }
+    }
+
+    /// Returns the HTTP status Prometheus answers with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorType::BadData => StatusCode::BAD_REQUEST,
+            ErrorType::Execution => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorType::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error on the wire: `{"status":"error","errorType":...,"error":...}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The error type, which fixes the status code.
+    pub kind: ErrorType,
+    /// The message.
+    pub message: String,
+}
+
+impl ApiError {
+    fn bad_data(message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind: ErrorType::BadData,
+            message: message.into(),
+        }
+    }
+
+    /// Returns Prometheus' `invalid parameter "<name>": <err>` error.
+    fn invalid_param(name: &str, err: impl std::fmt::Display) -> ApiError {
+        ApiError::bad_data(format!("invalid parameter {name:?}: {err}"))
+    }
+
+    /// Maps an engine error to the wire: the one place that decides types and wording.
+    pub fn from_query(err: QueryError) -> ApiError {
+        match err {
+            QueryError::Parse(_) => ApiError::invalid_param("query", err),
+            QueryError::InvalidRangeType(_) | QueryError::Unsupported(_) => {
+                ApiError::bad_data(err.to_string())
+            }
+            QueryError::Timeout(_) => ApiError {
+                kind: ErrorType::Timeout,
+                message: err.to_string(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = String::from("{\"status\":\"error\",\"errorType\":\"");
+        body.push_str(self.kind.as_str());
+        body.push_str("\",\"error\":");
+        json::string(&mut body, &self.message);
+        body.push('}');
+        (
+            self.kind.status(),
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// A success body around already-written JSON `data`.
+struct Success(String);
+
+impl IntoResponse for Success {
+    fn into_response(self) -> Response {
+        let body = format!("{{\"status\":\"success\",\"data\":{}}}", self.0);
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+type Shared = Arc<dyn Querier>;
+
+/// Returns the Prometheus API router over a store.
+pub fn router(store: Arc<MetricsStore>) -> Router {
+    router_for(store)
+}
+
+/// Returns the Prometheus API router over any [`Querier`].
+pub fn router_for(querier: Arc<dyn Querier>) -> Router {
+    Router::new()
+        .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/metadata", get(metadata))
+        .with_state(querier)
+}
+
+/// Returns the request's form: a form-encoded body first, then the URL query.
+fn form(headers: &HeaderMap, query: Option<String>, body: &Bytes) -> Form {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    Form::parse(is_form.then_some(body.as_ref()), query.as_deref())
+}
+
+fn options(form: &Form) -> Result<QueryOptions, ApiError> {
+    let mut opts = QueryOptions::default();
+    let timeout = form.value("timeout");
+    if !timeout.is_empty() {
+        let ns = parse_duration_ns(timeout).map_err(|e| ApiError::invalid_param("timeout", e))?;
+        opts.deadline = Some(Instant::now() + Duration::from_nanos(ns.max(0) as u64));
+    }
+    Ok(opts)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+async fn query(
+    State(q): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    let form = form(&headers, raw, &body);
+    respond(instant(&*q, &form))
+}
+
+fn instant(q: &dyn Querier, form: &Form) -> Result<String, ApiError> {
+    let t = time_param(form, "time", now_ms())?;
+    let opts = options(form)?;
+    let value =
+        promql::instant_query(q, form.value("query"), t, &opts).map_err(ApiError::from_query)?;
+    let mut out = String::new();
+    json::query_data(&mut out, &value);
+    Ok(out)
+}
+
+async fn query_range(
+    State(q): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    let form = form(&headers, raw, &body);
+    respond(range(&*q, &form))
+}
+
+fn range(q: &dyn Querier, form: &Form) -> Result<String, ApiError> {
+    let start = parse_time(form.value("start")).map_err(|e| ApiError::invalid_param("start", e))?;
+    let end = parse_time(form.value("end")).map_err(|e| ApiError::invalid_param("end", e))?;
+    if end < start {
+        return Err(ApiError::invalid_param(
+            "end",
+            "end timestamp must not be before start time",
+        ));
+    }
+    let step_ns =
+        parse_duration_ns(form.value("step")).map_err(|e| ApiError::invalid_param("step", e))?;
+    if step_ns <= 0 {
+        return Err(ApiError::invalid_param(
+            "step",
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (i128::from(end) - i128::from(start)) * 1_000_000 / step_ns > MAX_POINTS_PER_SERIES {
+        return Err(ApiError::bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    let opts = options(form)?;
+    let step_ms = i64::try_from(step_ns / 1_000_000)
+        .unwrap_or(i64::MAX)
+        .max(1);
+    let value = promql::range_query(q, form.value("query"), start, end, step_ms, &opts)
+        .map_err(ApiError::from_query)?;
+    let mut out = String::new();
+    json::query_data(&mut out, &value);
+    Ok(out)
+}
+
+/// Parses `match[]` values into matcher sets, as Prometheus' `parseMatchersParam`.
+fn matcher_sets(form: &Form) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    let mut sets = Vec::new();
+    for s in form.values("match[]") {
+        let expr =
+            promql_parser::parser::parse(s).map_err(|e| ApiError::invalid_param("match[]", e))?;
+        let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
+            return Err(ApiError::invalid_param(
+                "match[]",
+                format!("expected a series selector, got {s:?}"),
+            ));
+        };
+        let set =
+            promql::selector_matchers(&vs).map_err(|e| ApiError::invalid_param("match[]", e))?;
+        if set.iter().all(|m| m.matches("")) {
+            return Err(ApiError::invalid_param(
+                "match[]",
+                "match[] must contain at least one non-empty matcher",
+            ));
+        }
+        sets.push(set);
+    }
+    Ok(sets)
+}
+
+/// Parses an optional time parameter as Prometheus' `parseTimeParam`, wording included.
+fn time_param(form: &Form, name: &str, default: i64) -> Result<i64, ApiError> {
+    parse_time_or(form.value(name), default)
+        .map_err(|e| ApiError::invalid_param(name, format!("Invalid time value for '{name}': {e}")))
+}
+
+fn time_range(form: &Form) -> Result<(i64, i64), ApiError> {
+    Ok((
+        time_param(form, "start", i64::MIN)?,
+        time_param(form, "end", i64::MAX)?,
+    ))
+}
+
+async fn series(
+    State(q): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    let form = form(&headers, raw, &body);
+    respond((|| {
+        if form.values("match[]").is_empty() {
+            return Err(ApiError::bad_data("no match[] parameter provided"));
+        }
+        let (start, end) = time_range(&form)?;
+        let sets = matcher_sets(&form)?;
+        let mut out = String::from("[");
+        for (i, l) in q.series(&sets, start, end).iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            json::labels(&mut out, l);
+        }
+        out.push(']');
+        Ok(out)
+    })())
+}
+
+async fn labels(
+    State(q): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    let form = form(&headers, raw, &body);
+    respond((|| {
+        let (start, end) = time_range(&form)?;
+        let sets = matcher_sets(&form)?;
+        let mut out = String::new();
+        json::strings(&mut out, &q.label_names(&sets, start, end));
+        Ok(out)
+    })())
+}
+
+async fn label_values(
+    State(q): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    let form = form(&headers, raw, &body);
+    respond((|| {
+        if !is_label_name(&name) {
+            return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+        }
+        let (start, end) = time_range(&form)?;
+        let sets = matcher_sets(&form)?;
+        let mut out = String::new();
+        json::strings(&mut out, &q.label_values(&name, &sets, start, end));
+        Ok(out)
+    })())
+}
+
+async fn buildinfo() -> Response {
+    let mut out = String::from("{\"version\":\"3.0.0\",\"revision\":");
+    json::string(&mut out, concat!("pharos-", env!("CARGO_PKG_VERSION")));
+    out.push_str(",\"branch\":\"\",\"buildUser\":\"\",\"buildDate\":\"\",\"goVersion\":\"\"}");
+    Success(out).into_response()
+}
+
+async fn metadata() -> Response {
+    Success("{}".into()).into_response()
+}
+
+fn respond(result: Result<String, ApiError>) -> Response {
+    match result {
+        Ok(data) => Success(data).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Returns whether `s` matches Prometheus' `^[a-zA-Z_][a-zA-Z0-9_]*$`.
+fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests;

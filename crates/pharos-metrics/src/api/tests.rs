@@ -1,0 +1,252 @@
+//! API tests through the router, comparing exact bodies.
+
+use axum::body::Body;
+use http::Request;
+use tower::ServiceExt;
+
+use super::*;
+use crate::store::{Labels, STALE_NAN_BITS};
+
+const T0: i64 = 1_700_000_000_000;
+
+fn store() -> Arc<MetricsStore> {
+    let s = MetricsStore::new();
+    let up = |job: &str| Labels::from_pairs([("__name__", "up"), ("job", job)]);
+    s.append_sample(up("a"), T0, 1.0);
+    s.append_sample(up("a"), T0 + 15_000, 0.0);
+    s.append_sample(up("b<"), T0 + 100, 0.5);
+    s.append_sample(up("b<"), T0 + 200, f64::from_bits(STALE_NAN_BITS));
+    s.append_sample(
+        Labels::from_pairs([("__name__", "x"), ("zone", "eu")]),
+        T0 + 60_000,
+        1e21,
+    );
+    Arc::new(s)
+}
+
+async fn call(req: Request<Body>) -> (u16, String) {
+    let resp = router(store()).oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+async fn check_get(uri: &str, status: u16, body: &str) {
+    let got = call(Request::get(uri).body(Body::empty()).unwrap()).await;
+    assert_eq!(got, (status, body.to_owned()), "GET {uri}");
+}
+
+async fn check_post(uri: &str, form: &str, status: u16, body: &str) {
+    let req = Request::post(uri)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_owned()))
+        .unwrap();
+    assert_eq!(
+        call(req).await,
+        (status, body.to_owned()),
+        "POST {uri} {form}"
+    );
+}
+
+#[tokio::test]
+async fn instant_vector_and_post_form() {
+    let expected = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a"},"value":[1700000000.150,"1"]},{"metric":{"__name__":"up","job":"b\u003c"},"value":[1700000000.150,"0.5"]}]}}"#;
+    check_get("/api/v1/query?query=up&time=1700000000.15", 200, expected).await;
+    check_post(
+        "/api/v1/query",
+        "query=up&time=2023-11-14T22%3A13%3A20.150Z",
+        200,
+        expected,
+    )
+    .await;
+    // After the stale marker and past the lookback of a's last sample.
+    check_get(
+        "/api/v1/query?query=up&time=1700000001",
+        200,
+        r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a"},"value":[1700000001,"1"]}]}}"#,
+    )
+    .await;
+    check_get(
+        "/api/v1/query?query=up&time=1700000400",
+        200,
+        r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn scalars_strings_and_matrices() {
+    check_get(
+        "/api/v1/query?query=1.5&time=10",
+        200,
+        r#"{"status":"success","data":{"resultType":"scalar","result":[10,"1.5"]}}"#,
+    )
+    .await;
+    check_get(
+        "/api/v1/query?query=%22a%3Cb%22&time=10",
+        200,
+        r#"{"status":"success","data":{"resultType":"string","result":[10,"a\u003cb"]}}"#,
+    )
+    .await;
+    check_get(
+        "/api/v1/query?query=x%5B5m%5D&time=1700000100",
+        200,
+        r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"x","zone":"eu"},"values":[[1700000060,"1e+21"]]}]}}"#,
+    )
+    .await;
+    check_get(
+        "/api/v1/query_range?query=up%7Bjob%3D%22a%22%7D&start=1700000000&end=1700000030&step=10s",
+        200,
+        r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"a"},"values":[[1700000000,"1"],[1700000010,"1"],[1700000020,"0"],[1700000030,"0"]]}]}}"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn parameter_errors_are_worded_like_prometheus() {
+    let bad = |msg: &str| {
+        format!(
+            r#"{{"status":"error","errorType":"bad_data","error":{}}}"#,
+            serde_json::to_string(msg).unwrap()
+        )
+    };
+    check_get("/api/v1/query?query=up&time=x", 400, &bad(r#"invalid parameter "time": Invalid time value for 'time': cannot parse "x" to a valid timestamp"#)).await;
+    check_get(
+        "/api/v1/query?query=up&timeout=zz",
+        400,
+        &bad(r#"invalid parameter "timeout": cannot parse "zz" to a valid duration"#),
+    )
+    .await;
+    check_get(
+        "/api/v1/query_range?query=up&start=x",
+        400,
+        &bad(r#"invalid parameter "start": cannot parse "x" to a valid timestamp"#),
+    )
+    .await;
+    check_get(
+        "/api/v1/query_range?query=up&start=1",
+        400,
+        &bad(r#"invalid parameter "end": cannot parse "" to a valid timestamp"#),
+    )
+    .await;
+    check_get(
+        "/api/v1/query_range?query=up&start=10&end=5&step=1",
+        400,
+        &bad(r#"invalid parameter "end": end timestamp must not be before start time"#),
+    )
+    .await;
+    check_get("/api/v1/query_range?query=up&start=0&end=5&step=0", 400, &bad(r#"invalid parameter "step": zero or negative query resolution step widths are not accepted. Try a positive integer"#)).await;
+    check_get(
+        "/api/v1/query_range?query=up&start=0&end=5&step=x",
+        400,
+        &bad(r#"invalid parameter "step": cannot parse "x" to a valid duration"#),
+    )
+    .await;
+    check_get(
+        "/api/v1/query_range?query=up&start=0&end=11001&step=1",
+        400,
+        &bad("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"),
+    )
+    .await;
+    check_get(
+        "/api/v1/query_range?query=up&start=0&end=11000&step=1",
+        200,
+        r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#,
+    )
+    .await;
+    check_get(
+        "/api/v1/query_range?query=up%5B1m%5D&start=0&end=1&step=1",
+        400,
+        &bad(r#"invalid expression type "range vector" for range query, must be Scalar or instant Vector"#),
+    )
+    .await;
+    check_get(
+        "/api/v1/query?query=sum(up)",
+        400,
+        &bad("unsupported expression: sum(up) (full PromQL arrives in a later release)"),
+    )
+    .await;
+    check_get(
+        "/api/v1/query?query=",
+        400,
+        &bad(r#"invalid parameter "query": 1:1: parse error: no expression found in input"#),
+    )
+    .await;
+    check_get("/api/v1/series", 400, &bad("no match[] parameter provided")).await;
+    check_get(
+        "/api/v1/label/1x/values",
+        400,
+        &bad(r#"invalid label name: "1x""#),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn metadata_endpoints() {
+    check_get(
+        "/api/v1/series?match[]=up&match[]=%7Bzone%3D%22eu%22%7D",
+        200,
+        r#"{"status":"success","data":[{"__name__":"up","job":"a"},{"__name__":"up","job":"b\u003c"},{"__name__":"x","zone":"eu"}]}"#,
+    )
+    .await;
+    check_post("/api/v1/series", "match[]=up&start=1700000000.2&end=1700000030", 200, r#"{"status":"success","data":[{"__name__":"up","job":"a"},{"__name__":"up","job":"b\u003c"}]}"#).await;
+    check_get(
+        "/api/v1/labels",
+        200,
+        r#"{"status":"success","data":["__name__","job","zone"]}"#,
+    )
+    .await;
+    check_get(
+        "/api/v1/labels?match[]=up",
+        200,
+        r#"{"status":"success","data":["__name__","job"]}"#,
+    )
+    .await;
+    check_get(
+        "/api/v1/label/__name__/values",
+        200,
+        r#"{"status":"success","data":["up","x"]}"#,
+    )
+    .await;
+    check_get(
+        "/api/v1/label/job/values?match[]=x",
+        200,
+        r#"{"status":"success","data":[]}"#,
+    )
+    .await;
+    check_get("/api/v1/metadata", 200, r#"{"status":"success","data":{}}"#).await;
+    let (status, body) = call(
+        Request::get("/api/v1/status/buildinfo")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        body.starts_with(r#"{"status":"success","data":{"version":"3.0.0","revision":"pharos-"#),
+        "{body}"
+    );
+}
+
+#[test]
+fn query_errors_map_to_wire_errors() {
+    let e = ApiError::from_query(QueryError::Timeout("expression evaluation"));
+    assert_eq!(
+        (e.kind.status().as_u16(), e.kind.as_str()),
+        (503, "timeout")
+    );
+    assert_eq!(e.message, "query timed out in expression evaluation");
+    let e = ApiError::from_query(QueryError::InvalidRangeType("string"));
+    assert_eq!(e.kind, ErrorType::BadData);
+    let e = ApiError::from_query(QueryError::Parse("1:2: parse error: x".into()));
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (
+            ErrorType::BadData,
+            r#"invalid parameter "query": 1:2: parse error: x"#
+        )
+    );
+}

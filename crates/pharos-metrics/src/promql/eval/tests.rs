@@ -1,0 +1,183 @@
+//! Evaluator tests over a small store: lookback, staleness, offset, `@`, matchers.
+
+use super::*;
+use crate::store::{Labels, MetricsStore, STALE_NAN_BITS};
+
+fn store() -> MetricsStore {
+    let s = MetricsStore::new();
+    let a = || Labels::from_pairs([("__name__", "m"), ("job", "a")]);
+    let b = || Labels::from_pairs([("__name__", "m"), ("job", "b")]);
+    // a: samples every 60s from 0 to 600s, then a stale marker at 660s.
+    for k in 0..=10 {
+        s.append_sample(a(), k * 60_000, k as f64);
+    }
+    s.append_sample(a(), 660_000, f64::from_bits(STALE_NAN_BITS));
+    // b: one sample at 30s, one at 1000s.
+    s.append_sample(b(), 30_000, 100.0);
+    s.append_sample(b(), 1_000_000, 200.0);
+    s.append_sample(
+        Labels::from_pairs([("__name__", "other"), ("x", "y\nz")]),
+        0,
+        1.0,
+    );
+    s
+}
+
+fn render(v: Value) -> String {
+    match v {
+        Value::Scalar { t_ms, value } => format!("scalar {t_ms}={value}"),
+        Value::String { t_ms, value } => format!("string {t_ms}={value}"),
+        Value::Vector(v) => v
+            .iter()
+            .map(|s| format!("{} {}={}", s.labels, s.t_ms, s.value))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Value::Matrix(m) => m
+            .iter()
+            .map(|s| {
+                let pts: Vec<String> = s.points.iter().map(|(t, v)| format!("{t}={v}")).collect();
+                format!("{} {}", s.labels, pts.join(" "))
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+fn check(query: &str, t_s: i64, expected: &str) {
+    let got = instant_query(&store(), query, t_s * 1000, &QueryOptions::default()).map(render);
+    assert_eq!(got.as_deref(), Ok(expected), "{query} @ {t_s}");
+}
+
+#[test]
+fn lookback_takes_newest_sample_within_five_minutes() {
+    check(
+        "m",
+        90,
+        "{__name__=\"m\", job=\"a\"} 90000=1\n{__name__=\"m\", job=\"b\"} 90000=100",
+    );
+    // b's sample at 30s is exactly 5m before 330s: the window is left-open, so it is gone.
+    check(
+        "m{job=\"b\"}",
+        329,
+        "{__name__=\"m\", job=\"b\"} 329000=100",
+    );
+    check("m{job=\"b\"}", 330, "");
+    check(
+        "m{job=\"b\"}",
+        1000,
+        "{__name__=\"m\", job=\"b\"} 1000000=200",
+    );
+}
+
+#[test]
+fn stale_marker_ends_the_series() {
+    check("m{job=\"a\"}", 659, "{__name__=\"m\", job=\"a\"} 659000=10");
+    check("m{job=\"a\"}", 660, "");
+    check("m{job=\"a\"}", 800, "");
+}
+
+#[test]
+fn offset_and_at_move_the_reference_time() {
+    check(
+        "m{job=\"a\"} offset 2m",
+        300,
+        "{__name__=\"m\", job=\"a\"} 300000=3",
+    );
+    check(
+        "m{job=\"a\"} @ 120",
+        5000,
+        "{__name__=\"m\", job=\"a\"} 5000000=2",
+    );
+    check(
+        "m{job=\"a\"} @ 180 offset -1m",
+        0,
+        "{__name__=\"m\", job=\"a\"} 0=4",
+    );
+}
+
+#[test]
+fn matchers_of_all_four_kinds() {
+    check("m{job!=\"a\"}", 60, "{__name__=\"m\", job=\"b\"} 60000=100");
+    check("m{job=~\"a|c\"}", 60, "{__name__=\"m\", job=\"a\"} 60000=1");
+    check(
+        "{__name__=~\"m|other\", job!~\"a\"}",
+        60,
+        "{__name__=\"m\", job=\"b\"} 60000=100\n{__name__=\"other\", x=\"y\\nz\"} 60000=1",
+    );
+    check(
+        "other{x=~\"y.z\"}",
+        0,
+        "{__name__=\"other\", x=\"y\\nz\"} 0=1",
+    );
+}
+
+#[test]
+fn matrix_selector_is_left_open_and_drops_stale_markers() {
+    check(
+        "m{job=\"a\"}[2m]",
+        240,
+        "{__name__=\"m\", job=\"a\"} 180000=3 240000=4",
+    );
+    check("m{job=\"a\"}[2m]", 720, "");
+}
+
+#[test]
+fn literals() {
+    check("1.5", 10, "scalar 10000=1.5");
+    check("-(2)", 10, "scalar 10000=-2");
+    check("\"hi\"", 10, "string 10000=hi");
+}
+
+#[test]
+fn range_query_steps_and_types() {
+    let s = store();
+    let got = range_query(
+        &s,
+        "m{job=\"a\"}",
+        600_000,
+        720_000,
+        30_000,
+        &QueryOptions::default(),
+    )
+    .map(render);
+    assert_eq!(
+        got.as_deref(),
+        Ok("{__name__=\"m\", job=\"a\"} 600000=10 630000=10")
+    );
+    let got = range_query(&s, "2", 0, 50_000, 20_000, &QueryOptions::default()).map(render);
+    assert_eq!(got.as_deref(), Ok("{} 0=2 20000=2 40000=2"));
+    assert_eq!(
+        range_query(&s, "m[5m]", 0, 1, 1, &QueryOptions::default()),
+        Err(QueryError::InvalidRangeType("range vector"))
+    );
+    assert_eq!(
+        range_query(&s, "\"x\"", 0, 1, 1, &QueryOptions::default()),
+        Err(QueryError::InvalidRangeType("string"))
+    );
+}
+
+#[test]
+fn unsupported_and_invalid_queries() {
+    let s = store();
+    let err = instant_query(&s, "sum(m)", 0, &QueryOptions::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unsupported expression: sum(m) (full PromQL arrives in a later release)"
+    );
+    assert!(matches!(
+        instant_query(&s, "m{", 0, &QueryOptions::default()),
+        Err(QueryError::Parse(_))
+    ));
+    assert!(matches!(
+        instant_query(&s, "", 0, &QueryOptions::default()),
+        Err(QueryError::Parse(_))
+    ));
+    let past = QueryOptions {
+        deadline: Some(Instant::now() - Duration::from_secs(1)),
+        ..Default::default()
+    };
+    assert_eq!(
+        instant_query(&s, "m", 0, &past),
+        Err(QueryError::Timeout("expression evaluation"))
+    );
+}

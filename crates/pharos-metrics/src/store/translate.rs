@@ -1,0 +1,426 @@
+//! OTLP metrics → Prometheus samples, following the OpenTelemetry "Prometheus and
+//! OpenMetrics compatibility" spec and Prometheus' own OTLP receiver.
+//!
+//! [`translate`] is pure: the same request always yields the same points in the same
+//! order, which keeps [`super::MetricsStore`]'s `apply` deterministic for WAL replay.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, HistogramDataPoint, Metric, NumberDataPoint, SummaryDataPoint,
+    metric::Data, number_data_point,
+};
+use pharos_model::{ExportMetricsServiceRequest, Rejected, attrs};
+
+use super::head::STALE_NAN_BITS;
+use super::labels::{Labels, METRIC_NAME};
+use super::names::{NameKind, label_name, metric_name};
+
+/// One sample to append, in request order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// The series' full label set, `__name__` included.
+    pub labels: Labels,
+    /// Milliseconds since the Unix epoch.
+    pub t_ms: i64,
+    /// The value; the stale marker for points flagged `NO_RECORDED_VALUE`.
+    pub value: f64,
+    /// Whether the value is a delta to add to the series' running total.
+    pub delta: bool,
+}
+
+const TARGET_INFO: &str = "target_info";
+const NO_RECORDED_VALUE: u32 = 1;
+
+/// Removes what the store cannot keep from `req` and says why; see [`super::MetricsStore`].
+pub fn sanitize(req: &mut ExportMetricsServiceRequest) -> Rejected {
+    let mut rejected = Rejected::default();
+    for rm in &mut req.resource_metrics {
+        for sm in &mut rm.scope_metrics {
+            sm.metrics.retain_mut(|m| sanitize_metric(m, &mut rejected));
+        }
+        rm.scope_metrics.retain(|sm| !sm.metrics.is_empty());
+    }
+    req.resource_metrics
+        .retain(|rm| !rm.scope_metrics.is_empty());
+    rejected
+}
+
+/// Returns whether to keep the metric, after dropping its unusable points.
+fn sanitize_metric(m: &mut Metric, rejected: &mut Rejected) -> bool {
+    let points = point_count(m);
+    if m.name.trim().is_empty() {
+        rejected.add(points, "metric without a name");
+        return false;
+    }
+    if metric_name(&m.name, "", NameKind::Gauge).is_empty() {
+        rejected.add(points, "metric name has no valid character");
+        return false;
+    }
+    const NO_TS: &str = "data point without a timestamp";
+    match &mut m.data {
+        None => return false,
+        Some(Data::ExponentialHistogram(_)) => {
+            rejected.add(points, "exponential histograms are not supported yet");
+            return false;
+        }
+        Some(Data::Sum(s)) => {
+            if s.aggregation_temporality == AggregationTemporality::Unspecified as i32 {
+                rejected.add(points, "sum with unspecified aggregation temporality");
+                return false;
+            }
+            retain_counted(
+                &mut s.data_points,
+                |p| p.time_unix_nano != 0,
+                rejected,
+                NO_TS,
+            );
+        }
+        Some(Data::Histogram(h)) => {
+            if h.aggregation_temporality == AggregationTemporality::Unspecified as i32 {
+                rejected.add(points, "histogram with unspecified aggregation temporality");
+                return false;
+            }
+            retain_counted(
+                &mut h.data_points,
+                |p| p.time_unix_nano != 0,
+                rejected,
+                NO_TS,
+            );
+            retain_counted(
+                &mut h.data_points,
+                |p| {
+                    p.bucket_counts.is_empty()
+                        || p.bucket_counts.len() == p.explicit_bounds.len() + 1
+                },
+                rejected,
+                "histogram bucket counts do not match its bounds",
+            );
+        }
+        Some(Data::Gauge(g)) => {
+            retain_counted(
+                &mut g.data_points,
+                |p| p.time_unix_nano != 0,
+                rejected,
+                NO_TS,
+            );
+        }
+        Some(Data::Summary(s)) => {
+            retain_counted(
+                &mut s.data_points,
+                |p| p.time_unix_nano != 0,
+                rejected,
+                NO_TS,
+            );
+        }
+    }
+    point_count(m) > 0
+}
+
+fn retain_counted<T>(
+    v: &mut Vec<T>,
+    keep: impl Fn(&T) -> bool,
+    rejected: &mut Rejected,
+    why: &str,
+) {
+    let before = v.len();
+    v.retain(|p| keep(p));
+    rejected.add((before - v.len()) as u64, why);
+}
+
+fn point_count(m: &Metric) -> u64 {
+    match &m.data {
+        Some(Data::Gauge(g)) => g.data_points.len() as u64,
+        Some(Data::Sum(s)) => s.data_points.len() as u64,
+        Some(Data::Histogram(h)) => h.data_points.len() as u64,
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len() as u64,
+        Some(Data::Summary(s)) => s.data_points.len() as u64,
+        None => 0,
+    }
+}
+
+/// Translates a sanitized request into points, in a deterministic order: each resource's
+/// metrics as they come, then its `target_info` samples in time order.
+pub fn translate(req: &ExportMetricsServiceRequest) -> Vec<Point> {
+    let mut out = Vec::new();
+    for rm in &req.resource_metrics {
+        let resource_attrs: &[KeyValue] = rm.resource.as_ref().map_or(&[], |r| &r.attributes);
+        let resource = ResourceLabels::new(resource_attrs);
+        let mut timestamps = BTreeSet::new();
+        for sm in &rm.scope_metrics {
+            let base = resource.with_scope(sm.scope.as_ref());
+            for m in &sm.metrics {
+                let start = out.len();
+                translate_metric(m, &base, &mut out);
+                timestamps.extend(out[start..].iter().map(|p| p.t_ms));
+            }
+        }
+        if let Some(info) = resource.target_info() {
+            for t in timestamps {
+                out.push(Point {
+                    labels: info.clone(),
+                    t_ms: t,
+                    value: 1.0,
+                    delta: false,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The labels a resource contributes: `job`/`instance`, and the rest for `target_info`.
+struct ResourceLabels {
+    job_instance: Vec<(String, String)>,
+    info: Vec<(String, String)>,
+}
+
+impl ResourceLabels {
+    fn new(attributes: &[KeyValue]) -> ResourceLabels {
+        let mut job_instance = Vec::new();
+        if let Some(name) = attrs::get_str(attributes, "service.name") {
+            let job = match attrs::get_str(attributes, "service.namespace") {
+                Some(ns) => format!("{ns}/{name}"),
+                None => name,
+            };
+            job_instance.push(("job".to_owned(), job));
+        }
+        if let Some(instance) = attrs::get_str(attributes, "service.instance.id") {
+            job_instance.push(("instance".to_owned(), instance));
+        }
+        let rest: Vec<&KeyValue> = attributes
+            .iter()
+            .filter(|kv| {
+                !matches!(
+                    kv.key.as_str(),
+                    "service.name" | "service.namespace" | "service.instance.id"
+                )
+            })
+            .collect();
+        ResourceLabels {
+            job_instance,
+            info: attribute_labels(rest),
+        }
+    }
+
+    /// Returns the labels every point of a scope starts from.
+    fn with_scope(&self, scope: Option<&InstrumentationScope>) -> BaseLabels<'_> {
+        let mut scope_labels = Vec::new();
+        if let Some(s) = scope {
+            if !s.name.is_empty() {
+                scope_labels.push(("otel_scope_name".to_owned(), s.name.clone()));
+            }
+            if !s.version.is_empty() {
+                scope_labels.push(("otel_scope_version".to_owned(), s.version.clone()));
+            }
+        }
+        BaseLabels {
+            scope: scope_labels,
+            job_instance: &self.job_instance,
+        }
+    }
+
+    /// Returns `target_info`'s labels, or `None` when no attribute is left for it.
+    fn target_info(&self) -> Option<Labels> {
+        if self.info.is_empty() {
+            return None;
+        }
+        let pairs = self
+            .info
+            .iter()
+            .cloned()
+            .chain(self.job_instance.iter().cloned())
+            .chain([(METRIC_NAME.to_owned(), TARGET_INFO.to_owned())]);
+        Some(Labels::from_pairs(pairs))
+    }
+}
+
+/// Scope and resource labels, merged with each point's attributes by [`BaseLabels::build`].
+struct BaseLabels<'a> {
+    scope: Vec<(String, String)>,
+    job_instance: &'a [(String, String)],
+}
+
+impl BaseLabels<'_> {
+    /// Returns a point's labels. Precedence, lowest first: point attributes, scope labels,
+    /// job/instance, then `extra` (`__name__`, `le`, `quantile`), as in Prometheus.
+    fn build(&self, attributes: &[KeyValue], extra: &[(&str, &str)]) -> Labels {
+        let pairs = attribute_labels(attributes.iter().collect())
+            .into_iter()
+            .chain(self.scope.iter().cloned())
+            .chain(self.job_instance.iter().cloned())
+            .chain(
+                extra
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            );
+        Labels::from_pairs(pairs)
+    }
+}
+
+/// Sanitizes attribute keys into label names; values of keys that collide after
+/// sanitizing are joined with `;` in key order, as Prometheus does.
+fn attribute_labels(attributes: Vec<&KeyValue>) -> Vec<(String, String)> {
+    let mut by_key: Vec<(&str, String)> = attributes
+        .into_iter()
+        .filter_map(|kv| {
+            kv.value
+                .as_ref()
+                .map(|v| (kv.key.as_str(), attrs::value_to_string(v)))
+        })
+        .collect();
+    by_key.sort_by(|a, b| a.0.cmp(b.0));
+    let mut merged: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in by_key {
+        let Some(name) = label_name(key) else {
+            continue;
+        };
+        merged
+            .entry(name)
+            .and_modify(|v| {
+                v.push(';');
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    merged.into_iter().collect()
+}
+
+fn translate_metric(m: &Metric, base: &BaseLabels<'_>, out: &mut Vec<Point>) {
+    match &m.data {
+        Some(Data::Gauge(g)) => {
+            let name = metric_name(&m.name, &m.unit, NameKind::Gauge);
+            for p in &g.data_points {
+                number_point(p, &name, base, false, out);
+            }
+        }
+        Some(Data::Sum(s)) => {
+            let kind = if s.is_monotonic {
+                NameKind::MonotonicCounter
+            } else {
+                NameKind::NonMonotonicCounter
+            };
+            let name = metric_name(&m.name, &m.unit, kind);
+            let delta = s.aggregation_temporality == AggregationTemporality::Delta as i32;
+            for p in &s.data_points {
+                number_point(p, &name, base, delta, out);
+            }
+        }
+        Some(Data::Histogram(h)) => {
+            let name = metric_name(&m.name, &m.unit, NameKind::Distribution);
+            let delta = h.aggregation_temporality == AggregationTemporality::Delta as i32;
+            for p in &h.data_points {
+                histogram_point(p, &name, base, delta, out);
+            }
+        }
+        Some(Data::Summary(s)) => {
+            let name = metric_name(&m.name, &m.unit, NameKind::Distribution);
+            for p in &s.data_points {
+                summary_point(p, &name, base, out);
+            }
+        }
+        Some(Data::ExponentialHistogram(_)) | None => {}
+    }
+}
+
+fn stale_or(flags: u32, v: f64) -> f64 {
+    if flags & NO_RECORDED_VALUE != 0 {
+        f64::from_bits(STALE_NAN_BITS)
+    } else {
+        v
+    }
+}
+
+fn ms(ns: u64) -> i64 {
+    (ns / 1_000_000) as i64
+}
+
+fn number_point(
+    p: &NumberDataPoint,
+    name: &str,
+    base: &BaseLabels<'_>,
+    delta: bool,
+    out: &mut Vec<Point>,
+) {
+    let v = match p.value {
+        Some(number_data_point::Value::AsDouble(d)) => d,
+        Some(number_data_point::Value::AsInt(i)) => i as f64,
+        None => 0.0,
+    };
+    out.push(Point {
+        labels: base.build(&p.attributes, &[(METRIC_NAME, name)]),
+        t_ms: ms(p.time_unix_nano),
+        value: stale_or(p.flags, v),
+        delta,
+    });
+}
+
+fn histogram_point(
+    p: &HistogramDataPoint,
+    name: &str,
+    base: &BaseLabels<'_>,
+    delta: bool,
+    out: &mut Vec<Point>,
+) {
+    let t_ms = ms(p.time_unix_nano);
+    let mut push = |suffix: &str, extra: Option<(&str, &str)>, v: f64| {
+        let full = format!("{name}{suffix}");
+        let mut labels: Vec<(&str, &str)> = vec![(METRIC_NAME, &full)];
+        labels.extend(extra);
+        out.push(Point {
+            labels: base.build(&p.attributes, &labels),
+            t_ms,
+            value: stale_or(p.flags, v),
+            delta,
+        });
+    };
+    if let Some(sum) = p.sum {
+        push("_sum", None, sum);
+    }
+    push("_count", None, p.count as f64);
+    let mut cumulative = 0u64;
+    for (bound, count) in p.explicit_bounds.iter().zip(&p.bucket_counts) {
+        cumulative += count;
+        push(
+            "_bucket",
+            Some(("le", &format_float(*bound))),
+            cumulative as f64,
+        );
+    }
+    push("_bucket", Some(("le", "+Inf")), p.count as f64);
+}
+
+fn summary_point(p: &SummaryDataPoint, name: &str, base: &BaseLabels<'_>, out: &mut Vec<Point>) {
+    let t_ms = ms(p.time_unix_nano);
+    let mut push = |metric: &str, extra: Option<(&str, &str)>, v: f64| {
+        let mut labels: Vec<(&str, &str)> = vec![(METRIC_NAME, metric)];
+        labels.extend(extra);
+        out.push(Point {
+            labels: base.build(&p.attributes, &labels),
+            t_ms,
+            value: stale_or(p.flags, v),
+            delta: false,
+        });
+    };
+    push(&format!("{name}_sum"), None, p.sum);
+    push(&format!("{name}_count"), None, p.count as f64);
+    for q in &p.quantile_values {
+        push(name, Some(("quantile", &format_float(q.quantile))), q.value);
+    }
+}
+
+/// Formats a float as Go's `strconv.FormatFloat(v, 'f', -1, 64)` does, which is how
+/// Prometheus renders `le`/`quantile` labels and sample values.
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_owned()
+    } else if v == f64::INFINITY {
+        "+Inf".to_owned()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".to_owned()
+    } else {
+        // Rust's Display is the shortest round-tripping form without an exponent, as 'f', -1.
+        format!("{v}")
+    }
+}

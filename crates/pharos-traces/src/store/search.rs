@@ -1,0 +1,110 @@
+//! Trace search by span properties: the scan behind Jaeger's `GET /api/traces`.
+
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use pharos_model::attrs;
+
+use super::{StoredSpan, is_error};
+
+/// What a trace search asks for. A trace matches when at least one of its spans
+/// satisfies every condition that is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceQuery {
+    /// The span's service (resource `service.name`).
+    pub service: Option<String>,
+    /// The span name.
+    pub operation: Option<String>,
+    /// Tags the span must carry, each compared as a string against the span's
+    /// attributes, then its resource's; `error=true`, `span.kind` and
+    /// `otel.status_code` are matched against the span's status and kind.
+    pub tags: Vec<(String, String)>,
+    /// Earliest span start, unix nanoseconds, inclusive.
+    pub start_ns: Option<u64>,
+    /// Latest span start, unix nanoseconds, inclusive.
+    pub end_ns: Option<u64>,
+    /// Shortest span duration, nanoseconds, inclusive.
+    pub min_duration_ns: Option<u64>,
+    /// Longest span duration, nanoseconds, inclusive.
+    pub max_duration_ns: Option<u64>,
+    /// At most this many traces are returned.
+    pub limit: usize,
+}
+
+impl Default for TraceQuery {
+    fn default() -> Self {
+        Self {
+            service: None,
+            operation: None,
+            tags: Vec::new(),
+            start_ns: None,
+            end_ns: None,
+            min_duration_ns: None,
+            max_duration_ns: None,
+            limit: 20,
+        }
+    }
+}
+
+/// Returns the lowercase name Jaeger and the OTel Collector use for an OTLP span kind,
+/// or `None` for `SPAN_KIND_UNSPECIFIED` and unknown values.
+pub fn span_kind_name(kind: i32) -> Option<&'static str> {
+    match SpanKind::try_from(kind).ok()? {
+        SpanKind::Unspecified => None,
+        SpanKind::Internal => Some("internal"),
+        SpanKind::Server => Some("server"),
+        SpanKind::Client => Some("client"),
+        SpanKind::Producer => Some("producer"),
+        SpanKind::Consumer => Some("consumer"),
+    }
+}
+
+impl TraceQuery {
+    pub(super) fn matches(&self, s: &StoredSpan) -> bool {
+        let span = &s.span;
+        if self
+            .service
+            .as_ref()
+            .is_some_and(|svc| *svc != s.resource.service)
+        {
+            return false;
+        }
+        if self.operation.as_ref().is_some_and(|op| *op != span.name) {
+            return false;
+        }
+        if self.start_ns.is_some_and(|t| span.start_time_unix_nano < t)
+            || self.end_ns.is_some_and(|t| span.start_time_unix_nano > t)
+        {
+            return false;
+        }
+        let duration = span
+            .end_time_unix_nano
+            .saturating_sub(span.start_time_unix_nano);
+        if self.min_duration_ns.is_some_and(|d| duration < d)
+            || self.max_duration_ns.is_some_and(|d| duration > d)
+        {
+            return false;
+        }
+        self.tags.iter().all(|(k, v)| tag_matches(s, k, v))
+    }
+}
+
+fn tag_matches(s: &StoredSpan, key: &str, want: &str) -> bool {
+    let span = &s.span;
+    match key {
+        "error" => return is_error(span) == (want == "true"),
+        "span.kind" => return span_kind_name(span.kind) == Some(want),
+        "otel.status_code" => {
+            let code = span.status.as_ref().map_or(0, |st| st.code);
+            return matches!((code, want), (1, "OK") | (2, "ERROR"));
+        }
+        _ => {}
+    }
+    let resource_attrs = s
+        .resource
+        .resource
+        .as_ref()
+        .map(|r| r.attributes.as_slice())
+        .unwrap_or(&[]);
+    [span.attributes.as_slice(), resource_attrs]
+        .iter()
+        .any(|a| attrs::get(a, key).is_some_and(|v| attrs::value_to_string(v) == want))
+}

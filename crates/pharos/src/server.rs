@@ -1,0 +1,362 @@
+//! Wiring: stores, write-ahead logs, receivers, query APIs, self-telemetry
+//! and shutdown. Almost no logic of its own; each piece lives in its crate.
+
+use crate::demo::Workload;
+use crate::ingest::{Ingest, MemoryLimiter, open_path};
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use pharos_model::Signal;
+use pharos_model::telemetry::{HttpLabels, SelfMetrics, SignalLabels};
+use pharos_otlp::Limits;
+use pharos_pipeline::config::{Config, FsyncMode, Receiver};
+use pharos_storage::{FsyncPolicy, WalOptions};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Where the server ended up listening (ports may come from the OS).
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub otlp_grpc: Vec<SocketAddr>,
+    pub otlp_http: Vec<SocketAddr>,
+    pub query: SocketAddr,
+}
+
+/// Runs the server until SIGTERM or Ctrl-C, with an optional demo workload.
+pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<()> {
+    let self_metrics = Arc::new(SelfMetrics::new());
+    let data = config.storage.path.clone();
+    std::fs::create_dir_all(&data)
+        .with_context(|| format!("creating the data directory {}", data.display()))?;
+
+    let metrics_store = Arc::new(pharos_metrics::MetricsStore::new());
+    let trace_store = Arc::new(pharos_traces::TraceStore::new());
+    let log_store = Arc::new(pharos_logs::LogStore::new());
+
+    let wal_options = |signal: Signal| {
+        let fsync_hist = self_metrics
+            .wal_fsync
+            .get_or_create(&SignalLabels {
+                signal: signal.as_str().into(),
+            })
+            .clone();
+        let bytes = self_metrics
+            .wal_bytes
+            .get_or_create(&SignalLabels {
+                signal: signal.as_str().into(),
+            })
+            .clone();
+        WalOptions {
+            fsync: match config.storage.wal.fsync {
+                FsyncMode::Always => FsyncPolicy::Always,
+                FsyncMode::Interval => FsyncPolicy::Interval(Duration::from_millis(
+                    config.storage.wal.fsync_interval_ms,
+                )),
+                FsyncMode::Never => FsyncPolicy::Never,
+            },
+            segment_max_bytes: config.storage.wal.segment_max_bytes,
+            on_fsync: Some(Arc::new(move |d: Duration| {
+                fsync_hist.observe(d.as_secs_f64())
+            })),
+            on_write: Some(Arc::new(move |n: u64| {
+                bytes.inc_by(n);
+            })),
+            ..WalOptions::default()
+        }
+    };
+    let wal_dir = data.join("wal");
+    let ingest = Arc::new(Ingest {
+        traces: open_path(
+            Signal::Traces,
+            trace_store.clone(),
+            &wal_dir.join("traces"),
+            wal_options(Signal::Traces),
+            config.has_pipeline("traces"),
+        )?,
+        metrics: open_path(
+            Signal::Metrics,
+            metrics_store.clone(),
+            &wal_dir.join("metrics"),
+            wal_options(Signal::Metrics),
+            config.has_pipeline("metrics"),
+        )?,
+        logs: open_path(
+            Signal::Logs,
+            log_store.clone(),
+            &wal_dir.join("logs"),
+            wal_options(Signal::Logs),
+            config.has_pipeline("logs"),
+        )?,
+        limiter: MemoryLimiter {
+            limit_bytes: config
+                .memory_limiter()
+                .map(|m| m.limit_bytes(total_memory_bytes()))
+                .unwrap_or(u64::MAX),
+        },
+    });
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let mut tasks = tokio::task::JoinSet::new();
+
+    // Receivers named by some pipeline.
+    let used: std::collections::BTreeSet<_> = config
+        .service
+        .pipelines
+        .values()
+        .flat_map(|p| p.receivers.iter().cloned())
+        .collect();
+    let mut bound_grpc = Vec::new();
+    let mut bound_http = Vec::new();
+    for id in &used {
+        let Receiver::Otlp(otlp) = &config.receivers[id];
+        if let Some(grpc) = &otlp.protocols.grpc {
+            let listener = bind(&grpc.endpoint).await?;
+            bound_grpc.push(listener.local_addr()?);
+            let limits = Limits {
+                max_request_body_bytes: (grpc.max_recv_msg_size_mib << 20) as usize,
+            };
+            let (t, m, l) =
+                pharos_otlp::grpc::services(ingest.clone(), self_metrics.clone(), limits);
+            let mut rx = shutdown_rx.clone();
+            tasks.spawn(async move {
+                tonic::transport::Server::builder()
+                    .add_service(t)
+                    .add_service(m)
+                    .add_service(l)
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(listener),
+                        async move {
+                            let _ = rx.wait_for(|v| *v).await;
+                        },
+                    )
+                    .await
+                    .context("OTLP/gRPC server")
+            });
+        }
+        if let Some(http) = &otlp.protocols.http {
+            let listener = bind(&http.endpoint).await?;
+            bound_http.push(listener.local_addr()?);
+            let limits = Limits {
+                max_request_body_bytes: http.max_request_body_size as usize,
+            };
+            let app = pharos_otlp::http::router(ingest.clone(), self_metrics.clone(), limits);
+            tasks.spawn(serve_http(
+                listener,
+                with_http_metrics(app, "otlp_http", &self_metrics),
+                shutdown_rx.clone(),
+            ));
+        }
+    }
+
+    let query_listener = bind(&config.query.endpoint).await?;
+    let bound = Bound {
+        otlp_grpc: bound_grpc,
+        otlp_http: bound_http,
+        query: query_listener.local_addr()?,
+    };
+    let own = Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(Own {
+            metrics: self_metrics.clone(),
+            ingest: ingest.clone(),
+            shutting_down: shutting_down.clone(),
+        });
+    let query_app = own
+        .merge(pharos_metrics::api::router(metrics_store))
+        .merge(pharos_traces::api::router(trace_store))
+        .merge(pharos_logs::api::router(log_store));
+    tasks.spawn(serve_http(
+        query_listener,
+        with_http_metrics(query_app, "query", &self_metrics),
+        shutdown_rx.clone(),
+    ));
+
+    // One line on stdout that scripts and tests can read.
+    println!(
+        "pharos ready: otlp_grpc={} otlp_http={} query=http://{}",
+        join(&bound.otlp_grpc),
+        join(&bound.otlp_http),
+        bound.query
+    );
+    tracing::info!(?bound, data_dir = %data.display(), "pharos is ready");
+
+    if let Some(w) = workload {
+        let Some(grpc) = bound.otlp_grpc.first().copied() else {
+            anyhow::bail!("the demo needs an OTLP/gRPC receiver");
+        };
+        crate::demo::print_banner(&bound);
+        let rx = shutdown_rx.clone();
+        tasks.spawn(async move { crate::demo::run(w, grpc, rx).await });
+    }
+
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        Some(res) = tasks.join_next() => {
+            // A server task ended on its own: report it and stop the rest.
+            match res {
+                Ok(Ok(())) => tracing::warn!("a server task ended; shutting down"),
+                Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "a server task failed; shutting down"),
+                Err(e) => tracing::error!(error = %e, "a server task panicked; shutting down"),
+            }
+        }
+    }
+    shutting_down.store(true, Ordering::SeqCst);
+    let _ = shutdown_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close within 10s");
+    }
+    ingest.close().await;
+    tracing::info!("write-ahead logs flushed; bye");
+    Ok(())
+}
+
+fn join(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn bind(endpoint: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(endpoint)
+        .await
+        .with_context(|| format!("binding {endpoint}"))
+}
+
+async fn serve_http(
+    listener: TcpListener,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|v| *v).await;
+        })
+        .await
+        .context("HTTP server")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn total_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(8 << 30)
+}
+
+#[derive(Clone)]
+struct Own {
+    metrics: Arc<SelfMetrics>,
+    ingest: Arc<Ingest>,
+    shutting_down: Arc<AtomicBool>,
+}
+
+async fn metrics_handler(State(own): State<Own>) -> Response {
+    for (signal, bytes) in [
+        (Signal::Traces, own.ingest.traces.store.approx_bytes()),
+        (Signal::Metrics, own.ingest.metrics.store.approx_bytes()),
+        (Signal::Logs, own.ingest.logs.store.approx_bytes()),
+    ] {
+        own.metrics
+            .head_bytes
+            .get_or_create(&SignalLabels {
+                signal: signal.as_str().into(),
+            })
+            .set(bytes as i64);
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        own.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(own): State<Own>) -> Response {
+    if own.shutting_down.load(Ordering::SeqCst) {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n",
+        )
+            .into_response()
+    } else {
+        "ready\n".into_response()
+    }
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}
+
+fn with_http_metrics(app: Router, port: &'static str, metrics: &Arc<SelfMetrics>) -> Router {
+    let metrics = metrics.clone();
+    app.layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| {
+            let metrics = metrics.clone();
+            async move {
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "unmatched".into());
+                let start = Instant::now();
+                let resp = next.run(req).await;
+                metrics
+                    .http_duration
+                    .get_or_create(&HttpLabels {
+                        port: port.into(),
+                        route,
+                        code: resp.status().as_u16().to_string(),
+                    })
+                    .observe(start.elapsed().as_secs_f64());
+                resp
+            }
+        },
+    ))
+}
