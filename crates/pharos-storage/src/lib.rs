@@ -14,4 +14,6 @@
 
 pub mod wal;
 
-pub use wal::{FsyncPolicy, ReplayReport, Truncation, TruncationReason, Wal, WalError, WalOptions};
+pub use wal::{
+    FsyncPolicy, Pending, ReplayReport, Truncation, TruncationReason, Wal, WalError, WalOptions,
+};

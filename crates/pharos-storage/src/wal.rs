@@ -269,6 +269,19 @@ impl Wal {
     /// [`WalError::Closed`] after [`Wal::close`]; [`WalError::Io`] if this group's write or
     /// fsync failed, and [`WalError::Poisoned`] for every append after that.
     pub async fn append(&self, record: Vec<u8>) -> Result<(), WalError> {
+        self.submit(record)?.await
+    }
+
+    /// Queues one record without waiting, returning a future that resolves as
+    /// [`Wal::append`] would. Records are written in the order of `submit`
+    /// calls, so a caller that must apply records in log order can take a
+    /// ticket under the same lock as its `submit`.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::RecordTooLarge`] or [`WalError::Closed`] at once; the
+    /// future yields the errors of [`Wal::append`].
+    pub fn submit(&self, record: Vec<u8>) -> Result<Pending, WalError> {
         let size = record.len() as u64;
         if size > self.inner.max_record_bytes {
             return Err(WalError::RecordTooLarge {
@@ -284,8 +297,7 @@ impl Wal {
             .requests
             .send(Request::Append { record, done })
             .map_err(|_| WalError::Closed)?;
-        // A dropped sender means the writer stopped before reaching this request.
-        answer.await.unwrap_or(Err(WalError::Closed))
+        Ok(Pending { answer })
     }
 
     /// Writes what is queued, fsyncs and stops the writer; later appends fail with
@@ -322,5 +334,26 @@ impl fmt::Debug for Wal {
             .field("closed", &self.inner.closed.load(Ordering::Relaxed))
             .field("size_bytes", &self.size_bytes())
             .finish()
+    }
+}
+
+/// An append queued by [`Wal::submit`]; resolves once the record is written
+/// (and fsynced under [`FsyncPolicy::Always`]).
+#[must_use = "a queued record is only known durable once this resolves"]
+pub struct Pending {
+    answer: oneshot::Receiver<Result<(), WalError>>,
+}
+
+impl std::future::Future for Pending {
+    type Output = Result<(), WalError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        // A dropped sender means the writer stopped before reaching this request.
+        std::pin::Pin::new(&mut self.answer)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(WalError::Closed)))
     }
 }

@@ -1,17 +1,26 @@
 //! The ingest path behind every receiver: memory limit, store sanitising,
 //! the write-ahead log, then the head.
 //!
-//! Invariant: a request is acknowledged only after its WAL append returned
-//! (durable under the default `fsync: always`), and it is applied to the
-//! head before the acknowledgement, so a client can read what it just wrote.
+//! Invariants:
+//! - a request is acknowledged only after its WAL append returned (durable
+//!   under the default `fsync: always`), and it is applied to the head before
+//!   the acknowledgement, so a client can read what it just wrote;
+//! - requests are applied to the head in the order of the log, so the head
+//!   after a replay is the head before the crash (delta-to-cumulative sums
+//!   and out-of-order checks depend on it). Each request takes a ticket
+//!   under the same lock as its WAL submit and waits for its turn to apply;
+//! - once submitted, a request is applied even if its client goes away: the
+//!   wait and the apply run in a task of their own.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use parking_lot::Mutex;
 use pharos_model::{ItemCount, Rejected, Signal, Store};
 use pharos_otlp::{ConsumeError, Consumer};
 use pharos_storage::Wal;
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// One signal's store and log.
 pub struct SignalPath<R> {
@@ -20,6 +29,19 @@ pub struct SignalPath<R> {
     pub wal: Wal,
     /// Whether a pipeline of this signal is configured; if not, requests are refused.
     pub enabled: bool,
+    /// The next ticket to hand out; held while submitting to the log.
+    next_ticket: Mutex<u64>,
+    /// The ticket whose turn it is to apply.
+    turn: Arc<watch::Sender<u64>>,
+}
+
+/// Advances the turn when dropped, so a panicking apply cannot stall the queue.
+struct TurnGuard(Arc<watch::Sender<u64>>);
+
+impl Drop for TurnGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|t| *t += 1);
+    }
 }
 
 /// The memory budget over all heads.
@@ -104,11 +126,36 @@ where
         if req.item_count() == 0 {
             return Ok(rejected);
         }
-        path.wal
-            .append(req.encode_to_vec())
-            .await
-            .map_err(|e| ConsumeError::Unavailable(format!("write-ahead log: {e}")))?;
-        path.store.apply(&req);
+        let unavailable = |e: pharos_storage::WalError| {
+            ConsumeError::Unavailable(format!("write-ahead log: {e}"))
+        };
+        let (ticket, pending) = {
+            let mut next = path.next_ticket.lock();
+            let pending = path.wal.submit(req.encode_to_vec()).map_err(unavailable)?;
+            *next += 1;
+            (*next - 1, pending)
+        };
+        let store = path.store.clone();
+        let turn = path.turn.clone();
+        let applied = tokio::spawn(async move {
+            let written = pending.await;
+            let mut rx = turn.subscribe();
+            // The sender lives as long as `turn`, which this task holds.
+            let _ = rx.wait_for(|t| *t == ticket).await;
+            let _advance = TurnGuard(turn);
+            if written.is_ok() {
+                store.apply(&req);
+            }
+            written
+        });
+        match applied.await {
+            Ok(written) => written.map_err(unavailable)?,
+            Err(e) => {
+                return Err(ConsumeError::Unavailable(format!(
+                    "applying to the head failed: {e}"
+                )));
+            }
+        }
         Ok(rejected)
     }
 }
@@ -157,5 +204,114 @@ where
         store,
         wal,
         enabled,
+        next_ticket: Mutex::new(0),
+        turn: Arc::new(watch::channel(0).0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+
+    /// Records the order requests are applied in; each apply takes a while,
+    /// so two applies running at once would finish out of order.
+    #[derive(Default)]
+    struct Recording(parking_lot::Mutex<Vec<u64>>);
+
+    impl Store<ExportLogsServiceRequest> for Recording {
+        fn apply(&self, req: &ExportLogsServiceRequest) {
+            let id = req.resource_logs[0].scope_logs[0].log_records[0].time_unix_nano;
+            std::thread::sleep(std::time::Duration::from_micros(300 * (id % 3)));
+            self.0.lock().push(id);
+        }
+
+        fn approx_bytes(&self) -> u64 {
+            0
+        }
+    }
+
+    fn request(id: u64) -> ExportLogsServiceRequest {
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord {
+                        time_unix_nano: id,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn applies_follow_log_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = Arc::new(Recording::default());
+        let opts = pharos_storage::WalOptions {
+            fsync: pharos_storage::FsyncPolicy::Never,
+            ..Default::default()
+        };
+        let path = open_path(Signal::Logs, store.clone(), dir.path(), opts.clone(), true).unwrap();
+        let ingest = Arc::new(Ingest {
+            traces: open_path(
+                Signal::Traces,
+                Arc::new(NoStore),
+                &dir.path().join("t"),
+                opts.clone(),
+                true,
+            )
+            .unwrap(),
+            metrics: open_path(
+                Signal::Metrics,
+                Arc::new(NoStore),
+                &dir.path().join("m"),
+                opts.clone(),
+                true,
+            )
+            .unwrap(),
+            logs: path,
+            limiter: MemoryLimiter {
+                limit_bytes: u64::MAX,
+            },
+        });
+        rt.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for id in 0..300u64 {
+                let ingest = ingest.clone();
+                tasks.spawn(async move {
+                    Consumer::<ExportLogsServiceRequest>::consume(&*ingest, request(id)).await
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                r.unwrap().unwrap();
+            }
+            ingest.close().await;
+        });
+        let live = store.0.lock().clone();
+        assert_eq!(live.len(), 300);
+        let replayed = Arc::new(Recording::default());
+        open_path(Signal::Logs, replayed.clone(), dir.path(), opts, true).unwrap();
+        assert_eq!(
+            *replayed.0.lock(),
+            live,
+            "the head must see requests in log order"
+        );
+    }
+
+    struct NoStore;
+
+    impl<R> Store<R> for NoStore {
+        fn apply(&self, _: &R) {}
+        fn approx_bytes(&self) -> u64 {
+            0
+        }
+    }
 }
