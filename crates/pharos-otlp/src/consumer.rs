@@ -13,14 +13,18 @@ pub enum ConsumeError {
     /// The server cannot take data now (WAL failure, shutting down).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// No pipeline takes this signal; retrying will not help.
+    #[error("no pipeline: {0}")]
+    NoPipeline(String),
 }
 
 impl ConsumeError {
-    /// How long clients are told to wait before retrying.
-    pub fn retry_after(&self) -> Duration {
+    /// How long clients are told to wait before retrying; `None` when retrying cannot help.
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ConsumeError::MemoryLimit(_) => Duration::from_secs(5),
-            ConsumeError::Unavailable(_) => Duration::from_secs(10),
+            ConsumeError::MemoryLimit(_) => Some(Duration::from_secs(5)),
+            ConsumeError::Unavailable(_) => Some(Duration::from_secs(10)),
+            ConsumeError::NoPipeline(_) => None,
         }
     }
 
@@ -29,6 +33,7 @@ impl ConsumeError {
         match self {
             ConsumeError::MemoryLimit(_) => "memory_limit",
             ConsumeError::Unavailable(_) => "unavailable",
+            ConsumeError::NoPipeline(_) => "no_pipeline",
         }
     }
 }

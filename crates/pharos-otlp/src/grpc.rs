@@ -89,17 +89,22 @@ impl<C> Otlp<C> {
     }
 }
 
-/// The gRPC status for a refused request, with `RetryInfo`.
+/// The gRPC status for a refused request, with `RetryInfo` when a retry can help.
 fn refusal(e: &ConsumeError) -> Status {
     let code = match e {
         ConsumeError::MemoryLimit(_) => tonic::Code::ResourceExhausted,
         ConsumeError::Unavailable(_) => tonic::Code::Unavailable,
+        // What the Collector answers for a signal it has no pipeline for.
+        ConsumeError::NoPipeline(_) => tonic::Code::Unimplemented,
     };
-    Status::with_error_details(
-        code,
-        e.to_string(),
-        ErrorDetails::with_retry_info(Some(e.retry_after())),
-    )
+    match e.retry_after() {
+        Some(delay) => Status::with_error_details(
+            code,
+            e.to_string(),
+            ErrorDetails::with_retry_info(Some(delay)),
+        ),
+        None => Status::new(code, e.to_string()),
+    }
 }
 
 #[tonic::async_trait]

@@ -4,7 +4,7 @@
 //! export response (with `partialSuccess` when items were rejected), 400 for
 //! a body that does not decode, 413 above the size limit, 415 for a content
 //! type other than protobuf or JSON, 429 (memory limit) or 503 (storage
-//! unavailable) with `Retry-After`. Error bodies are a `google.rpc.Status`
+//! unavailable) with `Retry-After`, 404 for a signal no pipeline takes. Error bodies are a `google.rpc.Status`
 //! in the request's encoding.
 
 use crate::decode::{self, DecodeError, Encoding};
@@ -135,12 +135,13 @@ fn consume_error(encoding: Encoding, e: &ConsumeError) -> Response {
     let status = match e {
         ConsumeError::MemoryLimit(_) => StatusCode::TOO_MANY_REQUESTS,
         ConsumeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ConsumeError::NoPipeline(_) => StatusCode::NOT_FOUND,
     };
     status_response(
         encoding,
         status,
         &e.to_string(),
-        Some(e.retry_after().as_secs()),
+        e.retry_after().map(|d| d.as_secs()),
     )
 }
 
@@ -183,6 +184,7 @@ fn grpc_code(status: StatusCode) -> i32 {
             tonic::Code::ResourceExhausted as i32
         }
         StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable as i32,
+        StatusCode::NOT_FOUND => tonic::Code::Unimplemented as i32,
         _ => tonic::Code::Unknown as i32,
     }
 }

@@ -110,7 +110,7 @@ where
     async fn consume(&self, mut req: R) -> Result<Rejected, ConsumeError> {
         let path = self.path();
         if !path.enabled {
-            return Err(ConsumeError::Unavailable(format!(
+            return Err(ConsumeError::NoPipeline(format!(
                 "no {} pipeline is configured",
                 path.signal.as_str()
             )));

@@ -409,3 +409,43 @@ async fn over_the_memory_limit_requests_are_refused_retryably() {
         .sum();
     assert_eq!(n, accepted);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_without_a_pipeline_is_refused_for_good() {
+    let dir = tempdir();
+    let p = Pharos::start_with(
+        dir.path(),
+        "service:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [pharos]\n",
+    );
+    let body = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let r = post(
+        &p.h("/v1/logs"),
+        Some("application/x-protobuf"),
+        None,
+        body.encode_to_vec(),
+    )
+    .await;
+    assert_status_proto(&r, 404, 12, "no logs pipeline");
+    assert_eq!(r.retry_after, None, "retrying cannot help");
+    let mut client = LogsServiceClient::connect(p.grpc_url()).await.unwrap();
+    let err = client.export(body).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    // Traces still flow.
+    let r = post(
+        &p.h("/v1/traces"),
+        Some("application/x-protobuf"),
+        None,
+        traces(vec![span(vec![0xab; 16], "acknowledged")]).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_healthy(&p, &"ab".repeat(16)).await;
+}
