@@ -303,6 +303,12 @@ impl Config {
                 check_endpoint(&format!("receivers.{id}.protocols"), endpoint)?;
             }
         }
+        for (id, p) in &self.processors {
+            if let Processor::MemoryLimiter(m) = p {
+                m.check_interval()
+                    .map_err(|e| format!("processors.{id}.{e}"))?;
+            }
+        }
         check_endpoint("query.endpoint", &self.query.endpoint)?;
         if self.storage.wal.fsync == FsyncMode::Interval && self.storage.wal.fsync_interval_ms == 0
         {

@@ -44,9 +44,50 @@ impl Drop for TurnGuard {
     }
 }
 
-/// The memory budget over all heads.
+/// The memory budget: the process' resident memory, sampled every
+/// `check_interval`, plus what the heads grew since the sample.
 pub struct MemoryLimiter {
     pub limit_bytes: u64,
+    /// (resident bytes, head bytes) at the last sample; (0, 0) before the first.
+    sample: Mutex<(u64, u64)>,
+}
+
+impl MemoryLimiter {
+    /// A limiter with no sample yet: until one arrives, head bytes alone count.
+    pub fn new(limit_bytes: u64) -> Self {
+        MemoryLimiter {
+            limit_bytes,
+            sample: Mutex::new((0, 0)),
+        }
+    }
+
+    /// Records a sample of resident memory and the heads' size at that moment.
+    pub fn record_sample(&self, resident_bytes: u64, head_bytes: u64) {
+        *self.sample.lock() = (resident_bytes, head_bytes);
+    }
+
+    /// Estimates memory in use now, given the heads' size now.
+    pub fn estimate(&self, head_bytes_now: u64) -> u64 {
+        let (resident, heads) = *self.sample.lock();
+        if resident == 0 {
+            head_bytes_now
+        } else {
+            resident + head_bytes_now.saturating_sub(heads)
+        }
+    }
+}
+
+/// Returns the process' resident set size, where the OS tells it.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// The ingest path of all three signals.
@@ -115,10 +156,10 @@ where
                 path.signal.as_str()
             )));
         }
-        let used = self.head_bytes();
+        let used = self.limiter.estimate(self.head_bytes());
         if used >= self.limiter.limit_bytes {
             return Err(ConsumeError::MemoryLimit(format!(
-                "heads hold {used} bytes, the limit is {} bytes",
+                "using about {used} bytes, the limit is {} bytes",
                 self.limiter.limit_bytes
             )));
         }
@@ -278,9 +319,7 @@ mod tests {
             )
             .unwrap(),
             logs: path,
-            limiter: MemoryLimiter {
-                limit_bytes: u64::MAX,
-            },
+            limiter: MemoryLimiter::new(u64::MAX),
         });
         rt.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
@@ -303,6 +342,24 @@ mod tests {
             *replayed.0.lock(),
             live,
             "the head must see requests in log order"
+        );
+    }
+
+    #[test]
+    fn limiter_adds_head_growth_to_the_last_sample() {
+        let l = MemoryLimiter::new(100);
+        assert_eq!(l.estimate(40), 40, "heads alone before the first sample");
+        l.record_sample(70, 10);
+        assert_eq!(l.estimate(10), 70);
+        assert_eq!(l.estimate(45), 105);
+        assert_eq!(
+            l.estimate(5),
+            70,
+            "shrinking heads do not go below the sample"
+        );
+        assert!(
+            resident_bytes().is_some_and(|b| b > 1 << 20),
+            "Linux reports VmRSS"
         );
     }
 

@@ -94,13 +94,27 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
             wal_options(Signal::Logs),
             config.has_pipeline("logs"),
         )?,
-        limiter: MemoryLimiter {
-            limit_bytes: config
+        limiter: MemoryLimiter::new(
+            config
                 .memory_limiter()
                 .map(|m| m.limit_bytes(total_memory_bytes()))
                 .unwrap_or(u64::MAX),
-        },
+        ),
     });
+    if let Some(m) = config.memory_limiter() {
+        // Validated with the config; the default is one second.
+        let every = m.check_interval().unwrap_or(Duration::from_secs(1));
+        let ingest = ingest.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Some(rss) = crate::ingest::resident_bytes() {
+                    ingest.limiter.record_sample(rss, ingest.head_bytes());
+                }
+            }
+        });
+    }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shutting_down = Arc::new(AtomicBool::new(false));

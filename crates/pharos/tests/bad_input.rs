@@ -343,9 +343,9 @@ async fn over_the_memory_limit_requests_are_refused_retryably() {
     let dir = tempdir();
     let p = Pharos::start_with(
         dir.path(),
-        "processors:\n  memory_limiter:\n    limit_mib: 1\n  batch:\n",
+        "processors:\n  memory_limiter:\n    limit_mib: 96\n    check_interval: 20ms\n  batch:\n",
     );
-    let line = "y".repeat(64 << 10);
+    let line = "y".repeat(256 << 10);
     let logs = |i: usize| ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             scope_logs: vec![ScopeLogs {
@@ -363,7 +363,8 @@ async fn over_the_memory_limit_requests_are_refused_retryably() {
     };
     let mut accepted = 0;
     let mut refused = None;
-    for i in 0..64 {
+    // 2000 requests of 256 KiB each are 500 MiB: far past 96 MiB of resident memory.
+    for i in 0..2000 {
         let r = post(
             &p.h("/v1/logs"),
             Some("application/x-protobuf"),
@@ -378,7 +379,7 @@ async fn over_the_memory_limit_requests_are_refused_retryably() {
             break;
         }
     }
-    let r = refused.expect("a 1 MiB limit must refuse 4 MiB of logs");
+    let r = refused.expect("a 96 MiB limit must refuse 500 MiB of logs");
     assert!(accepted >= 1, "the first requests fit");
     assert_status_proto(&r, 429, 8, "memory limit exceeded");
     assert_eq!(r.retry_after.as_deref(), Some("5"));

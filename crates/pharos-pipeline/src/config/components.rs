@@ -157,7 +157,8 @@ pub struct BatchConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryLimiterConfig {
-    /// How often usage is checked (a duration such as `1s`); Pharos checks on every request.
+    /// How often the process' resident memory is sampled (a Go-style duration such as `1s`
+    /// or `250ms`; default `1s`). Between samples, head growth is added to the last sample.
     pub check_interval: Option<String>,
     /// The hard limit in MiB; 0 means use `limit_percentage`.
     pub limit_mib: u64,
@@ -182,6 +183,19 @@ impl Default for MemoryLimiterConfig {
 }
 
 impl MemoryLimiterConfig {
+    /// The sampling period.
+    ///
+    /// # Errors
+    /// A message naming the bad duration.
+    pub fn check_interval(&self) -> Result<std::time::Duration, String> {
+        match &self.check_interval {
+            None => Ok(std::time::Duration::from_secs(1)),
+            Some(s) => parse_duration(s).filter(|d| !d.is_zero()).ok_or_else(|| {
+                format!("check_interval: {s:?} is not a positive duration such as 1s or 250ms")
+            }),
+        }
+    }
+
     /// The limit in bytes, given the machine's total memory.
     pub fn limit_bytes(&self, total_memory_bytes: u64) -> u64 {
         if self.limit_mib > 0 {
@@ -304,4 +318,51 @@ where
     T: Deserialize<'de> + Default,
 {
     Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
+}
+
+/// Parses a Go-style duration: one or more `<number><unit>` with units
+/// `ns`, `us`, `ms`, `s`, `m`, `h` (`1m30s`, `250ms`, `1.5s`).
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let number: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += number * seconds;
+        rest = &rest[unit_end..];
+    }
+    std::time::Duration::try_from_secs_f64(total).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5h"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("5d"), None);
+        assert_eq!(parse_duration(""), None);
+    }
 }
