@@ -167,6 +167,73 @@ fn decode_json<R: DeserializeOwned>(body: &[u8]) -> Result<R, DecodeError> {
     }
 }
 
+/// Finds metric values that the OTLP/JSON decoder of `opentelemetry-proto`
+/// drops silently: a number data point whose `asDouble`/`asInt` is not a
+/// number (including the proto3 JSON strings `"NaN"`, `"Infinity"`) decodes
+/// with no value, and a histogram whose `sum`/`min`/`max` is such a string
+/// decodes with no data at all. Rather than store a wrong value, the request
+/// is refused.
+///
+/// # Errors
+/// A message naming the metric and the field.
+pub fn check_metrics_json(
+    req: &pharos_model::ExportMetricsServiceRequest,
+    body: &[u8],
+) -> Result<(), String> {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    let suspicious = req
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .any(|m| match &m.data {
+            None => true,
+            Some(Data::Gauge(g)) => g.data_points.iter().any(|p| p.value.is_none()),
+            Some(Data::Sum(s)) => s.data_points.iter().any(|p| p.value.is_none()),
+            Some(_) => false,
+        });
+    if !suspicious {
+        return Ok(());
+    }
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(());
+    };
+    let metrics = json["resourceMetrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["scopeMetrics"].as_array().into_iter().flatten())
+        .flat_map(|s| s["metrics"].as_array().into_iter().flatten());
+    for m in metrics {
+        let name = m["name"].as_str().unwrap_or("");
+        for (kind, fields) in [
+            ("gauge", &["asDouble", "asInt"][..]),
+            ("sum", &["asDouble", "asInt"][..]),
+            ("histogram", &["sum", "min", "max"][..]),
+            ("exponentialHistogram", &["sum", "min", "max"][..]),
+            ("summary", &["sum"][..]),
+        ] {
+            let points = m[kind]["dataPoints"].as_array().into_iter().flatten();
+            for p in points {
+                for field in fields {
+                    let v = &p[*field];
+                    let ok = v.is_null()
+                        || v.is_number()
+                        || (*field == "asInt"
+                            && v.as_str().is_some_and(|s| s.parse::<i64>().is_ok()));
+                    if !ok {
+                        return Err(format!(
+                            "metric {name:?}: {kind} data point field {field} is {v}; only JSON numbers are supported here \
+                             (send NaN and Infinity over protobuf)"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Rewrites `traceId`/`spanId`/`parentSpanId` values that are base64 of
 /// 16 or 8 bytes into hex. Returns whether anything changed.
 fn rewrite_base64_ids(value: &mut serde_json::Value) -> bool {
@@ -268,6 +335,39 @@ mod tests {
         assert_eq!(span.kind, 2);
         assert_eq!(span.start_time_unix_nano, 1_700_000_000_000_000_000);
         assert_eq!(span.end_time_unix_nano, 1_700_000_000_000_000_001);
+    }
+
+    #[test]
+    fn metric_values_the_json_decoder_drops_are_refused() {
+        use pharos_model::ExportMetricsServiceRequest;
+        let check = |points: &str, kind: &str| {
+            let body = format!(
+                r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"m","{kind}":{{"dataPoints":[{points}]}}}}]}}]}}]}}"#
+            );
+            let req: ExportMetricsServiceRequest = decode(Encoding::Json, body.as_bytes()).unwrap();
+            check_metrics_json(&req, body.as_bytes())
+        };
+        assert_eq!(
+            check(
+                r#"{"timeUnixNano":"1","asDouble":1.5},{"asInt":"7"}"#,
+                "gauge"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(r#"{"timeUnixNano":"1"}"#, "gauge"),
+            Ok(()),
+            "an absent value is legal"
+        );
+        let e = check(r#"{"timeUnixNano":"1","asDouble":"NaN"}"#, "gauge").unwrap_err();
+        assert!(e.contains("asDouble is \"NaN\""), "{e}");
+        assert!(check(r#"{"asDouble":"abc"}"#, "gauge").is_err());
+        let e = check(
+            r#"{"timeUnixNano":"1","count":"1","max":"NaN"}"#,
+            "histogram",
+        )
+        .unwrap_err();
+        assert!(e.contains("max"), "{e}");
     }
 
     #[test]

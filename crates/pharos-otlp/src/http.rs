@@ -105,12 +105,19 @@ where
     let content_encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok());
-    let req: R = match decode::decompress(content_encoding, raw, limit)
-        .and_then(|body| decode::decode(encoding, &body))
-    {
+    let body = match decode::decompress(content_encoding, raw, limit) {
+        Ok(body) => body,
+        Err(e) => return decode_error(encoding, e),
+    };
+    let req: R = match decode::decode(encoding, &body) {
         Ok(req) => req,
         Err(e) => return decode_error(encoding, e),
     };
+    if encoding == Encoding::Json
+        && let Err(message) = req.check_json(&body)
+    {
+        return status_response(encoding, StatusCode::BAD_REQUEST, &message, None);
+    }
     match crate::receive(&*shared.consumer, &shared.metrics, RECEIVER_HTTP, req).await {
         Ok(rejected) => {
             let body = match encoding {

@@ -34,6 +34,16 @@ pub trait OtlpSignal:
 
     /// Builds the response, with `partial_success` set when anything was rejected.
     fn response(rejected: &Rejected) -> Self::Response;
+
+    /// Checks a request decoded from OTLP/JSON `body` for values the JSON
+    /// decoder dropped instead of refusing; see [`crate::decode`].
+    ///
+    /// # Errors
+    /// A message for a 400 response.
+    fn check_json(&self, body: &[u8]) -> Result<(), String> {
+        let _ = body;
+        Ok(())
+    }
 }
 
 impl OtlpSignal for ExportTraceServiceRequest {
@@ -64,6 +74,10 @@ impl OtlpSignal for ExportMetricsServiceRequest {
 
     fn validate(&mut self) -> Rejected {
         Rejected::default()
+    }
+
+    fn check_json(&self, body: &[u8]) -> Result<(), String> {
+        crate::decode::check_metrics_json(self, body)
     }
 
     fn response(rejected: &Rejected) -> Self::Response {
