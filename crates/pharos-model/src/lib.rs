@@ -8,11 +8,13 @@
 //! - [`Store`]: the seam between the ingest path and a signal's store.
 //! - [`Rejected`]: what a store or validator refused, for OTLP `partial_success`.
 //! - [`attrs`]: reading OTLP attribute values as strings.
+//! - [`duration`]: Go-style duration strings.
 //! - [`telemetry`]: Pharos' own metrics, exposed on `/metrics`.
 //!
 //! Architecture invariant: this crate knows nothing of HTTP, gRPC or files.
 
 pub mod attrs;
+pub mod duration;
 pub mod telemetry;
 
 pub use opentelemetry_proto::tonic::collector::{

@@ -146,40 +146,9 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// Parses a duration such as `1h30m`, `90s`, `1.5h`, `7d` or `500ms` into nanoseconds.
 pub(crate) fn parse_duration(s: &str) -> Result<i64, String> {
-    let err = || format!("time: invalid duration \"{s}\"");
-    if s.is_empty() {
-        return Err(err());
-    }
-    if s == "0" {
-        return Ok(0);
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let n_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let n: f64 = rest[..n_end].parse().map_err(|_| err())?;
-        rest = &rest[n_end..];
-        let u_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..u_end] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            "d" => 86_400e9,
-            "w" => 604_800e9,
-            "y" => 31_536_000e9,
-            _ => return Err(err()),
-        };
-        total += n * scale;
-        rest = &rest[u_end..];
-    }
-    Ok(total.round() as i64)
+    pharos_model::duration::parse_nanos(s, pharos_model::duration::Units::WithDays)
+        .and_then(|n| i64::try_from(n).ok())
+        .ok_or_else(|| format!("time: invalid duration \"{s}\""))
 }
 
 #[cfg(test)]

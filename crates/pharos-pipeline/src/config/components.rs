@@ -320,49 +320,8 @@ where
     Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
 }
 
-/// Parses a Go-style duration: one or more `<number><unit>` with units
-/// `ns`, `us`, `ms`, `s`, `m`, `h` (`1m30s`, `250ms`, `1.5s`).
+/// Parses a Go-style duration (`1m30s`, `250ms`, `1.5s`).
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let number: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += number * seconds;
-        rest = &rest[unit_end..];
-    }
-    std::time::Duration::try_from_secs_f64(total).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_duration("1s"), Some(Duration::from_secs(1)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1.5h"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("10"), None);
-        assert_eq!(parse_duration("5d"), None);
-        assert_eq!(parse_duration(""), None);
-    }
+    let nanos = pharos_model::duration::parse_nanos(s, pharos_model::duration::Units::Go)?;
+    Some(std::time::Duration::from_nanos(u64::try_from(nanos).ok()?))
 }

@@ -201,34 +201,6 @@ fn search_query(params: &[(String, String)]) -> Result<TraceQuery, String> {
 
 /// Parses a Go duration (`1.5s`, `100ms`, `2h45m`, `300us`) into nanoseconds.
 pub(crate) fn parse_go_duration(s: &str) -> Option<u64> {
-    if s == "0" {
-        return Some(0);
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let n: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += n * scale;
-        rest = &rest[unit_end..];
-    }
-    Some(total.round() as u64)
+    pharos_model::duration::parse_nanos(s, pharos_model::duration::Units::Go)
+        .and_then(|n| u64::try_from(n).ok())
 }
