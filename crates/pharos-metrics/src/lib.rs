@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod promql;
+pub mod remote_write;
 pub mod store;
 
 pub use store::MetricsStore;

@@ -7,6 +7,7 @@
 //!
 //! Architecture invariant: this module knows nothing of HTTP, JSON or PromQL.
 
+pub mod chunk;
 pub mod head;
 pub mod labels;
 pub mod matcher;

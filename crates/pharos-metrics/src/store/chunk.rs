@@ -1,0 +1,1 @@
+//! Per-series compressed chunks (work in progress).
