@@ -12,6 +12,7 @@
 
 pub mod json;
 pub mod params;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,6 +100,12 @@ impl ApiError {
                 kind: ErrorType::Timeout,
                 message: err.to_string(),
             },
+            // Errors the engine learns to raise before this mapping knows them.
+            #[allow(unreachable_patterns)]
+            _ => ApiError {
+                kind: ErrorType::Execution,
+                message: err.to_string(),
+            },
         }
     }
 }
@@ -124,7 +131,27 @@ struct Success(String);
 
 impl IntoResponse for Success {
     fn into_response(self) -> Response {
-        let body = format!("{{\"status\":\"success\",\"data\":{}}}", self.0);
+        Warned(self.0, vec![]).into_response()
+    }
+}
+
+/// A success body with `warnings` beside the data, as Prometheus adds them.
+struct Warned(String, Vec<&'static str>);
+
+impl IntoResponse for Warned {
+    fn into_response(self) -> Response {
+        let mut body = format!("{{\"status\":\"success\",\"data\":{}", self.0);
+        if !self.1.is_empty() {
+            body.push_str(",\"warnings\":[");
+            for (i, w) in self.1.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                json::string(&mut body, w);
+            }
+            body.push(']');
+        }
+        body.push('}');
         (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -143,6 +170,7 @@ pub fn router(store: Arc<MetricsStore>) -> Router {
 
 /// Returns the Prometheus API router over any [`Querier`].
 pub fn router_for(querier: Arc<dyn Querier>) -> Router {
+    status::mark_start();
     Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
@@ -150,7 +178,21 @@ pub fn router_for(querier: Arc<dyn Querier>) -> Router {
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route(
+            "/api/v1/status/runtimeinfo",
+            get(|| async { Success(status::runtime_info()) }),
+        )
+        .route("/api/v1/status/tsdb", get(tsdb))
         .route("/api/v1/metadata", get(metadata))
+        .route("/api/v1/format_query", get(format_query).post(format_query))
+        .route(
+            "/api/v1/query_exemplars",
+            get(query_exemplars).post(query_exemplars),
+        )
+        .route(
+            "/api/v1/targets",
+            get(|| async { Success(status::targets()) }),
+        )
         .with_state(querier)
 }
 
@@ -287,21 +329,24 @@ async fn series(
     body: Bytes,
 ) -> Response {
     let form = form(&headers, raw, &body);
-    respond((|| {
+    respond_limited((|| {
         if form.values("match[]").is_empty() {
             return Err(ApiError::bad_data("no match[] parameter provided"));
         }
         let (start, end) = time_range(&form)?;
         let sets = matcher_sets(&form)?;
+        let limit = status::limit_param(&form)?;
+        let mut series = q.series(&sets, start, end);
+        let cut = status::truncate(&mut series, limit);
         let mut out = String::from("[");
-        for (i, l) in q.series(&sets, start, end).iter().enumerate() {
+        for (i, l) in series.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
             json::labels(&mut out, l);
         }
         out.push(']');
-        Ok(out)
+        Ok((out, cut))
     })())
 }
 
@@ -312,12 +357,15 @@ async fn labels(
     body: Bytes,
 ) -> Response {
     let form = form(&headers, raw, &body);
-    respond((|| {
+    respond_limited((|| {
         let (start, end) = time_range(&form)?;
         let sets = matcher_sets(&form)?;
+        let limit = status::limit_param(&form)?;
+        let mut names = q.label_names(&sets, start, end);
+        let cut = status::truncate(&mut names, limit);
         let mut out = String::new();
-        json::strings(&mut out, &q.label_names(&sets, start, end));
-        Ok(out)
+        json::strings(&mut out, &names);
+        Ok((out, cut))
     })())
 }
 
@@ -329,15 +377,18 @@ async fn label_values(
     body: Bytes,
 ) -> Response {
     let form = form(&headers, raw, &body);
-    respond((|| {
+    respond_limited((|| {
         if !is_label_name(&name) {
             return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
         }
         let (start, end) = time_range(&form)?;
         let sets = matcher_sets(&form)?;
+        let limit = status::limit_param(&form)?;
+        let mut values = q.label_values(&name, &sets, start, end);
+        let cut = status::truncate(&mut values, limit);
         let mut out = String::new();
-        json::strings(&mut out, &q.label_values(&name, &sets, start, end));
-        Ok(out)
+        json::strings(&mut out, &values);
+        Ok((out, cut))
     })())
 }
 
@@ -350,6 +401,29 @@ async fn buildinfo() -> Response {
 
 async fn metadata() -> Response {
     Success("{}".into()).into_response()
+}
+
+/// Responds with a result that `limit` may have cut, warning when it did.
+fn respond_limited(result: Result<(String, bool), ApiError>) -> Response {
+    match result {
+        Ok((data, cut)) => {
+            Warned(data, if cut { vec![status::TRUNCATED] } else { vec![] }).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn tsdb(State(q): State<Shared>, RawQuery(raw): RawQuery) -> Response {
+    let form = Form::parse(None, raw.as_deref());
+    respond(status::tsdb(&q, &form))
+}
+
+async fn format_query(headers: HeaderMap, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    respond(status::format_query(&form(&headers, raw, &body)))
+}
+
+async fn query_exemplars(headers: HeaderMap, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    respond(status::query_exemplars(&form(&headers, raw, &body)))
 }
 
 fn respond(result: Result<String, ApiError>) -> Response {

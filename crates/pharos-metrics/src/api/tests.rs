@@ -164,12 +164,6 @@ async fn parameter_errors_are_worded_like_prometheus() {
     )
     .await;
     check_get(
-        "/api/v1/query?query=sum(up)",
-        400,
-        &bad("unsupported expression: sum(up) (full PromQL arrives in a later release)"),
-    )
-    .await;
-    check_get(
         "/api/v1/query?query=",
         400,
         &bad(r#"invalid parameter "query": 1:1: parse error: no expression found in input"#),
@@ -248,5 +242,96 @@ fn query_errors_map_to_wire_errors() {
             ErrorType::BadData,
             r#"invalid parameter "query": 1:2: parse error: x"#
         )
+    );
+}
+
+#[tokio::test]
+async fn limit_cuts_and_warns() {
+    let store = std::sync::Arc::new(crate::MetricsStore::new());
+    for job in ["a", "b", "c"] {
+        store.append_sample(
+            crate::store::Labels::from_pairs([("__name__", "up"), ("job", job)]),
+            1_700_000_000_000,
+            1.0,
+        );
+    }
+    let app = crate::api::router(store);
+    let get = |uri: &'static str| {
+        let app = app.clone();
+        async move {
+            let resp = tower::ServiceExt::oneshot(
+                app,
+                http::Request::get(uri)
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            let status = resp.status().as_u16();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    assert_eq!(
+        get("/api/v1/label/job/values?limit=2").await,
+        (
+            200,
+            r#"{"status":"success","data":["a","b"],"warnings":["results truncated due to limit"]}"#.into()
+        )
+    );
+    assert_eq!(
+        get("/api/v1/label/job/values?limit=3").await,
+        (200, r#"{"status":"success","data":["a","b","c"]}"#.into())
+    );
+    assert_eq!(
+        get("/api/v1/series?match[]=up&limit=1").await,
+        (
+            200,
+            r#"{"status":"success","data":[{"__name__":"up","job":"a"}],"warnings":["results truncated due to limit"]}"#.into()
+        )
+    );
+    assert_eq!(
+        get("/api/v1/labels?limit=x").await,
+        (
+            400,
+            r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"limit\": cannot parse \"x\" to a valid limit"}"#.into()
+        )
+    );
+    let (status, body) = get("/api/v1/status/tsdb").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#""headStats":{"numSeries":3,"numLabelPairs":4,"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#""seriesCountByMetricName":[{"name":"up","value":3}]"#),
+        "{body}"
+    );
+    assert!(body.contains(r#""seriesCountByLabelValuePair":[{"name":"__name__=up","value":3},{"name":"job=a","value":1}"#), "{body}");
+    assert_eq!(
+        get("/api/v1/format_query?query=sum(rate(x%5B5m%5D))%20by%20(job)").await,
+        (
+            200,
+            r#"{"status":"success","data":"sum by (job) (rate(x[5m]))"}"#.into()
+        )
+    );
+    assert_eq!(
+        get("/api/v1/query_exemplars?query=up").await,
+        (200, r#"{"status":"success","data":[]}"#.into())
+    );
+    assert_eq!(
+        get("/api/v1/targets").await,
+        (
+            200,
+            r#"{"status":"success","data":{"activeTargets":[],"droppedTargets":[]}}"#.into()
+        )
+    );
+    let (status, body) = get("/api/v1/status/runtimeinfo").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#""startTime":""#) && body.contains(r#""reloadConfigSuccess":true"#),
+        "{body}"
     );
 }

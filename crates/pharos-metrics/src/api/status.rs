@@ -1,0 +1,236 @@
+//! The Prometheus API endpoints around querying: `format_query`,
+//! `query_exemplars`, `targets`, `status/runtimeinfo`, `status/tsdb`, and
+//! the `limit` parameter of the metadata endpoints. Shapes follow
+//! Prometheus 3's `web/api/v1/api.go`.
+
+use super::json;
+use super::params::Form;
+use super::{ApiError, Shared};
+use crate::store::{Labels, MatchKind, Matcher};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// The warning Prometheus adds when `limit` cut a result.
+pub const TRUNCATED: &str = "results truncated due to limit";
+
+/// Parses `limit` as Prometheus' `parseLimitParam`: absent or 0 means none.
+pub fn limit_param(form: &Form) -> Result<usize, ApiError> {
+    let s = form.value("limit");
+    if s.is_empty() {
+        return Ok(0);
+    }
+    let n: i64 = s.parse().map_err(|_| {
+        ApiError::invalid_param("limit", format!("cannot parse {s:?} to a valid limit"))
+    })?;
+    if n < 0 {
+        return Err(ApiError::invalid_param(
+            "limit",
+            "limit must be non-negative",
+        ));
+    }
+    Ok(n as usize)
+}
+
+/// Cuts `items` to `limit` (0: no limit), returning whether it cut anything.
+pub fn truncate<T>(items: &mut Vec<T>, limit: usize) -> bool {
+    if limit > 0 && items.len() > limit {
+        items.truncate(limit);
+        true
+    } else {
+        false
+    }
+}
+
+/// `format_query`: the expression, prettified as Prometheus' `Pretty`.
+pub fn format_query(form: &Form) -> Result<String, ApiError> {
+    let expr = promql_parser::parser::parse(form.value("query"))
+        .map_err(|e| ApiError::invalid_param("query", e))?;
+    let mut out = String::new();
+    json::string(&mut out, &expr.prettify());
+    Ok(out)
+}
+
+/// `query_exemplars`: Pharos keeps no exemplars yet, so a valid request gets `[]`.
+pub fn query_exemplars(form: &Form) -> Result<String, ApiError> {
+    promql_parser::parser::parse(form.value("query"))
+        .map_err(|e| ApiError::invalid_param("query", e))?;
+    super::time_range(form)?;
+    Ok("[]".into())
+}
+
+/// `targets`: no scrape targets exist until the scrape receiver arrives.
+pub fn targets() -> String {
+    "{\"activeTargets\":[],\"droppedTargets\":[]}".into()
+}
+
+fn started_at() -> &'static str {
+    static STARTED: OnceLock<String> = OnceLock::new();
+    STARTED.get_or_init(|| rfc3339(std::time::SystemTime::now()))
+}
+
+/// Records the process start time; call once at start-up.
+pub fn mark_start() {
+    started_at();
+}
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// `status/runtimeinfo`, with the Go-runtime fields filled with their nearest Pharos meaning.
+pub fn runtime_info() -> String {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut out = String::from("{\"startTime\":");
+    json::string(&mut out, started_at());
+    out.push_str(",\"CWD\":");
+    json::string(
+        &mut out,
+        &std::env::current_dir()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    );
+    out.push_str(&format!(
+        ",\"reloadConfigSuccess\":true,\"lastConfigTime\":\"{}\",\"corruptionCount\":0,\"goroutineCount\":0,\
+         \"GOMAXPROCS\":{threads},\"GOMEMLIMIT\":0,\"GOGC\":\"\",\"GODEBUG\":\"\",\"storageRetention\":\"\"}}",
+        started_at()
+    ));
+    out
+}
+
+/// `status/tsdb`: cardinality statistics of the head, top 10 of each kind,
+/// as Prometheus' `TSDBStatus`.
+pub fn tsdb(q: &Shared, form: &Form) -> Result<String, ApiError> {
+    let limit =
+        match form.value("limit") {
+            "" => 10,
+            s => s.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                ApiError::bad_data(format!("limit must be a positive number: {s:?}"))
+            })?,
+        };
+    let all = Matcher {
+        name: crate::store::METRIC_NAME.into(),
+        kind: MatchKind::NotEqual(String::new()),
+    };
+    let series: Vec<Labels> = q.series(&[vec![all]], i64::MIN, i64::MAX);
+    let mut by_metric: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut values_by_name: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    let mut bytes_by_name: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut by_pair: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for l in &series {
+        *by_metric
+            .entry(l.get(crate::store::METRIC_NAME).unwrap_or(""))
+            .or_default() += 1;
+        for (n, v) in l.pairs() {
+            if values_by_name.entry(n).or_default().insert(v) {
+                *bytes_by_name.entry(n).or_default() += v.len() as u64;
+            }
+            *by_pair.entry((n, v)).or_default() += 1;
+        }
+    }
+    let pairs: u64 = values_by_name.values().map(|v| v.len() as u64).sum();
+    let mut out = format!(
+        "{{\"headStats\":{{\"numSeries\":{},\"numLabelPairs\":{pairs},",
+        series.len()
+    );
+    out.push_str("\"chunkCount\":0,\"minTime\":0,\"maxTime\":0}");
+    let top = |out: &mut String, key: &str, items: Vec<(String, u64)>| {
+        let mut items = items;
+        items.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        items.truncate(limit);
+        out.push_str(&format!(",\"{key}\":["));
+        for (i, (name, value)) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"name\":");
+            json::string(out, name);
+            out.push_str(&format!(",\"value\":{value}}}"));
+        }
+        out.push(']');
+    };
+    top(
+        &mut out,
+        "seriesCountByMetricName",
+        by_metric.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    );
+    top(
+        &mut out,
+        "labelValueCountByLabelName",
+        values_by_name
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.len() as u64))
+            .collect(),
+    );
+    top(
+        &mut out,
+        "memoryInBytesByLabelName",
+        bytes_by_name
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+    );
+    top(
+        &mut out,
+        "seriesCountByLabelValuePair",
+        by_pair
+            .iter()
+            .map(|((n, v), c)| (format!("{n}={v}"), *c))
+            .collect(),
+    );
+    out.push('}');
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339(std::time::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn limits_parse_like_prometheus() {
+        let f = |q: &str| Form::parse(None, Some(q));
+        assert_eq!(limit_param(&f("")).unwrap(), 0);
+        assert_eq!(limit_param(&f("limit=5")).unwrap(), 5);
+        assert!(
+            limit_param(&f("limit=x"))
+                .unwrap_err()
+                .message
+                .contains("cannot parse \"x\" to a valid limit")
+        );
+        assert!(
+            limit_param(&f("limit=-1"))
+                .unwrap_err()
+                .message
+                .contains("non-negative")
+        );
+        let mut v = vec![1, 2, 3];
+        assert!(!truncate(&mut v, 0));
+        assert!(truncate(&mut v, 2));
+        assert_eq!(v, [1, 2]);
+    }
+}
