@@ -5,8 +5,9 @@
 //! the engine, and write JSON ([`json`]); engine errors become wire errors only in
 //! [`ApiError::from_query`].
 //!
-//! Expressions the engine does not evaluate yet are refused as `bad_data` (400), the type
-//! Prometheus uses for queries it cannot accept, so clients show the message to the user.
+//! Expressions the engine does not evaluate yet (native-histogram functions, `info`) are
+//! refused as `bad_data` (400), the type Prometheus uses for queries it cannot accept;
+//! failures while executing are `execution` (422), as in Prometheus.
 //!
 //! Architecture invariant: this is the only module of the slice that knows HTTP and JSON.
 
@@ -100,9 +101,7 @@ impl ApiError {
                 kind: ErrorType::Timeout,
                 message: err.to_string(),
             },
-            // Errors the engine learns to raise before this mapping knows them.
-            #[allow(unreachable_patterns)]
-            _ => ApiError {
+            QueryError::Execution(_) => ApiError {
                 kind: ErrorType::Execution,
                 message: err.to_string(),
             },

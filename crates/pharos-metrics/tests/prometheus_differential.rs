@@ -7,6 +7,39 @@
 //! sits on a window boundary: Prometheus 2.x closes lookback and range windows on the
 //! left, Prometheus 3 (and Pharos) opens them. Parse error messages differ between the
 //! parsers, so for those only the status and `errorType` are compared.
+//!
+//! The PromQL corpus ([`promql_corpus`]) covers every operator, aggregation and function
+//! Prometheus 2.42 shares with Prometheus 3, over counters with resets, classic
+//! histograms, several label dimensions and gaps. Subqueries are evaluated at odd second
+//! offsets so that no subquery step lands on a window's left edge (2.42 closes it, 3
+//! opens it). Instant-vector results are compared as sets (sorted by labels) except for
+//! `sort`/`sort_desc`, because Prometheus leaves the order of other vectors unspecified
+//! (it follows hash-map iteration for several operators).
+//!
+//! Deliberate differences, each compared with [`Compare::Approx`] (relative tolerance
+//! 1e-9 on sample values, everything else exact):
+//! - `sum`, `avg`, `sum_over_time`, `avg_over_time`, `stddev*`, `stdvar*` and the rates
+//!   of sums: Prometheus 3 sums with Kahan-Neumaier compensation and computes `avg` as a
+//!   compensated sum divided by the count; 2.42 adds plainly and averages incrementally,
+//!   so the last digit may differ.
+//! - `^`, `exp`, `ln`, `log2`, `log10`, the trigonometric functions, `atan2`, `deriv`,
+//!   `predict_linear`, `histogram_quantile`: Go's `math` package and Rust's (the
+//!   platform libm) may round the last bit differently.
+//! - `scalar(temp)`: 2.42 writes values under 1e-6 without an exponent
+//!   (`0.0000000000000000555...`), Prometheus 3 (and Pharos) as `5.55...e-17`.
+//!
+//! `atan2` is queried on name-less operands only: Prometheus 3 drops the metric name for
+//! `atan2` as for the other arithmetic operators, 2.42 kept it.
+//!
+//! Execution errors (many-to-many matching, duplicate label sets) are compared on status,
+//! `errorType` and message ([`Compare::Message`]), ignoring the rest of the body.
+//!
+//! Not compared here, because 2.42 lacks them or behaves as 2.x did: `limitk`,
+//! `limit_ratio`, `sort_by_label*`, `first_over_time`, `mad_over_time`,
+//! `double_exponential_smoothing` (2.x `holt_winters`), and `rate` over a window whose
+//! first sample sits more than 1.1 average intervals after its start while the counter's
+//! zero point is closer than that (3 applies the zero floor after the extrapolation
+//! limit, 2.42 before). Those have unit tests against the Prometheus 3 documentation.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -69,13 +102,74 @@ fn dataset() -> Vec<SeriesDef> {
             labels: vec![("method", "post"), ("code", "500")],
             samples: every(T * 1000 + 11_875, 420, 9, &|k| (k * k) as f64 + 1e6),
         },
+        // Counters with resets, two label dimensions, one with a gap of 25 minutes.
         SeriesDef {
-            family: "weird",
-            counter: false,
-            labels: vec![("path", "/a/b"), ("quote", "x\"y<z>")],
-            samples: every(T * 1000 + 1_001, 100, 5, &|k| 1e-3 * k as f64),
+            family: "jobs",
+            counter: true,
+            labels: vec![("job", "api"), ("instance", "i1")],
+            samples: every(T * 1000 + 2_375, 15, 400, &|k| {
+                ((k % 97) * 7 + 1000 * ((k % 97 > 0) as i64)) as f64
+            }),
+        },
+        SeriesDef {
+            family: "jobs",
+            counter: true,
+            labels: vec![("job", "api"), ("instance", "i2")],
+            samples: every(T * 1000 + 9_125, 30, 200, &|k| {
+                ((k % 61) * 11 + (k / 61) * 3) as f64
+            }),
+        },
+        SeriesDef {
+            family: "jobs",
+            counter: true,
+            labels: vec![("job", "db"), ("instance", "i1")],
+            samples: {
+                let mut v = every(T * 1000 + 4_500, 20, 90, &|k| (5000 + k * k) as f64);
+                v.extend(every((T + 3300) * 1000 + 4_500, 20, 90, &|k| {
+                    (k * 13) as f64
+                }));
+                v
+            },
         },
     ]
+    .into_iter()
+    .chain(histogram())
+    .chain([SeriesDef {
+        family: "weird",
+        counter: false,
+        labels: vec![("path", "/a/b"), ("quote", "x\"y<z>")],
+        samples: every(T * 1000 + 1_001, 100, 5, &|k| 1e-3 * k as f64),
+    }])
+    .collect()
+}
+
+/// Classic histograms `lat_bucket{svc, le}`: cumulative bucket counters every 30s for two
+/// services; `db`'s 0.5 bucket dips below its 0.25 bucket now and then, which
+/// `histogram_quantile` must repair.
+fn histogram() -> Vec<SeriesDef> {
+    let bounds: [(&'static str, i64); 5] =
+        [("0.1", 2), ("0.25", 5), ("0.5", 9), ("1", 12), ("+Inf", 13)];
+    let mut out = Vec::new();
+    for (svc, skew, offset_ms) in [("api", 1, 6_250), ("db", 3, 8_750)] {
+        for (i, &(le, weight)) in bounds.iter().enumerate() {
+            let samples = (0..150)
+                .map(|k: i64| {
+                    let mut v = (k * weight * skew + k * k % (7 + i as i64)) as f64;
+                    if svc == "db" && le == "0.5" && k % 9 == 4 {
+                        v = (k * 5 * skew) as f64 - 2.0;
+                    }
+                    (T * 1000 + offset_ms + k * 30_000, v.max(0.0))
+                })
+                .collect();
+            out.push(SeriesDef {
+                family: "lat_bucket",
+                counter: false,
+                labels: vec![("svc", svc), ("le", le)],
+                samples,
+            });
+        }
+    }
+    out
 }
 
 fn sample_name(s: &SeriesDef) -> String {
@@ -307,7 +401,279 @@ enum Compare {
     Body,
     /// Status and `errorType` only (parse errors are worded by different parsers).
     ErrorType,
+    /// The whole body, sample values within a relative 1e-9 (see the module docs).
+    Approx,
+    /// The error message only (see the module docs on execution errors).
+    Message,
 }
+
+/// Returns whether two response bodies agree, sample values within a relative `tol`.
+fn approx_eq(a: &Value, b: &Value, tol: f64) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| approx_eq(v, w, tol)))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| approx_eq(v, w, tol))
+        }
+        (Value::String(x), Value::String(y)) if x != y => {
+            match (x.parse::<f64>(), y.parse::<f64>()) {
+                (Ok(p), Ok(q)) => (p - q).abs() <= tol * p.abs().max(q.abs()),
+                _ => false,
+            }
+        }
+        _ => a == b,
+    }
+}
+
+/// Sorts an instant query's vector result by labels (see the module docs).
+fn normalize(v: &mut Value, query: &str) {
+    if query.trim_start().starts_with("sort") {
+        return;
+    }
+    if v["data"]["resultType"] != "vector" {
+        return;
+    }
+    if let Some(result) = v["data"]["result"].as_array_mut() {
+        result.sort_by_key(|s| s["metric"].to_string());
+    }
+}
+
+/// The PromQL corpus: `(query, compare)` pairs, each run as instant queries at
+/// [`CORPUS_TIMES`] and as range queries over [`CORPUS_RANGES`].
+fn promql_corpus() -> Vec<(&'static str, Compare)> {
+    use Compare::{Approx, Body, Message};
+    vec![
+        // Arithmetic, comparison and set operators.
+        ("jobs_total + 1", Body),
+        ("2 * jobs_total - 3", Body),
+        ("jobs_total / 7", Body),
+        ("jobs_total % 13", Body),
+        ("-jobs_total", Body),
+        ("jobs_total ^ 0.5", Approx),
+        ("2 ^ 3 ^ 2", Body),
+        ("(jobs_total + 0) atan2 100", Approx),
+        ("1 + 2 * 3 - 4 / 8", Body),
+        ("(1 + 2) * 3 % 4", Body),
+        ("time() - 1700000000", Body),
+        ("jobs_total > 1000", Body),
+        ("jobs_total < 300", Body),
+        ("jobs_total >= bool 1000", Body),
+        ("jobs_total != bool 0", Body),
+        ("500 < jobs_total", Body),
+        ("500 > bool jobs_total", Body),
+        ("1 == bool 1", Body),
+        ("jobs_total == jobs_total", Body),
+        ("jobs_total > on(job, instance) jobs_total * 0.5", Body),
+        (
+            r#"jobs_total{job="api"} - ignoring(instance) jobs_total{instance="i2"}"#,
+            Message,
+        ),
+        (
+            r#"jobs_total{instance="i1"} / on(instance) group_left jobs_total{job="db"}"#,
+            Body,
+        ),
+        (
+            r#"jobs_total{job="db"} / on(instance) group_right jobs_total{instance="i1"}"#,
+            Body,
+        ),
+        (
+            r#"jobs_total * on(job) group_left(svc) lat_bucket{le="+Inf", svc="api"}"#,
+            Message,
+        ),
+        (
+            r#"sum by (job) (jobs_total) / on(job) group_left jobs_total"#,
+            Message,
+        ),
+        (r#"jobs_total + on(job) sum by (job) (jobs_total)"#, Message),
+        (
+            r#"jobs_total{instance="i1"} * on(instance) group_left(job) sum by (instance, job) (jobs_total{job="api"})"#,
+            Message,
+        ),
+        ("jobs_total - on() group_left sum(jobs_total)", Approx),
+        ("jobs_total + on(instance) jobs_total", Message),
+        ("jobs_total and jobs_total > 1000", Body),
+        (r#"jobs_total and on(instance) jobs_total{job="db"}"#, Body),
+        ("jobs_total or lat_bucket", Body),
+        (
+            r#"jobs_total{job="api"} or jobs_total{instance="i1"}"#,
+            Body,
+        ),
+        ("jobs_total unless jobs_total < 500", Body),
+        (
+            r#"jobs_total unless on(job) jobs_total{instance="i2"}"#,
+            Body,
+        ),
+        ("temp > bool 20 or temp", Body),
+        (r#"{__name__=~"jobs_total|temp"} * 2"#, Message),
+        ("vector(1) + vector(2)", Body),
+        ("vector(time()) > bool 1700001000", Body),
+        // Aggregations.
+        ("sum(jobs_total)", Approx),
+        ("sum by (job) (jobs_total)", Approx),
+        ("sum without (instance) (jobs_total)", Approx),
+        (
+            r#"sum by (__name__) ({__name__=~"jobs_total|temp"})"#,
+            Approx,
+        ),
+        ("avg by (instance) (jobs_total)", Approx),
+        ("min by (job) (jobs_total)", Body),
+        ("max without (job) (jobs_total)", Body),
+        ("count(jobs_total)", Body),
+        ("count by (le) (lat_bucket)", Body),
+        ("group by (svc) (lat_bucket)", Body),
+        ("stddev(jobs_total)", Approx),
+        ("stdvar by (job) (jobs_total)", Approx),
+        ("topk(2, jobs_total)", Body),
+        ("bottomk(1, jobs_total)", Body),
+        ("topk by (job) (1, jobs_total)", Body),
+        ("bottomk without (instance) (1, jobs_total)", Body),
+        ("topk(0, jobs_total)", Body),
+        ("quantile(0.5, jobs_total)", Body),
+        ("quantile by (svc) (0.9, lat_bucket)", Body),
+        ("quantile(2, jobs_total)", Body),
+        ("quantile(-1, jobs_total)", Body),
+        (r#"count_values("value", floor(temp))"#, Body),
+        (r#"count_values by (job) ("v", jobs_total % 3)"#, Body),
+        (
+            r#"count_values without (instance) ("v", jobs_total > bool 500)"#,
+            Body,
+        ),
+        ("sum(sum by (job) (jobs_total))", Approx),
+        ("max(rate(jobs_total[5m])) by (job)", Approx),
+        // Range-vector functions.
+        ("rate(jobs_total[5m])", Approx),
+        ("rate(jobs_total[1m])", Approx),
+        ("rate(reqs_total[10m])", Approx),
+        ("increase(jobs_total[10m])", Approx),
+        ("increase(jobs_total[2m] offset 5m)", Approx),
+        ("sum by (job) (rate(jobs_total[5m]))", Approx),
+        ("irate(jobs_total[2m])", Approx),
+        ("idelta(temp[5m])", Approx),
+        ("delta(temp[10m])", Approx),
+        ("deriv(temp[10m])", Approx),
+        ("predict_linear(temp[10m], 600)", Approx),
+        ("predict_linear(jobs_total[5m], 60)", Approx),
+        ("resets(jobs_total[30m])", Body),
+        ("changes(temp[15m])", Body),
+        ("avg_over_time(temp[10m])", Approx),
+        ("min_over_time(temp[10m])", Body),
+        ("max_over_time(jobs_total[10m])", Body),
+        ("sum_over_time(temp[10m])", Approx),
+        ("count_over_time(jobs_total[5m])", Body),
+        ("quantile_over_time(0.25, temp[30m])", Approx),
+        ("stddev_over_time(temp[10m])", Approx),
+        ("stdvar_over_time(jobs_total[5m])", Approx),
+        ("last_over_time(temp[10m])", Body),
+        ("present_over_time(reqs_total[10m])", Body),
+        ("absent_over_time(temp[1m])", Body),
+        (r#"absent_over_time(nope{a="b"}[5m])"#, Body),
+        ("rate(jobs_total[5m] @ 1700002000)", Approx),
+        ("max_over_time(temp[5m] @ end())", Body),
+        (
+            r#"count_over_time({__name__=~"jobs_total|temp"}[5m])"#,
+            Message,
+        ),
+        // Instant-vector functions.
+        ("abs(temp - 20)", Body),
+        ("ceil(temp)", Body),
+        ("floor(temp)", Body),
+        ("round(temp)", Body),
+        ("round(temp, 0.3)", Body),
+        ("exp(temp / 10)", Approx),
+        ("ln(jobs_total)", Approx),
+        ("log2(jobs_total)", Approx),
+        ("log10(jobs_total)", Approx),
+        ("sqrt(jobs_total)", Body),
+        ("sgn(temp - 20)", Body),
+        ("clamp(temp, 19, 21)", Body),
+        ("clamp(temp, 21, 19)", Body),
+        ("clamp_min(temp, 20)", Body),
+        ("clamp_max(jobs_total, 1000)", Body),
+        ("sin(temp)", Approx),
+        ("cos(temp)", Approx),
+        ("tan(temp)", Approx),
+        ("asin(temp / 100)", Approx),
+        ("acos(temp / 100)", Approx),
+        ("atan(temp)", Approx),
+        ("sinh(temp / 10)", Approx),
+        ("cosh(temp / 10)", Approx),
+        ("tanh(temp / 10)", Approx),
+        ("asinh(temp)", Approx),
+        ("acosh(temp)", Approx),
+        ("atanh(temp / 100)", Approx),
+        ("deg(temp)", Approx),
+        ("rad(temp)", Approx),
+        ("pi()", Body),
+        (r#"scalar(temp{room="a"})"#, Body),
+        ("scalar(temp)", Approx),
+        ("vector(3)", Body),
+        ("time()", Body),
+        ("timestamp(temp)", Body),
+        ("timestamp(temp offset 2m)", Body),
+        ("timestamp(sum(temp))", Body),
+        ("minute()", Body),
+        ("hour(vector(1700000000))", Body),
+        ("day_of_month()", Body),
+        ("day_of_week(vector(time()))", Body),
+        ("day_of_year()", Body),
+        ("days_in_month(vector(1709214300))", Body),
+        ("month()", Body),
+        ("year(timestamp(temp))", Body),
+        ("absent(temp)", Body),
+        (r#"absent(nope{job="x", instance=~"y"})"#, Body),
+        ("absent(sum(nope))", Body),
+        ("sort(jobs_total)", Body),
+        ("sort_desc(jobs_total)", Body),
+        (
+            r#"label_replace(jobs_total, "host", "$1-x", "instance", "i(.*)")"#,
+            Body,
+        ),
+        (
+            r#"label_replace(jobs_total, "job", "", "job", "a.*")"#,
+            Body,
+        ),
+        (
+            r#"label_replace(jobs_total, "instance", "all", "instance", ".*")"#,
+            Message,
+        ),
+        (
+            r#"label_join(jobs_total, "id", "/", "job", "instance")"#,
+            Body,
+        ),
+        (r#"label_join(temp, "floor", ",", "room")"#, Body),
+        ("histogram_quantile(0.5, lat_bucket)", Approx),
+        ("histogram_quantile(0.9, rate(lat_bucket[5m]))", Approx),
+        (
+            "histogram_quantile(0.99, sum by (le) (rate(lat_bucket[10m])))",
+            Approx,
+        ),
+        ("histogram_quantile(0, lat_bucket)", Approx),
+        ("histogram_quantile(1, lat_bucket)", Approx),
+        ("histogram_quantile(1.5, lat_bucket)", Body),
+        ("histogram_quantile(0.5, temp)", Body),
+        // Subqueries.
+        ("max_over_time(temp[10m:1m])", Body),
+        ("rate(jobs_total[5m:30s])", Approx),
+        ("avg_over_time(rate(jobs_total[2m])[10m:1m])", Approx),
+        ("min_over_time(sum by (job) (jobs_total)[15m:2m])", Approx),
+        ("sum_over_time(temp[6m:2m] offset 3m)", Approx),
+        ("count_over_time(temp[10m:1m] @ 1700001800)", Body),
+        ("max_over_time(max_over_time(temp[3m])[9m:3m])", Body),
+        ("last_over_time((temp > 19)[10m:])", Body),
+        ("deriv(sum(jobs_total)[10m:1m])", Approx),
+    ]
+}
+
+/// Instant query times for the corpus: odd second offsets (no subquery step on a window
+/// edge), before data, in the middle, around the gaps and after everything.
+const CORPUS_TIMES: [i64; 7] = [-101, 457, 1507, 2113, 3601, 4999, 9001];
+
+/// Range queries for the corpus: `(start, end, step)` offsets, steps even so that starts
+/// at odd offsets never meet a subquery step.
+const CORPUS_RANGES: [(i64, i64, &str); 2] = [(7, 6007, "120"), (1501, 2401, "30")];
 
 async fn fetch(
     client: &reqwest::Client,
@@ -410,6 +776,28 @@ async fn pharos_answers_like_prometheus() {
                     ("step", s(step)),
                 ],
                 Compare::Body,
+            ));
+        }
+    }
+    let corpus = promql_corpus();
+    for &(q, compare) in &corpus {
+        for &at in &CORPUS_TIMES {
+            cases.push((
+                "/api/v1/query",
+                vec![("query", s(q)), ("time", t(at))],
+                compare,
+            ));
+        }
+        for (start, end, step) in CORPUS_RANGES {
+            cases.push((
+                "/api/v1/query_range",
+                vec![
+                    ("query", s(q)),
+                    ("start", t(start)),
+                    ("end", t(end)),
+                    ("step", s(step)),
+                ],
+                compare,
             ));
         }
     }
@@ -544,11 +932,25 @@ async fn pharos_answers_like_prometheus() {
     let mut failures = Vec::new();
     for (i, (path, params, compare)) in cases.iter().enumerate() {
         let post = i % 2 == 1 && !path.contains("/label/");
-        let want = fetch(&client, &prom, path, params, post).await;
-        let got = fetch(&client, &pharos, path, params, post).await;
+        let mut want = fetch(&client, &prom, path, params, post).await;
+        let mut got = fetch(&client, &pharos, path, params, post).await;
+        if let Some((_, q)) = params.iter().find(|(k, _)| *k == "query") {
+            normalize(&mut want.1, q);
+            normalize(&mut got.1, q);
+        }
         let equal = match compare {
             Compare::Body => want == got,
             Compare::ErrorType => want.0 == got.0 && want.1["errorType"] == got.1["errorType"],
+            Compare::Approx => want.0 == got.0 && approx_eq(&want.1, &got.1, 1e-9),
+            Compare::Message => {
+                if want.0 == 200 {
+                    want == got
+                } else {
+                    want.0 == got.0
+                        && want.1["errorType"] == got.1["errorType"]
+                        && want.1["error"] == got.1["error"]
+                }
+            }
         };
         if !equal {
             failures.push(format!(
@@ -562,6 +964,12 @@ async fn pharos_answers_like_prometheus() {
             ));
         }
     }
+    eprintln!(
+        "{} requests ({} PromQL corpus queries), {} differ",
+        cases.len(),
+        corpus.len(),
+        failures.len()
+    );
     assert!(
         failures.is_empty(),
         "{} of {} requests differ:\n{}",

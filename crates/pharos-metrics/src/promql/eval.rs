@@ -1,17 +1,36 @@
-//! The evaluator: walks the parsed expression at each step timestamp.
+//! The evaluator: walks the parsed expression once per step timestamp.
 //!
 //! Semantics follow Prometheus 3: an instant selector takes the newest sample in
 //! `(t - lookback, t]` unless it is a stale marker; a matrix selector takes the samples in
 //! `(t - range, t]` without stale markers; `offset` and `@` move the reference time.
+//!
+//! Design: correctness first. A range query evaluates the whole tree at every step
+//! ([`Evaluator::eval`] takes the step's timestamp), and subqueries evaluate their inner
+//! expression at each of their own steps. Selectors read through a per-query cache filled
+//! once per selector over the span a pre-pass ([`Evaluator::plan`]) computed, as
+//! Prometheus' `getTimeRangesForSelector` does, so the store is asked once per selector.
+//! Operators live in [`super::binary`], aggregations in [`super::aggregate`], functions in
+//! [`super::functions`] (instant vectors) and [`super::range_fns`] (range vectors).
 
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp;
-use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector, value::ValueType};
+use promql_parser::parser::{
+    self, AtModifier, Expr, Offset, SubqueryExpr, VectorSelector, value::ValueType,
+};
 
 use super::QueryError;
 use super::value::{RangeSeries, Sample, Value};
-use crate::store::{METRIC_NAME, Matcher, Querier, is_stale};
+use crate::store::{METRIC_NAME, Matcher, Querier, SeriesSamples, is_stale};
+
+/// Prometheus' default `--query.max-samples`.
+pub const DEFAULT_MAX_SAMPLES: usize = 50_000_000;
+
+/// The step of a subquery without one: Prometheus' default global evaluation interval.
+const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 
 /// Knobs of one evaluation.
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +39,10 @@ pub struct QueryOptions {
     pub lookback_ms: i64,
     /// When to give up with [`QueryError::Timeout`].
     pub deadline: Option<Instant>,
+    /// The most samples a query may hold in memory at once (default 50,000,000), counted
+    /// as Prometheus counts them: samples selected for the current step plus the result
+    /// points of a range query so far.
+    pub max_samples: usize,
 }
 
 impl Default for QueryOptions {
@@ -27,6 +50,7 @@ impl Default for QueryOptions {
         QueryOptions {
             lookback_ms: 5 * 60 * 1000,
             deadline: None,
+            max_samples: DEFAULT_MAX_SAMPLES,
         }
     }
 }
@@ -36,7 +60,9 @@ impl Default for QueryOptions {
 /// # Errors
 ///
 /// Returns [`QueryError::Parse`] for invalid PromQL, [`QueryError::Unsupported`] for an
-/// expression not evaluated yet, [`QueryError::Timeout`] past the deadline.
+/// expression not evaluated yet or (until the api maps its own variant) one whose
+/// evaluation fails as Prometheus' execution errors do, [`QueryError::Timeout`] past the
+/// deadline.
 pub fn instant_query(
     q: &dyn Querier,
     query: &str,
@@ -44,34 +70,28 @@ pub fn instant_query(
     opts: &QueryOptions,
 ) -> Result<Value, QueryError> {
     let expr = parse(query)?;
-    let ev = Evaluator {
-        q,
-        opts,
-        start: t_ms,
-        end: t_ms,
-        step: 1,
-    };
-    match ev.eval(&expr)? {
-        Out::Scalar(v) => Ok(Value::Scalar { t_ms, value: v[0] }),
-        Out::String(s) => Ok(Value::String { t_ms, value: s }),
-        Out::Steps(series) => Ok(Value::Vector(
-            series
-                .into_iter()
-                .filter_map(|s| {
-                    s.points.first().map(|&(t_ms, value)| Sample {
+    let ev = Evaluator::new(q, opts, &expr, t_ms, t_ms);
+    match ev.eval(&expr, t_ms)? {
+        Val::Scalar(v) => Ok(Value::Scalar { t_ms, value: v }),
+        Val::String(s) => Ok(Value::String { t_ms, value: s }),
+        Val::Vector(v) => {
+            check_duplicates(&v)?;
+            Ok(Value::Vector(
+                v.into_iter()
+                    .map(|s| Sample {
                         labels: s.labels,
                         t_ms,
-                        value,
+                        value: s.value,
                     })
-                })
-                .collect(),
-        )),
-        Out::Matrix(m) => Ok(Value::Matrix(m)),
+                    .collect(),
+            ))
+        }
+        Val::Matrix(m) => Ok(Value::Matrix(m)),
     }
 }
 
 /// Evaluates `query` at `start + k*step` for every `k` with `start + k*step <= end`; the
-/// result is always a [`Value::Matrix`].
+/// result is always a [`Value::Matrix`], sorted by labels.
 ///
 /// # Errors
 ///
@@ -96,21 +116,41 @@ pub fn range_query(
         ValueType::String => return Err(QueryError::InvalidRangeType("string")),
         ValueType::Vector | ValueType::Scalar => {}
     }
-    let ev = Evaluator {
-        q,
-        opts,
-        start,
-        end,
-        step: step_ms,
-    };
-    match ev.eval(&expr)? {
-        Out::Scalar(v) => Ok(Value::Matrix(vec![RangeSeries {
-            labels: Default::default(),
-            points: ev.steps().zip(v).collect(),
-        }])),
-        Out::Steps(series) => Ok(Value::Matrix(series)),
-        Out::String(_) | Out::Matrix(_) => unreachable!("BUG: type checked above"),
+    let ev = Evaluator::new(q, opts, &expr, start, end);
+    let mut series: BTreeMap<crate::store::Labels, Vec<(i64, f64)>> = BTreeMap::new();
+    let mut points = 0usize;
+    let mut t = start;
+    while t <= end {
+        ev.step_samples.set(points);
+        match ev.eval(&expr, t)? {
+            Val::Scalar(v) => {
+                series.entry(Default::default()).or_default().push((t, v));
+                points += 1;
+            }
+            Val::Vector(v) => {
+                for s in v {
+                    let pts = series.entry(s.labels).or_default();
+                    if pts.last().is_some_and(|p| p.0 == t) {
+                        return Err(duplicate_labelset());
+                    }
+                    pts.push((t, s.value));
+                    points += 1;
+                }
+            }
+            Val::String(_) | Val::Matrix(_) => unreachable!("BUG: type checked above"),
+        }
+        ev.add_samples(0)?;
+        match t.checked_add(step_ms) {
+            Some(next) => t = next,
+            None => break,
+        }
     }
+    Ok(Value::Matrix(
+        series
+            .into_iter()
+            .map(|(labels, points)| RangeSeries { labels, points })
+            .collect(),
+    ))
 }
 
 fn parse(query: &str) -> Result<Expr, QueryError> {
@@ -122,31 +162,167 @@ fn parse(query: &str) -> Result<Expr, QueryError> {
     parser::parse(query).map_err(QueryError::Parse)
 }
 
-/// An intermediate result over all steps.
-enum Out {
-    /// One scalar per step.
-    Scalar(Vec<f64>),
+/// One element of an instant vector during evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Elem {
+    pub labels: crate::store::Labels,
+    pub value: f64,
+    /// The sample's own timestamp for selector output (what `timestamp()` reports), the
+    /// evaluation time otherwise.
+    pub t_ms: i64,
+}
+
+/// A value at one evaluation timestamp.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Val {
+    Scalar(f64),
     String(String),
-    /// Instant-vector series with a point per step where they have a value.
-    Steps(Vec<RangeSeries>),
-    /// A matrix selector's result (instant queries only).
+    Vector(Vec<Elem>),
     Matrix(Vec<RangeSeries>),
 }
 
-struct Evaluator<'a> {
-    q: &'a dyn Querier,
-    opts: &'a QueryOptions,
-    start: i64,
-    end: i64,
-    step: i64,
+/// Returns Prometheus' error for two elements of a vector with equal labels.
+pub(super) fn duplicate_labelset() -> QueryError {
+    QueryError::execution("vector cannot contain metrics with the same labelset")
 }
 
-impl Evaluator<'_> {
-    fn steps(&self) -> impl Iterator<Item = i64> + use<> {
-        let (start, end, step) = (self.start, self.end, self.step);
-        (0..)
-            .map(move |k| start + k * step)
-            .take_while(move |&t| t <= end)
+/// Fails with [`duplicate_labelset`] when two elements share their labels.
+pub(super) fn check_duplicates(v: &[Elem]) -> Result<(), QueryError> {
+    if v.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = HashSet::with_capacity(v.len());
+    for e in v {
+        if !seen.insert(&e.labels) {
+            return Err(duplicate_labelset());
+        }
+    }
+    Ok(())
+}
+
+/// A selector's samples, fetched once per query over `[mint, maxt]`.
+struct Fetched {
+    mint: i64,
+    maxt: i64,
+    series: Vec<SeriesSamples>,
+}
+
+pub(super) struct Evaluator<'a> {
+    q: &'a dyn Querier,
+    opts: &'a QueryOptions,
+    /// The query's start and end, what `@ start()` and `@ end()` mean.
+    start: i64,
+    end: i64,
+    /// Per selector node (by address), the span the pre-pass says it reads.
+    bounds: HashMap<usize, (i64, i64)>,
+    cache: RefCell<HashMap<usize, Rc<Fetched>>>,
+    /// Samples held for the current step (plus result points of a range query so far).
+    step_samples: Cell<usize>,
+}
+
+/// Enclosing subqueries' accumulated offset and range, and their `@` time if any.
+#[derive(Clone, Copy, Default)]
+struct SubqueryPath {
+    offset: i64,
+    range: i64,
+    at: Option<i64>,
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(
+        q: &'a dyn Querier,
+        opts: &'a QueryOptions,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+    ) -> Evaluator<'a> {
+        let mut ev = Evaluator {
+            q,
+            opts,
+            start,
+            end,
+            bounds: HashMap::new(),
+            cache: RefCell::new(HashMap::new()),
+            step_samples: Cell::new(0),
+        };
+        let mut bounds = HashMap::new();
+        ev.plan(expr, SubqueryPath::default(), &mut bounds);
+        ev.bounds = bounds;
+        ev
+    }
+
+    /// Records for every selector the time span it will read, as Prometheus'
+    /// `getTimeRangesForSelector`.
+    fn plan(&self, expr: &Expr, path: SubqueryPath, out: &mut HashMap<usize, (i64, i64)>) {
+        match expr {
+            Expr::VectorSelector(vs) => {
+                out.insert(addr(vs), self.selector_span(vs, 0, path));
+            }
+            Expr::MatrixSelector(ms) => {
+                out.insert(
+                    addr(&ms.vs),
+                    self.selector_span(&ms.vs, duration_ms(ms.range), path),
+                );
+            }
+            Expr::Subquery(sq) => {
+                let mut p = path;
+                p.offset += offset_ms(&sq.offset);
+                p.range += duration_ms(sq.range);
+                if let Some(at) = &sq.at {
+                    p.offset = offset_ms(&sq.offset);
+                    p.range = duration_ms(sq.range);
+                    p.at = Some(self.at_ms(at));
+                }
+                self.plan(&sq.expr, p, out);
+            }
+            Expr::Aggregate(a) => {
+                self.plan(&a.expr, path, out);
+                if let Some(p) = &a.param {
+                    self.plan(p, path, out);
+                }
+            }
+            Expr::Unary(u) => self.plan(&u.expr, path, out),
+            Expr::Binary(b) => {
+                self.plan(&b.lhs, path, out);
+                self.plan(&b.rhs, path, out);
+            }
+            Expr::Paren(p) => self.plan(&p.expr, path, out),
+            Expr::Call(c) => {
+                for a in &c.args.args {
+                    self.plan(a, path, out);
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+
+    fn selector_span(&self, vs: &VectorSelector, range: i64, path: SubqueryPath) -> (i64, i64) {
+        let (mut start, mut end) = (self.start, self.end);
+        if let Some(at) = path.at {
+            (start, end) = (at, at);
+        }
+        if let Some(at) = &vs.at {
+            let at = self.at_ms(at);
+            (start, end) = (at, at);
+        } else {
+            start = start.saturating_sub(path.offset.saturating_add(path.range));
+            end = end.saturating_sub(path.offset);
+        }
+        start = start.saturating_sub(if range == 0 {
+            self.opts.lookback_ms
+        } else {
+            range
+        });
+        let off = offset_ms(&vs.offset);
+        (start.saturating_sub(off), end.saturating_sub(off))
+    }
+
+    fn at_ms(&self, at: &AtModifier) -> i64 {
+        match at {
+            AtModifier::Start => self.start,
+            AtModifier::End => self.end,
+            AtModifier::At(st) => system_time_ms(*st),
+        }
     }
 
     fn check_deadline(&self) -> Result<(), QueryError> {
@@ -156,113 +332,215 @@ impl Evaluator<'_> {
         }
     }
 
-    fn eval(&self, expr: &Expr) -> Result<Out, QueryError> {
+    /// Counts `n` more samples held by the current step; fails past the limit.
+    pub(super) fn add_samples(&self, n: usize) -> Result<(), QueryError> {
+        let total = self.step_samples.get().saturating_add(n);
+        self.step_samples.set(total);
+        if total > self.opts.max_samples {
+            return Err(QueryError::execution(
+                "query processing would load too many samples into memory in query execution",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Evaluates `expr` at timestamp `t`.
+    pub(super) fn eval(&self, expr: &Expr, t: i64) -> Result<Val, QueryError> {
+        self.check_deadline()?;
         match expr {
-            Expr::NumberLiteral(n) => Ok(Out::Scalar(self.steps().map(|_| n.val).collect())),
-            Expr::StringLiteral(s) => Ok(Out::String(s.val.clone())),
-            Expr::Paren(p) => self.eval(&p.expr),
-            Expr::Unary(u) => match self.eval(&u.expr)? {
-                Out::Scalar(v) => Ok(Out::Scalar(v.into_iter().map(|x| -x).collect())),
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Val::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Val::Scalar(v) => Ok(Val::Scalar(-v)),
+                Val::Vector(v) => {
+                    let out: Vec<Elem> = v
+                        .into_iter()
+                        .map(|e| Elem {
+                            labels: super::labels::drop_name(&e.labels),
+                            value: -e.value,
+                            t_ms: t,
+                        })
+                        .collect();
+                    check_duplicates(&out)?;
+                    Ok(Val::Vector(out))
+                }
                 _ => Err(unsupported(expr)),
             },
-            Expr::VectorSelector(vs) => self.vector_selector(vs).map(Out::Steps),
-            Expr::MatrixSelector(ms) if self.start == self.end => {
-                self.matrix_selector(&ms.vs, ms.range).map(Out::Matrix)
-            }
-            _ => Err(unsupported(expr)),
+            Expr::VectorSelector(vs) => self.vector_selector(vs, t).map(Val::Vector),
+            Expr::MatrixSelector(ms) => self
+                .matrix_selector(&ms.vs, duration_ms(ms.range), t)
+                .map(Val::Matrix),
+            Expr::Subquery(sq) => self.subquery(sq, t).map(Val::Matrix),
+            Expr::Binary(b) => super::binary::eval(self, b, t),
+            Expr::Aggregate(a) => super::aggregate::eval(self, a, t),
+            Expr::Call(c) => super::functions::eval(self, c, t),
+            Expr::Extension(_) => Err(unsupported(expr)),
         }
     }
 
     /// Returns the reference time a selector reads at for evaluation time `t`.
-    fn reference(&self, vs: &VectorSelector, t: i64) -> i64 {
-        let base = match &vs.at {
+    fn reference(&self, at: &Option<AtModifier>, offset: &Option<Offset>, t: i64) -> i64 {
+        let base = match at {
             None => t,
-            Some(AtModifier::Start) => self.start,
-            Some(AtModifier::End) => self.end,
-            Some(AtModifier::At(st)) => system_time_ms(*st),
+            Some(at) => self.at_ms(at),
         };
-        match &vs.offset {
-            None => base,
-            Some(Offset::Pos(d)) => base - duration_ms(*d),
-            Some(Offset::Neg(d)) => base + duration_ms(*d),
-        }
+        base.saturating_sub(offset_ms(offset))
     }
 
-    fn vector_selector(&self, vs: &VectorSelector) -> Result<Vec<RangeSeries>, QueryError> {
+    /// Returns the selector's series with samples covering `[mint, maxt]`, from the cache
+    /// when the pre-pass span covers it.
+    fn fetch(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Rc<Fetched>, QueryError> {
+        let key = addr(vs);
+        if let Some(f) = self.cache.borrow().get(&key)
+            && f.mint <= mint
+            && maxt <= f.maxt
+        {
+            return Ok(f.clone());
+        }
+        let (pmin, pmax) = self.bounds.get(&key).copied().unwrap_or((mint, maxt));
+        let (lo, hi) = (pmin.min(mint), pmax.max(maxt));
         let matchers = selector_matchers(vs)?;
-        let refs: Vec<(i64, i64)> = self.steps().map(|t| (t, self.reference(vs, t))).collect();
-        let (Some(min_ref), Some(max_ref)) = (
-            refs.iter().map(|r| r.1).min(),
-            refs.iter().map(|r| r.1).max(),
-        ) else {
-            return Ok(Vec::new());
-        };
+        let f = Rc::new(Fetched {
+            mint: lo,
+            maxt: hi,
+            series: self.q.select(&matchers, lo, hi),
+        });
+        self.cache.borrow_mut().insert(key, f.clone());
+        Ok(f)
+    }
+
+    fn vector_selector(&self, vs: &VectorSelector, t: i64) -> Result<Vec<Elem>, QueryError> {
+        let r = self.reference(&vs.at, &vs.offset, t);
         let lookback = self.opts.lookback_ms;
-        let selected = self.q.select(
-            &matchers,
-            min_ref.saturating_sub(lookback).saturating_add(1),
-            max_ref,
-        );
-        let mut out = Vec::with_capacity(selected.len());
-        for s in selected {
-            self.check_deadline()?;
-            let mut points = Vec::new();
-            for &(t, r) in &refs {
-                let i = s.samples.partition_point(|x| x.0 <= r);
-                if i == 0 {
-                    continue;
-                }
-                let (st, v) = s.samples[i - 1];
-                if st > r - lookback && !is_stale(v) {
-                    points.push((t, v));
-                }
+        let f = self.fetch(vs, r.saturating_sub(lookback).saturating_add(1), r)?;
+        let mut out = Vec::new();
+        for s in &f.series {
+            let i = s.samples.partition_point(|x| x.0 <= r);
+            if i == 0 {
+                continue;
             }
-            if !points.is_empty() {
-                out.push(RangeSeries {
-                    labels: s.labels,
-                    points,
+            let (st, v) = s.samples[i - 1];
+            if st > r - lookback && !is_stale(v) {
+                out.push(Elem {
+                    labels: s.labels.clone(),
+                    value: v,
+                    t_ms: st,
                 });
             }
         }
+        self.add_samples(out.len())?;
         Ok(out)
     }
 
     fn matrix_selector(
         &self,
         vs: &VectorSelector,
-        range: Duration,
+        range: i64,
+        t: i64,
     ) -> Result<Vec<RangeSeries>, QueryError> {
-        let matchers = selector_matchers(vs)?;
-        let r = self.reference(vs, self.start);
-        let mint = r.saturating_sub(duration_ms(range)).saturating_add(1);
+        let r = self.reference(&vs.at, &vs.offset, t);
+        let mint = r.saturating_sub(range);
+        let f = self.fetch(vs, mint.saturating_add(1), r)?;
         let mut out = Vec::new();
-        for s in self.q.select(&matchers, mint, r) {
-            self.check_deadline()?;
-            let points: Vec<(i64, f64)> = s
-                .samples
-                .into_iter()
+        let mut n = 0;
+        for s in &f.series {
+            let lo = s.samples.partition_point(|x| x.0 <= mint);
+            let hi = s.samples.partition_point(|x| x.0 <= r);
+            let points: Vec<(i64, f64)> = s.samples[lo..hi]
+                .iter()
+                .copied()
                 .filter(|&(_, v)| !is_stale(v))
                 .collect();
             if !points.is_empty() {
+                n += points.len();
                 out.push(RangeSeries {
-                    labels: s.labels,
+                    labels: s.labels.clone(),
                     points,
                 });
             }
         }
+        self.add_samples(n)?;
         Ok(out)
+    }
+
+    /// Evaluates a subquery at `t`: its expression at every multiple of the step in
+    /// `(r - range, r]`, `r` being the reference time.
+    fn subquery(&self, sq: &SubqueryExpr, t: i64) -> Result<Vec<RangeSeries>, QueryError> {
+        let r = self.reference(&sq.at, &sq.offset, t);
+        let range = duration_ms(sq.range);
+        let step = sq
+            .step
+            .map(duration_ms)
+            .filter(|&s| s > 0)
+            .unwrap_or(DEFAULT_SUBQUERY_STEP_MS);
+        let lo = r.saturating_sub(range);
+        let mut ts = step * lo.div_euclid(step);
+        if ts <= lo {
+            ts += step;
+        }
+        let mut series: BTreeMap<crate::store::Labels, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut n = 0;
+        while ts <= r {
+            match self.eval(&sq.expr, ts)? {
+                Val::Scalar(v) => {
+                    series.entry(Default::default()).or_default().push((ts, v));
+                    n += 1;
+                }
+                Val::Vector(v) => {
+                    for e in v {
+                        let pts = series.entry(e.labels).or_default();
+                        if pts.last().is_some_and(|p| p.0 == ts) {
+                            return Err(duplicate_labelset());
+                        }
+                        pts.push((ts, e.value));
+                        n += 1;
+                    }
+                }
+                _ => return Err(unsupported(&sq.expr)),
+            }
+            ts += step;
+        }
+        self.add_samples(n)?;
+        Ok(series
+            .into_iter()
+            .map(|(labels, points)| RangeSeries { labels, points })
+            .collect())
+    }
+
+    /// Returns the `(start, end]` window a range-vector argument covers at `t`: the
+    /// reference time minus the range, and the reference time.
+    pub(super) fn window(&self, expr: &Expr, t: i64) -> Option<(i64, i64)> {
+        match expr {
+            Expr::Paren(p) => self.window(&p.expr, t),
+            Expr::MatrixSelector(ms) => {
+                let r = self.reference(&ms.vs.at, &ms.vs.offset, t);
+                Some((r - duration_ms(ms.range), r))
+            }
+            Expr::Subquery(sq) => {
+                let r = self.reference(&sq.at, &sq.offset, t);
+                Some((r - duration_ms(sq.range), r))
+            }
+            _ => None,
+        }
     }
 }
 
-fn unsupported(expr: &Expr) -> QueryError {
-    QueryError::Unsupported(expr.to_string())
+fn addr(vs: &VectorSelector) -> usize {
+    std::ptr::from_ref(vs) as usize
+}
+
+pub(super) fn unsupported(expr: &Expr) -> QueryError {
+    QueryError::Unsupported(format!("unsupported expression: {expr}"))
 }
 
 /// Returns a parsed selector's matchers (its name included), recompiling regexes the way Prometheus anchors
 /// them (`promql-parser` compiles `^(?:re)$`, which differs on newlines).
 pub fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, QueryError> {
     if !vs.matchers.or_matchers.is_empty() {
-        return Err(QueryError::Unsupported(format!("{vs}")));
+        return Err(QueryError::Unsupported(format!(
+            "unsupported expression: {vs}"
+        )));
     }
     let mut out = Vec::with_capacity(vs.matchers.matchers.len() + 1);
     if let Some(name) = &vs.name {
@@ -286,8 +564,16 @@ pub fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, QueryError
     Ok(out)
 }
 
-fn duration_ms(d: Duration) -> i64 {
+pub(super) fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => duration_ms(*d),
+        Some(Offset::Neg(d)) => -duration_ms(*d),
+    }
 }
 
 fn system_time_ms(t: SystemTime) -> i64 {
@@ -298,4 +584,4 @@ fn system_time_ms(t: SystemTime) -> i64 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

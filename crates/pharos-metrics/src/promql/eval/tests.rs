@@ -3,7 +3,7 @@
 use super::*;
 use crate::store::{Labels, MetricsStore, STALE_NAN_BITS};
 
-fn store() -> MetricsStore {
+pub(in crate::promql) fn store() -> MetricsStore {
     let s = MetricsStore::new();
     let a = || Labels::from_pairs([("__name__", "m"), ("job", "a")]);
     let b = || Labels::from_pairs([("__name__", "m"), ("job", "b")]);
@@ -15,6 +15,13 @@ fn store() -> MetricsStore {
     // b: one sample at 30s, one at 1000s.
     s.append_sample(b(), 30_000, 100.0);
     s.append_sample(b(), 1_000_000, 200.0);
+    for k in 0..=10 {
+        s.append_sample(
+            Labels::from_pairs([("__name__", "n"), ("job", "a")]),
+            k * 60_000,
+            7.0,
+        );
+    }
     s.append_sample(
         Labels::from_pairs([("__name__", "other"), ("x", "y\nz")]),
         0,
@@ -23,7 +30,7 @@ fn store() -> MetricsStore {
     s
 }
 
-fn render(v: Value) -> String {
+pub(in crate::promql) fn render(v: Value) -> String {
     match v {
         Value::Scalar { t_ms, value } => format!("scalar {t_ms}={value}"),
         Value::String { t_ms, value } => format!("string {t_ms}={value}"),
@@ -43,9 +50,13 @@ fn render(v: Value) -> String {
     }
 }
 
-fn check(query: &str, t_s: i64, expected: &str) {
-    let got = instant_query(&store(), query, t_s * 1000, &QueryOptions::default()).map(render);
-    assert_eq!(got.as_deref(), Ok(expected), "{query} @ {t_s}");
+/// Checks an instant query at `t_s` seconds over [`store`]; errors render as `error: ...`.
+pub(in crate::promql) fn check(query: &str, t_s: i64, expected: &str) {
+    let got = match instant_query(&store(), query, t_s * 1000, &QueryOptions::default()) {
+        Ok(v) => render(v),
+        Err(e) => format!("error: {e}"),
+    };
+    assert_eq!(got, expected, "{query} @ {t_s}");
 }
 
 #[test]
@@ -159,10 +170,10 @@ fn range_query_steps_and_types() {
 #[test]
 fn unsupported_and_invalid_queries() {
     let s = store();
-    let err = instant_query(&s, "sum(m)", 0, &QueryOptions::default()).unwrap_err();
+    let err = instant_query(&s, "histogram_count(m)", 0, &QueryOptions::default()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unsupported expression: sum(m) (full PromQL arrives in a later release)"
+        "unsupported expression: histogram_count(m)"
     );
     assert!(matches!(
         instant_query(&s, "m{", 0, &QueryOptions::default()),
@@ -179,5 +190,53 @@ fn unsupported_and_invalid_queries() {
     assert_eq!(
         instant_query(&s, "m", 0, &past),
         Err(QueryError::Timeout("expression evaluation"))
+    );
+}
+
+#[test]
+fn max_samples_limit() {
+    let s = store();
+    let small = QueryOptions {
+        max_samples: 3,
+        ..Default::default()
+    };
+    assert!(instant_query(&s, "m", 120_000, &small).is_ok());
+    let err = instant_query(&s, "m[5m]", 300_000, &small).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "query processing would load too many samples into memory in query execution"
+    );
+    // A range query also counts the points it has produced so far.
+    assert!(range_query(&s, "m{job=\"a\"}", 0, 120_000, 60_000, &small).is_ok());
+    assert!(range_query(&s, "m{job=\"a\"}", 0, 180_000, 60_000, &small).is_err());
+}
+
+#[test]
+fn range_queries_evaluate_every_construct_per_step() {
+    let s = store();
+    let got = range_query(
+        &s,
+        "sum(rate(m{job=\"a\"}[2m])) * 60",
+        120_000,
+        240_000,
+        60_000,
+        &QueryOptions::default(),
+    )
+    .map(render);
+    assert_eq!(got.as_deref(), Ok("{} 120000=1 180000=1 240000=1"));
+    let got = range_query(&s, "time() - 1", 0, 2_000, 1_000, &QueryOptions::default()).map(render);
+    assert_eq!(got.as_deref(), Ok("{} 0=-1 1000=0 2000=1"));
+    let got = range_query(
+        &s,
+        "m{job=\"a\"} @ start()",
+        60_000,
+        120_000,
+        60_000,
+        &QueryOptions::default(),
+    )
+    .map(render);
+    assert_eq!(
+        got.as_deref(),
+        Ok("{__name__=\"m\", job=\"a\"} 60000=1 120000=1")
     );
 }
