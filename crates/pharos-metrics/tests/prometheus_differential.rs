@@ -41,8 +41,10 @@
 //! zero point is closer than that (3 applies the zero floor after the extrapolation
 //! limit, 2.42 before). Those have unit tests against the Prometheus 3 documentation.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{ChildGuard, free_port};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -267,50 +269,8 @@ fn otlp(data: &[SeriesDef]) -> ExportMetricsServiceRequest {
     }
 }
 
-/// Kills the Prometheus child when the test ends, however it ends.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn have(bin: &str) -> bool {
-    Command::new("which")
-        .arg(bin)
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Installs Debian's `prometheus` package when `prometheus` or `promtool` is missing.
 fn ensure_prometheus() {
-    if have("prometheus") && have("promtool") {
-        return;
-    }
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let installed = apt(&["update"]) && apt(&["install", "-y", "prometheus"]);
-    assert!(
-        installed && have("prometheus") && have("promtool"),
-        "the differential test needs Prometheus: `apt-get install -y prometheus` failed; install the \
-         Debian package `prometheus` (it provides `prometheus` and `promtool`) and rerun"
-    );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::ensure_package("prometheus", &["prometheus", "promtool"]);
 }
 
 async fn start_prometheus(dir: &std::path::Path, data: &[SeriesDef]) -> (ChildGuard, String) {

@@ -1,0 +1,61 @@
+//! What the tests that run real peers share: installing Debian's packages
+//! when their programs are missing, free ports, and child-process guards.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+
+/// Kills a child process when the test ends, however it ends.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Returns whether `bin` is on the PATH.
+pub fn have(bin: &str) -> bool {
+    Command::new("which")
+        .arg(bin)
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs Debian's `package` when any of `bins` is missing: `apt-get update`
+/// once, then `apt-get install -y`, waiting for the dpkg lock if another
+/// test is installing at the same time.
+///
+/// # Panics
+/// When the programs are still missing afterwards, naming the package.
+pub fn ensure_package(package: &str, bins: &[&str]) {
+    if bins.iter().all(|b| have(b)) {
+        return;
+    }
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=300"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let installed = apt(&["update"]) && apt(&["install", "-y", package]);
+    assert!(
+        installed && bins.iter().all(|b| have(b)),
+        "this test needs Debian's `{package}` package (for {bins:?}): `apt-get install -y {package}` \
+         failed; install it and rerun"
+    );
+}
+
+/// Returns a port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
