@@ -19,6 +19,7 @@
 pub mod api;
 pub mod promql;
 pub mod remote_write;
+pub mod scrape;
 pub mod store;
 
 pub use store::MetricsStore;

@@ -7,11 +7,13 @@
 
 mod components;
 mod env;
+pub mod prometheus;
 
 pub use components::{
     BatchConfig, ComponentId, Exporter, GrpcConfig, HttpConfig, MemoryLimiterConfig, OtlpProtocols,
     OtlpReceiverConfig, Processor, Receiver,
 };
+pub use prometheus::PrometheusReceiverConfig;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -21,7 +23,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Receivers by component id: `otlp` (gRPC and HTTP).
+    /// Receivers by component id: `otlp` (gRPC and HTTP), `prometheus` (scraping).
     #[serde(deserialize_with = "components::component_map")]
     pub receivers: BTreeMap<ComponentId, Receiver>,
     /// Processors by component id: `batch`, `memory_limiter`.
@@ -271,9 +273,14 @@ impl Config {
                 ));
             }
             for r in &pipeline.receivers {
-                if !self.receivers.contains_key(r) {
+                let Some(receiver) = self.receivers.get(r) else {
                     return Err(format!(
                         "service.pipelines.{id}.receivers: {r} is not defined under receivers"
+                    ));
+                };
+                if matches!(receiver, Receiver::Prometheus(_)) && id.kind() != "metrics" {
+                    return Err(format!(
+                        "service.pipelines.{id}.receivers: {r} receives metrics only"
                     ));
                 }
             }
@@ -293,7 +300,13 @@ impl Config {
             }
         }
         for (id, r) in &self.receivers {
-            let Receiver::Otlp(otlp) = r;
+            let otlp = match r {
+                Receiver::Otlp(otlp) => otlp,
+                Receiver::Prometheus(p) => {
+                    p.validate().map_err(|e| format!("receivers.{id}.{e}"))?;
+                    continue;
+                }
+            };
             if otlp.protocols.grpc.is_none() && otlp.protocols.http.is_none() {
                 return Err(format!(
                     "receivers.{id}.protocols: enable grpc, http or both"

@@ -12,7 +12,7 @@ use axum::routing::get;
 use pharos_model::Signal;
 use pharos_model::telemetry::{HttpLabels, SelfMetrics, SignalLabels};
 use pharos_otlp::Limits;
-use pharos_pipeline::config::{Config, FsyncMode, Receiver};
+use pharos_pipeline::config::{Config, FsyncMode};
 use pharos_storage::{FsyncPolicy, WalOptions};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -130,7 +130,9 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
     let mut bound_grpc = Vec::new();
     let mut bound_http = Vec::new();
     for id in &used {
-        let Receiver::Otlp(otlp) = &config.receivers[id];
+        let Some(otlp) = config.receivers[id].as_otlp() else {
+            continue;
+        };
         if let Some(grpc) = &otlp.protocols.grpc {
             let listener = bind(&grpc.endpoint).await?;
             bound_grpc.push(listener.local_addr()?);

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
+use super::prometheus::PrometheusReceiverConfig;
+
 /// A component or pipeline id: `type` or `type/name`, as in the Collector.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ComponentId(String);
@@ -51,6 +53,26 @@ impl<'de> Deserialize<'de> for ComponentId {
 pub enum Receiver {
     /// `otlp`: OTLP over gRPC and HTTP.
     Otlp(OtlpReceiverConfig),
+    /// `prometheus`: scrapes targets (metrics pipelines only).
+    Prometheus(PrometheusReceiverConfig),
+}
+
+impl Receiver {
+    /// Returns the OTLP settings when this is an OTLP receiver.
+    pub fn as_otlp(&self) -> Option<&OtlpReceiverConfig> {
+        match self {
+            Receiver::Otlp(otlp) => Some(otlp),
+            Receiver::Prometheus(_) => None,
+        }
+    }
+
+    /// Returns the scrape settings when this is a prometheus receiver.
+    pub fn as_prometheus(&self) -> Option<&PrometheusReceiverConfig> {
+        match self {
+            Receiver::Prometheus(p) => Some(p),
+            Receiver::Otlp(_) => None,
+        }
+    }
 }
 
 /// `receivers.otlp`.
@@ -228,7 +250,10 @@ impl Component for Receiver {
             "otlp" => Ok(Receiver::Otlp(
                 map.next_value::<Option<_>>()?.unwrap_or_default(),
             )),
-            other => Err(unknown(other, Self::SECTION, &["otlp"])),
+            "prometheus" => Ok(Receiver::Prometheus(
+                map.next_value::<Option<_>>()?.unwrap_or_default(),
+            )),
+            other => Err(unknown(other, Self::SECTION, &["otlp", "prometheus"])),
         }
     }
 }

@@ -53,7 +53,7 @@ query:
 "#,
     )
     .unwrap();
-    let Receiver::Otlp(otlp) = &c.receivers[&ComponentId::new("otlp")];
+    let otlp = c.receivers[&ComponentId::new("otlp")].as_otlp().unwrap();
     assert_eq!(
         otlp.protocols.grpc.as_ref().unwrap().endpoint,
         "127.0.0.1:4317"
