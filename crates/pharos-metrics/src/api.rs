@@ -167,8 +167,18 @@ pub fn router(store: Arc<MetricsStore>) -> Router {
     router_for(store)
 }
 
+/// Returns the Prometheus API router over a store, with `/api/v1/targets`
+/// reading the scrape manager's state through `targets`.
+pub fn router_with_targets(store: Arc<MetricsStore>, targets: status::TargetsFn) -> Router {
+    router_parts(store, targets)
+}
+
 /// Returns the Prometheus API router over any [`Querier`].
 pub fn router_for(querier: Arc<dyn Querier>) -> Router {
+    router_parts(querier, Arc::new(Default::default))
+}
+
+fn router_parts(querier: Arc<dyn Querier>, targets: status::TargetsFn) -> Router {
     status::mark_start();
     Router::new()
         .route("/api/v1/query", get(query).post(query))
@@ -190,7 +200,10 @@ pub fn router_for(querier: Arc<dyn Querier>) -> Router {
         )
         .route(
             "/api/v1/targets",
-            get(|| async { Success(status::targets()) }),
+            get(move || {
+                let snapshot = targets();
+                async move { Success(status::targets(&snapshot)) }
+            }),
         )
         .with_state(querier)
 }

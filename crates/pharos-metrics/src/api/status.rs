@@ -6,6 +6,7 @@
 use super::json;
 use super::params::Form;
 use super::{ApiError, Shared};
+use crate::scrape::TargetsSnapshot;
 use crate::store::{Labels, MatchKind, Matcher};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -58,9 +59,55 @@ pub fn query_exemplars(form: &Form) -> Result<String, ApiError> {
     Ok("[]".into())
 }
 
-/// `targets`: no scrape targets exist until the scrape receiver arrives.
-pub fn targets() -> String {
-    "{\"activeTargets\":[],\"droppedTargets\":[]}".into()
+/// Where `/api/v1/targets` reads the scrape manager's state from.
+pub type TargetsFn = std::sync::Arc<dyn Fn() -> TargetsSnapshot + Send + Sync>;
+
+/// `targets`, as Prometheus' `targets` endpoint shapes it (`state` filtering not supported).
+pub fn targets(snapshot: &TargetsSnapshot) -> String {
+    let mut out = String::from("{\"activeTargets\":[");
+    for (i, t) in snapshot.active.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"discoveredLabels\":");
+        json::labels(&mut out, &t.discovered_labels);
+        out.push_str(",\"labels\":");
+        json::labels(&mut out, &t.labels);
+        for (key, value) in [
+            ("scrapePool", t.scrape_pool.as_str()),
+            ("scrapeUrl", &t.scrape_url),
+            ("globalUrl", &t.global_url),
+            ("lastError", &t.last_error),
+        ] {
+            out.push_str(&format!(",\"{key}\":"));
+            json::string(&mut out, value);
+        }
+        out.push_str(",\"lastScrape\":");
+        let last = t
+            .last_scrape
+            .map_or_else(|| "0001-01-01T00:00:00Z".to_string(), rfc3339);
+        json::string(&mut out, &last);
+        out.push_str(&format!(
+            ",\"lastScrapeDuration\":{},\"health\":\"{}\",\"scrapeInterval\":",
+            json::float(t.last_scrape_duration.as_secs_f64()),
+            t.health.as_str()
+        ));
+        json::string(&mut out, &t.scrape_interval);
+        out.push_str(",\"scrapeTimeout\":");
+        json::string(&mut out, &t.scrape_timeout);
+        out.push('}');
+    }
+    out.push_str("],\"droppedTargets\":[");
+    for (i, d) in snapshot.dropped.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"discoveredLabels\":");
+        json::labels(&mut out, &d.discovered_labels);
+        out.push('}');
+    }
+    out.push_str("]}");
+    out
 }
 
 fn started_at() -> &'static str {
@@ -73,7 +120,8 @@ pub fn mark_start() {
     started_at();
 }
 
-fn rfc3339(t: std::time::SystemTime) -> String {
+/// Formats a time as Prometheus' JSON does: RFC 3339, UTC, milliseconds.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -209,6 +257,41 @@ mod tests {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20.123Z");
         assert_eq!(rfc3339(std::time::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn targets_are_shaped_like_prometheus() {
+        use crate::scrape::{DroppedTarget, Health, TargetStatus};
+        let l = |pairs: &[(&str, &str)]| Labels::from_pairs(pairs.iter().copied());
+        let snapshot = TargetsSnapshot {
+            active: vec![TargetStatus {
+                discovered_labels: l(&[("__address__", "h:9100"), ("job", "node")]),
+                labels: l(&[("instance", "h:9100"), ("job", "node")]),
+                scrape_pool: "node".into(),
+                scrape_url: "http://h:9100/metrics".into(),
+                global_url: "http://h:9100/metrics".into(),
+                last_error: String::new(),
+                last_scrape: Some(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+                ),
+                last_scrape_duration: std::time::Duration::from_millis(12),
+                health: Health::Up,
+                scrape_interval: "15s".into(),
+                scrape_timeout: "10s".into(),
+            }],
+            dropped: vec![DroppedTarget {
+                discovered_labels: l(&[("__address__", "x:1")]),
+                scrape_pool: "node".into(),
+            }],
+        };
+        assert_eq!(
+            targets(&snapshot),
+            r#"{"activeTargets":[{"discoveredLabels":{"__address__":"h:9100","job":"node"},"labels":{"instance":"h:9100","job":"node"},"scrapePool":"node","scrapeUrl":"http://h:9100/metrics","globalUrl":"http://h:9100/metrics","lastError":"","lastScrape":"2023-11-14T22:13:20.000Z","lastScrapeDuration":0.012,"health":"up","scrapeInterval":"15s","scrapeTimeout":"10s"}],"droppedTargets":[{"discoveredLabels":{"__address__":"x:1"}}]}"#
+        );
+        assert_eq!(
+            targets(&TargetsSnapshot::default()),
+            r#"{"activeTargets":[],"droppedTargets":[]}"#
+        );
     }
 
     #[test]
