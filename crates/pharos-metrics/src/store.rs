@@ -12,6 +12,7 @@ pub mod head;
 pub mod labels;
 pub mod matcher;
 pub mod names;
+pub mod record;
 pub mod translate;
 
 use std::collections::BTreeSet;

@@ -77,29 +77,23 @@ where
             .into_response();
     };
     let limit = shared.limits.max_request_body_bytes;
-    let declared_too_large = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > limit as u64);
-    if declared_too_large {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_MAX_BYTES as u64) {
         return decode_error(encoding, DecodeError::TooLarge { limit });
     }
-    let raw = match axum::body::to_bytes(body, limit).await {
+    let raw = match read_body(body, limit).await {
         Ok(b) => b,
-        Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            return if too_large {
-                decode_error(encoding, DecodeError::TooLarge { limit })
-            } else {
-                status_response(
-                    encoding,
-                    StatusCode::BAD_REQUEST,
-                    &format!("cannot read body: {e}"),
-                    None,
-                )
-            };
+        Err(None) => return decode_error(encoding, DecodeError::TooLarge { limit }),
+        Err(Some(e)) => {
+            return status_response(
+                encoding,
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read body: {e}"),
+                None,
+            );
         }
     };
     let content_encoding = headers
@@ -127,6 +121,35 @@ where
             ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
         }
         Err(e) => consume_error(encoding, &e),
+    }
+}
+
+/// How much of an oversized body is read and thrown away before answering 413,
+/// so the client sees the answer rather than a connection reset mid-upload.
+const DRAIN_MAX_BYTES: usize = 64 << 20;
+
+/// Reads the body up to `limit` bytes. Past the limit it keeps reading and
+/// discarding up to [`DRAIN_MAX_BYTES`], then answers `Err(None)` (too large);
+/// `Err(Some(_))` is a transport error.
+async fn read_body(mut body: Body, limit: usize) -> Result<bytes::Bytes, Option<axum::Error>> {
+    use http_body_util::BodyExt;
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(Some)?.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total <= limit {
+            buf.extend_from_slice(&data);
+        } else if total > DRAIN_MAX_BYTES {
+            return Err(None);
+        }
+    }
+    if total > limit {
+        Err(None)
+    } else {
+        Ok(buf.freeze())
     }
 }
 

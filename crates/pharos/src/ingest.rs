@@ -11,11 +11,17 @@
 //!   under the same lock as its WAL submit and waits for its turn to apply;
 //! - once submitted, a request is applied even if its client goes away: the
 //!   wait and the apply run in a task of their own.
+//!
+//! OTLP metrics and Prometheus remote_write share the metrics path: both are
+//! wrapped in a [`MetricsRecord`] (a move, not a copy) and take the same
+//! tickets, so the metrics log holds both in the order the head saw them.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use parking_lot::Mutex;
+use pharos_metrics::remote_write::{WriteError, WriteRequest, WriteSink};
+use pharos_metrics::store::record::MetricsRecord;
 use pharos_model::{ItemCount, Rejected, Signal, Store};
 use pharos_otlp::{ConsumeError, Consumer};
 use pharos_storage::Wal;
@@ -93,7 +99,8 @@ pub fn resident_bytes() -> Option<u64> {
 /// The ingest path of all three signals.
 pub struct Ingest {
     pub traces: SignalPath<ExportTraceServiceRequest>,
-    pub metrics: SignalPath<ExportMetricsServiceRequest>,
+    /// OTLP metrics and remote_write, in one log of [`MetricsRecord`]s.
+    pub metrics: SignalPath<MetricsRecord>,
     pub logs: SignalPath<ExportLogsServiceRequest>,
     pub limiter: MemoryLimiter,
 }
@@ -120,36 +127,46 @@ impl Ingest {
     }
 }
 
-/// Picks the path of one request type.
-pub trait PathOf<R> {
-    fn path(&self) -> &SignalPath<R>;
-}
-
-impl PathOf<ExportTraceServiceRequest> for Ingest {
-    fn path(&self) -> &SignalPath<ExportTraceServiceRequest> {
-        &self.traces
+impl Consumer<ExportTraceServiceRequest> for Ingest {
+    async fn consume(&self, req: ExportTraceServiceRequest) -> Result<Rejected, ConsumeError> {
+        self.submit(&self.traces, req).await
     }
 }
 
-impl PathOf<ExportMetricsServiceRequest> for Ingest {
-    fn path(&self) -> &SignalPath<ExportMetricsServiceRequest> {
-        &self.metrics
+impl Consumer<ExportMetricsServiceRequest> for Ingest {
+    async fn consume(&self, req: ExportMetricsServiceRequest) -> Result<Rejected, ConsumeError> {
+        let record = MetricsRecord::from(req);
+        self.submit(&self.metrics, record).await
     }
 }
 
-impl PathOf<ExportLogsServiceRequest> for Ingest {
-    fn path(&self) -> &SignalPath<ExportLogsServiceRequest> {
-        &self.logs
+impl Consumer<ExportLogsServiceRequest> for Ingest {
+    async fn consume(&self, req: ExportLogsServiceRequest) -> Result<Rejected, ConsumeError> {
+        self.submit(&self.logs, req).await
     }
 }
 
-impl<R> Consumer<R> for Ingest
-where
-    Ingest: PathOf<R>,
-    R: prost::Message + ItemCount + Send + Sync + 'static,
-{
-    async fn consume(&self, mut req: R) -> Result<Rejected, ConsumeError> {
-        let path = self.path();
+impl WriteSink for Ingest {
+    async fn write(&self, req: WriteRequest) -> Result<Rejected, WriteError> {
+        // Metadata is not stored (yet); the series move into the record.
+        let record = MetricsRecord::from_remote_write(req.timeseries);
+        self.submit(&self.metrics, record)
+            .await
+            .map_err(|e| match e {
+                ConsumeError::MemoryLimit(m) => WriteError::MemoryLimit(m),
+                ConsumeError::Unavailable(m) => WriteError::Unavailable(m),
+                ConsumeError::NoPipeline(m) => WriteError::NoPipeline(m),
+            })
+    }
+}
+
+impl Ingest {
+    /// The ingest path of one request: pipeline and memory checks, `sanitize`,
+    /// the log under a ticket, then `apply` in ticket order (see the module doc).
+    async fn submit<R>(&self, path: &SignalPath<R>, mut req: R) -> Result<Rejected, ConsumeError>
+    where
+        R: prost::Message + ItemCount + Send + Sync + 'static,
+    {
         if !path.enabled {
             return Err(ConsumeError::NoPipeline(format!(
                 "no {} pipeline is configured",
@@ -361,6 +378,120 @@ mod tests {
             resident_bytes().is_some_and(|b| b > 1 << 20),
             "Linux reports VmRSS"
         );
+    }
+
+    #[test]
+    fn otlp_and_remote_write_share_the_metrics_log() {
+        use opentelemetry_proto::tonic::metrics::v1::{
+            Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
+            number_data_point,
+        };
+        use pharos_metrics::MetricsStore;
+        use pharos_metrics::remote_write::proto::{Label, Sample, TimeSeries};
+        use pharos_metrics::store::{Matcher, Querier};
+        use prost::Message;
+
+        let t_ms: i64 = 1_700_000_000_000;
+        let gauge = |name: &str, t_ms: i64| ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: name.into(),
+                        data: Some(Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint {
+                                time_unix_nano: t_ms as u64 * 1_000_000,
+                                value: Some(number_data_point::Value::AsDouble(2.5)),
+                                ..Default::default()
+                            }],
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("metrics");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let opts = pharos_storage::WalOptions {
+            fsync: pharos_storage::FsyncPolicy::Never,
+            ..Default::default()
+        };
+        // A record from before the envelope: a plain ExportMetricsServiceRequest.
+        rt.block_on(async {
+            let (wal, _) = Wal::open(&wal_dir, opts.clone(), |_| {}).unwrap();
+            wal.append(gauge("old", t_ms).encode_to_vec())
+                .await
+                .unwrap();
+            wal.close().await.unwrap();
+        });
+        let live = Arc::new(MetricsStore::new());
+        let no_store = || Arc::new(NoStore);
+        let ingest = Ingest {
+            traces: open_path(
+                Signal::Traces,
+                no_store(),
+                &dir.path().join("t"),
+                opts.clone(),
+                true,
+            )
+            .unwrap(),
+            metrics: open_path(Signal::Metrics, live.clone(), &wal_dir, opts.clone(), true)
+                .unwrap(),
+            logs: open_path(
+                Signal::Logs,
+                no_store(),
+                &dir.path().join("l"),
+                opts.clone(),
+                true,
+            )
+            .unwrap(),
+            limiter: MemoryLimiter::new(u64::MAX),
+        };
+        let remote = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![Label::new("__name__", "rw"), Label::new("job", "j")],
+                samples: vec![
+                    Sample {
+                        value: 1.0,
+                        timestamp: t_ms,
+                    },
+                    Sample {
+                        value: 2.0,
+                        timestamp: t_ms - 1,
+                    },
+                ],
+                ..Default::default()
+            }],
+            metadata: vec![],
+        };
+        rt.block_on(async {
+            let r = Consumer::consume(&ingest, gauge("new", t_ms))
+                .await
+                .unwrap();
+            assert_eq!(r, Rejected::default());
+            let r = ingest.write(remote).await.unwrap();
+            assert_eq!(r.count, 1, "the out-of-order sample is refused: {r:?}");
+            ingest.close().await;
+        });
+        let everything = |s: &MetricsStore| {
+            s.select(
+                &[Matcher::regex("__name__", ".+", false).unwrap()],
+                i64::MIN,
+                i64::MAX,
+            )
+        };
+        let before = everything(&live);
+        assert_eq!(before.len(), 3, "{before:?}");
+        let replayed = Arc::new(MetricsStore::new());
+        open_path::<MetricsRecord>(Signal::Metrics, replayed.clone(), &wal_dir, opts, true)
+            .unwrap();
+        assert_eq!(everything(&replayed), before);
     }
 
     struct NoStore;

@@ -7,6 +7,7 @@
 
 mod demo;
 mod ingest;
+mod scrape;
 mod server;
 
 use anyhow::Context;
@@ -69,7 +70,18 @@ fn main() -> anyhow::Result<()> {
             println!("pharos {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::CheckConfig { file } => match Config::load(&file) {
+        Command::CheckConfig { file } => match Config::load(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                // What only the engines can check: relabel regexes and the like.
+                for (id, r) in &c.receivers {
+                    if let Some(p) = r.as_prometheus() {
+                        scrape::pools(p)
+                            .map_err(|e| format!("{}: receivers.{id}: {e}", file.display()))?;
+                    }
+                }
+                Ok(c)
+            }) {
             Ok(_) => {
                 println!("{}: ok", file.display());
                 Ok(())

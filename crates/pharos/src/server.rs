@@ -163,12 +163,28 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
             let limits = Limits {
                 max_request_body_bytes: http.max_request_body_size as usize,
             };
-            let app = pharos_otlp::http::router(ingest.clone(), self_metrics.clone(), limits);
+            // Prometheus remote_write (`/api/v1/write`) shares the port and its body limit.
+            let app = pharos_otlp::http::router(ingest.clone(), self_metrics.clone(), limits)
+                .merge(pharos_metrics::remote_write::router(
+                    ingest.clone(),
+                    self_metrics.clone(),
+                    limits.max_request_body_bytes,
+                ));
             tasks.spawn(serve_http(
                 listener,
                 with_http_metrics(app, "otlp_http", &self_metrics),
                 shutdown_rx.clone(),
             ));
+        }
+    }
+
+    // Prometheus receivers named by some pipeline scrape their targets.
+    let mut scrapers = Vec::new();
+    for id in &used {
+        if let Some(p) = config.receivers[id].as_prometheus() {
+            let pools =
+                crate::scrape::pools(p).map_err(|e| anyhow::anyhow!("receivers.{id}: {e}"))?;
+            scrapers.push(crate::scrape::start(ingest.clone(), pools));
         }
     }
 
@@ -189,7 +205,24 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
             shutting_down: shutting_down.clone(),
         });
     let query_app = own
-        .merge(pharos_metrics::api::router(metrics_store))
+        .merge(match scrapers.first() {
+            None => pharos_metrics::api::router(metrics_store),
+            Some(_) => {
+                let managers = scrapers.clone();
+                pharos_metrics::api::router_with_targets(
+                    metrics_store,
+                    Arc::new(move || {
+                        let mut all = pharos_metrics::scrape::TargetsSnapshot::default();
+                        for m in &managers {
+                            let t = m.targets();
+                            all.active.extend(t.active);
+                            all.dropped.extend(t.dropped);
+                        }
+                        all
+                    }),
+                )
+            }
+        })
         .merge(pharos_traces::api::router(trace_store))
         .merge(pharos_logs::api::router(log_store));
     tasks.spawn(serve_http(
@@ -228,6 +261,9 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
         }
     }
     shutting_down.store(true, Ordering::SeqCst);
+    for m in &scrapers {
+        m.stop().await;
+    }
     let _ = shutdown_tx.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(10), drain)

@@ -50,6 +50,12 @@ impl Pharos {
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("pharos.yaml");
         std::fs::write(&config, config_yaml(dir, extra)).unwrap();
+        Pharos::start_config(dir, &config)
+    }
+
+    /// Starts `pharos serve --config config`; the configuration must ask for ports from the OS.
+    pub fn start_config(dir: &Path, config: &Path) -> Pharos {
+        let config = config.to_path_buf();
         let run = std::fs::read_dir(dir).unwrap().count();
         let stderr_path = dir.join(format!("stderr-{run}.log"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_pharos"))

@@ -1,0 +1,591 @@
+//! The metrics write-ahead log record, [`MetricsRecord`]: one envelope for both ingest
+//! paths (OTLP and Prometheus remote_write), so they share one log and the head replays
+//! them in the order they were accepted.
+//!
+//! The envelope is a protobuf message whose field 1 is OTLP's `ResourceMetrics`, exactly
+//! as in `ExportMetricsServiceRequest`, so the records written before remote_write existed
+//! (plain `ExportMetricsServiceRequest`s) decode as envelopes unchanged. Field 2 carries
+//! remote_write series. Format: `docs/format/wal.md`, "The metrics record".
+//!
+//! Remote-write series are checked here, in [`Store::sanitize`], because the checks need
+//! the head: Pharos keeps what Prometheus' TSDB would keep and refuses the rest with a
+//! reason, before anything reaches the log:
+//!
+//! - a series needs a valid `__name__` (`[a-zA-Z_:][a-zA-Z0-9_:]*`) and valid label names
+//!   (`[a-zA-Z_][a-zA-Z0-9_]*`, the names Prometheus 2 accepts and PromQL can select
+//!   without quoting; Prometheus 3's UTF-8 names are refused for now), each name once;
+//!   labels with an empty value are dropped, as Prometheus treats them as absent;
+//! - a sample older than its series' newest one is out of order; one at the newest
+//!   timestamp with another value is a duplicate; one with the same value is a resend and
+//!   is dropped silently (retries are idempotent); samples more than 10 minutes ahead of
+//!   the wall clock are out of bounds, as in Prometheus' receiver;
+//! - native histograms are refused (not supported yet); exemplars and metadata are
+//!   dropped without a word, as the OTLP path drops exemplars.
+//!
+//! Stale markers are kept. Checks run against the head before the log, so two concurrent
+//! requests for the same series may both pass them; [`Store::apply`] then drops the loser's
+//! samples and counts them in [`super::AppendStats`], as it does for OTLP.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use pharos_model::{ExportMetricsServiceRequest, ItemCount, Rejected, Store};
+use prost::bytes::{Buf, BufMut};
+use prost::encoding::{DecodeContext, WireType};
+
+use super::MetricsStore;
+use super::head::{Head, SeriesId};
+use super::labels::{Labels, METRIC_NAME};
+use crate::remote_write::proto::{Label, TimeSeries};
+
+/// One record of the metrics write-ahead log: what one accepted request added.
+///
+/// A request from either receiver fills one field; [`Store::apply`] applies the OTLP part
+/// first, then the remote_write series.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsRecord {
+    /// Field 1 (`repeated ResourceMetrics`): an OTLP request, flattened so that its bytes are
+    /// the bytes of an `ExportMetricsServiceRequest`.
+    pub otlp: ExportMetricsServiceRequest,
+    /// Field 2 (`repeated prometheus.TimeSeries`): remote_write series, labels sorted and
+    /// without empty values once sanitized.
+    pub remote_write: Vec<TimeSeries>,
+}
+
+/// The envelope's field numbers.
+const OTLP_TAG: u32 = 1;
+const REMOTE_WRITE_TAG: u32 = 2;
+
+impl MetricsRecord {
+    /// Wraps remote_write series.
+    pub fn from_remote_write(series: Vec<TimeSeries>) -> MetricsRecord {
+        MetricsRecord {
+            otlp: ExportMetricsServiceRequest::default(),
+            remote_write: series,
+        }
+    }
+}
+
+impl From<ExportMetricsServiceRequest> for MetricsRecord {
+    /// Wraps an OTLP request (a move: nothing is copied).
+    fn from(otlp: ExportMetricsServiceRequest) -> MetricsRecord {
+        MetricsRecord {
+            otlp,
+            remote_write: Vec::new(),
+        }
+    }
+}
+
+/// Written by hand rather than derived: field 1 must hold the OTLP request's
+/// `ResourceMetrics` directly (not a nested message) for old records to decode.
+impl prost::Message for MetricsRecord {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        prost::encoding::message::encode_repeated(OTLP_TAG, &self.otlp.resource_metrics, buf);
+        prost::encoding::message::encode_repeated(REMOTE_WRITE_TAG, &self.remote_write, buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        match tag {
+            OTLP_TAG => prost::encoding::message::merge_repeated(
+                wire_type,
+                &mut self.otlp.resource_metrics,
+                buf,
+                ctx,
+            ),
+            REMOTE_WRITE_TAG => prost::encoding::message::merge_repeated(
+                wire_type,
+                &mut self.remote_write,
+                buf,
+                ctx,
+            ),
+            _ => prost::encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        prost::encoding::message::encoded_len_repeated(OTLP_TAG, &self.otlp.resource_metrics)
+            + prost::encoding::message::encoded_len_repeated(REMOTE_WRITE_TAG, &self.remote_write)
+    }
+
+    fn clear(&mut self) {
+        self.otlp.resource_metrics.clear();
+        self.remote_write.clear();
+    }
+}
+
+impl ItemCount for MetricsRecord {
+    /// OTLP data points plus remote_write samples and native histogram samples.
+    fn item_count(&self) -> u64 {
+        self.otlp.item_count()
+            + self
+                .remote_write
+                .iter()
+                .map(|ts| (ts.samples.len() + ts.histograms.len()) as u64)
+                .sum::<u64>()
+    }
+}
+
+impl Store<MetricsRecord> for MetricsStore {
+    /// Sanitizes the OTLP part as [`Store<ExportMetricsServiceRequest>`] does and checks the
+    /// remote_write series as the module documentation says.
+    fn sanitize(&self, rec: &mut MetricsRecord) -> Rejected {
+        let mut rejected = super::translate::sanitize(&mut rec.otlp);
+        if !rec.remote_write.is_empty() {
+            let head = self.head.read();
+            rejected.merge(sanitize_remote_write(
+                &head,
+                &mut rec.remote_write,
+                now_ms(),
+            ));
+        }
+        rejected
+    }
+
+    fn apply(&self, rec: &MetricsRecord) {
+        if !rec.otlp.resource_metrics.is_empty() {
+            Store::<ExportMetricsServiceRequest>::apply(self, &rec.otlp);
+        }
+        if rec.remote_write.is_empty() {
+            return;
+        }
+        let mut head = self.head.write();
+        for ts in &rec.remote_write {
+            let labels = Labels::from_pairs(
+                ts.labels
+                    .iter()
+                    .map(|l| (l.name.as_str(), l.value.as_str())),
+            );
+            // Sanitized records always have a name; a hand-made one may not.
+            if labels.get(METRIC_NAME).is_none() {
+                continue;
+            }
+            let id = head.get_or_create(labels);
+            for s in &ts.samples {
+                self.count(head.append(id, s.timestamp, s.value));
+            }
+        }
+    }
+
+    fn approx_bytes(&self) -> u64 {
+        Store::<ExportMetricsServiceRequest>::approx_bytes(self)
+    }
+}
+
+/// How far ahead of the wall clock a sample may be, as in Prometheus' receiver.
+const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
+
+/// Why remote_write samples were refused; the messages are Prometheus' where it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    NoMetricName,
+    InvalidMetricName,
+    InvalidLabelName,
+    DuplicateLabelName,
+    OutOfOrder,
+    Duplicate,
+    OutOfBounds,
+    NativeHistogram,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refusal::NoMetricName => "series without a metric name",
+            Refusal::InvalidMetricName => "invalid metric name",
+            Refusal::InvalidLabelName => "invalid label name",
+            Refusal::DuplicateLabelName => "duplicate label name",
+            Refusal::OutOfOrder => "out of order sample",
+            Refusal::Duplicate => "duplicate sample for timestamp",
+            Refusal::OutOfBounds => "out of bounds: more than 10m in the future",
+            Refusal::NativeHistogram => "native histograms are not supported yet",
+        })
+    }
+}
+
+/// Refusals by kind, each with a count and the first example, in order of appearance.
+#[derive(Default)]
+struct Refusals(Vec<(Refusal, u64, String)>);
+
+impl Refusals {
+    fn add(&mut self, why: Refusal, n: u64, example: impl FnOnce() -> String) {
+        if n == 0 {
+            return;
+        }
+        match self.0.iter_mut().find(|(r, _, _)| *r == why) {
+            Some(entry) => entry.1 += n,
+            None => self.0.push((why, n, example())),
+        }
+    }
+
+    fn into_rejected(self) -> Rejected {
+        let mut rejected = Rejected::default();
+        for (why, n, example) in self.0 {
+            rejected.add(n, &format!("{why} ({n} samples, first: {example})"));
+        }
+        rejected
+    }
+}
+
+/// Checks remote_write series against the rules in the module documentation, in place:
+/// refused samples and emptied series are removed, labels are sorted and freed of empty
+/// values, exemplars and histograms dropped.
+fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64) -> Rejected {
+    let mut refusals = Refusals::default();
+    // The newest (timestamp, value bits) of each series seen so far: in the head, then
+    // as this request advances it.
+    let mut newest: HashMap<Labels, Option<(i64, u64)>> = HashMap::new();
+    for ts in series.iter_mut() {
+        ts.exemplars.clear();
+        let histograms = std::mem::take(&mut ts.histograms);
+        refusals.add(Refusal::NativeHistogram, histograms.len() as u64, || {
+            labels_display(&ts.labels)
+        });
+        if let Err(why) = check_labels(ts) {
+            refusals.add(why, ts.samples.len() as u64, || labels_display(&ts.labels));
+            ts.samples.clear();
+            continue;
+        }
+        ts.labels.retain(|l| !l.value.is_empty());
+        ts.labels.sort_by(|a, b| a.name.cmp(&b.name));
+        let labels = Labels::from_pairs(
+            ts.labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str())),
+        );
+        let last = newest.entry(labels).or_insert_with_key(|labels| {
+            find_series(head, labels).and_then(|id| {
+                head.series[id as usize]
+                    .samples
+                    .last()
+                    .map(|&(t, v)| (t, v.to_bits()))
+            })
+        });
+        let TimeSeries {
+            labels, samples, ..
+        } = ts;
+        samples.retain(|s| {
+            let bits = s.value.to_bits();
+            let why = if s.timestamp > now_ms.saturating_add(MAX_AHEAD_MS) {
+                Refusal::OutOfBounds
+            } else {
+                match *last {
+                    Some((t, _)) if s.timestamp < t => Refusal::OutOfOrder,
+                    // The same sample again: already stored, so a retry is not an error.
+                    Some((t, b)) if s.timestamp == t && b == bits => return false,
+                    Some((t, _)) if s.timestamp == t => Refusal::Duplicate,
+                    _ => {
+                        *last = Some((s.timestamp, bits));
+                        return true;
+                    }
+                }
+            };
+            refusals.add(why, 1, || {
+                format!("{} at {}", labels_display(labels), s.timestamp)
+            });
+            false
+        });
+    }
+    series.retain(|ts| !ts.samples.is_empty());
+    refusals.into_rejected()
+}
+
+/// Returns why a series' labels are unusable, if they are.
+fn check_labels(ts: &TimeSeries) -> Result<(), Refusal> {
+    let mut names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Refusal::DuplicateLabelName);
+    }
+    if !names.iter().all(|n| is_label_name(n)) {
+        return Err(Refusal::InvalidLabelName);
+    }
+    match ts.labels.iter().find(|l| l.name == METRIC_NAME) {
+        Some(l) if l.value.is_empty() => Err(Refusal::NoMetricName),
+        Some(l) if !is_metric_name(&l.value) => Err(Refusal::InvalidMetricName),
+        Some(_) => Ok(()),
+        None => Err(Refusal::NoMetricName),
+    }
+}
+
+/// Returns whether `name` matches `[a-zA-Z_][a-zA-Z0-9_]*`.
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Returns whether `name` matches `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Returns the head's series with exactly `labels`, looked up through the inverted index:
+/// the shortest postings list among the labels, scanned for an equal label set.
+fn find_series(head: &Head, labels: &Labels) -> Option<SeriesId> {
+    let index = head.index();
+    let mut shortest: Option<&Vec<SeriesId>> = None;
+    for (name, value) in labels.pairs() {
+        let ids = index.get(name)?.get(value)?;
+        if shortest.is_none_or(|s| ids.len() < s.len()) {
+            shortest = Some(ids);
+        }
+    }
+    shortest?
+        .iter()
+        .copied()
+        .find(|&id| head.series[id as usize].labels == *labels)
+}
+
+/// Formats labels as given (unsorted, duplicates kept) like Prometheus' `labels.String`.
+fn labels_display(labels: &[Label]) -> String {
+    let pairs: Vec<String> = labels
+        .iter()
+        .map(|l| format!("{}={:?}", l.name, l.value))
+        .collect();
+    format!("{{{}}}", pairs.join(", "))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote_write::proto::Sample;
+    use crate::store::{Matcher, Querier, STALE_NAN_BITS};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
+        number_data_point,
+    };
+    use prost::Message;
+
+    const T: i64 = 1_700_000_000_000;
+
+    fn otlp(name: &str, t_ms: i64, v: f64) -> ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: name.into(),
+                        data: Some(Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint {
+                                time_unix_nano: t_ms as u64 * 1_000_000,
+                                value: Some(number_data_point::Value::AsDouble(v)),
+                                ..Default::default()
+                            }],
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+        TimeSeries {
+            labels: labels.iter().map(|(k, v)| Label::new(*k, *v)).collect(),
+            samples: samples
+                .iter()
+                .map(|&(timestamp, value)| Sample { value, timestamp })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn select(store: &MetricsStore, name: &str) -> Vec<(Labels, Vec<(i64, u64)>)> {
+        store
+            .select(&[Matcher::equal(METRIC_NAME, name)], i64::MIN, i64::MAX)
+            .into_iter()
+            .map(|s| {
+                let samples = s.samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+                (s.labels, samples)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_otlp_request_is_a_record_byte_for_byte() {
+        let req = otlp("old.gauge", T, 1.5);
+        let old_bytes = req.encode_to_vec();
+        let rec = MetricsRecord::decode(old_bytes.as_slice()).unwrap();
+        assert_eq!(rec, MetricsRecord::from(req.clone()));
+        assert_eq!(rec.encode_to_vec(), old_bytes, "the envelope adds nothing");
+        assert_eq!(rec.encoded_len(), old_bytes.len());
+    }
+
+    #[test]
+    fn remote_write_series_round_trip_in_field_2() {
+        let rec = MetricsRecord {
+            otlp: otlp("both", T, 2.0),
+            remote_write: vec![series(&[("__name__", "up")], &[(T, 1.0)])],
+        };
+        let bytes = rec.encode_to_vec();
+        assert_eq!(MetricsRecord::decode(bytes.as_slice()).unwrap(), rec);
+        assert_eq!(rec.encoded_len(), bytes.len());
+        // A reader that only knows OTLP skips field 2 and keeps the OTLP part.
+        let as_otlp = ExportMetricsServiceRequest::decode(bytes.as_slice()).unwrap();
+        assert_eq!(as_otlp, rec.otlp);
+        assert_eq!(rec.item_count(), 2);
+    }
+
+    /// Sanitizes `input` against a store holding `before` (applied as remote_write), and
+    /// checks the refusal message and the series left, as `(labels, samples)` pairs.
+    fn check(
+        before: Vec<TimeSeries>,
+        input: Vec<TimeSeries>,
+        expected_message: &str,
+        expected_left: Vec<TimeSeries>,
+    ) {
+        let store = MetricsStore::new();
+        store.apply(&MetricsRecord::from_remote_write(before));
+        let mut rec = MetricsRecord::from_remote_write(input);
+        let rejected = store.sanitize(&mut rec);
+        assert_eq!(rejected.message, expected_message);
+        let left: Vec<_> = rec
+            .remote_write
+            .iter()
+            .map(|ts| format!("{ts:?}"))
+            .collect();
+        let expected: Vec<_> = expected_left.iter().map(|ts| format!("{ts:?}")).collect();
+        assert_eq!(left, expected);
+    }
+
+    #[test]
+    fn labels_are_checked_and_normalized() {
+        check(
+            vec![],
+            vec![
+                series(
+                    &[("job", "a"), ("__name__", "up"), ("empty", "")],
+                    &[(T, 1.0)],
+                ),
+                series(&[("job", "a")], &[(T, 1.0), (T + 1, 1.0)]),
+                series(&[("__name__", "")], &[(T, 1.0)]),
+                series(&[("__name__", "a.b")], &[(T, 1.0)]),
+                series(&[("__name__", "x"), ("a-b", "1")], &[(T, 1.0)]),
+                series(&[("__name__", "x"), ("1a", "1")], &[(T, 1.0)]),
+                series(&[("__name__", "x"), ("a", "1"), ("a", "2")], &[(T, 1.0)]),
+                series(&[("__name__", "ns:x"), ("__meta", "kept")], &[(T, 1.0)]),
+            ],
+            "series without a metric name (3 samples, first: {job=\"a\"}); \
+             invalid metric name (1 samples, first: {__name__=\"a.b\"}); \
+             invalid label name (2 samples, first: {__name__=\"x\", a-b=\"1\"}); \
+             duplicate label name (1 samples, first: {__name__=\"x\", a=\"1\", a=\"2\"})",
+            vec![
+                series(&[("__name__", "up"), ("job", "a")], &[(T, 1.0)]),
+                series(&[("__meta", "kept"), ("__name__", "ns:x")], &[(T, 1.0)]),
+            ],
+        );
+    }
+
+    #[test]
+    fn samples_are_checked_against_the_head_and_the_request() {
+        let up = [("__name__", "up")];
+        let stale = f64::from_bits(STALE_NAN_BITS);
+        check(
+            vec![series(&up, &[(T, 1.0)])],
+            vec![
+                // Older than the head: out of order; the same sample: dropped silently.
+                series(&up, &[(T - 1, 1.0), (T, 1.0)]),
+                // The same timestamp, another value.
+                series(&up, &[(T, 2.0), (T + 10, 1.0), (T + 20, stale)]),
+                // Behind what this request already carries.
+                series(&up, &[(T + 15, 1.0), (T + 30, 1.0)]),
+                series(&[("__name__", "new")], &[(T - 5, 1.0), (T - 6, 1.0)]),
+            ],
+            "out of order sample (3 samples, first: {__name__=\"up\"} at 1699999999999); \
+             duplicate sample for timestamp (1 samples, first: {__name__=\"up\"} at 1700000000000)",
+            vec![
+                series(&up, &[(T + 10, 1.0), (T + 20, stale)]),
+                series(&up, &[(T + 30, 1.0)]),
+                series(&[("__name__", "new")], &[(T - 5, 1.0)]),
+            ],
+        );
+    }
+
+    #[test]
+    fn far_future_samples_and_native_histograms_are_refused() {
+        let store = MetricsStore::new();
+        let mut rec = MetricsRecord::from_remote_write(vec![TimeSeries {
+            histograms: vec![Default::default(); 2],
+            exemplars: vec![Default::default()],
+            ..series(
+                &[("__name__", "h")],
+                &[(T, 1.0), (T + MAX_AHEAD_MS + 1, 2.0)],
+            )
+        }]);
+        let head = store.head.read();
+        let rejected = sanitize_remote_write(&head, &mut rec.remote_write, T);
+        assert_eq!(rejected.count, 3);
+        assert_eq!(
+            rejected.message,
+            "native histograms are not supported yet (2 samples, first: {__name__=\"h\"}); \
+             out of bounds: more than 10m in the future (1 samples, first: {__name__=\"h\"} at 1700000600001)"
+        );
+        assert_eq!(
+            rec.remote_write,
+            vec![series(&[("__name__", "h")], &[(T, 1.0)])]
+        );
+    }
+
+    #[test]
+    fn apply_appends_both_parts_and_keeps_stale_markers() {
+        let store = MetricsStore::new();
+        let stale = f64::from_bits(STALE_NAN_BITS);
+        let mut rec = MetricsRecord {
+            otlp: otlp("g", T, 3.0),
+            remote_write: vec![
+                series(&[("job", "j"), ("__name__", "up")], &[(T, 1.0)]),
+                series(&[("__name__", "up"), ("job", "j")], &[(T + 1000, stale)]),
+            ],
+        };
+        assert_eq!(store.sanitize(&mut rec), Rejected::default());
+        store.apply(&rec);
+        let up = Labels::from_pairs([("__name__", "up"), ("job", "j")]);
+        assert_eq!(
+            select(&store, "up"),
+            vec![(up, vec![(T, 1f64.to_bits()), (T + 1000, STALE_NAN_BITS)])]
+        );
+        assert_eq!(select(&store, "g").len(), 1);
+        assert_eq!(store.stats().appended, 3);
+        // Applying the same record again appends nothing and counts the drops, as for OTLP.
+        store.apply(&rec);
+        let stats = store.stats();
+        assert_eq!(
+            (stats.appended, stats.duplicates, stats.out_of_order),
+            (3, 2, 1)
+        );
+    }
+
+    #[test]
+    fn find_series_wants_the_exact_label_set() {
+        let store = MetricsStore::new();
+        store.apply(&MetricsRecord::from_remote_write(vec![
+            series(&[("__name__", "a"), ("x", "1"), ("y", "2")], &[(T, 1.0)]),
+            series(&[("__name__", "a"), ("x", "1")], &[(T, 2.0)]),
+        ]));
+        let head = store.head.read();
+        let find = |pairs: &[(&str, &str)]| find_series(&head, &Labels::from_pairs(pairs.to_vec()));
+        assert_eq!(find(&[("__name__", "a"), ("x", "1")]), Some(1));
+        assert_eq!(find(&[("__name__", "a"), ("x", "1"), ("y", "2")]), Some(0));
+        assert_eq!(find(&[("__name__", "a"), ("y", "2")]), None);
+        assert_eq!(find(&[("__name__", "a"), ("x", "1"), ("z", "3")]), None);
+    }
+}
