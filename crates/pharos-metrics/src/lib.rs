@@ -8,13 +8,16 @@
 //!   operators with vector matching, aggregations, functions, classic-histogram quantiles.
 //! - [`api`]: the Prometheus `/api/v1/*` handlers as an axum [`axum::Router`].
 //!
-//! Architecture invariants: dependencies point one way, api → promql → store. The store
-//! knows nothing of HTTP, JSON or PromQL; promql knows nothing of HTTP or JSON; the api is
-//! the only place that knows JSON and status codes, and maps engine errors to wire errors
-//! in one function.
+//! - [`remote_write`]: Prometheus remote_write 1.0 (wire types, codec, `POST /api/v1/write`).
+//! - [`scrape`]: the `prometheus` receiver: exposition parsing, relabeling, scrape manager.
 //!
-//! Deliberately absent for now: durable blocks (the head is all there is), native and
-//! exponential histograms (and their functions), scrape.
+//! Architecture invariants: dependencies point one way, api → promql → store. The store
+//! knows nothing of HTTP, JSON or PromQL; promql knows nothing of HTTP or JSON; `api` and
+//! `remote_write`'s handler are the only places that know HTTP status codes, and each maps
+//! its errors to the wire in one function.
+//!
+//! Deliberately absent for now: durable blocks (the head is all there is; [`store::chunk`]
+//! holds their chunk format), native and exponential histograms (and their functions).
 
 pub mod api;
 pub mod promql;

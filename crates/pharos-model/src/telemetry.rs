@@ -7,7 +7,7 @@
 //! | metric | labels | meaning |
 //! | --- | --- | --- |
 //! | `pharos_receiver_accepted_items_total` | `receiver`, `signal` | spans, data points, log records stored |
-//! | `pharos_receiver_refused_items_total` | `receiver`, `signal`, `reason` | items refused (`invalid`, `memory_limit`, `unavailable`, `malformed`) |
+//! | `pharos_receiver_refused_items_total` | `receiver`, `signal`, `reason` | items refused (`invalid`, `memory_limit`, `unavailable`, `no_pipeline`) |
 //! | `pharos_wal_bytes_written_total` | `signal` | bytes appended to the write-ahead log |
 //! | `pharos_wal_fsync_duration_seconds` | `signal` | histogram of fsync latency |
 //! | `pharos_head_bytes` | `signal` | estimated memory held by each signal's head |
