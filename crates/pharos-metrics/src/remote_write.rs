@@ -19,7 +19,6 @@ pub mod handler;
 pub mod proto;
 
 use std::future::Future;
-use std::time::Duration;
 
 use pharos_model::Rejected;
 
@@ -41,36 +40,5 @@ pub trait WriteSink: Send + Sync + 'static {
     -> impl Future<Output = Result<Rejected, WriteError>> + Send;
 }
 
-/// Why the ingest path refused a whole remote_write request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WriteError {
-    /// The server is over its memory budget; the client should retry later.
-    #[error("memory limit exceeded: {0}")]
-    MemoryLimit(String),
-    /// The server cannot take data now (WAL failure, shutting down).
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    /// No metrics pipeline is configured; retrying will not help.
-    #[error("no pipeline: {0}")]
-    NoPipeline(String),
-}
-
-impl WriteError {
-    /// How long clients are told to wait before retrying; `None` when retrying cannot help.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            WriteError::MemoryLimit(_) => Some(Duration::from_secs(5)),
-            WriteError::Unavailable(_) => Some(Duration::from_secs(10)),
-            WriteError::NoPipeline(_) => None,
-        }
-    }
-
-    /// The reason label used in self-metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            WriteError::MemoryLimit(_) => "memory_limit",
-            WriteError::Unavailable(_) => "unavailable",
-            WriteError::NoPipeline(_) => "no_pipeline",
-        }
-    }
-}
+/// Why the ingest path refused a whole remote_write request; shared with the other receivers.
+pub use pharos_model::IngestError as WriteError;

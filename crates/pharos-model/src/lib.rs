@@ -86,6 +86,41 @@ impl Rejected {
     }
 }
 
+/// Why the ingest path refused a whole request, whatever the protocol; each
+/// receiver maps it to its wire (HTTP status, gRPC code) in one place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// The server is over its memory budget; the client should retry later.
+    #[error("memory limit exceeded: {0}")]
+    MemoryLimit(String),
+    /// The server cannot take data now (WAL failure, shutting down).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// No pipeline takes this signal; retrying will not help.
+    #[error("no pipeline: {0}")]
+    NoPipeline(String),
+}
+
+impl IngestError {
+    /// How long clients are told to wait before retrying; `None` when retrying cannot help.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            IngestError::MemoryLimit(_) => Some(std::time::Duration::from_secs(5)),
+            IngestError::Unavailable(_) => Some(std::time::Duration::from_secs(10)),
+            IngestError::NoPipeline(_) => None,
+        }
+    }
+
+    /// The reason label used in self-metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IngestError::MemoryLimit(_) => "memory_limit",
+            IngestError::Unavailable(_) => "unavailable",
+            IngestError::NoPipeline(_) => "no_pipeline",
+        }
+    }
+}
+
 /// Counts the items of a request (spans, data points, log records).
 pub trait ItemCount {
     /// Returns how many items the request carries.

@@ -2,41 +2,9 @@
 
 use pharos_model::Rejected;
 use std::future::Future;
-use std::time::Duration;
 
-/// Why the ingest path refused a whole request.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ConsumeError {
-    /// The server is over its memory budget; the client should retry later.
-    #[error("memory limit exceeded: {0}")]
-    MemoryLimit(String),
-    /// The server cannot take data now (WAL failure, shutting down).
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    /// No pipeline takes this signal; retrying will not help.
-    #[error("no pipeline: {0}")]
-    NoPipeline(String),
-}
-
-impl ConsumeError {
-    /// How long clients are told to wait before retrying; `None` when retrying cannot help.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            ConsumeError::MemoryLimit(_) => Some(Duration::from_secs(5)),
-            ConsumeError::Unavailable(_) => Some(Duration::from_secs(10)),
-            ConsumeError::NoPipeline(_) => None,
-        }
-    }
-
-    /// The reason label used in self-metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            ConsumeError::MemoryLimit(_) => "memory_limit",
-            ConsumeError::Unavailable(_) => "unavailable",
-            ConsumeError::NoPipeline(_) => "no_pipeline",
-        }
-    }
-}
+/// Why the ingest path refused a whole request; shared with the other receivers.
+pub use pharos_model::IngestError as ConsumeError;
 
 /// The ingest path for one request type (`ExportTraceServiceRequest`, ...).
 ///

@@ -150,13 +150,7 @@ impl WriteSink for Ingest {
     async fn write(&self, req: WriteRequest) -> Result<Rejected, WriteError> {
         // Metadata is not stored (yet); the series move into the record.
         let record = MetricsRecord::from_remote_write(req.timeseries);
-        self.submit(&self.metrics, record)
-            .await
-            .map_err(|e| match e {
-                ConsumeError::MemoryLimit(m) => WriteError::MemoryLimit(m),
-                ConsumeError::Unavailable(m) => WriteError::Unavailable(m),
-                ConsumeError::NoPipeline(m) => WriteError::NoPipeline(m),
-            })
+        self.submit(&self.metrics, record).await
     }
 }
 
