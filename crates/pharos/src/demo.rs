@@ -77,6 +77,8 @@ traces, metrics and logs over OTLP/gRPC to {grpc}. Every few minutes payment tur
 
 Try:
   curl -s '{q}/api/v1/query' --data-urlencode 'query=http_server_request_duration_seconds_count{{job="shop/payment"}}'
+  curl -s '{q}/api/v1/query' --data-urlencode 'query=sum by (job) (rate(http_server_request_duration_seconds_count[1m]))'
+  curl -s '{q}/api/v1/query' --data-urlencode 'query=histogram_quantile(0.99, sum by (le) (rate(http_server_request_duration_seconds_bucket{{job="shop/payment"}}[1m])))'
   curl -s '{q}/api/v1/series' --data-urlencode 'match[]=target_info'
   curl -s '{q}/jaeger/api/traces?service=api-gateway&limit=1'
   curl -s '{q}/loki/api/v1/query_range' --data-urlencode 'query={{service_name="payment"}} |= "timeout"'
