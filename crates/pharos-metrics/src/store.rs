@@ -13,6 +13,7 @@ pub mod labels;
 pub mod matcher;
 pub mod names;
 pub mod record;
+mod series_limit;
 pub mod translate;
 
 use std::collections::BTreeSet;
@@ -73,6 +74,8 @@ pub struct AppendStats {
     pub out_of_order: u64,
     /// Samples with the same timestamp as their series' newest sample.
     pub duplicates: u64,
+    /// Samples of new series refused by the per-metric series limit.
+    pub series_limit: u64,
 }
 
 /// Pharos' metrics store: series keyed by their sorted label set, samples appended in time
@@ -83,6 +86,7 @@ pub struct MetricsStore {
     appended: AtomicU64,
     out_of_order: AtomicU64,
     duplicates: AtomicU64,
+    series_limit: AtomicU64,
 }
 
 impl MetricsStore {
@@ -91,11 +95,24 @@ impl MetricsStore {
         MetricsStore::default()
     }
 
+    /// Returns an empty store in which one metric name may have at most `max`
+    /// series (0: no limit). Samples of further series are refused: by
+    /// `sanitize`, reported to the client, and by `apply`, counted in
+    /// [`AppendStats::series_limit`].
+    pub fn with_max_series_per_metric(max: usize) -> MetricsStore {
+        let store = MetricsStore::default();
+        store.head.write().max_series_per_metric = max;
+        store
+    }
+
     /// Appends one sample directly, bypassing OTLP translation (for tests, remote_write
     /// and imports). Returns whether it was stored.
     pub fn append_sample(&self, labels: Labels, t_ms: i64, value: f64) -> bool {
         let mut head = self.head.write();
-        let id = head.get_or_create(labels);
+        let Some(id) = head.get_or_create(labels) else {
+            self.series_limit.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
         self.count(head.append(id, t_ms, value)) == Appended::Ok
     }
 
@@ -105,6 +122,7 @@ impl MetricsStore {
             appended: self.appended.load(Ordering::Relaxed),
             out_of_order: self.out_of_order.load(Ordering::Relaxed),
             duplicates: self.duplicates.load(Ordering::Relaxed),
+            series_limit: self.series_limit.load(Ordering::Relaxed),
         }
     }
 
@@ -124,7 +142,10 @@ impl MetricsStore {
     }
 
     fn append_point(&self, head: &mut Head, p: translate::Point) {
-        let id = head.get_or_create(p.labels);
+        let Some(id) = head.get_or_create(p.labels) else {
+            self.series_limit.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
         if !p.delta || is_stale(p.value) {
             self.count(head.append(id, p.t_ms, p.value));
             return;
@@ -151,7 +172,12 @@ impl Store<ExportMetricsServiceRequest> for MetricsStore {
     /// sums and histograms of unspecified temporality, malformed histograms, and (for
     /// now) exponential histograms.
     fn sanitize(&self, req: &mut ExportMetricsServiceRequest) -> Rejected {
-        translate::sanitize(req)
+        let mut rejected = translate::sanitize(req);
+        let head = self.head.read();
+        if head.max_series_per_metric > 0 {
+            rejected.merge(series_limit::sanitize(&head, req));
+        }
+        rejected
     }
 
     fn apply(&self, req: &ExportMetricsServiceRequest) {

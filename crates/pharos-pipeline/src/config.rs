@@ -40,6 +40,17 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// The query APIs and UI.
     pub query: QueryConfig,
+    /// Cardinality limits.
+    pub limits: LimitsConfig,
+}
+
+/// `limits`: bounds that turn runaway cardinality into a clear error rather than memory growth.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// The most series one metric name may have; samples of further series are
+    /// refused (OTLP `partial_success`, remote_write 400). 0 means no limit (the default).
+    pub max_series_per_metric: u64,
 }
 
 /// `service`: the pipelines.
@@ -185,6 +196,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             retention: RetentionConfig::default(),
             query: QueryConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }

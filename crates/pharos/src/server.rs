@@ -36,7 +36,9 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
     std::fs::create_dir_all(&data)
         .with_context(|| format!("creating the data directory {}", data.display()))?;
 
-    let metrics_store = Arc::new(pharos_metrics::MetricsStore::new());
+    let metrics_store = Arc::new(pharos_metrics::MetricsStore::with_max_series_per_metric(
+        usize::try_from(config.limits.max_series_per_metric).unwrap_or(usize::MAX),
+    ));
     let trace_store = Arc::new(pharos_traces::TraceStore::new());
     let log_store = Arc::new(pharos_logs::LogStore::new());
 

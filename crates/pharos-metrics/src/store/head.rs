@@ -48,18 +48,40 @@ pub(crate) struct Head {
     index: BTreeMap<String, BTreeMap<String, Vec<SeriesId>>>,
     pub(crate) samples: u64,
     pub(crate) label_bytes: u64,
+    /// The most series one metric name may have; 0 means no limit.
+    pub(crate) max_series_per_metric: usize,
+    /// How many series each metric name has.
+    series_per_metric: HashMap<String, usize>,
 }
 
 impl Head {
-    /// Returns the id of the series with `labels`, creating it if needed.
-    pub(crate) fn get_or_create(&mut self, labels: Labels) -> SeriesId {
+    /// Returns how many series the metric `name` has.
+    pub(crate) fn series_of_metric(&self, name: &str) -> usize {
+        self.series_per_metric.get(name).copied().unwrap_or(0)
+    }
+
+    /// Returns whether a new series of metric `name` would pass the per-metric limit,
+    /// `pending` more being on their way.
+    pub(crate) fn has_room_for(&self, name: &str, pending: usize) -> bool {
+        self.max_series_per_metric == 0
+            || self.series_of_metric(name) + pending < self.max_series_per_metric
+    }
+
+    /// Returns the id of the series with `labels`, creating it if needed; `None` when
+    /// creating it would pass the per-metric series limit.
+    pub(crate) fn get_or_create(&mut self, labels: Labels) -> Option<SeriesId> {
         let fp = labels.fingerprint();
         if let Some(&id) = self.by_fingerprint.get(&fp).and_then(|ids| {
             ids.iter()
                 .find(|&&id| self.series[id as usize].labels == labels)
         }) {
-            return id;
+            return Some(id);
         }
+        let name = labels.get(super::labels::METRIC_NAME).unwrap_or("");
+        if !self.has_room_for(name, 0) {
+            return None;
+        }
+        *self.series_per_metric.entry(name.to_string()).or_default() += 1;
         let id = SeriesId::try_from(self.series.len())
             .expect("BUG: more than u32::MAX series in one head");
         for (k, v) in labels.pairs() {
@@ -77,7 +99,7 @@ impl Head {
             samples: Vec::new(),
             delta_total: 0.0,
         });
-        id
+        Some(id)
     }
 
     /// Appends one sample to a series, refusing out-of-order and duplicate timestamps.
@@ -198,10 +220,38 @@ fn difference(a: &[SeriesId], b: &[SeriesId]) -> Vec<SeriesId> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn series_limit_is_per_metric_name() {
+        let mut h = Head {
+            max_series_per_metric: 2,
+            ..Head::default()
+        };
+        let l = |name: &str, v: &str| Labels::from_pairs([("__name__", name), ("k", v)]);
+        assert!(h.get_or_create(l("a", "1")).is_some());
+        assert!(h.get_or_create(l("a", "2")).is_some());
+        assert_eq!(
+            h.get_or_create(l("a", "3")),
+            None,
+            "a third series of a is refused"
+        );
+        assert!(
+            h.get_or_create(l("a", "1")).is_some(),
+            "existing series still take samples"
+        );
+        assert!(
+            h.get_or_create(l("b", "1")).is_some(),
+            "other metrics have room of their own"
+        );
+        assert_eq!((h.series_of_metric("a"), h.series_of_metric("b")), (2, 1));
+        assert!(!h.has_room_for("a", 0) && h.has_room_for("b", 0) && !h.has_room_for("b", 1));
+    }
+
     fn head() -> Head {
         let mut h = Head::default();
         for (name, job) in [("up", "a"), ("up", "b"), ("down", "a"), ("x", "")] {
-            let id = h.get_or_create(Labels::from_pairs([("__name__", name), ("job", job)]));
+            let id = h
+                .get_or_create(Labels::from_pairs([("__name__", name), ("job", job)]))
+                .unwrap();
             h.append(id, 1, 1.0);
         }
         h
@@ -245,8 +295,8 @@ mod tests {
     #[test]
     fn out_of_order_and_duplicates_are_dropped() {
         let mut h = Head::default();
-        let id = h.get_or_create(Labels::from_pairs([("a", "b")]));
-        assert_eq!(h.get_or_create(Labels::from_pairs([("a", "b")])), id);
+        let id = h.get_or_create(Labels::from_pairs([("a", "b")])).unwrap();
+        assert_eq!(h.get_or_create(Labels::from_pairs([("a", "b")])), Some(id));
         assert_eq!(h.append(id, 10, 1.0), Appended::Ok);
         assert_eq!(h.append(id, 10, 2.0), Appended::Duplicate);
         assert_eq!(h.append(id, 9, 2.0), Appended::OutOfOrder);

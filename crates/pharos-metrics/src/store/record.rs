@@ -28,6 +28,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::Ordering;
 
 use pharos_model::{ExportMetricsServiceRequest, ItemCount, Rejected, Store};
 use prost::bytes::{Buf, BufMut};
@@ -135,7 +136,7 @@ impl Store<MetricsRecord> for MetricsStore {
     /// Sanitizes the OTLP part as [`Store<ExportMetricsServiceRequest>`] does and checks the
     /// remote_write series as the module documentation says.
     fn sanitize(&self, rec: &mut MetricsRecord) -> Rejected {
-        let mut rejected = super::translate::sanitize(&mut rec.otlp);
+        let mut rejected = Store::<ExportMetricsServiceRequest>::sanitize(self, &mut rec.otlp);
         if !rec.remote_write.is_empty() {
             let head = self.head.read();
             rejected.merge(sanitize_remote_write(
@@ -165,7 +166,11 @@ impl Store<MetricsRecord> for MetricsStore {
             if labels.get(METRIC_NAME).is_none() {
                 continue;
             }
-            let id = head.get_or_create(labels);
+            let Some(id) = head.get_or_create(labels) else {
+                self.series_limit
+                    .fetch_add(ts.samples.len() as u64, Ordering::Relaxed);
+                continue;
+            };
             for s in &ts.samples {
                 self.count(head.append(id, s.timestamp, s.value));
             }
@@ -191,6 +196,7 @@ enum Refusal {
     Duplicate,
     OutOfBounds,
     NativeHistogram,
+    SeriesLimit,
 }
 
 impl fmt::Display for Refusal {
@@ -204,6 +210,9 @@ impl fmt::Display for Refusal {
             Refusal::Duplicate => "duplicate sample for timestamp",
             Refusal::OutOfBounds => "out of bounds: more than 10m in the future",
             Refusal::NativeHistogram => "native histograms are not supported yet",
+            Refusal::SeriesLimit => {
+                "per-metric series limit reached (limits.max_series_per_metric)"
+            }
         })
     }
 }
@@ -240,6 +249,8 @@ fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64)
     // The newest (timestamp, value bits) of each series seen so far: in the head, then
     // as this request advances it.
     let mut newest: HashMap<Labels, Option<(i64, u64)>> = HashMap::new();
+    // New series this request creates, by metric name, for the per-metric limit.
+    let mut new_series: HashMap<String, usize> = HashMap::new();
     for ts in series.iter_mut() {
         ts.exemplars.clear();
         let histograms = std::mem::take(&mut ts.histograms);
@@ -258,6 +269,19 @@ fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64)
                 .iter()
                 .map(|l| (l.name.as_str(), l.value.as_str())),
         );
+        if !newest.contains_key(&labels) && find_series(head, &labels).is_none() {
+            // A new series: within the per-metric limit, counting the request's own.
+            let name = labels.get(METRIC_NAME).unwrap_or("").to_string();
+            let pending = new_series.entry(name).or_insert(0);
+            if !head.has_room_for(labels.get(METRIC_NAME).unwrap_or(""), *pending) {
+                refusals.add(Refusal::SeriesLimit, ts.samples.len() as u64, || {
+                    labels_display(&ts.labels)
+                });
+                ts.samples.clear();
+                continue;
+            }
+            *pending += 1;
+        }
         let last = newest.entry(labels).or_insert_with_key(|labels| {
             find_series(head, labels).and_then(|id| {
                 head.series[id as usize]
@@ -333,7 +357,7 @@ fn is_metric_name(name: &str) -> bool {
 
 /// Returns the head's series with exactly `labels`, looked up through the inverted index:
 /// the shortest postings list among the labels, scanned for an equal label set.
-fn find_series(head: &Head, labels: &Labels) -> Option<SeriesId> {
+pub(super) fn find_series(head: &Head, labels: &Labels) -> Option<SeriesId> {
     let index = head.index();
     let mut shortest: Option<&Vec<SeriesId>> = None;
     for (name, value) in labels.pairs() {

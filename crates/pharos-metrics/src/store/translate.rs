@@ -129,7 +129,7 @@ fn retain_counted<T>(
     rejected.add((before - v.len()) as u64, why);
 }
 
-fn point_count(m: &Metric) -> u64 {
+pub(super) fn point_count(m: &Metric) -> u64 {
     match &m.data {
         Some(Data::Gauge(g)) => g.data_points.len() as u64,
         Some(Data::Sum(s)) => s.data_points.len() as u64,
