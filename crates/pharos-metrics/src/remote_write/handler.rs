@@ -86,7 +86,7 @@ async fn write<S: WriteSink>(
     }
     let limit = shared.max_body_bytes;
     if let Some(size) = header_str(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok())
-        && size > limit as u64
+        && size > DRAIN_MAX_BYTES as u64
     {
         return decode_error(DecodeError::TooLarge { size, limit });
     }
@@ -127,10 +127,16 @@ async fn write<S: WriteSink>(
     }
 }
 
-/// Reads the whole body, refusing with 413 as soon as it grows past `limit` bytes.
+/// How much of an oversized body is read and thrown away before answering 413,
+/// so the client sees the answer rather than a connection reset mid-upload.
+const DRAIN_MAX_BYTES: usize = 64 << 20;
+
+/// Reads the whole body, refusing with 413 once it grows past `limit` bytes;
+/// past the limit the rest is read and discarded, up to [`DRAIN_MAX_BYTES`].
 async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, Response> {
     use axum::body::HttpBody;
     let mut raw = Vec::new();
+    let mut total = 0usize;
     while let Some(frame) =
         std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
     {
@@ -139,13 +145,18 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, Response> {
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
-        if raw.len() + data.len() > limit {
-            return Err(decode_error(DecodeError::TooLarge {
-                size: (raw.len() + data.len()) as u64,
-                limit,
-            }));
+        total = total.saturating_add(data.len());
+        if total <= limit {
+            raw.extend_from_slice(&data);
+        } else if total > DRAIN_MAX_BYTES {
+            break;
         }
-        raw.extend_from_slice(&data);
+    }
+    if total > limit {
+        return Err(decode_error(DecodeError::TooLarge {
+            size: total as u64,
+            limit,
+        }));
     }
     Ok(raw)
 }
