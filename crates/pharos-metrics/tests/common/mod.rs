@@ -32,6 +32,9 @@ pub fn have(bin: &str) -> bool {
 /// # Panics
 /// When the programs are still missing afterwards, naming the package.
 pub fn ensure_package(package: &str, bins: &[&str]) {
+    // Tests of one binary run in parallel: one apt-get at a time.
+    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = APT.lock().unwrap_or_else(|e| e.into_inner());
     if bins.iter().all(|b| have(b)) {
         return;
     }
