@@ -10,6 +10,9 @@
 //! No peer runs here for OTLP ingest (Prometheus and VictoriaMetrics take
 //! no OTLP traces or logs in their Debian versions), hence that limit.
 
+mod common;
+
+use common::{cpu_seconds, peak_rss_mib, start_pharos};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -19,8 +22,6 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -135,80 +136,6 @@ fn logs(seq: u64, batch: usize) -> ExportLogsServiceRequest {
     }
 }
 
-struct Server {
-    child: Child,
-    grpc: String,
-    query: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(fsync: &str) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pharos.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\n      http:\n        endpoint: 127.0.0.1:0\n\
-             query:\n  endpoint: 127.0.0.1:0\nstorage:\n  path: {}\n  wal:\n    fsync: {fsync}\n    fsync_interval_ms: 100\n\
-             processors:\n  memory_limiter:\n    limit_percentage: 90\n  batch:\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pharos"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env("PHAROS_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .unwrap()
-            .trim_start_matches("http://")
-            .to_string()
-    };
-    Server {
-        grpc: format!("http://{}", field("otlp_grpc")),
-        query: format!("http://{}", field("query")),
-        child,
-        _dir: dir,
-    }
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap();
-    kb / 1024.0
-}
-
 /// Reads a metric family's samples from `/metrics` as (labels+suffix line, value).
 async fn scrape(query: &str) -> Vec<(String, f64)> {
     let text = reqwest::get(format!("{query}/metrics"))
@@ -297,15 +224,15 @@ fn decode_limit(kind: Kind, batch: usize) -> f64 {
 }
 
 async fn run(kind: Kind, fsync: &str, o: &Opts) -> String {
-    let server = start(fsync);
-    let pid = server.child.id();
+    let server = start_pharos(fsync);
+    let pid = server.process.pid();
     let sent = Arc::new(AtomicU64::new(0));
     let cpu0 = cpu_seconds(pid);
     let deadline = Instant::now() + Duration::from_secs(o.seconds);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..o.clients {
-        let grpc = server.grpc.clone();
+        let grpc = server.otlp_grpc.clone();
         let sent = sent.clone();
         let batch = o.batch;
         tasks.spawn(async move {

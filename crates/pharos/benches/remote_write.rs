@@ -19,11 +19,13 @@
 //! with a note. VictoriaMetrics runs with its result cache off, so every query run does
 //! the work.
 
+mod common;
+
+use common::{Process, cpu_seconds, peak_rss_mib, start_pharos};
 use pharos_metrics::remote_write::encode;
 use pharos_metrics::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -349,18 +351,9 @@ impl Kind {
 }
 
 struct Server {
-    child: Child,
+    process: Process,
     write: String,
     query: String,
-    data: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn free_port() -> u16 {
@@ -381,41 +374,11 @@ fn start(kind: Kind) -> Option<Server> {
     let data = dir.path().join("data");
     match kind {
         Kind::Pharos => {
-            let config = dir.path().join("pharos.yaml");
-            std::fs::write(
-                &config,
-                format!(
-                    "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\n      http:\n        endpoint: 127.0.0.1:0\n\
-                     query:\n  endpoint: 127.0.0.1:0\nstorage:\n  path: {}\n  wal:\n    fsync: always\n    fsync_interval_ms: 100\n\
-                     processors:\n  memory_limiter:\n    limit_percentage: 90\n  batch:\n",
-                    data.display()
-                ),
-            )
-            .unwrap();
-            let mut child = Command::new(env!("CARGO_BIN_EXE_pharos"))
-                .args(["serve", "--config", config.to_str().unwrap()])
-                .env("PHAROS_LOG", "warn")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap();
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            let field = |name: &str| {
-                line.split_whitespace()
-                    .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                    .unwrap()
-                    .trim_start_matches("http://")
-                    .to_string()
-            };
+            let pharos = start_pharos("always");
             Some(Server {
-                write: format!("http://{}/api/v1/write", field("otlp_http")),
-                query: format!("http://{}", field("query")),
-                child,
-                data,
-                _dir: dir,
+                write: format!("{}/api/v1/write", pharos.otlp_http),
+                query: pharos.query,
+                process: pharos.process,
             })
         }
         Kind::Victoria | Kind::Prometheus => {
@@ -452,17 +415,15 @@ fn start(kind: Kind) -> Option<Server> {
                     "--log.level=error".into(),
                 ]);
             }
-            let child = cmd
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap();
+            let process = Process::spawn(
+                cmd.stdout(Stdio::null()).stderr(Stdio::inherit()),
+                dir,
+                data,
+            );
             Some(Server {
                 write: format!("http://{listen}/api/v1/write"),
                 query: format!("http://{listen}"),
-                child,
-                data,
-                _dir: dir,
+                process,
             })
         }
     }
@@ -482,27 +443,6 @@ async fn wait_ready(client: &reqwest::Client, server: &Server) {
         assert!(Instant::now() < deadline, "server did not become ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap();
-    kb / 1024.0
 }
 
 /// Bytes allocated on disk under `path`, as `du` counts them.
@@ -566,7 +506,7 @@ async fn run(
     runs: usize,
 ) -> Option<Figures> {
     let server = start(kind)?;
-    let pid = server.child.id();
+    let pid = server.process.pid();
     let client = reqwest::Client::new();
     wait_ready(&client, &server).await;
 
@@ -617,7 +557,7 @@ async fn run(
     tokio::time::sleep(Duration::from_secs(5)).await;
     let cpu = cpu_seconds(pid) - cpu0;
     let rss_mib = peak_rss_mib(pid);
-    let disk = disk_bytes(&server.data);
+    let disk = disk_bytes(&server.process.data);
     if kind == Kind::Pharos {
         let text = client
             .get(format!("{}/metrics", server.query))
