@@ -9,6 +9,7 @@
 //! - [`Rejected`]: what a store or validator refused, for OTLP `partial_success`.
 //! - [`attrs`]: reading OTLP attribute values as strings.
 //! - [`duration`]: Go-style duration strings.
+//! - [`urlencoded`]: query strings and form bodies.
 //! - [`telemetry`]: Pharos' own metrics, exposed on `/metrics`.
 //!
 //! Architecture invariant: this crate knows nothing of HTTP, gRPC or files.
@@ -16,6 +17,7 @@
 pub mod attrs;
 pub mod duration;
 pub mod telemetry;
+pub mod urlencoded;
 
 pub use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,

@@ -11,10 +11,10 @@ impl Form {
     pub fn parse(body: Option<&[u8]>, query: Option<&str>) -> Form {
         let mut pairs = Vec::new();
         if let Some(b) = body {
-            decode_into(&String::from_utf8_lossy(b), &mut pairs);
+            pairs.extend(pharos_model::urlencoded::parse(&String::from_utf8_lossy(b)));
         }
         if let Some(q) = query {
-            decode_into(q, &mut pairs);
+            pairs.extend(pharos_model::urlencoded::parse(q));
         }
         Form(pairs)
     }
@@ -35,39 +35,6 @@ impl Form {
             .map(|(_, v)| v.as_str())
             .collect()
     }
-}
-
-fn decode_into(s: &str, out: &mut Vec<(String, String)>) {
-    for part in s.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').unwrap_or((part, ""));
-        out.push((percent_decode(k), percent_decode(v)));
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
 }
 
 /// Prometheus' smallest and largest API timestamps, as its clients format them.
