@@ -3,7 +3,10 @@
 //! Every endpoint answers GET and form-encoded POST, with Prometheus' parameter formats,
 //! JSON shapes and error wording. Handlers parse parameters ([`params`]), call the store or
 //! the engine, and write JSON ([`json`]); engine errors become wire errors only in
-//! [`ApiError::from_query`].
+//! [`ApiError::from_query`]. The query endpoints add Prometheus' `"stats"` for a non-empty
+//! `stats` parameter (per-step sample counts too for `stats=all`, as Prometheus with its
+//! `promql-per-step-stats` feature); `parse_query` returns the expression's tree
+//! ([`ast`]).
 //!
 //! Expressions the engine does not evaluate yet (native-histogram functions, `info`) are
 //! refused as `bad_data` (400), the type Prometheus uses for queries it cannot accept;
@@ -11,6 +14,7 @@
 //!
 //! Architecture invariant: this is the only module of the slice that knows HTTP and JSON.
 
+pub mod ast;
 pub mod json;
 pub mod params;
 pub mod status;
@@ -194,6 +198,7 @@ fn router_parts(querier: Arc<dyn Querier>, targets: status::TargetsFn) -> Router
         .route("/api/v1/status/tsdb", get(tsdb))
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/format_query", get(format_query).post(format_query))
+        .route("/api/v1/parse_query", get(parse_query).post(parse_query))
         .route(
             "/api/v1/query_exemplars",
             get(query_exemplars).post(query_exemplars),
@@ -218,7 +223,10 @@ fn form(headers: &HeaderMap, query: Option<String>, body: &Bytes) -> Form {
 }
 
 fn options(form: &Form) -> Result<QueryOptions, ApiError> {
-    let mut opts = QueryOptions::default();
+    let mut opts = QueryOptions {
+        per_step_stats: form.value("stats") == "all",
+        ..QueryOptions::default()
+    };
     let timeout = form.value("timeout");
     if !timeout.is_empty() {
         let ns = parse_duration_ns(timeout).map_err(|e| ApiError::invalid_param("timeout", e))?;
@@ -246,11 +254,18 @@ async fn query(
 fn instant(q: &dyn Querier, form: &Form) -> Result<String, ApiError> {
     let t = time_param(form, "time", now_ms())?;
     let opts = options(form)?;
-    let value =
-        promql::instant_query(q, form.value("query"), t, &opts).map_err(ApiError::from_query)?;
+    let (value, stats) = promql::instant_query_with_stats(q, form.value("query"), t, &opts)
+        .map_err(ApiError::from_query)?;
+    Ok(query_data(form, &value, &stats))
+}
+
+/// Writes a query result, with `"stats"` when the `stats` parameter is not empty (as
+/// Prometheus' default stats renderer decides).
+fn query_data(form: &Form, value: &promql::Value, stats: &promql::QueryStats) -> String {
     let mut out = String::new();
-    json::query_data(&mut out, &value);
-    Ok(out)
+    let stats = (!form.value("stats").is_empty()).then_some(stats);
+    json::query_data_with_stats(&mut out, value, stats);
+    out
 }
 
 async fn query_range(
@@ -289,11 +304,10 @@ fn range(q: &dyn Querier, form: &Form) -> Result<String, ApiError> {
     let step_ms = i64::try_from(step_ns / 1_000_000)
         .unwrap_or(i64::MAX)
         .max(1);
-    let value = promql::range_query(q, form.value("query"), start, end, step_ms, &opts)
-        .map_err(ApiError::from_query)?;
-    let mut out = String::new();
-    json::query_data(&mut out, &value);
-    Ok(out)
+    let (value, stats) =
+        promql::range_query_with_stats(q, form.value("query"), start, end, step_ms, &opts)
+            .map_err(ApiError::from_query)?;
+    Ok(query_data(form, &value, &stats))
 }
 
 /// Parses `match[]` values into matcher sets, as Prometheus' `parseMatchersParam`.
@@ -432,6 +446,10 @@ async fn tsdb(State(q): State<Shared>, RawQuery(raw): RawQuery) -> Response {
 
 async fn format_query(headers: HeaderMap, RawQuery(raw): RawQuery, body: Bytes) -> Response {
     respond(status::format_query(&form(&headers, raw, &body)))
+}
+
+async fn parse_query(headers: HeaderMap, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    respond(ast::parse_query(&form(&headers, raw, &body)))
 }
 
 async fn query_exemplars(headers: HeaderMap, RawQuery(raw): RawQuery, body: Bytes) -> Response {

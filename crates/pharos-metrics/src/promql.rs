@@ -4,9 +4,10 @@
 //! `@`, lookback, staleness), subqueries, every binary operator with vector matching, the
 //! aggregations, and the functions over floats and classic histograms. Native histograms
 //! and experimental syntax (`fill`, `smoothed`, `anchored`, `info`) fail with
-//! [`QueryError::Unsupported`]. Start at [`instant_query`] and [`range_query`]; the
-//! evaluator core is `eval`, the operators `binary`, the aggregations `aggregate`, the
-//! functions `functions` (instant vectors) and `range_fns` (range vectors).
+//! [`QueryError::Unsupported`]. Start at [`instant_query`] and [`range_query`] (or their
+//! `_with_stats` forms, which also return [`QueryStats`]); the evaluator core is `eval`,
+//! the operators `binary`, the aggregations `aggregate`, the functions `functions`
+//! (instant vectors) and `range_fns` (range vectors).
 //!
 //! Architecture invariant: this module knows nothing of HTTP or JSON; results are
 //! [`Value`]s and failures [`QueryError`]s, which the api maps to the wire.
@@ -18,9 +19,14 @@ mod functions;
 mod histogram;
 mod labels;
 mod range_fns;
+mod stats;
 mod value;
 
-pub use eval::{DEFAULT_MAX_SAMPLES, QueryOptions, instant_query, range_query, selector_matchers};
+pub use eval::{
+    DEFAULT_MAX_SAMPLES, QueryOptions, instant_query, instant_query_with_stats, parse, range_query,
+    range_query_with_stats, selector_matchers,
+};
+pub use stats::{QueryStats, Timings};
 pub use value::{RangeSeries, Sample, Value};
 
 /// Why a query failed.

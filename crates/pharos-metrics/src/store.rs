@@ -7,22 +7,29 @@
 //!
 //! Architecture invariant: this module knows nothing of HTTP, JSON or PromQL.
 
+pub mod block;
 pub mod chunk;
+mod engine;
 pub mod head;
 pub mod labels;
 pub mod matcher;
 pub mod names;
+mod postings;
 pub mod record;
 mod series_limit;
 pub mod translate;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 use pharos_model::{ExportMetricsServiceRequest, Rejected, Store};
 
+pub use engine::{BlockOptions, EngineError, FlushReport, MaintenanceReport, OpenReport};
 pub use head::{STALE_NAN_BITS, is_stale};
+
+use block::Block;
 pub use labels::{Labels, METRIC_NAME};
 pub use matcher::{MatchKind, Matcher};
 
@@ -83,6 +90,11 @@ pub struct AppendStats {
 #[derive(Debug, Default)]
 pub struct MetricsStore {
     head: RwLock<Head>,
+    /// Samples taken out of the head and not yet in blocks, oldest first.
+    frozen: RwLock<Vec<Arc<engine::Frozen>>>,
+    /// Loaded blocks, sorted by ULID (oldest first).
+    blocks: RwLock<Vec<Arc<Block>>>,
+    engine: std::sync::OnceLock<engine::Engine>,
     appended: AtomicU64,
     out_of_order: AtomicU64,
     duplicates: AtomicU64,
@@ -129,6 +141,13 @@ impl MetricsStore {
     /// Returns how many series the head holds.
     pub fn series_count(&self) -> usize {
         self.head.read().series.len()
+    }
+
+    /// Accepts samples up to `window_ms` older than the newest sample of the head even when
+    /// their series already has newer ones (Prometheus' `out_of_order_time_window`); 0, the
+    /// default, refuses them.
+    pub fn set_out_of_order_window(&self, window_ms: i64) {
+        self.head.write().out_of_order_window_ms = window_ms.max(0);
     }
 
     fn count(&self, a: Appended) -> Appended {
@@ -190,7 +209,8 @@ impl Store<ExportMetricsServiceRequest> for MetricsStore {
 
     fn approx_bytes(&self) -> u64 {
         let head = self.head.read();
-        head.samples * 16 + head.label_bytes + head.series.len() as u64 * 64
+        let frozen = self.frozen_samples();
+        (head.samples + frozen) * 16 + head.label_bytes + head.series.len() as u64 * 64
     }
 }
 
@@ -199,8 +219,70 @@ fn has_sample_in(samples: &[(i64, f64)], mint: i64, maxt: i64) -> bool {
     i < samples.len() && samples[i].0 <= maxt
 }
 
+fn in_range(samples: &[(i64, f64)], mint: i64, maxt: i64) -> &[(i64, f64)] {
+    let lo = samples.partition_point(|x| x.0 < mint);
+    let hi = samples.partition_point(|x| x.0 <= maxt);
+    &samples[lo..hi.max(lo)]
+}
+
+fn matches_all(matchers: &[Matcher], labels: &Labels) -> bool {
+    matchers
+        .iter()
+        .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+}
+
+fn matches_any(sets: &[Vec<Matcher>], labels: &Labels) -> bool {
+    sets.is_empty() || sets.iter().any(|ms| matches_all(ms, labels))
+}
+
+/// Merges one series' samples from several sources, given oldest source first: time order,
+/// and for a timestamp present in more than one source, the oldest source's sample.
+fn merge_samples(mut parts: Vec<Vec<(i64, f64)>>) -> Vec<(i64, f64)> {
+    parts.retain(|p| !p.is_empty());
+    if parts.len() <= 1 {
+        return parts.pop().unwrap_or_default();
+    }
+    let mut all: Vec<(i64, f64)> = parts.concat();
+    // Stable: among equal timestamps the oldest source's sample stays first.
+    all.sort_by_key(|s| s.0);
+    all.dedup_by_key(|s| s.0);
+    all
+}
+
+/// What a read sees besides the head: the frozen parts and blocks overlapping its range,
+/// taken in that order after the head so a concurrent flush can only duplicate a series'
+/// samples (merged away), never hide them.
+struct Older {
+    frozen: Vec<Arc<engine::Frozen>>,
+    blocks: Vec<Arc<Block>>,
+}
+
+impl Older {
+    fn is_empty(&self) -> bool {
+        self.frozen.is_empty() && self.blocks.is_empty()
+    }
+}
+
 impl MetricsStore {
-    /// Returns the ids of series any matcher set accepts (all when there are no sets)
+    fn older(&self, mint: i64, maxt: i64) -> Older {
+        let frozen = self
+            .frozen
+            .read()
+            .iter()
+            .filter(|f| f.overlaps(mint, maxt))
+            .cloned()
+            .collect();
+        let blocks = self
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| b.overlaps(mint, maxt))
+            .cloned()
+            .collect();
+        Older { frozen, blocks }
+    }
+
+    /// Returns the ids of head series any matcher set accepts (all when there are no sets)
     /// that have a sample in range, sorted and unique.
     fn matching(&self, head: &Head, sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<SeriesId> {
         let mut ids: Vec<SeriesId> = if sets.is_empty() {
@@ -214,49 +296,145 @@ impl MetricsStore {
         ids.retain(|&id| has_sample_in(&head.series[id as usize].samples, mint, maxt));
         ids
     }
+
+    /// Calls `f` with the labels of every series of the frozen parts and blocks in `older`
+    /// that any matcher set accepts and that has samples in range.
+    fn older_series(
+        older: &Older,
+        sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        mut f: impl FnMut(SeriesRef<'_>),
+    ) {
+        for frozen in &older.frozen {
+            for (labels, samples) in &frozen.series {
+                if matches_any(sets, labels) && has_sample_in(samples, mint, maxt) {
+                    f(SeriesRef::Labels(labels));
+                }
+            }
+        }
+        let no_sets = [Vec::new()];
+        let sets = if sets.is_empty() { &no_sets[..] } else { sets };
+        for block in &older.blocks {
+            let mut ords: Vec<u32> = sets
+                .iter()
+                .flat_map(|ms| block.matching(ms, mint, maxt))
+                .collect();
+            ords.sort_unstable();
+            ords.dedup();
+            for ord in ords {
+                f(SeriesRef::Block(block, ord));
+            }
+        }
+    }
+}
+
+/// A series of a frozen part or a block, named cheaply.
+enum SeriesRef<'a> {
+    Labels(&'a Labels),
+    Block(&'a Block, u32),
+}
+
+impl SeriesRef<'_> {
+    fn labels(&self) -> Labels {
+        match self {
+            SeriesRef::Labels(l) => (*l).clone(),
+            SeriesRef::Block(b, ord) => b.labels(*ord),
+        }
+    }
 }
 
 impl Querier for MetricsStore {
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
-        let head = self.head.read();
-        let mut out: Vec<SeriesSamples> = head
-            .postings(matchers)
-            .into_iter()
-            .filter_map(|id| {
-                let s = &head.series[id as usize];
-                let lo = s.samples.partition_point(|x| x.0 < mint);
-                let hi = s.samples.partition_point(|x| x.0 <= maxt);
-                (lo < hi).then(|| SeriesSamples {
-                    labels: s.labels.clone(),
-                    samples: s.samples[lo..hi].to_vec(),
+        let mut from_head: Vec<SeriesSamples> = {
+            let head = self.head.read();
+            head.postings(matchers)
+                .into_iter()
+                .filter_map(|id| {
+                    let s = &head.series[id as usize];
+                    let samples = in_range(&s.samples, mint, maxt);
+                    (!samples.is_empty()).then(|| SeriesSamples {
+                        labels: s.labels.clone(),
+                        samples: samples.to_vec(),
+                    })
                 })
+                .collect()
+        };
+        let older = self.older(mint, maxt);
+        if older.is_empty() {
+            from_head.sort_by(|a, b| a.labels.cmp(&b.labels));
+            return from_head;
+        }
+        // Oldest source first: blocks by ULID, frozen parts, then the head.
+        let mut acc: BTreeMap<Labels, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
+        for block in &older.blocks {
+            for ord in block.matching(matchers, mint, maxt) {
+                let samples = block.samples(ord, mint, maxt);
+                acc.entry(block.labels(ord)).or_default().push(samples);
+            }
+        }
+        for frozen in &older.frozen {
+            for (labels, samples) in &frozen.series {
+                if matches_all(matchers, labels) {
+                    let samples = in_range(samples, mint, maxt);
+                    if !samples.is_empty() {
+                        acc.entry(labels.clone())
+                            .or_default()
+                            .push(samples.to_vec());
+                    }
+                }
+            }
+        }
+        for s in from_head {
+            acc.entry(s.labels).or_default().push(s.samples);
+        }
+        acc.into_iter()
+            .filter_map(|(labels, parts)| {
+                let samples = merge_samples(parts);
+                (!samples.is_empty()).then_some(SeriesSamples { labels, samples })
             })
-            .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        out
+            .collect()
     }
 
     fn series(&self, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<Labels> {
-        let head = self.head.read();
-        let mut out: Vec<Labels> = self
-            .matching(&head, matcher_sets, mint, maxt)
-            .into_iter()
-            .map(|id| head.series[id as usize].labels.clone())
-            .collect();
-        out.sort();
-        out
+        let mut out: BTreeSet<Labels> = {
+            let head = self.head.read();
+            self.matching(&head, matcher_sets, mint, maxt)
+                .into_iter()
+                .map(|id| head.series[id as usize].labels.clone())
+                .collect()
+        };
+        let older = self.older(mint, maxt);
+        Self::older_series(&older, matcher_sets, mint, maxt, |s| {
+            out.insert(s.labels());
+        });
+        out.into_iter().collect()
     }
 
     fn label_names(&self, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<String> {
-        let head = self.head.read();
-        let ids = self.matching(&head, matcher_sets, mint, maxt);
-        let mut names = BTreeSet::new();
-        for id in ids {
-            for (k, _) in head.series[id as usize].labels.pairs() {
-                names.insert(k.as_str());
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        {
+            let head = self.head.read();
+            for id in self.matching(&head, matcher_sets, mint, maxt) {
+                for (k, _) in head.series[id as usize].labels.pairs() {
+                    if !names.contains(k) {
+                        names.insert(k.clone());
+                    }
+                }
             }
         }
-        names.into_iter().map(str::to_owned).collect()
+        let older = self.older(mint, maxt);
+        Self::older_series(&older, matcher_sets, mint, maxt, |s| match s {
+            SeriesRef::Labels(l) => names.extend(l.pairs().iter().map(|(k, _)| k.clone())),
+            SeriesRef::Block(b, ord) => {
+                for k in b.label_names(ord) {
+                    if !names.contains(k) {
+                        names.insert(k.to_owned());
+                    }
+                }
+            }
+        });
+        names.into_iter().collect()
     }
 
     fn label_values(
@@ -266,27 +444,40 @@ impl Querier for MetricsStore {
         mint: i64,
         maxt: i64,
     ) -> Vec<String> {
-        let head = self.head.read();
-        if matcher_sets.is_empty() {
-            // The index already holds the values sorted; keep those with a live series.
-            let Some(values) = head.index().get(name) else {
-                return Vec::new();
-            };
-            return values
-                .iter()
-                .filter(|(_, ids)| {
-                    ids.iter()
-                        .any(|&id| has_sample_in(&head.series[id as usize].samples, mint, maxt))
-                })
-                .map(|(v, _)| v.clone())
-                .collect();
+        let mut values: BTreeSet<String> = BTreeSet::new();
+        {
+            let head = self.head.read();
+            if matcher_sets.is_empty() {
+                // The index already holds the values; keep those with a live series.
+                for (v, ids) in head.index().get(name).into_iter().flatten() {
+                    if ids
+                        .iter()
+                        .any(|id| has_sample_in(&head.series[id as usize].samples, mint, maxt))
+                    {
+                        values.insert(v.clone());
+                    }
+                }
+            } else {
+                for id in self.matching(&head, matcher_sets, mint, maxt) {
+                    if let Some(v) = head.series[id as usize].labels.get(name) {
+                        values.insert(v.to_owned());
+                    }
+                }
+            }
         }
-        let ids = self.matching(&head, matcher_sets, mint, maxt);
-        let values: BTreeSet<&str> = ids
-            .into_iter()
-            .filter_map(|id| head.series[id as usize].labels.get(name))
-            .collect();
-        values.into_iter().map(str::to_owned).collect()
+        let older = self.older(mint, maxt);
+        Self::older_series(&older, matcher_sets, mint, maxt, |s| {
+            let v = match &s {
+                SeriesRef::Labels(l) => l.get(name),
+                SeriesRef::Block(b, ord) => b.label_value(*ord, name),
+            };
+            if let Some(v) = v
+                && !values.contains(v)
+            {
+                values.insert(v.to_owned());
+            }
+        });
+        values.into_iter().collect()
     }
 }
 

@@ -34,6 +34,12 @@
 //! Execution errors (many-to-many matching, duplicate label sets) are compared on status,
 //! `errorType` and message ([`Compare::Message`]), ignoring the rest of the body.
 //!
+//! Query statistics (`stats=all`, Prometheus started with `promql-per-step-stats`) are
+//! compared on `totalQueryableSamples` and `totalQueryableSamplesPerStep`, which both
+//! count the same way; timings vary and `peakSamples` follows each engine's own
+//! evaluation order, so those only have to be there. 2.42 has no `parse_query` (added
+//! in 3.0); its tree is compared only against a Prometheus that answers it.
+//!
 //! Not compared here, because 2.42 lacks them or behaves as 2.x did: `limitk`,
 //! `limit_ratio`, `sort_by_label*`, `first_over_time`, `mad_over_time`,
 //! `double_exponential_smoothing` (2.x `holt_winters`), and `rate` over a window whose
@@ -295,6 +301,7 @@ async fn start_prometheus(dir: &std::path::Path, data: &[SeriesDef]) -> (ChildGu
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", tsdb.display()))
         .arg("--storage.tsdb.retention.time=100y")
+        .arg("--enable-feature=promql-per-step-stats")
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -937,4 +944,170 @@ async fn pharos_answers_like_prometheus() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+/// `stats`: Pharos must count the samples a query loads as Prometheus does, in total and
+/// per step, for the whole corpus; timings and `peakSamples` must be there. Then
+/// `parse_query`, where the Prometheus at hand has it.
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_and_parse_query_like_prometheus() {
+    ensure_prometheus();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset();
+    let (_prometheus, prom) = start_prometheus(dir.path(), &data).await;
+    let pharos = start_pharos(&data).await;
+    let client = reqwest::Client::new();
+    let t = |offset: i64| (T + offset).to_string();
+
+    let mut queries: Vec<&str> = promql_corpus().into_iter().map(|(q, _)| q).collect();
+    queries.extend([
+        "temp",
+        "temp @ 1700000600",
+        "temp[5m]",
+        "weird[10m] @ 1700000450",
+        "reqs_total[2m] offset 1m",
+        "temp[10m:1m]",
+        "(rate(jobs_total[2m]))[10m:1m]",
+        // Outer steps are multiples of 2m, so an inner window's left edge sits 30s off
+        // the inner subquery's points (2.42 closes that edge, 3 opens it).
+        "max_over_time(temp[2m30s:1m])[10m:2m]",
+        "42",
+    ]);
+    let mut cases: Vec<(&str, Vec<(&str, String)>)> = Vec::new();
+    for &q in &queries {
+        for &at in &CORPUS_TIMES {
+            cases.push((
+                "/api/v1/query",
+                vec![
+                    ("query", q.into()),
+                    ("time", t(at)),
+                    ("stats", "all".into()),
+                ],
+            ));
+        }
+        for (start, end, step) in CORPUS_RANGES {
+            cases.push((
+                "/api/v1/query_range",
+                vec![
+                    ("query", q.into()),
+                    ("start", t(start)),
+                    ("end", t(end)),
+                    ("step", step.into()),
+                    ("stats", "all".into()),
+                ],
+            ));
+        }
+    }
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for (i, (path, params)) in cases.iter().enumerate() {
+        let post = i % 2 == 1;
+        let want = fetch(&client, &prom, path, params, post).await;
+        let got = fetch(&client, &pharos, path, params, post).await;
+        if want.0 != 200 || got.0 != 200 {
+            if want.0 != got.0 {
+                failures.push(format!(
+                    "{path}?{}: status {} vs {}",
+                    query_string(params),
+                    want.0,
+                    got.0
+                ));
+            }
+            continue;
+        }
+        compared += 1;
+        let (w, g) = (&want.1["data"]["stats"], &got.1["data"]["stats"]);
+        let keys = |v: &Value| -> Vec<String> {
+            v["timings"]
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        let fine = w["samples"]["totalQueryableSamples"] == g["samples"]["totalQueryableSamples"]
+            && w["samples"]["totalQueryableSamplesPerStep"]
+                == g["samples"]["totalQueryableSamplesPerStep"]
+            && g["samples"]["peakSamples"].is_u64()
+            && keys(w).len() == 6
+            && keys(w) == keys(g)
+            && g["timings"]
+                .as_object()
+                .is_some_and(|o| o.values().all(|v| v.as_f64().is_some_and(|f| f >= 0.0)));
+        if !fine {
+            failures.push(format!(
+                "{} {path}?{}\n  prometheus: {}\n  pharos:     {}",
+                if post { "POST" } else { "GET" },
+                query_string(params),
+                w,
+                g
+            ));
+        }
+    }
+    // Any other non-empty value: stats without the per-step counts; none without it.
+    for (stats, per_step) in [("1", false), ("true", false), ("all", true)] {
+        let params = vec![
+            ("query", "sum(temp)".into()),
+            ("time", t(457)),
+            ("stats", stats.into()),
+        ];
+        for base in [&prom, &pharos] {
+            let (_, v) = fetch(&client, base, "/api/v1/query", &params, false).await;
+            let samples = &v["data"]["stats"]["samples"];
+            assert_eq!(
+                samples["totalQueryableSamples"], 2,
+                "{base} stats={stats}: {v}"
+            );
+            assert_eq!(
+                samples.get("totalQueryableSamplesPerStep").is_some(),
+                per_step,
+                "{base} stats={stats}: {v}"
+            );
+        }
+    }
+    for base in [&prom, &pharos] {
+        let params = vec![("query", "sum(temp)".into()), ("time", t(457))];
+        let (_, v) = fetch(&client, base, "/api/v1/query", &params, false).await;
+        assert!(v["data"].get("stats").is_none(), "{base}: {v}");
+    }
+    eprintln!(
+        "{} stats requests, {compared} compared, {} differ",
+        cases.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} stats requests differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+
+    // parse_query: compared only where Prometheus has it (3.0 and later).
+    let probe = fetch_raw(&client, &prom, "/api/v1/parse_query?query=up").await;
+    if probe.0 == 404 {
+        eprintln!("this Prometheus has no parse_query; its tree is covered by unit tests");
+        return;
+    }
+    let mut differ = Vec::new();
+    for &q in &queries {
+        let uri = format!("/api/v1/parse_query?query={}", enc(q));
+        let want = fetch_raw(&client, &prom, &uri).await;
+        let got = fetch_raw(&client, &pharos, &uri).await;
+        if want.0 == 200 && want != got {
+            differ.push(format!(
+                "{q}\n  prometheus: {}\n  pharos:     {}",
+                want.1, got.1
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "parse_query differs:\n{}",
+        differ.join("\n")
+    );
+}
+
+/// One GET, the body as bytes came.
+async fn fetch_raw(client: &reqwest::Client, base: &str, uri: &str) -> (u16, String) {
+    let resp = client.get(format!("{base}{uri}")).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
 }

@@ -11,6 +11,11 @@
 //! | `pharos_wal_bytes_written_total` | `signal` | bytes appended to the write-ahead log |
 //! | `pharos_wal_fsync_duration_seconds` | `signal` | histogram of fsync latency |
 //! | `pharos_head_bytes` | `signal` | estimated memory held by each signal's head |
+//! | `pharos_blocks` | `signal` | blocks served |
+//! | `pharos_block_bytes` | `signal` | bytes of the blocks served |
+//! | `pharos_block_writes_total` | `signal`, `kind` | blocks written, by `flush` (from the head) or `compaction` |
+//! | `pharos_blocks_dropped_total` | `signal` | blocks deleted by retention |
+//! | `pharos_block_failures_total` | `signal` | flushes or compactions that failed (retried) |
 //! | `pharos_http_request_duration_seconds` | `port`, `route`, `code` | histogram of HTTP request durations |
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -19,6 +24,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+/// Labels of `pharos_block_writes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BlockWriteLabels {
+    pub signal: String,
+    pub kind: String,
+}
 
 /// Labels of the receiver counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,6 +76,11 @@ pub struct SelfMetrics {
     pub wal_bytes: Family<SignalLabels, Counter>,
     pub wal_fsync: Family<SignalLabels, Histogram, fn() -> Histogram>,
     pub head_bytes: Family<SignalLabels, Gauge>,
+    pub blocks: Family<SignalLabels, Gauge>,
+    pub block_bytes: Family<SignalLabels, Gauge>,
+    pub block_writes: Family<BlockWriteLabels, Counter>,
+    pub blocks_dropped: Family<SignalLabels, Counter>,
+    pub block_failures: Family<SignalLabels, Counter>,
     pub http_duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
 }
 
@@ -83,6 +100,11 @@ impl SelfMetrics {
         let wal_fsync: Family<SignalLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
         let head_bytes = Family::<SignalLabels, Gauge>::default();
+        let blocks = Family::<SignalLabels, Gauge>::default();
+        let block_bytes = Family::<SignalLabels, Gauge>::default();
+        let block_writes = Family::<BlockWriteLabels, Counter>::default();
+        let blocks_dropped = Family::<SignalLabels, Counter>::default();
+        let block_failures = Family::<SignalLabels, Counter>::default();
         let http_duration: Family<HttpLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
         registry.register(
@@ -110,6 +132,27 @@ impl SelfMetrics {
             "Estimated memory held by each signal's in-memory head",
             head_bytes.clone(),
         );
+        registry.register("pharos_blocks", "Blocks served", blocks.clone());
+        registry.register(
+            "pharos_block_bytes",
+            "Bytes of the blocks served",
+            block_bytes.clone(),
+        );
+        registry.register(
+            "pharos_block_writes",
+            "Blocks written, from the head (flush) or by merging (compaction)",
+            block_writes.clone(),
+        );
+        registry.register(
+            "pharos_blocks_dropped",
+            "Blocks deleted by retention",
+            blocks_dropped.clone(),
+        );
+        registry.register(
+            "pharos_block_failures",
+            "Flushes or compactions that failed and will be retried",
+            block_failures.clone(),
+        );
         registry.register(
             "pharos_http_request_duration_seconds",
             "Durations of HTTP requests served",
@@ -122,6 +165,11 @@ impl SelfMetrics {
             wal_bytes,
             wal_fsync,
             head_bytes,
+            blocks,
+            block_bytes,
+            block_writes,
+            blocks_dropped,
+            block_failures,
             http_duration,
         }
     }

@@ -81,6 +81,8 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// Write-ahead log settings.
     pub wal: WalConfig,
+    /// Metrics blocks.
+    pub metrics: MetricsStorageConfig,
 }
 
 impl Default for StorageConfig {
@@ -88,7 +90,69 @@ impl Default for StorageConfig {
         StorageConfig {
             path: PathBuf::from("./pharos-data"),
             wal: WalConfig::default(),
+            metrics: MetricsStorageConfig::default(),
         }
+    }
+}
+
+/// `storage.metrics`: how the metrics head becomes blocks.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsStorageConfig {
+    /// The span of a block written from the head (Prometheus'
+    /// `storage.tsdb.min-block-duration`); blocks are aligned to it and compacted into 3x
+    /// and 12x larger ones. A Go duration; default `2h`.
+    pub block_duration: String,
+    /// The head is written out once it holds this many samples (or half a block duration
+    /// of data); default 8 000 000, about 128 MiB of head.
+    pub head_max_samples: u64,
+    /// How far behind the newest sample a sample may arrive out of order (Prometheus'
+    /// `out_of_order_time_window`); default `0s`, none.
+    pub out_of_order_window: String,
+}
+
+impl Default for MetricsStorageConfig {
+    fn default() -> Self {
+        MetricsStorageConfig {
+            block_duration: "2h".into(),
+            head_max_samples: 8_000_000,
+            out_of_order_window: "0s".into(),
+        }
+    }
+}
+
+impl MetricsStorageConfig {
+    /// Returns `block_duration` in milliseconds.
+    ///
+    /// # Errors
+    ///
+    /// When it is not a duration of at least one second.
+    pub fn block_duration_ms(&self) -> Result<i64, String> {
+        components::parse_duration(&self.block_duration)
+            .map(|d| d.as_millis() as i64)
+            .filter(|&ms| ms >= 1000)
+            .ok_or_else(|| {
+                format!(
+                    "block_duration: {:?} is not a duration of at least 1s such as 2h",
+                    self.block_duration
+                )
+            })
+    }
+
+    /// Returns `out_of_order_window` in milliseconds.
+    ///
+    /// # Errors
+    ///
+    /// When it is not a duration.
+    pub fn out_of_order_window_ms(&self) -> Result<i64, String> {
+        components::parse_duration(&self.out_of_order_window)
+            .map(|d| d.as_millis() as i64)
+            .ok_or_else(|| {
+                format!(
+                    "out_of_order_window: {:?} is not a duration such as 30m or 0s",
+                    self.out_of_order_window
+                )
+            })
     }
 }
 
@@ -137,6 +201,9 @@ pub struct RetentionConfig {
     pub metrics_hours: u64,
     /// Logs; 31 days.
     pub logs_hours: u64,
+    /// The most bytes metrics blocks may take; the oldest blocks are deleted past it
+    /// (Prometheus' `storage.tsdb.retention.size`). 0, the default, sets no limit.
+    pub metrics_max_bytes: u64,
 }
 
 impl Default for RetentionConfig {
@@ -145,6 +212,7 @@ impl Default for RetentionConfig {
             traces_hours: 14 * 24,
             metrics_hours: 15 * 24,
             logs_hours: 31 * 24,
+            metrics_max_bytes: 0,
         }
     }
 }
@@ -335,6 +403,17 @@ impl Config {
             }
         }
         check_endpoint("query.endpoint", &self.query.endpoint)?;
+        self.storage
+            .metrics
+            .block_duration_ms()
+            .map_err(|e| format!("storage.metrics.{e}"))?;
+        self.storage
+            .metrics
+            .out_of_order_window_ms()
+            .map_err(|e| format!("storage.metrics.{e}"))?;
+        if self.storage.metrics.head_max_samples == 0 {
+            return Err("storage.metrics.head_max_samples: must be above 0".into());
+        }
         if self.storage.wal.fsync == FsyncMode::Interval && self.storage.wal.fsync_interval_ms == 0
         {
             return Err(

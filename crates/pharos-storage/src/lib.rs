@@ -2,8 +2,9 @@
 //!
 //! Today this is the write-ahead log ([`wal`]): each signal store (traces, metrics, logs) opens
 //! its own [`Wal`] in its own directory, appends every accepted request before acknowledging it,
-//! and replays the log into its in-memory head on restart. Block files, object storage access,
-//! retention and compaction will live here too.
+//! and replays the log into its in-memory head on restart. [`blocks`] keeps immutable
+//! block files on object storage (a local directory by default) with a write-meta-last life
+//! cycle; what a block holds, and when blocks are compacted or dropped, is the signal store's.
 //!
 //! Architecture Invariant: storage knows nothing of signals, OTLP or HTTP. A WAL record is an
 //! opaque byte string; what it means is the caller's business.
@@ -12,8 +13,10 @@
 
 #![warn(missing_docs)]
 
+pub mod blocks;
 pub mod wal;
 
+pub use blocks::{BlockStore, BlockStoreError, Listing, new_block_id};
 pub use wal::{
     FsyncPolicy, Pending, ReplayReport, Truncation, TruncationReason, Wal, WalError, WalOptions,
 };

@@ -300,6 +300,52 @@ impl Wal {
         Ok(Pending { answer })
     }
 
+    /// Queues a switch to a new segment, in order with [`Wal::submit`]: every record submitted
+    /// before lands in an earlier segment, every record after in the new one or later. The
+    /// future yields the new segment's sequence number; once what the earlier segments hold is
+    /// kept elsewhere, [`Wal::remove_segments_before`] with that number deletes them.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::Closed`] at once; the future yields [`WalError::Io`] if creating the
+    /// segment failed and [`WalError::Poisoned`] after an earlier failure.
+    pub fn submit_rotate(
+        &self,
+    ) -> Result<impl std::future::Future<Output = Result<u64, WalError>> + use<>, WalError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(WalError::Closed);
+        }
+        let (done, answer) = oneshot::channel();
+        self.inner
+            .requests
+            .send(Request::Rotate { done })
+            .map_err(|_| WalError::Closed)?;
+        Ok(async move { answer.await.unwrap_or(Err(WalError::Closed)) })
+    }
+
+    /// Deletes the segments numbered below `seq` (never the one being written), returning how
+    /// many bytes that freed. Replay then starts at the oldest segment left.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::Io`] when listing or deleting fails; segments already deleted stay deleted.
+    pub fn remove_segments_before(&self, seq: u64) -> Result<u64, WalError> {
+        let mut freed = 0;
+        for (n, path) in replay::segment_paths(&self.inner.dir)? {
+            if n >= seq {
+                continue;
+            }
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            std::fs::remove_file(&path).map_err(|e| WalError::io("remove", &path, e))?;
+            freed += len;
+        }
+        if freed > 0 {
+            replay::sync_dir(&self.inner.dir)?;
+            self.inner.size.fetch_sub(freed, Ordering::Relaxed);
+        }
+        Ok(freed)
+    }
+
     /// Writes what is queued, fsyncs and stops the writer; later appends fail with
     /// [`WalError::Closed`]. Idempotent: closing a closed WAL returns `Ok(())`.
     ///

@@ -213,6 +213,34 @@ impl Ingest {
 }
 
 /// Opens a signal's log, replaying it into `store`.
+impl<R> SignalPath<R> {
+    /// Runs `f` at a point of the log: after every request submitted before has been
+    /// applied and before any submitted after is, with the log rotated at that same point.
+    /// Returns `f`'s result and the new segment's number: the segments before it hold
+    /// exactly the requests applied before `f` ran.
+    pub async fn at_rotation<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<(T, u64)> {
+        let (ticket, rotated) = {
+            let mut next = self.next_ticket.lock();
+            let rotated = self.wal.submit_rotate()?;
+            *next += 1;
+            (*next - 1, rotated)
+        };
+        let turn = self.turn.clone();
+        tokio::spawn(async move {
+            let seq = rotated.await;
+            let mut rx = turn.subscribe();
+            // The sender lives as long as `turn`, which this task holds.
+            let _ = rx.wait_for(|t| *t == ticket).await;
+            let _advance = TurnGuard(turn);
+            Ok((f(), seq?))
+        })
+        .await?
+    }
+}
+
 pub fn open_path<R>(
     signal: Signal,
     store: Arc<dyn Store<R>>,

@@ -5,6 +5,7 @@
 //! lives in [`server`], the ingest path in [`ingest`], the workload in
 //! [`demo`].
 
+mod blocks;
 mod demo;
 mod ingest;
 mod scrape;

@@ -39,6 +39,41 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
     let metrics_store = Arc::new(pharos_metrics::MetricsStore::with_max_series_per_metric(
         usize::try_from(config.limits.max_series_per_metric).unwrap_or(usize::MAX),
     ));
+    metrics_store.set_out_of_order_window(
+        config
+            .storage
+            .metrics
+            .out_of_order_window_ms()
+            .map_err(anyhow::Error::msg)?,
+    );
+    let block_options = pharos_metrics::store::BlockOptions {
+        block_duration_ms: config
+            .storage
+            .metrics
+            .block_duration_ms()
+            .map_err(anyhow::Error::msg)?,
+        retention_ms: i64::try_from(config.retention.metrics_hours)
+            .unwrap_or(i64::MAX / 3_600_000)
+            .saturating_mul(3_600_000),
+        retention_bytes: config.retention.metrics_max_bytes,
+        head_max_samples: config.storage.metrics.head_max_samples,
+    };
+    let block_dir = data.join("blocks").join("metrics");
+    let opened = metrics_store
+        .open_blocks(
+            pharos_storage::BlockStore::local(&block_dir)?,
+            block_options,
+        )
+        .await
+        .with_context(|| format!("opening the metrics blocks in {}", block_dir.display()))?;
+    tracing::info!(
+        blocks = opened.blocks,
+        samples = opened.samples,
+        incomplete_removed = opened.incomplete_removed,
+        parents_removed = opened.parents_removed,
+        unreadable = opened.unreadable.len(),
+        "metrics blocks loaded"
+    );
     let trace_store = Arc::new(pharos_traces::TraceStore::new());
     let log_store = Arc::new(pharos_logs::LogStore::new());
 
@@ -117,6 +152,14 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
             }
         });
     }
+
+    let flusher = Arc::new(crate::blocks::Flusher::new(
+        ingest.clone(),
+        metrics_store.clone(),
+        self_metrics.clone(),
+    ));
+    flusher.update_gauges();
+    let flush_loop = tokio::spawn(flusher.clone().run());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shutting_down = Arc::new(AtomicBool::new(false));
@@ -201,18 +244,20 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/internal/force_flush", get(force_flush).post(force_flush))
         .with_state(Own {
             metrics: self_metrics.clone(),
             ingest: ingest.clone(),
             shutting_down: shutting_down.clone(),
+            flusher: flusher.clone(),
         });
     let query_app = own
         .merge(match scrapers.first() {
-            None => pharos_metrics::api::router(metrics_store),
+            None => pharos_metrics::api::router(metrics_store.clone()),
             Some(_) => {
                 let managers = scrapers.clone();
                 pharos_metrics::api::router_with_targets(
-                    metrics_store,
+                    metrics_store.clone(),
                     Arc::new(move || {
                         let mut all = pharos_metrics::scrape::TargetsSnapshot::default();
                         for m in &managers {
@@ -273,6 +318,12 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
         .is_err()
     {
         tracing::warn!("some connections did not close within 10s");
+    }
+    // The head goes into blocks, so the next start replays (almost) nothing.
+    flush_loop.abort();
+    let _ = flush_loop.await;
+    if let Err(e) = flusher.run_once(true).await {
+        tracing::error!(error = %format!("{e:#}"), "writing the metrics head to blocks failed; the log keeps it");
     }
     ingest.close().await;
     tracing::info!("write-ahead logs flushed; bye");
@@ -347,6 +398,24 @@ struct Own {
     metrics: Arc<SelfMetrics>,
     ingest: Arc<Ingest>,
     shutting_down: Arc<AtomicBool>,
+    flusher: Arc<crate::blocks::Flusher>,
+}
+
+/// `/internal/force_flush` (VictoriaMetrics' name): writes the metrics head to blocks now,
+/// then compacts and applies retention.
+async fn force_flush(State(own): State<Own>) -> Response {
+    match own.flusher.run_once(true).await {
+        Ok(o) => format!(
+            "flushed {} samples into {} blocks; freed {} bytes of log; compacted {} blocks; dropped {}\n",
+            o.frozen_samples, o.blocks_written, o.wal_bytes_freed, o.compacted, o.dropped
+        )
+        .into_response(),
+        Err(e) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("flush failed: {e:#}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics_handler(State(own): State<Own>) -> Response {

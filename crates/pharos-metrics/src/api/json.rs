@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::promql::{RangeSeries, Value};
+use crate::promql::{QueryStats, RangeSeries, Value};
 use crate::store::Labels;
 use crate::store::translate::format_float;
 
@@ -101,6 +101,62 @@ pub fn strings(out: &mut String, items: &[String]) {
 
 /// Appends a query result as `{"resultType":...,"result":...}`.
 pub fn query_data(out: &mut String, v: &Value) {
+    query_data_with_stats(out, v, None);
+}
+
+/// Appends a query result with Prometheus' `"stats"` beside it when there are any:
+/// `{"resultType":...,"result":...,"stats":{"timings":{...},"samples":{...}}}`.
+pub fn query_data_with_stats(out: &mut String, v: &Value, stats: Option<&QueryStats>) {
+    query_result(out, v);
+    if let Some(s) = stats {
+        out.push_str(",\"stats\":");
+        query_stats(out, s);
+    }
+    out.push('}');
+}
+
+/// Appends query statistics as Prometheus' `stats.BuiltinStats`: timings in seconds
+/// (written as its JSON codec writes floats: `0.000012`, `5.51e-07`);
+/// `totalQueryableSamplesPerStep` (`[[seconds, samples], ...]`) only when counted.
+pub fn query_stats(out: &mut String, s: &QueryStats) {
+    let t = &s.timings;
+    out.push_str("{\"timings\":{");
+    for (i, (name, d)) in [
+        ("evalTotalTime", t.eval_total),
+        ("resultSortTime", t.result_sort),
+        ("queryPreparationTime", t.query_preparation),
+        ("innerEvalTime", t.inner_eval),
+        ("execQueueTime", t.exec_queue),
+        ("execTotalTime", t.exec_total),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "\"{name}\":{}", float(d.as_secs_f64()));
+    }
+    out.push_str("},\"samples\":{");
+    if let Some(steps) = s.per_step.as_ref().filter(|s| !s.is_empty()) {
+        out.push_str("\"totalQueryableSamplesPerStep\":[");
+        for (i, (t_ms, n)) in steps.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "[{},{n}]", float(*t_ms as f64 / 1000.0));
+        }
+        out.push_str("],");
+    }
+    let _ = write!(
+        out,
+        "\"totalQueryableSamples\":{},\"peakSamples\":{}}}}}",
+        s.total_queryable_samples, s.peak_samples
+    );
+}
+
+/// Appends `{"resultType":...,"result":...` (unclosed).
+fn query_result(out: &mut String, v: &Value) {
     out.push_str("{\"resultType\":\"");
     out.push_str(v.type_name());
     out.push_str("\",\"result\":");
@@ -129,7 +185,6 @@ pub fn query_data(out: &mut String, v: &Value) {
         }
         Value::Matrix(series) => matrix(out, series),
     }
-    out.push('}');
 }
 
 fn matrix(out: &mut String, series: &[RangeSeries]) {
@@ -170,6 +225,36 @@ mod tests {
         assert_eq!(ts(1_700_000_000_005), "1700000000.005");
         assert_eq!(ts(-1500), "-1.500");
         assert_eq!(ts(0), "0");
+    }
+
+    #[test]
+    fn stats_like_prometheus() {
+        use crate::promql::{QueryStats, Timings};
+        use std::time::Duration;
+        let mut stats = QueryStats {
+            timings: Timings {
+                eval_total: Duration::from_nanos(79_199),
+                result_sort: Duration::from_nanos(551),
+                inner_eval: Duration::from_secs(2),
+                ..Default::default()
+            },
+            total_queryable_samples: 7,
+            peak_samples: 4,
+            per_step: Some(vec![(100_500, 3), (101_000, 4)]),
+        };
+        let mut s = String::new();
+        query_stats(&mut s, &stats);
+        assert_eq!(
+            s,
+            r#"{"timings":{"evalTotalTime":0.000079199,"resultSortTime":5.51e-07,"queryPreparationTime":0,"innerEvalTime":2,"execQueueTime":0,"execTotalTime":0},"samples":{"totalQueryableSamplesPerStep":[[100.5,3],[101,4]],"totalQueryableSamples":7,"peakSamples":4}}"#
+        );
+        stats.per_step = None;
+        let mut s = String::new();
+        query_stats(&mut s, &stats);
+        assert!(
+            s.ends_with(r#""samples":{"totalQueryableSamples":7,"peakSamples":4}}"#),
+            "{s}"
+        );
     }
 
     #[test]

@@ -335,3 +335,134 @@ async fn limit_cuts_and_warns() {
         "{body}"
     );
 }
+
+/// Replaces the six timings (which vary) with `T`, checking they are there, in
+/// Prometheus' order, and non-negative numbers.
+fn blank_timings(body: &str) -> String {
+    let start = body.find(r#""timings":{"#).expect("timings") + r#""timings":{"#.len();
+    let end = start + body[start..].find('}').unwrap();
+    let names: Vec<&str> = body[start..end]
+        .split(',')
+        .map(|kv| {
+            let (k, v) = kv.split_once(':').unwrap();
+            assert!(v.parse::<f64>().unwrap() >= 0.0, "{kv}");
+            k.trim_matches('"')
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "evalTotalTime",
+            "resultSortTime",
+            "queryPreparationTime",
+            "innerEvalTime",
+            "execQueueTime",
+            "execTotalTime"
+        ]
+    );
+    format!("{}T{}", &body[..start], &body[end..])
+}
+
+async fn get_blanked(uri: &str) -> (u16, String) {
+    let (status, body) = call(Request::get(uri).body(Body::empty()).unwrap()).await;
+    (status, blank_timings(&body))
+}
+
+#[tokio::test]
+async fn stats_are_added_on_request() {
+    // Any non-empty value: timings and sample counts.
+    assert_eq!(
+        get_blanked("/api/v1/query?query=up&time=1700000000.15&stats=1").await,
+        (
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a"},"value":[1700000000.150,"1"]},{"metric":{"__name__":"up","job":"b\u003c"},"value":[1700000000.150,"0.5"]}],"stats":{"timings":{T},"samples":{"totalQueryableSamples":2,"peakSamples":2}}}}"#.into()
+        )
+    );
+    // `all`: per-step counts too, the step's time in seconds as a plain JSON number.
+    assert_eq!(
+        get_blanked("/api/v1/query?query=sum(up)&time=1700000000.15&stats=all").await,
+        (
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000.150,"1.5"]}],"stats":{"timings":{T},"samples":{"totalQueryableSamplesPerStep":[[1700000000.15,2]],"totalQueryableSamples":2,"peakSamples":2}}}}"#.into()
+        )
+    );
+    // A range query: a's samples at every step; b's first sample comes after the first
+    // step, and a stale marker hides it from the second on.
+    let req = Request::post("/api/v1/query_range")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(
+            "query=up&start=1700000000&end=1700000030&step=10s&stats=all",
+        ))
+        .unwrap();
+    let (status, body) = call(req).await;
+    assert_eq!(
+        (status, blank_timings(&body)),
+        (
+            200,
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"a"},"values":[[1700000000,"1"],[1700000010,"1"],[1700000020,"0"],[1700000030,"0"]]}],"stats":{"timings":{T},"samples":{"totalQueryableSamplesPerStep":[[1700000000,1],[1700000010,1],[1700000020,1],[1700000030,1]],"totalQueryableSamples":4,"peakSamples":4}}}}"#.into()
+        )
+    );
+    // A range selector counts the points in its window.
+    assert_eq!(
+        get_blanked("/api/v1/query?query=count_over_time(up%5B1m%5D)&time=1700000030&stats=all")
+            .await,
+        (
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"job":"a"},"value":[1700000030,"2"]},{"metric":{"job":"b\u003c"},"value":[1700000030,"1"]}],"stats":{"timings":{T},"samples":{"totalQueryableSamplesPerStep":[[1700000030,3]],"totalQueryableSamples":3,"peakSamples":3}}}}"#.into()
+        )
+    );
+    // Without the parameter, or with it empty, no stats.
+    check_get(
+        "/api/v1/query?query=1&time=10&stats=",
+        200,
+        r#"{"status":"success","data":{"resultType":"scalar","result":[10,"1"]}}"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn parse_query_returns_the_tree() {
+    let tree = r#"{"status":"success","data":{"bool":false,"lhs":{"expr":{"matchers":[{"name":"job","type":"=","value":"a"},{"name":"__name__","type":"=","value":"up"}],"name":"up","offset":0,"startOrEnd":null,"timestamp":null,"type":"vectorSelector"},"grouping":["job"],"op":"sum","param":null,"type":"aggregation","without":false},"matching":null,"op":"*","rhs":{"type":"numberLiteral","val":"2"},"type":"binaryExpr"}}"#;
+    check_get(
+        "/api/v1/parse_query?query=sum%20by%20(job)%20(up%7Bjob%3D%22a%22%7D)%20*%202",
+        200,
+        tree,
+    )
+    .await;
+    check_post(
+        "/api/v1/parse_query",
+        "query=sum+by+(job)+(up%7Bjob%3D%22a%22%7D)+*+2",
+        200,
+        tree,
+    )
+    .await;
+    let bad = |msg: &str| {
+        format!(
+            r#"{{"status":"error","errorType":"bad_data","error":{}}}"#,
+            serde_json::to_string(msg).unwrap()
+        )
+    };
+    check_get(
+        "/api/v1/parse_query?query=",
+        400,
+        &bad(r#"invalid parameter "query": 1:1: parse error: no expression found in input"#),
+    )
+    .await;
+    // The same error the query endpoint gives, whatever the parser's wording.
+    for q in [
+        "up%7B",
+        "sum(",
+        "rate(up)",
+        "%7Ba%3D%221%22%20or%20b%3D%222%22%7D",
+    ] {
+        let (status, want) = call(
+            Request::get(format!("/api/v1/query?query={q}&time=0"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 400, "{q}: {want}");
+        assert!(want.contains(r#""errorType":"bad_data""#), "{q}: {want}");
+        check_get(&format!("/api/v1/parse_query?query={q}"), 400, &want).await;
+    }
+}

@@ -23,6 +23,7 @@ use promql_parser::parser::{
 };
 
 use super::QueryError;
+use super::stats::{QueryStats, Timings};
 use super::value::{RangeSeries, Sample, Value};
 use crate::store::{METRIC_NAME, Matcher, Querier, SeriesSamples, is_stale};
 
@@ -43,6 +44,10 @@ pub struct QueryOptions {
     /// as Prometheus counts them: samples selected for the current step plus the result
     /// points of a range query so far.
     pub max_samples: usize,
+    /// Whether the `_with_stats` evaluations count the samples loaded at every step
+    /// ([`QueryStats::per_step`]), as Prometheus does for `stats=all` with its
+    /// `promql-per-step-stats` feature.
+    pub per_step_stats: bool,
 }
 
 impl Default for QueryOptions {
@@ -51,6 +56,7 @@ impl Default for QueryOptions {
             lookback_ms: 5 * 60 * 1000,
             deadline: None,
             max_samples: DEFAULT_MAX_SAMPLES,
+            per_step_stats: false,
         }
     }
 }
@@ -69,14 +75,35 @@ pub fn instant_query(
     t_ms: i64,
     opts: &QueryOptions,
 ) -> Result<Value, QueryError> {
+    instant_query_with_stats(q, query, t_ms, opts).map(|(v, _)| v)
+}
+
+/// Evaluates `query` at `t_ms` as [`instant_query`] does, with what it cost.
+///
+/// # Errors
+///
+/// As [`instant_query`].
+pub fn instant_query_with_stats(
+    q: &dyn Querier,
+    query: &str,
+    t_ms: i64,
+    opts: &QueryOptions,
+) -> Result<(Value, QueryStats), QueryError> {
     let expr = parse(query)?;
+    let clock = Clock::start();
     let ev = Evaluator::new(q, opts, &expr, t_ms, t_ms);
-    match ev.eval(&expr, t_ms)? {
-        Val::Scalar(v) => Ok(Value::Scalar { t_ms, value: v }),
-        Val::String(s) => Ok(Value::String { t_ms, value: s }),
-        Val::Vector(v) => {
-            check_duplicates(&v)?;
-            Ok(Value::Vector(
+    ev.track_steps(1);
+    let prepared = Instant::now();
+    let val = ev.eval(&expr, t_ms)?;
+    if let Val::Vector(v) = &val {
+        check_duplicates(v)?;
+    }
+    let evaluated = Instant::now();
+    let (value, sorted) = match val {
+        Val::Scalar(v) => (Value::Scalar { t_ms, value: v }, evaluated),
+        Val::String(s) => (Value::String { t_ms, value: s }, evaluated),
+        Val::Vector(v) => (
+            Value::Vector(
                 v.into_iter()
                     .map(|s| Sample {
                         labels: s.labels,
@@ -84,10 +111,13 @@ pub fn instant_query(
                         value: s.value,
                     })
                     .collect(),
-            ))
-        }
-        Val::Matrix(m) => Ok(Value::Matrix(m)),
-    }
+            ),
+            evaluated,
+        ),
+        Val::Matrix(m) => (Value::Matrix(m), Instant::now()),
+    };
+    let stats = ev.stats(clock.finish(prepared, evaluated, sorted), t_ms, 1);
+    Ok((value, stats))
 }
 
 /// Evaluates `query` at `start + k*step` for every `k` with `start + k*step <= end`; the
@@ -109,6 +139,26 @@ pub fn range_query(
     step_ms: i64,
     opts: &QueryOptions,
 ) -> Result<Value, QueryError> {
+    range_query_with_stats(q, query, start, end, step_ms, opts).map(|(v, _)| v)
+}
+
+/// Evaluates a range query as [`range_query`] does, with what it cost.
+///
+/// # Errors
+///
+/// As [`range_query`].
+///
+/// # Panics
+///
+/// As [`range_query`].
+pub fn range_query_with_stats(
+    q: &dyn Querier,
+    query: &str,
+    start: i64,
+    end: i64,
+    step_ms: i64,
+    opts: &QueryOptions,
+) -> Result<(Value, QueryStats), QueryError> {
     assert!(step_ms > 0, "BUG: range query step must be positive");
     let expr = parse(query)?;
     match expr.value_type() {
@@ -116,11 +166,22 @@ pub fn range_query(
         ValueType::String => return Err(QueryError::InvalidRangeType("string")),
         ValueType::Vector | ValueType::Scalar => {}
     }
+    let clock = Clock::start();
     let ev = Evaluator::new(q, opts, &expr, start, end);
+    let steps = if end < start {
+        0
+    } else {
+        (i128::from(end) - i128::from(start)) / i128::from(step_ms) + 1
+    };
+    ev.track_steps(usize::try_from(steps).unwrap_or(usize::MAX));
+    let prepared = Instant::now();
     let mut series: BTreeMap<crate::store::Labels, Vec<(i64, f64)>> = BTreeMap::new();
     let mut points = 0usize;
     let mut t = start;
+    let mut k = 0;
     while t <= end {
+        ev.step.set(k);
+        k += 1;
         ev.step_samples.set(points);
         match ev.eval(&expr, t)? {
             Val::Scalar(v) => {
@@ -145,15 +206,47 @@ pub fn range_query(
             None => break,
         }
     }
-    Ok(Value::Matrix(
+    // The finished result is held at once too.
+    ev.peak.set(ev.peak.get().max(points));
+    let evaluated = Instant::now();
+    let value = Value::Matrix(
         series
             .into_iter()
             .map(|(labels, points)| RangeSeries { labels, points })
             .collect(),
-    ))
+    );
+    let timings = clock.finish(prepared, evaluated, Instant::now());
+    Ok((value, ev.stats(timings, start, step_ms)))
 }
 
-fn parse(query: &str) -> Result<Expr, QueryError> {
+/// The timers of one execution: started before preparation, read at its milestones.
+struct Clock(Instant);
+
+impl Clock {
+    fn start() -> Clock {
+        Clock(Instant::now())
+    }
+
+    /// Returns the timings of an execution prepared, evaluated and sorted at those times.
+    fn finish(self, prepared: Instant, evaluated: Instant, sorted: Instant) -> Timings {
+        let total = Instant::now() - self.0;
+        Timings {
+            eval_total: total,
+            result_sort: sorted - evaluated,
+            query_preparation: prepared - self.0,
+            inner_eval: evaluated - prepared,
+            exec_queue: Duration::ZERO,
+            exec_total: total,
+        }
+    }
+}
+
+/// Parses a query as the query endpoints do: an empty one fails with Prometheus' wording.
+///
+/// # Errors
+///
+/// Returns [`QueryError::Parse`] for invalid PromQL.
+pub fn parse(query: &str) -> Result<Expr, QueryError> {
     if query.trim().is_empty() {
         return Err(QueryError::Parse(
             "1:1: parse error: no expression found in input".into(),
@@ -218,6 +311,20 @@ pub(super) struct Evaluator<'a> {
     cache: RefCell<HashMap<usize, Rc<Fetched>>>,
     /// Samples held for the current step (plus result points of a range query so far).
     step_samples: Cell<usize>,
+    /// The high-water mark of `step_samples` ([`QueryStats::peak_samples`]).
+    peak: Cell<usize>,
+    /// Samples loaded so far ([`QueryStats::total_queryable_samples`]).
+    loaded: Cell<u64>,
+    /// Samples loaded at each step, when asked for (empty otherwise), and the step now
+    /// evaluated.
+    per_step: RefCell<Vec<u64>>,
+    step: Cell<usize>,
+    /// Above zero while a subquery that feeds a function is evaluated: what it reads is
+    /// not counted as loaded, the points it hands the function are (as Prometheus counts).
+    muted: Cell<u32>,
+    /// The subquery that is the whole query (parentheses aside), by address, or 0: what it
+    /// reads is counted as loaded and its result is not.
+    root_subquery: usize,
 }
 
 /// Enclosing subqueries' accumulated offset and range, and their `@` time if any.
@@ -244,7 +351,20 @@ impl<'a> Evaluator<'a> {
             bounds: HashMap::new(),
             cache: RefCell::new(HashMap::new()),
             step_samples: Cell::new(0),
+            peak: Cell::new(0),
+            loaded: Cell::new(0),
+            per_step: RefCell::new(Vec::new()),
+            step: Cell::new(0),
+            muted: Cell::new(0),
+            root_subquery: 0,
         };
+        let mut root = expr;
+        while let Expr::Paren(p) = root {
+            root = &p.expr;
+        }
+        if let Expr::Subquery(sq) = root {
+            ev.root_subquery = std::ptr::from_ref(sq) as usize;
+        }
         let mut bounds = HashMap::new();
         ev.plan(expr, SubqueryPath::default(), &mut bounds);
         ev.bounds = bounds;
@@ -332,10 +452,46 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Starts counting the samples loaded at each of `steps` steps, if the options ask.
+    fn track_steps(&self, steps: usize) {
+        if self.opts.per_step_stats {
+            *self.per_step.borrow_mut() = vec![0; steps];
+        }
+    }
+
+    /// Counts `n` samples loaded at the current step (unless a muted subquery loads them).
+    fn count_loaded(&self, n: usize) {
+        if self.muted.get() > 0 {
+            return;
+        }
+        self.loaded.set(self.loaded.get().saturating_add(n as u64));
+        if let Some(c) = self.per_step.borrow_mut().get_mut(self.step.get()) {
+            *c = c.saturating_add(n as u64);
+        }
+    }
+
+    /// Returns the statistics of the evaluation so far, the steps being `step_ms` apart
+    /// from `start`.
+    fn stats(&self, timings: Timings, start: i64, step_ms: i64) -> QueryStats {
+        let per_step = self.per_step.borrow();
+        QueryStats {
+            timings,
+            total_queryable_samples: self.loaded.get(),
+            peak_samples: self.peak.get(),
+            per_step: self.opts.per_step_stats.then(|| {
+                (0..)
+                    .map(|k| start.saturating_add(step_ms.saturating_mul(k)))
+                    .zip(per_step.iter().copied())
+                    .collect()
+            }),
+        }
+    }
+
     /// Counts `n` more samples held by the current step; fails past the limit.
     pub(super) fn add_samples(&self, n: usize) -> Result<(), QueryError> {
         let total = self.step_samples.get().saturating_add(n);
         self.step_samples.set(total);
+        self.peak.set(self.peak.get().max(total));
         if total > self.opts.max_samples {
             return Err(QueryError::execution(
                 "query processing would load too many samples into memory in query execution",
@@ -371,7 +527,19 @@ impl<'a> Evaluator<'a> {
             Expr::MatrixSelector(ms) => self
                 .matrix_selector(&ms.vs, duration_ms(ms.range), t)
                 .map(Val::Matrix),
-            Expr::Subquery(sq) => self.subquery(sq, t).map(Val::Matrix),
+            Expr::Subquery(sq) if std::ptr::from_ref(sq) as usize == self.root_subquery => {
+                self.subquery(sq, t).map(Val::Matrix)
+            }
+            // A subquery feeding a function: Prometheus counts the points the function
+            // sees, not what the subquery read to compute them.
+            Expr::Subquery(sq) => {
+                self.muted.set(self.muted.get() + 1);
+                let out = self.subquery(sq, t);
+                self.muted.set(self.muted.get() - 1);
+                let out = out?;
+                self.count_loaded(out.iter().map(|s| s.points.len()).sum());
+                Ok(Val::Matrix(out))
+            }
             Expr::Binary(b) => super::binary::eval(self, b, t),
             Expr::Aggregate(a) => super::aggregate::eval(self, a, t),
             Expr::Call(c) => super::functions::eval(self, c, t),
@@ -429,6 +597,7 @@ impl<'a> Evaluator<'a> {
                 });
             }
         }
+        self.count_loaded(out.len());
         self.add_samples(out.len())?;
         Ok(out)
     }
@@ -460,6 +629,7 @@ impl<'a> Evaluator<'a> {
                 });
             }
         }
+        self.count_loaded(n);
         self.add_samples(n)?;
         Ok(out)
     }

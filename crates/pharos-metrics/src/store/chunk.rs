@@ -20,7 +20,7 @@
 //! The byte layout is specified in `docs/format/chunks.md`; keep the two in step.
 
 mod bits;
-mod envelope;
+pub(crate) mod envelope;
 mod pcodec;
 mod xor;
 

@@ -1,12 +1,16 @@
 //! The in-memory head: series by fingerprint, their samples, and the inverted index.
 //!
-//! Series ids are dense and assigned in creation order, so every postings list in the
-//! index is sorted by construction and set operations are linear merges.
+//! Series ids are dense and assigned in creation order, so every postings bitmap in the
+//! index is appended to at its end. A flush ([`Head::freeze`]) takes the samples out and
+//! renumbers the series that stay.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use roaring::RoaringBitmap;
 
 use super::labels::Labels;
 use super::matcher::Matcher;
+use super::postings::{self, Index};
 
 /// A series' id inside the head.
 pub type SeriesId = u32;
@@ -24,18 +28,21 @@ pub fn is_stale(v: f64) -> bool {
 pub enum Appended {
     /// Stored.
     Ok,
-    /// Older than the series' newest sample: dropped.
+    /// Older than the series' newest sample (and outside the out-of-order window): dropped.
     OutOfOrder,
-    /// Same timestamp as the newest sample: dropped, the first value stays.
+    /// Same timestamp as a stored sample: dropped, the first value stays.
     Duplicate,
 }
 
-/// One series: its labels, samples in strictly increasing time order, and the running
-/// total used to turn delta temporality into cumulative.
+/// One series: its labels, the samples since the last flush in strictly increasing time
+/// order, its newest timestamp ever (kept across flushes for the order check), and the
+/// running total used to turn delta temporality into cumulative.
 #[derive(Debug)]
 pub(crate) struct Series {
     pub(crate) labels: Labels,
     pub(crate) samples: Vec<(i64, f64)>,
+    /// The newest sample ever appended in order.
+    pub(crate) last: Option<(i64, f64)>,
     pub(crate) delta_total: f64,
 }
 
@@ -44,12 +51,20 @@ pub(crate) struct Series {
 pub(crate) struct Head {
     pub(crate) series: Vec<Series>,
     by_fingerprint: HashMap<u64, Vec<SeriesId>>,
-    /// label name → label value → sorted series ids.
-    index: BTreeMap<String, BTreeMap<String, Vec<SeriesId>>>,
+    index: Index,
+    /// Every id, for matchers that start from the whole head.
+    all: RoaringBitmap,
+    /// Samples held (since the last flush).
     pub(crate) samples: u64,
     pub(crate) label_bytes: u64,
+    /// The oldest sample held, if any.
+    pub(crate) min_t: Option<i64>,
+    /// The newest sample ever appended (kept across flushes).
+    pub(crate) max_t: Option<i64>,
     /// The most series one metric name may have; 0 means no limit.
     pub(crate) max_series_per_metric: usize,
+    /// Samples this much older than `max_t` may still arrive out of order; 0: none.
+    pub(crate) out_of_order_window_ms: i64,
     /// How many series each metric name has.
     series_per_metric: HashMap<String, usize>,
 }
@@ -81,139 +96,120 @@ impl Head {
         if !self.has_room_for(name, 0) {
             return None;
         }
+        Some(self.insert(labels, fp))
+    }
+
+    fn insert(&mut self, labels: Labels, fp: u64) -> SeriesId {
+        let name = labels.get(super::labels::METRIC_NAME).unwrap_or("");
         *self.series_per_metric.entry(name.to_string()).or_default() += 1;
         let id = SeriesId::try_from(self.series.len())
             .expect("BUG: more than u32::MAX series in one head");
         for (k, v) in labels.pairs() {
-            self.index
+            // Ids grow, so each bitmap is appended to at its end.
+            let ids = self
+                .index
                 .entry(k.clone())
                 .or_default()
                 .entry(v.clone())
-                .or_default()
-                .push(id);
+                .or_default();
+            ids.insert(id);
         }
+        self.all.insert(id);
         self.label_bytes += labels.approx_bytes();
         self.by_fingerprint.entry(fp).or_default().push(id);
         self.series.push(Series {
             labels,
             samples: Vec::new(),
+            last: None,
             delta_total: 0.0,
         });
-        Some(id)
+        id
     }
 
-    /// Appends one sample to a series, refusing out-of-order and duplicate timestamps.
+    /// Appends one sample to a series. A sample older than the series' newest is refused
+    /// unless it falls inside the out-of-order window; a repeated timestamp is refused.
     pub(crate) fn append(&mut self, id: SeriesId, t: i64, v: f64) -> Appended {
+        let in_window = self.accepts_out_of_order(t);
         let s = &mut self.series[id as usize];
-        match s.samples.last() {
-            Some(&(last, _)) if t < last => Appended::OutOfOrder,
-            Some(&(last, _)) if t == last => Appended::Duplicate,
+        match s.last {
+            Some((last, _)) if t == last => return Appended::Duplicate,
+            Some((last, _)) if t < last => {
+                if !in_window {
+                    return Appended::OutOfOrder;
+                }
+                // Out of order but accepted: insert in place (the flushed part, if any, is
+                // merged with it when read).
+                let i = s.samples.partition_point(|x| x.0 < t);
+                if s.samples.get(i).is_some_and(|x| x.0 == t) {
+                    return Appended::Duplicate;
+                }
+                s.samples.insert(i, (t, v));
+            }
             _ => {
                 s.samples.push((t, v));
-                self.samples += 1;
-                Appended::Ok
+                s.last = Some((t, v));
             }
         }
+        self.samples += 1;
+        self.min_t = Some(self.min_t.map_or(t, |m| m.min(t)));
+        self.max_t = Some(self.max_t.map_or(t, |m| m.max(t)));
+        Appended::Ok
     }
 
-    /// Returns the newest timestamp of a series, if it has samples.
+    /// Returns the newest timestamp of a series, if it ever had samples.
     pub(crate) fn last_timestamp(&self, id: SeriesId) -> Option<i64> {
-        self.series[id as usize].samples.last().map(|s| s.0)
+        self.series[id as usize].last.map(|l| l.0)
+    }
+
+    /// Returns whether a sample at `t` older than its series' newest is still accepted:
+    /// it lies within the out-of-order window behind the newest sample of the head.
+    pub(crate) fn accepts_out_of_order(&self, t: i64) -> bool {
+        self.out_of_order_window_ms > 0
+            && self
+                .max_t
+                .is_some_and(|m| t >= m.saturating_sub(self.out_of_order_window_ms))
+    }
+
+    /// Takes every sample out of the head, returning the series that had any, sorted by
+    /// labels. Series without samples since the previous freeze leave the head (inactive
+    /// series do not hold memory); the others stay, empty, with their newest timestamp and
+    /// running delta total, so order checks carry on.
+    pub(crate) fn freeze(&mut self) -> Vec<(Labels, Vec<(i64, f64)>)> {
+        let old = std::mem::take(&mut self.series);
+        let mut fresh = Head {
+            max_t: self.max_t,
+            max_series_per_metric: self.max_series_per_metric,
+            out_of_order_window_ms: self.out_of_order_window_ms,
+            ..Head::default()
+        };
+        let mut out = Vec::new();
+        for s in old {
+            if s.samples.is_empty() {
+                continue;
+            }
+            let fp = s.labels.fingerprint();
+            let id = fresh.insert(s.labels.clone(), fp);
+            let kept = &mut fresh.series[id as usize];
+            kept.last = s.last;
+            kept.delta_total = s.delta_total;
+            out.push((s.labels, s.samples));
+        }
+        *self = fresh;
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Returns the sorted ids of the series every matcher accepts.
     pub(crate) fn postings(&self, matchers: &[Matcher]) -> Vec<SeriesId> {
-        let mut result: Option<Vec<SeriesId>> = None;
-        // Matchers that reject the empty string narrow fastest; apply them first.
-        let mut ordered: Vec<&Matcher> = matchers.iter().collect();
-        ordered.sort_by_key(|m| m.matches(""));
-        for m in ordered {
-            let values = self.index.get(&m.name);
-            let ids = if m.matches("") {
-                // Everything except the series whose value for the label fails the matcher.
-                let excluded = union(
-                    values
-                        .into_iter()
-                        .flatten()
-                        .filter(|(v, _)| !m.matches(v))
-                        .map(|(_, ids)| ids.as_slice()),
-                );
-                match &result {
-                    Some(r) => difference(r, &excluded),
-                    None => difference(&self.all(), &excluded),
-                }
-            } else {
-                let included = union(
-                    values
-                        .into_iter()
-                        .flatten()
-                        .filter(|(v, _)| m.matches(v))
-                        .map(|(_, ids)| ids.as_slice()),
-                );
-                match &result {
-                    Some(r) => intersect(r, &included),
-                    None => included,
-                }
-            };
-            if ids.is_empty() {
-                return ids;
-            }
-            result = Some(ids);
-        }
-        result.unwrap_or_else(|| self.all())
+        postings::select(&self.index, &self.all, matchers)
+            .into_iter()
+            .collect()
     }
 
-    /// Returns the label names of the head, sorted, with the ids holding each.
-    pub(crate) fn index(&self) -> &BTreeMap<String, BTreeMap<String, Vec<SeriesId>>> {
+    /// Returns the label names of the head, sorted, with the ids holding each value.
+    pub(crate) fn index(&self) -> &Index {
         &self.index
     }
-
-    fn all(&self) -> Vec<SeriesId> {
-        (0..self.series.len() as SeriesId).collect()
-    }
-}
-
-fn union<'a>(lists: impl Iterator<Item = &'a [SeriesId]>) -> Vec<SeriesId> {
-    let mut out: Vec<SeriesId> = Vec::new();
-    let mut count = 0;
-    for l in lists {
-        out.extend_from_slice(l);
-        count += 1;
-    }
-    if count > 1 {
-        out.sort_unstable();
-        out.dedup();
-    }
-    out
-}
-
-fn intersect(a: &[SeriesId], b: &[SeriesId]) -> Vec<SeriesId> {
-    let (mut i, mut j, mut out) = (0, 0, Vec::new());
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                out.push(a[i]);
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out
-}
-
-fn difference(a: &[SeriesId], b: &[SeriesId]) -> Vec<SeriesId> {
-    let mut j = 0;
-    a.iter()
-        .copied()
-        .filter(|&x| {
-            while j < b.len() && b[j] < x {
-                j += 1;
-            }
-            !(j < b.len() && b[j] == x)
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -301,5 +297,57 @@ mod tests {
         assert_eq!(h.append(id, 10, 2.0), Appended::Duplicate);
         assert_eq!(h.append(id, 9, 2.0), Appended::OutOfOrder);
         assert_eq!(h.series[0].samples, vec![(10, 1.0)]);
+    }
+
+    #[test]
+    fn out_of_order_window_inserts_in_place() {
+        let mut h = Head {
+            out_of_order_window_ms: 100,
+            ..Head::default()
+        };
+        let id = h.get_or_create(Labels::from_pairs([("a", "b")])).unwrap();
+        for t in [1000, 950, 980, 1010] {
+            assert_eq!(h.append(id, t, t as f64), Appended::Ok, "t={t}");
+        }
+        assert_eq!(h.append(id, 950, 0.0), Appended::Duplicate);
+        assert_eq!(
+            h.append(id, 899, 0.0),
+            Appended::OutOfOrder,
+            "outside the window"
+        );
+        let ts: Vec<i64> = h.series[0].samples.iter().map(|s| s.0).collect();
+        assert_eq!(ts, vec![950, 980, 1000, 1010]);
+        assert_eq!((h.min_t, h.max_t, h.samples), (Some(950), Some(1010), 4));
+    }
+
+    #[test]
+    fn freeze_takes_samples_and_drops_inactive_series() {
+        let mut h = Head::default();
+        let a = h.get_or_create(Labels::from_pairs([("s", "a")])).unwrap();
+        let b = h.get_or_create(Labels::from_pairs([("s", "b")])).unwrap();
+        h.append(a, 10, 1.0);
+        h.append(b, 10, 2.0);
+        let first = h.freeze();
+        assert_eq!(first.len(), 2);
+        assert_eq!((h.samples, h.min_t, h.max_t), (0, None, Some(10)));
+        // Only b gets a sample in the next period; a old timestamp is still refused.
+        let b = h.get_or_create(Labels::from_pairs([("s", "b")])).unwrap();
+        assert_eq!(h.append(b, 5, 0.0), Appended::OutOfOrder);
+        assert_eq!(h.append(b, 20, 3.0), Appended::Ok);
+        let second = h.freeze();
+        assert_eq!(
+            second,
+            vec![(Labels::from_pairs([("s", "b")]), vec![(20, 3.0)])]
+        );
+        assert_eq!(
+            h.series.len(),
+            1,
+            "a had nothing since the last flush and left"
+        );
+        assert_eq!(
+            h.postings(&[Matcher::equal("s", "a")]),
+            Vec::<SeriesId>::new()
+        );
+        assert_eq!(h.postings(&[Matcher::equal("s", "b")]), vec![0]);
     }
 }

@@ -37,6 +37,14 @@ impl Labels {
         Labels(out)
     }
 
+    /// Wraps pairs that are already sorted by unique name without empty values (as read
+    /// back from a block), checked only in debug builds.
+    pub(crate) fn from_sorted_pairs(pairs: Vec<(String, String)>) -> Labels {
+        debug_assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0));
+        debug_assert!(pairs.iter().all(|p| !p.1.is_empty()));
+        Labels(pairs)
+    }
+
     /// Returns the value of label `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

@@ -283,12 +283,9 @@ fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64)
             *pending += 1;
         }
         let last = newest.entry(labels).or_insert_with_key(|labels| {
-            find_series(head, labels).and_then(|id| {
-                head.series[id as usize]
-                    .samples
-                    .last()
-                    .map(|&(t, v)| (t, v.to_bits()))
-            })
+            find_series(head, labels)
+                .and_then(|id| head.series[id as usize].last)
+                .map(|(t, v)| (t, v.to_bits()))
         });
         let TimeSeries {
             labels, samples, ..
@@ -299,6 +296,10 @@ fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64)
                 Refusal::OutOfBounds
             } else {
                 match *last {
+                    // Accepted out of order; the head checks it against what it holds.
+                    Some((t, _)) if s.timestamp < t && head.accepts_out_of_order(s.timestamp) => {
+                        return true;
+                    }
                     Some((t, _)) if s.timestamp < t => Refusal::OutOfOrder,
                     // The same sample again: already stored, so a retry is not an error.
                     Some((t, b)) if s.timestamp == t && b == bits => return false,
@@ -359,7 +360,7 @@ fn is_metric_name(name: &str) -> bool {
 /// the shortest postings list among the labels, scanned for an equal label set.
 pub(super) fn find_series(head: &Head, labels: &Labels) -> Option<SeriesId> {
     let index = head.index();
-    let mut shortest: Option<&Vec<SeriesId>> = None;
+    let mut shortest: Option<&roaring::RoaringBitmap> = None;
     for (name, value) in labels.pairs() {
         let ids = index.get(name)?.get(value)?;
         if shortest.is_none_or(|s| ids.len() < s.len()) {
@@ -368,7 +369,6 @@ pub(super) fn find_series(head: &Head, labels: &Labels) -> Option<SeriesId> {
     }
     shortest?
         .iter()
-        .copied()
         .find(|&id| head.series[id as usize].labels == *labels)
 }
 

@@ -122,6 +122,14 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), WalError> {
 
 /// Returns the sequence numbers of the segments in `dir`, ascending and contiguous. Files with
 /// other names are ignored.
+/// Returns the segments in `dir` with their paths, oldest first.
+pub(super) fn segment_paths(dir: &Path) -> Result<Vec<(u64, std::path::PathBuf)>, WalError> {
+    Ok(list_segments(dir)?
+        .into_iter()
+        .map(|seq| (seq, dir.join(format::segment_file_name(seq))))
+        .collect())
+}
+
 fn list_segments(dir: &Path) -> Result<Vec<u64>, WalError> {
     let entries = fs::read_dir(dir).map_err(|e| WalError::io("list", dir, e))?;
     let mut segments = Vec::new();

@@ -615,3 +615,39 @@ fn errors_render_lowercase_with_fields() {
     };
     assert!(poisoned.to_string().contains("disk on fire"));
 }
+
+/// A rotation splits the log where it was submitted: records before it stay in earlier
+/// segments and are gone after `remove_segments_before`, records after it replay.
+#[tokio::test]
+async fn rotate_then_remove_keeps_only_later_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let (wal, _, _) = open(&dir, WalOptions::default());
+    let before: Vec<_> = (0..3)
+        .map(|i| wal.submit(record(i)).unwrap())
+        .collect::<Vec<_>>();
+    let rotated = wal.submit_rotate().unwrap();
+    let after = wal.submit(record(100)).unwrap();
+    for p in before {
+        p.await.unwrap();
+    }
+    let seq = rotated.await.unwrap();
+    after.await.unwrap();
+    assert_eq!(seq, format::FIRST_SEGMENT + 1);
+    assert_eq!(segment_files(&dir).len(), 2);
+
+    let freed = wal.remove_segments_before(seq).unwrap();
+    assert!(freed > SEGMENT_HEADER_LEN as u64, "freed {freed}");
+    assert_eq!(segment_files(&dir).len(), 1);
+    assert_eq!(wal.size_bytes(), dir_size(&dir));
+    assert_eq!(
+        wal.remove_segments_before(seq).unwrap(),
+        0,
+        "nothing left to remove"
+    );
+    wal.close().await.unwrap();
+
+    let (seen, report) = replay_all(&dir).await;
+    assert_eq!(seen, vec![record(100)]);
+    assert!(report.truncated.is_none());
+}

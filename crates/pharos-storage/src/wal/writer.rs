@@ -26,6 +26,10 @@ pub(super) enum Request {
         record: Vec<u8>,
         done: oneshot::Sender<Result<(), WalError>>,
     },
+    /// Commit what came before, start a new segment and answer with its sequence number.
+    Rotate {
+        done: oneshot::Sender<Result<u64, WalError>>,
+    },
     /// Commit what came before, fsync, answer and stop.
     Close {
         done: oneshot::Sender<Result<(), WalError>>,
@@ -115,6 +119,7 @@ impl Writer {
             let mut records = Vec::new();
             let mut waiters = Vec::new();
             let mut close = None;
+            let mut rotate = None;
             let mut bytes = 0u64;
             let mut next = Some(first);
             while let Some(request) = next.take() {
@@ -126,6 +131,10 @@ impl Writer {
                     }
                     Request::Close { done } => {
                         close = Some(done);
+                        break;
+                    }
+                    Request::Rotate { done } => {
+                        rotate = Some(done);
                         break;
                     }
                 }
@@ -140,6 +149,21 @@ impl Writer {
                     // The appender may have given up waiting; nothing to do then.
                     let _ = done.send(result.clone());
                 }
+            }
+            if let Some(done) = rotate {
+                let result = match &self.poisoned {
+                    Some(cause) => Err(WalError::Poisoned {
+                        cause: Arc::clone(cause),
+                    }),
+                    None => self.rotate().map(|()| self.seq),
+                };
+                if let Err(error) = &result {
+                    tracing::error!(%error, "wal: rotation failed; refusing further appends");
+                    if self.poisoned.is_none() {
+                        self.poisoned = Some(Arc::new(error.clone()));
+                    }
+                }
+                let _ = done.send(result);
             }
             if let Some(done) = close {
                 let _ = done.send(self.shutdown());

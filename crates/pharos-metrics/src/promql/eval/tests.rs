@@ -240,3 +240,82 @@ fn range_queries_evaluate_every_construct_per_step() {
         Ok("{__name__=\"m\", job=\"a\"} 60000=1 120000=1")
     );
 }
+
+fn stats_of(query: &str, t: i64) -> QueryStats {
+    let opts = QueryOptions {
+        per_step_stats: true,
+        ..Default::default()
+    };
+    instant_query_with_stats(&store(), query, t, &opts)
+        .unwrap()
+        .1
+}
+
+#[test]
+fn stats_count_the_samples_selectors_load() {
+    // a's sample at 120s, b's at 30s (within the lookback); n's at 120s.
+    let s = stats_of("m", 120_000);
+    assert_eq!(
+        (s.total_queryable_samples, s.peak_samples, s.per_step),
+        (2, 2, Some(vec![(120_000, 2)]))
+    );
+    assert_eq!(
+        stats_of("sum(m) + sum(n)", 120_000).total_queryable_samples,
+        3
+    );
+    // Windows count their points: a has 5 in (0, 300s], b 1.
+    assert_eq!(stats_of("rate(m[5m])", 300_000).total_queryable_samples, 6);
+    assert_eq!(stats_of("m[2m]", 300_000).total_queryable_samples, 2);
+    // A stale marker is no point: a's 600s sample only in (580s, 700s].
+    assert_eq!(
+        stats_of("count_over_time(m{job=\"a\"}[2m])", 700_000).total_queryable_samples,
+        1
+    );
+    assert_eq!(stats_of("vector(1) + time()", 0).total_queryable_samples, 0);
+    // A subquery feeding a function counts the 3 points the function sees (180s, 240s,
+    // 300s), not the 6 its rate read; as the whole query it counts what it read.
+    let inner = "rate(m{job=\"a\"}[2m])";
+    assert_eq!(
+        stats_of(&format!("sum_over_time({inner}[3m:1m])"), 300_000).total_queryable_samples,
+        3
+    );
+    assert_eq!(
+        stats_of(&format!("({inner})[3m:1m]"), 300_000).total_queryable_samples,
+        6
+    );
+    let s = stats_of(&format!("({inner}[3m:1m])"), 300_000);
+    assert_eq!(s.total_queryable_samples, 6);
+    assert!(s.timings.exec_total >= s.timings.eval_total);
+    assert!(s.timings.eval_total >= s.timings.inner_eval + s.timings.query_preparation);
+    assert_eq!(s.timings.exec_queue, Duration::ZERO);
+    // Without asking, no per-step counts.
+    let (_, s) = instant_query_with_stats(&store(), "m", 0, &QueryOptions::default()).unwrap();
+    assert_eq!((s.total_queryable_samples, s.per_step), (1, None));
+}
+
+#[test]
+fn range_stats_count_every_step() {
+    let opts = QueryOptions {
+        per_step_stats: true,
+        ..Default::default()
+    };
+    // b's first sample (30s) is seen from the second step on.
+    let (_, s) = range_query_with_stats(&store(), "m", 0, 180_000, 60_000, &opts).unwrap();
+    assert_eq!(
+        (s.total_queryable_samples, s.per_step),
+        (
+            7,
+            Some(vec![(0, 1), (60_000, 2), (120_000, 2), (180_000, 2)])
+        )
+    );
+    // The result's 7 points are held at once at the end.
+    assert_eq!(s.peak_samples, 7);
+    // `@` pins the selector: the same 2 samples at every step.
+    let (_, s) = range_query_with_stats(&store(), "m @ 120", 0, 120_000, 60_000, &opts).unwrap();
+    assert_eq!(s.per_step, Some(vec![(0, 2), (60_000, 2), (120_000, 2)]));
+    // One aggregated point per step; the peak is the step's selection plus the result so
+    // far: 2 + 2 at the last step.
+    let (_, s) =
+        range_query_with_stats(&store(), "sum(m)", 60_000, 180_000, 60_000, &opts).unwrap();
+    assert_eq!((s.total_queryable_samples, s.peak_samples), (6, 4));
+}
