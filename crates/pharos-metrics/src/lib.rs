@@ -16,8 +16,7 @@
 //! `remote_write`'s handler are the only places that know HTTP status codes, and each maps
 //! its errors to the wire in one function.
 //!
-//! Deliberately absent for now: durable blocks (the head is all there is; [`store::chunk`]
-//! holds their chunk format), native and exponential histograms (and their functions).
+//! Deliberately absent for now: native and exponential histograms (and their functions).
 
 pub mod api;
 pub mod promql;

@@ -1,9 +1,11 @@
-//! The metrics store: an in-memory head of series fed by OTLP, and the [`Querier`] seam
-//! the query engine and the API read through.
+//! The metrics store: an in-memory head of recent samples, immutable blocks of older ones,
+//! and the [`Querier`] seam the query engine and the API read through.
 //!
 //! Start at [`MetricsStore`]. Ingest calls [`Store::sanitize`] (drops what cannot be
 //! stored, with reasons), then [`Store::apply`], which runs [`translate::translate`] and
-//! appends the points to the [`head`]. Durable blocks come later; the head is all there is.
+//! appends the points to the [`head`]. `engine.rs` moves the head into [`block`]s
+//! (freeze, flush, compaction, retention); reads merge head, frozen parts and blocks per
+//! series.
 //!
 //! Architecture invariant: this module knows nothing of HTTP, JSON or PromQL.
 
