@@ -166,11 +166,7 @@ async fn written_samples_read_back_exactly() {
             ],
         ),
         series(
-            &[
-                ("job", "sensors"),
-                ("bad-name", "x"),
-                ("__name__", "rw_temp"),
-            ],
+            &[("job", "sensors"), ("", "x"), ("__name__", "rw_temp")],
             &[(T, 1.0)],
         ),
         series(&[("job", "sensors")], &[(T, 1.0)]),
@@ -635,5 +631,37 @@ async fn real_prometheus_writes_what_it_stores() {
         "pharos stderr:\n{}\nprometheus log:\n{}",
         pharos.stderr(),
         prom.log()
+    );
+}
+
+/// Prometheus 3 accepts any UTF-8 metric and label name, and PromQL selects them with
+/// quoted names.
+#[tokio::test]
+async fn utf8_names_are_stored_and_selected_with_quotes() {
+    let dir = tempdir();
+    let p = Pharos::start(dir.path());
+    let req = request(vec![series(
+        &[
+            ("__name__", "http.server.duration"),
+            ("service.name", "checkout"),
+            ("ünïcode", "ja"),
+        ],
+        &[(T, 0.25)],
+    )]);
+    assert_eq!(write(&p, &req).await.0, 204);
+    let got = query(
+        &p,
+        r#"sum by ("service.name") ({"http.server.duration", "ünïcode"="ja"})"#,
+        "1700000001",
+    )
+    .await;
+    assert_eq!(
+        got["result"],
+        json!([{"metric": {"service.name": "checkout"}, "value": [1700000001, "0.25"]}])
+    );
+    let names = get_json_q(&p.q("/api/v1/labels"), &[]).await;
+    assert_eq!(
+        names["data"],
+        json!(["__name__", "service.name", "ünïcode"])
     );
 }

@@ -189,7 +189,6 @@ const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
     NoMetricName,
-    InvalidMetricName,
     InvalidLabelName,
     DuplicateLabelName,
     OutOfOrder,
@@ -203,7 +202,6 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Refusal::NoMetricName => "series without a metric name",
-            Refusal::InvalidMetricName => "invalid metric name",
             Refusal::InvalidLabelName => "invalid label name",
             Refusal::DuplicateLabelName => "duplicate label name",
             Refusal::OutOfOrder => "out of order sample",
@@ -332,28 +330,15 @@ fn check_labels(ts: &TimeSeries) -> Result<(), Refusal> {
     }
     match ts.labels.iter().find(|l| l.name == METRIC_NAME) {
         Some(l) if l.value.is_empty() => Err(Refusal::NoMetricName),
-        Some(l) if !is_metric_name(&l.value) => Err(Refusal::InvalidMetricName),
         Some(_) => Ok(()),
         None => Err(Refusal::NoMetricName),
     }
 }
 
-/// Returns whether `name` matches `[a-zA-Z_][a-zA-Z0-9_]*`.
+/// Returns whether `name` can be a label name: as in Prometheus 3, any non-empty UTF-8
+/// string (protobuf strings are UTF-8 already), so `{"service.name"="x"}` selects it.
 fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Returns whether `name` matches `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-fn is_metric_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    !name.is_empty()
 }
 
 /// Returns the head's series with exactly `labels`, looked up through the inverted index:
@@ -502,18 +487,18 @@ mod tests {
                 ),
                 series(&[("job", "a")], &[(T, 1.0), (T + 1, 1.0)]),
                 series(&[("__name__", "")], &[(T, 1.0)]),
-                series(&[("__name__", "a.b")], &[(T, 1.0)]),
-                series(&[("__name__", "x"), ("a-b", "1")], &[(T, 1.0)]),
-                series(&[("__name__", "x"), ("1a", "1")], &[(T, 1.0)]),
+                // UTF-8 names are valid, as in Prometheus 3; an empty name is not.
+                series(&[("__name__", "a.b"), ("service.name", "é")], &[(T, 1.0)]),
+                series(&[("__name__", "x"), ("", "1")], &[(T, 1.0)]),
                 series(&[("__name__", "x"), ("a", "1"), ("a", "2")], &[(T, 1.0)]),
                 series(&[("__name__", "ns:x"), ("__meta", "kept")], &[(T, 1.0)]),
             ],
             "series without a metric name (3 samples, first: {job=\"a\"}); \
-             invalid metric name (1 samples, first: {__name__=\"a.b\"}); \
-             invalid label name (2 samples, first: {__name__=\"x\", a-b=\"1\"}); \
+             invalid label name (1 samples, first: {__name__=\"x\", =\"1\"}); \
              duplicate label name (1 samples, first: {__name__=\"x\", a=\"1\", a=\"2\"})",
             vec![
                 series(&[("__name__", "up"), ("job", "a")], &[(T, 1.0)]),
+                series(&[("__name__", "a.b"), ("service.name", "é")], &[(T, 1.0)]),
                 series(&[("__meta", "kept"), ("__name__", "ns:x")], &[(T, 1.0)]),
             ],
         );
