@@ -84,6 +84,9 @@ pub struct WalOptions {
     /// [`format::MAX_RECORD_LEN_LIMIT`]. Replay does not apply it, so lowering it never turns
     /// existing records into corruption.
     pub max_record_bytes: u64,
+    /// Store each record as a snappy block when that is smaller; default `true`. Replay
+    /// reads both kinds either way.
+    pub compress: bool,
     /// Called after each fsync of a segment with its duration (for self-metrics).
     pub on_fsync: Option<Arc<dyn Fn(Duration) + Send + Sync>>,
     /// Called with the bytes written by each group write (for self-metrics).
@@ -117,6 +120,7 @@ impl Default for WalOptions {
             fsync: FsyncPolicy::Always,
             segment_max_bytes: WalOptions::DEFAULT_SEGMENT_MAX_BYTES,
             max_record_bytes: WalOptions::DEFAULT_MAX_RECORD_BYTES,
+            compress: true,
             on_fsync: None,
             on_write: None,
         }
@@ -129,6 +133,7 @@ impl fmt::Debug for WalOptions {
             .field("fsync", &self.fsync)
             .field("segment_max_bytes", &self.segment_max_bytes)
             .field("max_record_bytes", &self.max_record_bytes)
+            .field("compress", &self.compress)
             .field("on_fsync", &self.on_fsync.is_some())
             .field("on_write", &self.on_write.is_some())
             .finish()
@@ -183,6 +188,8 @@ pub enum TruncationReason {
         /// The checksum computed over the frame.
         computed: u32,
     },
+    /// A compressed record whose checksum matched but that does not decompress.
+    UndecodableRecord,
 }
 
 impl fmt::Display for TruncationReason {
@@ -194,6 +201,9 @@ impl fmt::Display for TruncationReason {
                 write!(f, "record of {length} bytes runs past end of segment")
             }
             TruncationReason::UnknownRecordType(kind) => write!(f, "unknown record type {kind}"),
+            TruncationReason::UndecodableRecord => {
+                f.write_str("compressed record does not decompress")
+            }
             TruncationReason::ChecksumMismatch { stored, computed } => write!(
                 f,
                 "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
@@ -216,6 +226,7 @@ struct Inner {
     closed: AtomicBool,
     size: Arc<AtomicU64>,
     max_record_bytes: u64,
+    compress: bool,
 }
 
 impl Wal {
@@ -255,6 +266,7 @@ impl Wal {
                 closed: AtomicBool::new(false),
                 size,
                 max_record_bytes: opts.max_record_bytes,
+                compress: opts.compress,
             }),
         };
         Ok((wal, replayed.report))
@@ -292,10 +304,17 @@ impl Wal {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(WalError::Closed);
         }
+        // Compressed here, on the caller's thread, so concurrent appends compress in
+        // parallel and the writer thread only writes.
+        let (kind, record) = if self.inner.compress {
+            format::compress_record(record)
+        } else {
+            (format::RECORD_TYPE_FULL, record)
+        };
         let (done, answer) = oneshot::channel();
         self.inner
             .requests
-            .send(Request::Append { record, done })
+            .send(Request::Append { record, kind, done })
             .map_err(|_| WalError::Closed)?;
         Ok(Pending { answer })
     }

@@ -18,8 +18,12 @@ pub const FIRST_SEGMENT: u64 = 1;
 /// Magic number opening every segment file: the ASCII bytes `PHWL`.
 pub const SEGMENT_MAGIC: u32 = 0x5048_574C;
 
-/// Version of the segment format written by this code.
-pub const FORMAT_VERSION: u8 = 1;
+/// Version of the segment format written by this code: 2, which adds
+/// [`RECORD_TYPE_SNAPPY`]. Version 1 segments (only [`RECORD_TYPE_FULL`]) are still read.
+pub const FORMAT_VERSION: u8 = 2;
+
+/// The oldest segment version this code reads.
+pub const OLDEST_READABLE_VERSION: u8 = 1;
 
 /// Length of the segment header: magic (4), version (1), reserved (3).
 pub const SEGMENT_HEADER_LEN: usize = 8;
@@ -27,9 +31,16 @@ pub const SEGMENT_HEADER_LEN: usize = 8;
 /// Length of a record frame header: length (4), type (1), CRC32C (4).
 pub const RECORD_HEADER_LEN: usize = 9;
 
-/// Record type of a complete record (the only type version 1 writes). Type 0 is never valid, so
-/// zero-filled space after a crash is detected as the end of the log.
+/// Record type of a complete record stored as is (the only type version 1 has). Type 0 is
+/// never valid, so zero-filled space after a crash is detected as the end of the log.
 pub const RECORD_TYPE_FULL: u8 = 1;
+
+/// Record type of a complete record stored as one raw snappy block (version 2 on); the
+/// checksum covers the compressed bytes.
+pub const RECORD_TYPE_SNAPPY: u8 = 2;
+
+/// Records shorter than this are stored as is; compressing them rarely pays.
+pub const COMPRESS_MIN_BYTES: usize = 64;
 
 /// Largest payload the frame can describe (its length field is a `u32`).
 pub const MAX_RECORD_LEN_LIMIT: u64 = u32::MAX as u64;
@@ -49,9 +60,14 @@ pub fn parse_segment_file_name(name: &str) -> Option<u64> {
 
 /// Returns the header written at the start of every new segment.
 pub fn encode_segment_header() -> [u8; SEGMENT_HEADER_LEN] {
+    encode_segment_header_version(FORMAT_VERSION)
+}
+
+/// Returns a segment header of `version` (tests write old versions with it).
+pub fn encode_segment_header_version(version: u8) -> [u8; SEGMENT_HEADER_LEN] {
     let mut header = [0u8; SEGMENT_HEADER_LEN];
     header[..4].copy_from_slice(&SEGMENT_MAGIC.to_be_bytes());
-    header[4] = FORMAT_VERSION;
+    header[4] = version;
     header
 }
 
@@ -68,13 +84,13 @@ pub enum HeaderError {
     NonZeroReserved,
 }
 
-/// Checks a segment header read from the start of a file.
+/// Checks a segment header read from the start of a file and returns its version.
 ///
 /// # Errors
 ///
 /// Returns the first problem found, checking length, magic, version and reserved bytes in
 /// that order.
-pub fn decode_segment_header(bytes: &[u8]) -> Result<(), HeaderError> {
+pub fn decode_segment_header(bytes: &[u8]) -> Result<u8, HeaderError> {
     let Some(header) = bytes.get(..SEGMENT_HEADER_LEN) else {
         return Err(HeaderError::Short);
     };
@@ -82,13 +98,34 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<(), HeaderError> {
     if magic != SEGMENT_MAGIC {
         return Err(HeaderError::BadMagic(magic));
     }
-    if header[4] != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&header[4]) {
         return Err(HeaderError::UnsupportedVersion(header[4]));
     }
     if header[5..].iter().any(|&b| b != 0) {
         return Err(HeaderError::NonZeroReserved);
     }
-    Ok(())
+    Ok(header[4])
+}
+
+/// Returns whether a segment of `version` may hold records of type `kind`.
+pub fn record_type_allowed(version: u8, kind: u8) -> bool {
+    match kind {
+        RECORD_TYPE_FULL => true,
+        RECORD_TYPE_SNAPPY => version >= 2,
+        _ => false,
+    }
+}
+
+/// Returns the payload to store for `record` and its type: one snappy block when that is
+/// smaller, else the record itself.
+pub fn compress_record(record: Vec<u8>) -> (u8, Vec<u8>) {
+    if record.len() < COMPRESS_MIN_BYTES {
+        return (RECORD_TYPE_FULL, record);
+    }
+    match snap::raw::Encoder::new().compress_vec(&record) {
+        Ok(packed) if packed.len() < record.len() => (RECORD_TYPE_SNAPPY, packed),
+        _ => (RECORD_TYPE_FULL, record),
+    }
 }
 
 /// Returns the number of bytes a payload of `payload_len` bytes takes on disk, header included.
@@ -102,17 +139,26 @@ pub fn record_checksum(len_and_type: &[u8; 5], payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(len_and_type), payload)
 }
 
-/// Appends the frame of `payload` to `buf`.
+/// Appends the frame of a [`RECORD_TYPE_FULL`] `payload` to `buf`.
 ///
 /// # Panics
 ///
 /// Panics if `payload` is longer than [`MAX_RECORD_LEN_LIMIT`]; callers check the size first,
 /// so this is a bug.
 pub fn encode_record(buf: &mut Vec<u8>, payload: &[u8]) {
+    encode_record_of_type(buf, RECORD_TYPE_FULL, payload);
+}
+
+/// Appends the frame of `payload` stored as record type `kind` to `buf`.
+///
+/// # Panics
+///
+/// As [`encode_record`].
+pub fn encode_record_of_type(buf: &mut Vec<u8>, kind: u8, payload: &[u8]) {
     let len = u32::try_from(payload.len()).expect("BUG: record length checked before encoding");
     let mut len_and_type = [0u8; 5];
     len_and_type[..4].copy_from_slice(&len.to_be_bytes());
-    len_and_type[4] = RECORD_TYPE_FULL;
+    len_and_type[4] = kind;
     let crc = record_checksum(&len_and_type, payload);
     buf.reserve(RECORD_HEADER_LEN + payload.len());
     buf.extend_from_slice(&len_and_type);
@@ -125,7 +171,7 @@ pub fn encode_record(buf: &mut Vec<u8>, payload: &[u8]) {
 pub struct RecordHeader {
     /// Payload length in bytes.
     pub len: u32,
-    /// Record type; only [`RECORD_TYPE_FULL`] is valid.
+    /// Record type: [`RECORD_TYPE_FULL`], or [`RECORD_TYPE_SNAPPY`] in version 2 segments.
     pub kind: u8,
     /// CRC32C stored in the frame.
     pub crc: u32,
@@ -168,8 +214,10 @@ mod tests {
     #[test]
     fn header_is_magic_version_and_zeros() {
         let header = encode_segment_header();
-        assert_eq!(header, [b'P', b'H', b'W', b'L', 1, 0, 0, 0]);
-        assert_eq!(decode_segment_header(&header), Ok(()));
+        assert_eq!(header, [b'P', b'H', b'W', b'L', 2, 0, 0, 0]);
+        assert_eq!(decode_segment_header(&encode_segment_header_version(1)), Ok(1));
+        assert!(record_type_allowed(2, RECORD_TYPE_SNAPPY) && !record_type_allowed(1, RECORD_TYPE_SNAPPY));
+        assert_eq!(decode_segment_header(&header), Ok(FORMAT_VERSION));
         assert_eq!(decode_segment_header(&header[..7]), Err(HeaderError::Short));
         let mut bad = header;
         bad[0] = b'X';
@@ -177,12 +225,14 @@ mod tests {
             decode_segment_header(&bad),
             Err(HeaderError::BadMagic(_))
         ));
-        let mut v2 = header;
-        v2[4] = 2;
-        assert_eq!(
-            decode_segment_header(&v2),
-            Err(HeaderError::UnsupportedVersion(2))
-        );
+        for unknown in [0, 3] {
+            let mut v = header;
+            v[4] = unknown;
+            assert_eq!(
+                decode_segment_header(&v),
+                Err(HeaderError::UnsupportedVersion(unknown))
+            );
+        }
         let mut reserved = header;
         reserved[7] = 1;
         assert_eq!(

@@ -183,8 +183,8 @@ fn scan_segment(
 
     let mut header = [0u8; SEGMENT_HEADER_LEN];
     let n = read_full(&mut reader, &mut header).map_err(read_err)?;
-    match format::decode_segment_header(&header[..n]) {
-        Ok(()) => {}
+    let version = match format::decode_segment_header(&header[..n]) {
+        Ok(version) => version,
         Err(HeaderError::Short) => {
             return Ok(SegmentScan {
                 file_len,
@@ -212,7 +212,7 @@ fn scan_segment(
                 version,
             });
         }
-    }
+    };
 
     let mut offset = SEGMENT_HEADER_LEN as u64;
     let mut payload = Vec::new();
@@ -235,7 +235,7 @@ fn scan_segment(
             return corrupt(TruncationReason::IncompleteRecordHeader);
         }
         let header = RecordHeader::decode(&frame);
-        if header.kind != format::RECORD_TYPE_FULL {
+        if !format::record_type_allowed(version, header.kind) {
             return corrupt(TruncationReason::UnknownRecordType(header.kind));
         }
         // Checked against the file, not max_record_bytes, so a garbage length never allocates
@@ -253,10 +253,23 @@ fn scan_segment(
                 computed,
             });
         }
-        visit(&payload);
+        let stored = payload.len();
+        if header.kind == format::RECORD_TYPE_SNAPPY {
+            // The checksum matched, so these are the bytes written; a block that does not
+            // decompress is still treated as damage rather than replayed half.
+            match snap::raw::Decoder::new().decompress_vec(&payload) {
+                Ok(record) => {
+                    visit(&record);
+                    report.bytes += record.len() as u64;
+                }
+                Err(_) => return corrupt(TruncationReason::UndecodableRecord),
+            }
+        } else {
+            visit(&payload);
+            report.bytes += stored as u64;
+        }
         report.records += 1;
-        report.bytes += payload.len() as u64;
-        offset += format::frame_len(payload.len());
+        offset += format::frame_len(stored);
     }
 }
 

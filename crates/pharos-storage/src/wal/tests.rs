@@ -134,7 +134,8 @@ async fn reopen_appends_after_existing_data() {
 async fn full_last_segment_gets_a_fresh_one_on_reopen() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let big = vec![7u8; 200];
+    // Bytes snappy cannot shrink, so the record stays bigger than a segment.
+    let big: Vec<u8> = (0..200).map(|i| i as u8).collect();
     write_records(dir, opts_with_segment_max(100), std::slice::from_ref(&big)).await;
     assert_eq!(segment_files(dir).len(), 1);
 
@@ -650,4 +651,60 @@ async fn rotate_then_remove_keeps_only_later_records() {
     let (seen, report) = replay_all(&dir).await;
     assert_eq!(seen, vec![record(100)]);
     assert!(report.truncated.is_none());
+}
+
+/// Repetitive records are stored as snappy blocks, much smaller, and replay as written;
+/// a log written before compression (version 1 segments) still replays, and the writer
+/// then starts a version 2 segment instead of appending to the old one.
+#[tokio::test]
+async fn records_are_compressed_and_old_segments_still_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // A version 1 segment written by hand, as an older Pharos left it.
+    let old = b"written by version 1".to_vec();
+    let mut seg = format::encode_segment_header_version(1).to_vec();
+    format::encode_record(&mut seg, &old);
+    fs::write(dir.join(format::segment_file_name(1)), &seg).unwrap();
+
+    let labels = "{__name__=\"node_cpu_seconds_total\",instance=\"host-1\",mode=\"idle\"} ";
+    let records: Vec<Vec<u8>> = (0..50)
+        .map(|i| format!("{}", labels.repeat(20) + &i.to_string()).into_bytes())
+        .collect();
+    let (wal, seen, _) = open(dir, WalOptions::default());
+    assert_eq!(seen, vec![old.clone()]);
+    for r in &records {
+        wal.append(r.clone()).await.unwrap();
+    }
+    wal.close().await.unwrap();
+    let files = segment_files(dir);
+    assert_eq!(files.len(), 2, "a new segment for version 2 records");
+    assert_eq!(fs::read(&files[0]).unwrap(), seg, "the old segment is untouched");
+    let raw: usize = records.iter().map(Vec::len).sum();
+    let on_disk = fs::metadata(&files[1]).unwrap().len() as usize;
+    assert!(on_disk * 5 < raw, "{on_disk} bytes on disk for {raw} bytes of records");
+
+    let (replayed, report) = replay_all(dir).await;
+    let mut expected = vec![old];
+    expected.extend(records);
+    assert_eq!(replayed, expected);
+    assert_eq!(report.bytes, expected.iter().map(|r| r.len() as u64).sum::<u64>());
+    assert!(report.truncated.is_none());
+}
+
+/// A snappy record in a version 1 segment is not a record type that version has.
+#[tokio::test]
+async fn snappy_record_in_a_version_1_segment_ends_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut seg = format::encode_segment_header_version(1).to_vec();
+    format::encode_record(&mut seg, b"kept");
+    let packed = snap::raw::Encoder::new().compress_vec(&[b'a'; 100]).unwrap();
+    format::encode_record_of_type(&mut seg, format::RECORD_TYPE_SNAPPY, &packed);
+    fs::write(dir.join(format::segment_file_name(1)), &seg).unwrap();
+    let (replayed, report) = replay_all(dir).await;
+    assert_eq!(replayed, vec![b"kept".to_vec()]);
+    assert_eq!(
+        report.truncated.unwrap().reason,
+        TruncationReason::UnknownRecordType(format::RECORD_TYPE_SNAPPY)
+    );
 }

@@ -23,7 +23,10 @@ use super::{FsyncPolicy, GROUP_COMMIT_MAX_BYTES, WalError, WalOptions};
 pub(super) enum Request {
     /// Append a record and answer once it is committed.
     Append {
+        /// The payload as stored (compressed or not, per `kind`).
         record: Vec<u8>,
+        /// Its record type.
+        kind: u8,
         done: oneshot::Sender<Result<(), WalError>>,
     },
     /// Commit what came before, start a new segment and answer with its sequence number.
@@ -68,8 +71,18 @@ impl Writer {
         opts: &WalOptions,
         size: Arc<AtomicU64>,
     ) -> Result<Writer, WalError> {
+        let current_version = |seq: u64| {
+            let mut header = [0u8; SEGMENT_HEADER_LEN];
+            std::fs::File::open(dir.join(format::segment_file_name(seq)))
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
+                .ok()
+                .and_then(|()| format::decode_segment_header(&header).ok())
+                == Some(format::FORMAT_VERSION)
+        };
         let (file, path, seq, segment_len) = match last_segment {
-            Some((seq, len)) if len < opts.segment_max_bytes => {
+            // Continue the last segment unless it is full or of an older version (whose
+            // readers would not know this version's record types).
+            Some((seq, len)) if len < opts.segment_max_bytes && current_version(seq) => {
                 let path = dir.join(format::segment_file_name(seq));
                 let file = OpenOptions::new()
                     .append(true)
@@ -124,9 +137,9 @@ impl Writer {
             let mut next = Some(first);
             while let Some(request) = next.take() {
                 match request {
-                    Request::Append { record, done } => {
+                    Request::Append { record, kind, done } => {
                         bytes += record.len() as u64;
-                        records.push(record);
+                        records.push((kind, record));
                         waiters.push(done);
                     }
                     Request::Close { done } => {
@@ -197,7 +210,7 @@ impl Writer {
     }
 
     /// Writes `records` (rotating segments as needed) and fsyncs per policy.
-    fn commit(&mut self, records: &[Vec<u8>]) -> Result<(), WalError> {
+    fn commit(&mut self, records: &[(u8, Vec<u8>)]) -> Result<(), WalError> {
         if let Some(cause) = &self.poisoned {
             return Err(WalError::Poisoned {
                 cause: Arc::clone(cause),
@@ -211,10 +224,10 @@ impl Writer {
         result
     }
 
-    fn write_and_sync(&mut self, records: &[Vec<u8>]) -> Result<(), WalError> {
+    fn write_and_sync(&mut self, records: &[(u8, Vec<u8>)]) -> Result<(), WalError> {
         self.buf.clear();
         let mut written = 0u64;
-        for record in records {
+        for (kind, record) in records {
             let frame = format::frame_len(record.len());
             let pending = self.segment_len + self.buf.len() as u64;
             // Rotate before a record that would overflow a segment holding records already; a
@@ -223,7 +236,7 @@ impl Writer {
                 written += self.write_buf()?;
                 self.rotate()?;
             }
-            format::encode_record(&mut self.buf, record);
+            format::encode_record_of_type(&mut self.buf, *kind, record);
         }
         written += self.write_buf()?;
         if let Some(on_write) = &self.on_write {
@@ -333,9 +346,9 @@ mod tests {
         // Every write to /dev/full fails with ENOSPC.
         writer.file = OpenOptions::new().write(true).open("/dev/full").unwrap();
 
-        let err = writer.commit(&[b"lost".to_vec()]).unwrap_err();
+        let err = writer.commit(&[(1, b"lost".to_vec())]).unwrap_err();
         assert!(matches!(&err, WalError::Io { op: "write", .. }), "{err}");
-        let err = writer.commit(&[b"refused".to_vec()]).unwrap_err();
+        let err = writer.commit(&[(1, b"refused".to_vec())]).unwrap_err();
         assert!(
             matches!(&err, WalError::Poisoned { cause } if matches!(**cause, WalError::Io { .. })),
             "{err}"
@@ -354,7 +367,7 @@ mod tests {
         let mut writer = Writer::start(tmp.path(), None, &opts, Arc::clone(&size)).unwrap();
         // Each frame is 9 + 40 bytes: two fit after the 8-byte header (106 <= 110), the third
         // rotates.
-        let records = vec![vec![1u8; 40], vec![2u8; 40], vec![3u8; 40]];
+        let records = vec![(1, vec![1u8; 40]), (1, vec![2u8; 40]), (1, vec![3u8; 40])];
         writer.commit(&records).unwrap();
         assert_eq!(writer.seq, 2);
         assert_eq!(writer.segment_len, 8 + 49);
