@@ -34,13 +34,21 @@ pub(super) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val,
             "expected scalar parameter for {name}"
         ))),
     };
+    let node = std::ptr::from_ref(a) as usize;
     let group_labels = |l: &Labels, extra: Option<&str>| {
-        if is_by {
-            let mut n = names.clone();
-            n.extend(extra.map(str::to_owned));
-            keep(l, &n)
-        } else {
-            without(l, &names)
+        let derive = |l: &Labels| {
+            if is_by {
+                let mut n = names.clone();
+                n.extend(extra.map(str::to_owned));
+                keep(l, &n)
+            } else {
+                without(l, &names)
+            }
+        };
+        match extra {
+            // count_values' extra label is per element; not worth remembering.
+            Some(_) => derive(l),
+            None => ev.derived(node, l, derive),
         }
     };
     let out = match op.as_str() {
@@ -135,7 +143,7 @@ pub(super) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val,
 
 /// Splits `input` into groups keyed by `key`, in the order groups are first seen.
 fn groups(input: &[Elem], key: impl Fn(&Labels) -> Labels) -> Vec<(Labels, Vec<&Elem>)> {
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: HashMap<Labels, usize, rustc_hash::FxBuildHasher> = HashMap::default();
     let mut out: Vec<(Labels, Vec<&Elem>)> = Vec::new();
     for e in input {
         let k = key(&e.labels);

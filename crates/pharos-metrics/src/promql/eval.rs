@@ -25,7 +25,7 @@ use promql_parser::parser::{
 use super::QueryError;
 use super::stats::{QueryStats, Timings};
 use super::value::{RangeSeries, Sample, Value};
-use crate::store::{METRIC_NAME, Matcher, Querier, SeriesSamples, is_stale};
+use crate::store::{Labels, METRIC_NAME, Matcher, Querier, SeriesSamples, is_stale};
 
 /// Prometheus' default `--query.max-samples`.
 pub const DEFAULT_MAX_SAMPLES: usize = 50_000_000;
@@ -284,7 +284,8 @@ pub(super) fn check_duplicates(v: &[Elem]) -> Result<(), QueryError> {
     if v.len() < 2 {
         return Ok(());
     }
-    let mut seen = HashSet::with_capacity(v.len());
+    let mut seen: HashSet<&Labels, rustc_hash::FxBuildHasher> =
+        HashSet::with_capacity_and_hasher(v.len(), Default::default());
     for e in v {
         if !seen.insert(&e.labels) {
             return Err(duplicate_labelset());
@@ -298,6 +299,10 @@ struct Fetched {
     mint: i64,
     maxt: i64,
     series: Vec<SeriesSamples>,
+    /// Per series, the index of the first sample after the last window's start and that
+    /// start: steps move forward, so the next window's start is usually a few samples on,
+    /// found by a short scan instead of a binary search over the whole series.
+    cursors: RefCell<(i64, Vec<usize>)>,
 }
 
 pub(super) struct Evaluator<'a> {
@@ -325,7 +330,13 @@ pub(super) struct Evaluator<'a> {
     /// The subquery that is the whole query (parentheses aside), by address, or 0: what it
     /// reads is counted as loaded and its result is not.
     root_subquery: usize,
+    /// Label sets derived from a series' labels (name dropped, grouping labels kept), by
+    /// (source address, deriving node), with the source kept alive so its address stays
+    /// unique: a range query derives them once per series, not once per step.
+    derived: RefCell<LabelsMemo>,
 }
+
+type LabelsMemo = HashMap<(usize, usize), (Labels, Labels), rustc_hash::FxBuildHasher>;
 
 /// Enclosing subqueries' accumulated offset and range, and their `@` time if any.
 #[derive(Clone, Copy, Default)]
@@ -357,6 +368,7 @@ impl<'a> Evaluator<'a> {
             step: Cell::new(0),
             muted: Cell::new(0),
             root_subquery: 0,
+            derived: RefCell::new(HashMap::default()),
         };
         let mut root = expr;
         while let Expr::Paren(p) = root {
@@ -547,6 +559,25 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Returns `f(l)`, computed once per series for the deriving `node` (any address unique
+    /// to the caller, such as its expression's).
+    pub(super) fn derived(
+        &self,
+        node: usize,
+        l: &Labels,
+        f: impl FnOnce(&Labels) -> Labels,
+    ) -> Labels {
+        let key = (l.addr(), node);
+        if let Some((_, out)) = self.derived.borrow().get(&key) {
+            return out.clone();
+        }
+        let out = f(l);
+        self.derived
+            .borrow_mut()
+            .insert(key, (l.clone(), out.clone()));
+        out
+    }
+
     /// Returns the reference time a selector reads at for evaluation time `t`.
     fn reference(&self, at: &Option<AtModifier>, offset: &Option<Offset>, t: i64) -> i64 {
         let base = match at {
@@ -573,6 +604,7 @@ impl<'a> Evaluator<'a> {
             mint: lo,
             maxt: hi,
             series: self.q.select(&matchers, lo, hi),
+            cursors: RefCell::new((i64::MIN, Vec::new())),
         });
         self.cache.borrow_mut().insert(key, f.clone());
         Ok(f)
@@ -613,9 +645,28 @@ impl<'a> Evaluator<'a> {
         let f = self.fetch(vs, mint.saturating_add(1), r)?;
         let mut out = Vec::new();
         let mut n = 0;
-        for s in &f.series {
-            let lo = s.samples.partition_point(|x| x.0 <= mint);
-            let hi = s.samples.partition_point(|x| x.0 <= r);
+        let mut cursors = f.cursors.borrow_mut();
+        let forward = mint >= cursors.0 && cursors.1.len() == f.series.len();
+        if !forward {
+            cursors.1 = vec![0; f.series.len()];
+        }
+        cursors.0 = mint;
+        for (s, cursor) in f.series.iter().zip(cursors.1.iter_mut()) {
+            let lo = if forward {
+                let mut i = *cursor;
+                while i < s.samples.len() && s.samples[i].0 <= mint {
+                    i += 1;
+                }
+                i
+            } else {
+                s.samples.partition_point(|x| x.0 <= mint)
+            };
+            *cursor = lo;
+            // The window holds a few samples: a forward scan beats a binary search here.
+            let mut hi = lo;
+            while hi < s.samples.len() && s.samples[hi].0 <= r {
+                hi += 1;
+            }
             let points: Vec<(i64, f64)> = s.samples[lo..hi]
                 .iter()
                 .copied()

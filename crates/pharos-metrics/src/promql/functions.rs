@@ -252,6 +252,7 @@ fn range_call(
         .window(args[mi], t)
         .ok_or_else(|| unsupported(&Expr::Call(c.clone())))?;
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
+    let node = std::ptr::from_ref(c) as usize;
     let mut out = Vec::with_capacity(m.len());
     for s in m {
         let w = Window {
@@ -265,7 +266,7 @@ fn range_call(
                 labels: if keep_name {
                     s.labels
                 } else {
-                    drop_name(&s.labels)
+                    ev.derived(node, &s.labels, drop_name)
                 },
                 value,
                 t_ms: t,

@@ -1,6 +1,7 @@
 //! Label sets: sorted `(name, value)` pairs, the identity of a series.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The label holding a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -8,8 +9,11 @@ pub const METRIC_NAME: &str = "__name__";
 /// A series' label set, sorted by name, names unique, no empty values.
 ///
 /// Ordering is Prometheus' `labels.Compare`: pairwise by name, then value, then length.
+///
+/// Shared: a clone is a reference count, as the query engine hands one series' labels
+/// to every step of a range query.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Vec<(String, String)>);
+pub struct Labels(Arc<[(String, String)]>);
 
 impl Labels {
     /// Builds a label set from pairs in any order; empty values are dropped (Prometheus
@@ -34,7 +38,7 @@ impl Labels {
             }
         }
         out.retain(|(_, v)| !v.is_empty());
-        Labels(out)
+        Labels(out.into())
     }
 
     /// Wraps pairs that are already sorted by unique name without empty values (as read
@@ -42,7 +46,13 @@ impl Labels {
     pub(crate) fn from_sorted_pairs(pairs: Vec<(String, String)>) -> Labels {
         debug_assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0));
         debug_assert!(pairs.iter().all(|p| !p.1.is_empty()));
-        Labels(pairs)
+        Labels(pairs.into())
+    }
+
+    /// Returns the address of the shared pairs: equal for clones of one set, so caches
+    /// can key derived label sets by it (while holding a clone, so it is not reused).
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0).cast::<()>() as usize
     }
 
     /// Returns the value of label `name`, if present.
@@ -71,7 +81,7 @@ impl Labels {
     /// Returns the XXH3 fingerprint of the set, the key of the head's series map.
     pub fn fingerprint(&self) -> u64 {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for (k, v) in &self.0 {
+        for (k, v) in self.0.iter() {
             h.update(k.as_bytes());
             h.update(&[0xff]);
             h.update(v.as_bytes());
