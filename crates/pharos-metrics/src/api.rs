@@ -16,6 +16,7 @@
 
 pub mod ast;
 pub mod json;
+pub mod metadata;
 pub mod params;
 pub mod status;
 
@@ -425,8 +426,9 @@ async fn buildinfo() -> Response {
     Success(out).into_response()
 }
 
-async fn metadata() -> Response {
-    Success("{}".into()).into_response()
+async fn metadata(State(q): State<Shared>, RawQuery(raw): RawQuery) -> Response {
+    let form = Form::parse(None, raw.as_deref());
+    respond(metadata::metadata(&*q, &form))
 }
 
 /// Responds with a result that `limit` may have cut, warning when it did.

@@ -15,6 +15,7 @@ mod engine;
 pub mod head;
 pub mod labels;
 pub mod matcher;
+pub mod metadata;
 pub mod names;
 mod postings;
 pub mod record;
@@ -71,6 +72,13 @@ pub trait Querier: Send + Sync {
         mint: i64,
         maxt: i64,
     ) -> Vec<String>;
+
+    /// Returns the metric metadata of every family, or of the one named `metric`, sorted by
+    /// family name ([`metadata`]); none by default.
+    fn metric_metadata(&self, metric: Option<&str>) -> Vec<metadata::Family> {
+        let _ = metric;
+        Vec::new()
+    }
 }
 
 /// Counters of what [`Store::apply`] dropped; those samples were already durable, so they
@@ -101,6 +109,8 @@ pub struct MetricsStore {
     out_of_order: AtomicU64,
     duplicates: AtomicU64,
     series_limit: AtomicU64,
+    /// Metric metadata by family name; not part of the head, see [`metadata`].
+    metadata: metadata::Metadata,
 }
 
 impl MetricsStore {
@@ -347,6 +357,10 @@ impl SeriesRef<'_> {
 }
 
 impl Querier for MetricsStore {
+    fn metric_metadata(&self, metric: Option<&str>) -> Vec<metadata::Family> {
+        self.metadata.families(metric)
+    }
+
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
         let mut from_head: Vec<SeriesSamples> = {
             let head = self.head.read();

@@ -2,6 +2,10 @@
 //! store and the write-ahead log: freeze the head at a rotation of the log, write the
 //! frozen samples as blocks, then delete the log segments they came from; compact and
 //! apply retention after each flush and once a minute.
+//!
+//! Metric metadata is not in blocks: before the segments are deleted, the store's whole
+//! metadata map is appended to the log as metadata-only records (a checkpoint, after the
+//! rotation, so in a segment that stays), and replays from there.
 
 use crate::ingest::Ingest;
 use pharos_metrics::MetricsStore;
@@ -72,7 +76,18 @@ impl Flusher {
                 })
                 .inc_by(flushed.blocks as u64);
         }
-        if let Some(segment) = pending.take() {
+        if let Some(segment) = *pending {
+            // The segments about to go may hold metadata the store was fed; it lives on in
+            // this checkpoint. It needs no ticket: applying it would change nothing.
+            for record in self.store.metadata_checkpoint() {
+                use prost::Message;
+                self.ingest
+                    .metrics
+                    .wal
+                    .append(record.encode_to_vec())
+                    .await?;
+            }
+            *pending = None;
             out.wal_bytes_freed = self.ingest.metrics.wal.remove_segments_before(segment)?;
         }
         let maintained = self.store.maintain().await;

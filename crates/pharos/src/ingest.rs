@@ -148,8 +148,9 @@ impl Consumer<ExportLogsServiceRequest> for Ingest {
 
 impl WriteSink for Ingest {
     async fn write(&self, req: WriteRequest) -> Result<Rejected, WriteError> {
-        // Metadata is not stored (yet); the series move into the record.
-        let record = MetricsRecord::from_remote_write(req.timeseries);
+        // Series and metadata move into the record; a metadata-only request is logged too
+        // (unless the store knows all of it already) and answered 204.
+        let record = MetricsRecord::from_write_request(req);
         self.submit(&self.metrics, record).await
     }
 }

@@ -1,10 +1,13 @@
 //! Wiring of the `prometheus` receiver: turns its configuration into
 //! `pharos_metrics::scrape` settings and starts a scrape manager whose
-//! samples go through the metrics write-ahead log like every other ingest.
+//! samples and metric metadata go through the metrics write-ahead log like
+//! every other ingest.
 
 use crate::ingest::Ingest;
 use pharos_metrics::remote_write::WriteSink;
 use pharos_metrics::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
+use pharos_metrics::scrape::parse::Family;
+use pharos_metrics::scrape::scraper::{MetadataSink, family_metadata};
 use pharos_metrics::scrape::{
     Action, Auth, FileSd, RelabelConfig, RelabelSpec, ScrapeConfig, ScrapeManager, ScrapePool,
     ScrapeSink, Secret, TargetGroup,
@@ -15,16 +18,27 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Hands scraped samples, in scrape order, to one task that writes them
-/// through the ingest path (memory limit, WAL, head) as remote-write series.
+/// Hands scraped samples and metadata, in scrape order, to one task that
+/// writes them through the ingest path (memory limit, WAL, head) as
+/// remote-write requests: series, or metadata (which the store logs only
+/// when it is new to it).
 struct IngestSink {
-    tx: mpsc::UnboundedSender<Vec<(Labels, i64, f64)>>,
+    tx: mpsc::UnboundedSender<WriteRequest>,
 }
 
 impl ScrapeSink for IngestSink {
     fn append(&self, samples: Vec<(Labels, i64, f64)>) {
         // The receiving task lives as long as the runtime; a send after it ended is moot.
-        let _ = self.tx.send(samples);
+        let _ = self.tx.send(write_request(samples));
+    }
+}
+
+impl MetadataSink for IngestSink {
+    fn metadata(&self, families: Vec<Family>) {
+        let _ = self.tx.send(WriteRequest {
+            metadata: families.iter().map(family_metadata).collect(),
+            ..Default::default()
+        });
     }
 }
 
@@ -51,20 +65,25 @@ fn write_request(samples: Vec<(Labels, i64, f64)>) -> WriteRequest {
 
 /// Starts scraping `pools`, writing through `ingest`; must run inside the runtime.
 pub fn start(ingest: Arc<Ingest>, pools: Vec<ScrapePool>) -> ScrapeManager {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<(Labels, i64, f64)>>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<WriteRequest>();
     tokio::spawn(async move {
-        while let Some(batch) = rx.recv().await {
-            let n = batch.len();
-            match ingest.write(write_request(batch)).await {
+        while let Some(req) = rx.recv().await {
+            let n = req.timeseries.len();
+            let metadata = req.metadata.len();
+            match ingest.write(req).await {
                 Ok(r) if r.count > 0 => {
                     tracing::debug!(refused = r.count, of = n, reason = %r.message, "scraped samples refused")
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(samples = n, error = %e, "scraped samples dropped"),
+                Err(e) => {
+                    tracing::warn!(samples = n, metadata, error = %e, "scraped samples dropped")
+                }
             }
         }
     });
-    let manager = ScrapeManager::new(Arc::new(IngestSink { tx }))
+    let sink = Arc::new(IngestSink { tx });
+    let manager = ScrapeManager::new(sink.clone())
+        .with_metadata_sink(sink)
         .with_target_file_parser(Arc::new(parse_target_file));
     manager.start(pools);
     manager

@@ -466,3 +466,107 @@ async fn parse_query_returns_the_tree() {
         check_get(&format!("/api/v1/parse_query?query={q}"), 400, &want).await;
     }
 }
+
+/// GETs `uri` from a router over a store holding only metadata.
+async fn metadata_get(uri: &str) -> (u16, String) {
+    use crate::remote_write::proto::{MetricMetadata, MetricType};
+    let s = MetricsStore::new();
+    let md = |name: &str, kind: MetricType, help: &str, unit: &str| MetricMetadata {
+        r#type: kind as i32,
+        metric_family_name: name.into(),
+        help: help.into(),
+        unit: unit.into(),
+    };
+    for m in [
+        md("go_goroutines", MetricType::Gauge, "Goroutines.", ""),
+        md("http_requests_total", MetricType::Counter, "Requests.", ""),
+        md(
+            "http_requests_total",
+            MetricType::Counter,
+            "All <requests>.",
+            "",
+        ),
+        md("http_requests_total", MetricType::Unknown, "", ""),
+        md("rpc_duration_seconds", MetricType::Summary, "", "seconds"),
+        md("rpc_duration_seconds", MetricType::Histogram, "", "seconds"),
+    ] {
+        s.metadata().add(&m);
+    }
+    let resp = router(Arc::new(s))
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn metric_metadata_with_prometheus_parameters() {
+    let ok = |data: &str| (200, format!(r#"{{"status":"success","data":{data}}}"#));
+    let bad = |msg: &str| {
+        (
+            400,
+            format!(r#"{{"status":"error","errorType":"bad_data","error":"{msg}"}}"#),
+        )
+    };
+    let go = r#""go_goroutines":[{"type":"gauge","help":"Goroutines.","unit":""}]"#;
+    let http = r#""http_requests_total":[{"type":"counter","help":"Requests.","unit":""},{"type":"counter","help":"All \u003crequests\u003e.","unit":""},{"type":"unknown","help":"","unit":""}]"#;
+    let http1 = r#""http_requests_total":[{"type":"counter","help":"Requests.","unit":""}]"#;
+    let rpc = r#""rpc_duration_seconds":[{"type":"summary","help":"","unit":"seconds"},{"type":"histogram","help":"","unit":"seconds"}]"#;
+    let rpc1 = r#""rpc_duration_seconds":[{"type":"summary","help":"","unit":"seconds"}]"#;
+    let all = format!("{{{go},{http},{rpc}}}");
+    for (uri, want) in [
+        ("/api/v1/metadata", ok(&all)),
+        ("/api/v1/metadata?metric=", ok(&all)),
+        ("/api/v1/metadata?limit=-1", ok(&all)),
+        ("/api/v1/metadata?limit=3", ok(&all)),
+        ("/api/v1/metadata?limit=", ok(&all)),
+        // `limit` counts families; 0 returns none, as in Prometheus.
+        ("/api/v1/metadata?limit=2", ok(&format!("{{{go},{http}}}"))),
+        ("/api/v1/metadata?limit=%2B1", ok(&format!("{{{go}}}"))),
+        // An unescaped `+` is a space, which Go's `strconv.Atoi` refuses too.
+        ("/api/v1/metadata?limit=+1", bad("limit must be a number")),
+        ("/api/v1/metadata?limit=0", ok("{}")),
+        // `limit_per_metric` counts entries; 0 or negative means no limit.
+        (
+            "/api/v1/metadata?limit_per_metric=1",
+            ok(&format!("{{{go},{http1},{rpc1}}}")),
+        ),
+        ("/api/v1/metadata?limit_per_metric=0", ok(&all)),
+        ("/api/v1/metadata?limit_per_metric=-3", ok(&all)),
+        (
+            "/api/v1/metadata?metric=rpc_duration_seconds",
+            ok(&format!("{{{rpc}}}")),
+        ),
+        (
+            "/api/v1/metadata?metric=http_requests_total&limit_per_metric=1&limit=5",
+            ok(&format!("{{{http1}}}")),
+        ),
+        (
+            "/api/v1/metadata?metric=http_requests_total&limit=0",
+            ok("{}"),
+        ),
+        // Only exact names: no matchers, no prefixes.
+        ("/api/v1/metadata?metric=http_requests", ok("{}")),
+        ("/api/v1/metadata?limit=x", bad("limit must be a number")),
+        ("/api/v1/metadata?limit=1.5", bad("limit must be a number")),
+        (
+            "/api/v1/metadata?limit=99999999999999999999",
+            bad("limit must be a number"),
+        ),
+        (
+            "/api/v1/metadata?limit_per_metric=few",
+            bad("limit_per_metric must be a number"),
+        ),
+        (
+            "/api/v1/metadata?limit=x&limit_per_metric=few",
+            bad("limit must be a number"),
+        ),
+    ] {
+        assert_eq!(metadata_get(uri).await, want, "GET {uri}");
+    }
+}

@@ -167,7 +167,8 @@ pub fn range_query_with_stats(
         ValueType::Vector | ValueType::Scalar => {}
     }
     let clock = Clock::start();
-    let ev = Evaluator::new(q, opts, &expr, start, end);
+    let mut ev = Evaluator::new(q, opts, &expr, start, end);
+    ev.grid = Some((start, step_ms));
     let steps = if end < start {
         0
     } else {
@@ -295,10 +296,10 @@ pub(super) fn check_duplicates(v: &[Elem]) -> Result<(), QueryError> {
 }
 
 /// A selector's samples, fetched once per query over `[mint, maxt]`.
-struct Fetched {
+pub(super) struct Fetched {
     mint: i64,
     maxt: i64,
-    series: Vec<SeriesSamples>,
+    pub(super) series: Vec<SeriesSamples>,
     /// Per series, the index of the first sample after the last window's start and that
     /// start: steps move forward, so the next window's start is usually a few samples on,
     /// found by a short scan instead of a binary search over the whole series.
@@ -334,9 +335,31 @@ pub(super) struct Evaluator<'a> {
     /// (source address, deriving node), with the source kept alive so its address stays
     /// unique: a range query derives them once per series, not once per step.
     derived: RefCell<LabelsMemo>,
+    /// In a range query, its first step and the step width; `None` for instant queries.
+    grid: Option<(i64, i64)>,
+    /// Above zero while a subquery is evaluated (its steps are not the query's).
+    in_subquery: Cell<u32>,
+    /// Range-function calls evaluated for every step at once, by call address: the
+    /// result of each step and the samples its window loaded.
+    pub(super) precomputed: RefCell<HashMap<usize, Precomputed>>,
+}
+
+/// A range-function call's results for all steps of a range query.
+pub(super) struct Precomputed {
+    pub(super) steps: Vec<Option<Vec<Elem>>>,
+    pub(super) loaded: Vec<usize>,
 }
 
 type LabelsMemo = HashMap<(usize, usize), (Labels, Labels), rustc_hash::FxBuildHasher>;
+
+/// Decrements a counter when dropped.
+struct Leave<'a>(&'a Cell<u32>);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
 
 /// Enclosing subqueries' accumulated offset and range, and their `@` time if any.
 #[derive(Clone, Copy, Default)]
@@ -369,6 +392,9 @@ impl<'a> Evaluator<'a> {
             muted: Cell::new(0),
             root_subquery: 0,
             derived: RefCell::new(HashMap::default()),
+            grid: None,
+            in_subquery: Cell::new(0),
+            precomputed: RefCell::new(HashMap::new()),
         };
         let mut root = expr;
         while let Expr::Paren(p) = root {
@@ -472,7 +498,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Counts `n` samples loaded at the current step (unless a muted subquery loads them).
-    fn count_loaded(&self, n: usize) {
+    pub(super) fn count_loaded(&self, n: usize) {
         if self.muted.get() > 0 {
             return;
         }
@@ -702,6 +728,8 @@ impl<'a> Evaluator<'a> {
         }
         let mut series: BTreeMap<crate::store::Labels, Vec<(i64, f64)>> = BTreeMap::new();
         let mut n = 0;
+        self.in_subquery.set(self.in_subquery.get() + 1);
+        let _leave = Leave(&self.in_subquery);
         while ts <= r {
             match self.eval(&sq.expr, ts)? {
                 Val::Scalar(v) => {
@@ -727,6 +755,44 @@ impl<'a> Evaluator<'a> {
             .into_iter()
             .map(|(labels, points)| RangeSeries { labels, points })
             .collect())
+    }
+
+    /// Returns the index of the range query's step at `t` when `t` is evaluated as one of
+    /// its steps (not inside a subquery), so a call may use or build step results.
+    pub(super) fn query_step(&self, t: i64) -> Option<usize> {
+        let (start, step) = self.grid?;
+        let k = self.step.get();
+        (self.in_subquery.get() == 0
+            && i64::try_from(k)
+                .ok()?
+                .checked_mul(step)?
+                .checked_add(start)?
+                == t)
+            .then_some(k)
+    }
+
+    /// Returns the query's steps: first time, width and count.
+    pub(super) fn steps(&self) -> Option<(i64, i64, usize)> {
+        let (start, step) = self.grid?;
+        let n = if self.end < start {
+            0
+        } else {
+            usize::try_from((self.end - start) / step + 1).ok()?
+        };
+        Some((start, step, n))
+    }
+
+    /// Returns the fetched series of a matrix selector covering the whole query, with its
+    /// range, for a call that computes every step at once.
+    pub(super) fn fetch_for_all_steps(
+        &self,
+        vs: &VectorSelector,
+        range: i64,
+    ) -> Result<Rc<Fetched>, QueryError> {
+        let (start, _, _) = self.steps().expect("BUG: only called in range queries");
+        let first = self.reference(&vs.at, &vs.offset, start);
+        let last = self.reference(&vs.at, &vs.offset, self.end.max(start));
+        self.fetch(vs, first.saturating_sub(range).saturating_add(1), last)
     }
 
     /// Returns the `(start, end]` window a range-vector argument covers at `t`: the

@@ -236,6 +236,11 @@ fn range_call(
         .iter()
         .position(|a| a.value_type() == promql_parser::parser::value::ValueType::Matrix)
         .ok_or_else(|| unsupported(&Expr::Call(c.clone())))?;
+    if let Some(k) = ev.query_step(t)
+        && let Some(v) = all_steps(ev, c, name, args, mi, k)?
+    {
+        return Ok(v);
+    }
     let mut scalars = Vec::new();
     for (i, a) in args.iter().enumerate() {
         if i != mi {
@@ -277,6 +282,132 @@ fn range_call(
         return Err(duplicate_labelset());
     }
     Ok(Val::Vector(out))
+}
+
+/// In a range query, evaluates `name` over a plain matrix selector for every step at once
+/// on the first step, series by series (each series' samples are walked once with a
+/// sliding window, instead of once per step), and hands out step `k`'s result. `None`
+/// when the call does not qualify (other arguments that are not number literals, `@`, a
+/// subquery argument) or its results were already handed out; the caller then evaluates
+/// it step by step. Loaded-sample accounting and the duplicate check are those of the
+/// step-by-step path.
+fn all_steps(
+    ev: &Evaluator<'_>,
+    c: &Call,
+    name: &str,
+    args: &[&Expr],
+    mi: usize,
+    k: usize,
+) -> Result<Option<Val>, QueryError> {
+    let node = std::ptr::from_ref(c) as usize;
+    if !ev.precomputed.borrow().contains_key(&node) {
+        if k != 0 {
+            return Ok(None);
+        }
+        let Expr::MatrixSelector(ms) = unwrap_parens(args[mi]) else {
+            return Ok(None);
+        };
+        if ms.vs.at.is_some() {
+            return Ok(None);
+        }
+        let mut scalars = Vec::new();
+        for (i, a) in args.iter().enumerate() {
+            if i != mi {
+                match unwrap_parens(a) {
+                    Expr::NumberLiteral(n) => scalars.push(n.val),
+                    _ => return Ok(None),
+                }
+            }
+        }
+        let Some((start, step, n)) = ev.steps() else {
+            return Ok(None);
+        };
+        let range = super::eval::duration_ms(ms.range);
+        let f = ev.fetch_for_all_steps(&ms.vs, range)?;
+        let keep_name = matches!(name, "last_over_time" | "first_over_time");
+        let mut steps: Vec<Vec<Elem>> = (0..n).map(|_| Vec::new()).collect();
+        let mut loaded = vec![0usize; n];
+        let mut clean: Vec<(i64, f64)> = Vec::new();
+        for s in &f.series {
+            let labels = if keep_name {
+                s.labels.clone()
+            } else {
+                ev.derived(node, &s.labels, drop_name)
+            };
+            let (mut lo, mut hi) = (0usize, 0usize);
+            for (j, (out, count)) in steps.iter_mut().zip(loaded.iter_mut()).enumerate() {
+                let t = start + j as i64 * step;
+                let Some((wstart, wend)) = ev.window(args[mi], t) else {
+                    return Ok(None);
+                };
+                while lo < s.samples.len() && s.samples[lo].0 <= wstart {
+                    lo += 1;
+                }
+                hi = hi.max(lo);
+                while hi < s.samples.len() && s.samples[hi].0 <= wend {
+                    hi += 1;
+                }
+                let window = &s.samples[lo..hi];
+                let points = if window.iter().any(|p| crate::store::is_stale(p.1)) {
+                    clean.clear();
+                    clean.extend(
+                        window
+                            .iter()
+                            .copied()
+                            .filter(|p| !crate::store::is_stale(p.1)),
+                    );
+                    &clean[..]
+                } else {
+                    window
+                };
+                if points.is_empty() {
+                    continue;
+                }
+                *count += points.len();
+                let w = Window {
+                    points,
+                    start: wstart,
+                    end: wend,
+                    t,
+                };
+                let Ok(value) = range_fns::apply(name, &w, &scalars) else {
+                    // Errors surface from the step-by-step path, at the right step.
+                    return Ok(None);
+                };
+                if let Some(value) = value {
+                    out.push(Elem {
+                        labels: labels.clone(),
+                        value,
+                        t_ms: t,
+                    });
+                }
+            }
+        }
+        ev.precomputed.borrow_mut().insert(
+            node,
+            super::eval::Precomputed {
+                steps: steps.into_iter().map(Some).collect(),
+                loaded,
+            },
+        );
+    }
+    let mut pre = ev.precomputed.borrow_mut();
+    let Some(entry) = pre.get_mut(&node) else {
+        return Ok(None);
+    };
+    let (Some(out), Some(&n)) = (
+        entry.steps.get_mut(k).and_then(Option::take),
+        entry.loaded.get(k),
+    ) else {
+        return Ok(None);
+    };
+    drop(pre);
+    ev.count_loaded(n);
+    ev.add_samples(n)?;
+    if super::eval::check_duplicates(&out).is_err() {
+        return Err(duplicate_labelset());
+    }
+    Ok(Some(Val::Vector(out)))
 }
 
 /// Returns `absent`'s result: nothing when the argument had data, otherwise one element

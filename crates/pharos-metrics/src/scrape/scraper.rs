@@ -5,7 +5,10 @@
 //! `metric_relabel_configs`, stamps samples with the scrape's start time (or their own
 //! with `honor_timestamps`), and hands them to the [`ScrapeSink`] together with the
 //! report series `up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
-//! `scrape_samples_post_metric_relabeling` and `scrape_series_added`.
+//! `scrape_samples_post_metric_relabeling` and `scrape_series_added`. With
+//! [`ScrapeManager::with_metadata_sink`], each successful scrape's metadata (`# TYPE`,
+//! `# HELP`, `# UNIT`) goes to a [`MetadataSink`] first, as Prometheus keeps it per target
+//! for `/api/v1/metadata`.
 //!
 //! Staleness, as in Prometheus: a series written by the previous scrape and missing from
 //! this one gets a stale marker at this scrape's time; a failed scrape marks every series
@@ -29,7 +32,47 @@ use super::target::{self, Populated, Target};
 use super::{
     Auth, FileSd, ScrapeConfig, ScrapePool, ScrapeSink, TargetFileParser, TargetGroup, relabel,
 };
+use crate::remote_write::proto::{MetricMetadata, MetricType as WireType};
 use crate::store::{Labels, METRIC_NAME, STALE_NAN_BITS};
+
+/// Where scraped metric metadata goes: the families of one scrape that had a `# TYPE`,
+/// `# HELP` or `# UNIT` line, in order of first mention. Every successful scrape hands
+/// over its families again; the sink keeps what is new.
+pub trait MetadataSink: Send + Sync + 'static {
+    /// Takes one scrape's metadata, before the scrape's samples reach the [`ScrapeSink`].
+    fn metadata(&self, families: Vec<parse::Family>);
+}
+
+/// Stores the metadata directly, as the [`ScrapeSink`] of a `MetricsStore` stores samples.
+impl MetadataSink for crate::MetricsStore {
+    fn metadata(&self, families: Vec<parse::Family>) {
+        for f in &families {
+            self.metadata().add(&family_metadata(f));
+        }
+    }
+}
+
+/// Returns a scraped family's metadata as remote_write carries it: a family without a
+/// `# TYPE` line is `unknown`, one without `# HELP` or `# UNIT` has empty ones.
+pub fn family_metadata(f: &parse::Family) -> MetricMetadata {
+    use parse::MetricType as T;
+    let kind = match f.kind {
+        T::Counter => WireType::Counter,
+        T::Gauge => WireType::Gauge,
+        T::Histogram => WireType::Histogram,
+        T::GaugeHistogram => WireType::Gaugehistogram,
+        T::Summary => WireType::Summary,
+        T::Info => WireType::Info,
+        T::StateSet => WireType::Stateset,
+        T::Unknown => WireType::Unknown,
+    };
+    MetricMetadata {
+        r#type: kind as i32,
+        metric_family_name: f.name.clone(),
+        help: f.help.clone().unwrap_or_default(),
+        unit: f.unit.clone().unwrap_or_default(),
+    }
+}
 
 /// The `Accept` header Prometheus 2 sends: OpenMetrics preferred, text 0.0.4 accepted.
 pub const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -109,6 +152,7 @@ pub struct ScrapeManager {
 
 struct Inner {
     sink: Arc<dyn ScrapeSink>,
+    metadata: Option<Arc<dyn MetadataSink>>,
     client: reqwest::Client,
     parser: TargetFileParser,
     pools: Mutex<BTreeMap<String, Pool>>,
@@ -141,6 +185,7 @@ impl ScrapeManager {
         ScrapeManager {
             inner: Arc::new(Inner {
                 sink,
+                metadata: None,
                 client,
                 parser,
                 pools: Mutex::new(BTreeMap::new()),
@@ -159,6 +204,21 @@ impl ScrapeManager {
             .unwrap_or_else(|_| panic!("BUG: with_target_file_parser after start"));
         ScrapeManager {
             inner: Arc::new(Inner { parser, ..inner }),
+        }
+    }
+
+    /// Also hands each successful scrape's metric metadata to `sink` (none by default).
+    ///
+    /// # Panics
+    /// If called after [`ScrapeManager::start`] (a bug).
+    pub fn with_metadata_sink(self, sink: Arc<dyn MetadataSink>) -> ScrapeManager {
+        let inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("BUG: with_metadata_sink after start"));
+        ScrapeManager {
+            inner: Arc::new(Inner {
+                metadata: Some(sink),
+                ..inner
+            }),
         }
     }
 
@@ -244,6 +304,7 @@ impl ScrapeManager {
             let (stop, stop_rx) = oneshot::channel();
             let looper = ScrapeLoop {
                 sink: self.inner.sink.clone(),
+                metadata: self.inner.metadata.clone(),
                 client: self.inner.client.clone(),
                 cfg,
                 target: t,
@@ -375,6 +436,7 @@ fn wildcard(pattern: &str, name: &str) -> bool {
 
 struct ScrapeLoop {
     sink: Arc<dyn ScrapeSink>,
+    metadata: Option<Arc<dyn MetadataSink>>,
     client: reqwest::Client,
     cfg: Arc<ScrapeConfig>,
     target: Target,
@@ -440,7 +502,12 @@ impl ScrapeLoop {
             });
             let elapsed = began.elapsed();
             let (mut out, current, scraped, post, error) = match result {
-                Ok(parsed) => {
+                Ok(mut parsed) => {
+                    if let Some(sink) = &self.metadata
+                        && !parsed.families.is_empty()
+                    {
+                        sink.metadata(std::mem::take(&mut parsed.families));
+                    }
                     let scraped = parsed.samples.len();
                     let (out, current) = self.samples(parsed, t_ms);
                     let post = out.len();

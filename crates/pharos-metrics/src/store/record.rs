@@ -5,7 +5,9 @@
 //! The envelope is a protobuf message whose field 1 is OTLP's `ResourceMetrics`, exactly
 //! as in `ExportMetricsServiceRequest`, so the records written before remote_write existed
 //! (plain `ExportMetricsServiceRequest`s) decode as envelopes unchanged. Field 2 carries
-//! remote_write series. Format: `docs/format/wal.md`, "The metrics record".
+//! remote_write series, field 3 metric metadata (remote_write's and the scrape receiver's;
+//! a record with only field 3 is also the metadata checkpoint, see [`super::metadata`]).
+//! Format: `docs/format/wal.md`, "The metrics record".
 //!
 //! Remote-write series are checked here, in [`Store::sanitize`], because the checks need
 //! the head: Pharos keeps what Prometheus' TSDB would keep and refuses the rest with a
@@ -19,8 +21,11 @@
 //!   timestamp with another value is a duplicate; one with the same value is a resend and
 //!   is dropped silently (retries are idempotent); samples more than 10 minutes ahead of
 //!   the wall clock are out of bounds, as in Prometheus' receiver;
-//! - native histograms are refused (not supported yet); exemplars and metadata are
-//!   dropped without a word, as the OTLP path drops exemplars.
+//! - native histograms are refused (not supported yet); exemplars are dropped without a
+//!   word, as the OTLP path drops exemplars;
+//! - metadata without a family name is dropped without a word, an unknown type becomes
+//!   `unknown`, and entries the store already knows are dropped, so the metadata
+//!   Prometheus resends every minute reaches the log only when it changed.
 //!
 //! Stale markers are kept. Checks run against the head before the log, so two concurrent
 //! requests for the same series may both pass them; [`Store::apply`] then drops the loser's
@@ -37,12 +42,13 @@ use prost::encoding::{DecodeContext, WireType};
 use super::MetricsStore;
 use super::head::{Head, SeriesId};
 use super::labels::{Labels, METRIC_NAME};
-use crate::remote_write::proto::{Label, TimeSeries};
+use crate::remote_write::proto::{Label, MetricMetadata, TimeSeries};
 
 /// One record of the metrics write-ahead log: what one accepted request added.
 ///
-/// A request from either receiver fills one field; [`Store::apply`] applies the OTLP part
-/// first, then the remote_write series.
+/// A request from either receiver fills one field (a remote_write request two: series and
+/// metadata); [`Store::apply`] applies the OTLP part first, then the remote_write series,
+/// then the metadata.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricsRecord {
     /// Field 1 (`repeated ResourceMetrics`): an OTLP request, flattened so that its bytes are
@@ -51,18 +57,31 @@ pub struct MetricsRecord {
     /// Field 2 (`repeated prometheus.TimeSeries`): remote_write series, labels sorted and
     /// without empty values once sanitized.
     pub remote_write: Vec<TimeSeries>,
+    /// Field 3 (`repeated prometheus.MetricMetadata`): metric metadata, family name never
+    /// empty and type a known value once sanitized.
+    pub metadata: Vec<MetricMetadata>,
 }
 
 /// The envelope's field numbers.
 const OTLP_TAG: u32 = 1;
 const REMOTE_WRITE_TAG: u32 = 2;
+const METADATA_TAG: u32 = 3;
 
 impl MetricsRecord {
     /// Wraps remote_write series.
     pub fn from_remote_write(series: Vec<TimeSeries>) -> MetricsRecord {
         MetricsRecord {
-            otlp: ExportMetricsServiceRequest::default(),
             remote_write: series,
+            ..Default::default()
+        }
+    }
+
+    /// Wraps a remote_write request's series and metadata.
+    pub fn from_write_request(req: crate::remote_write::WriteRequest) -> MetricsRecord {
+        MetricsRecord {
+            remote_write: req.timeseries,
+            metadata: req.metadata,
+            ..Default::default()
         }
     }
 }
@@ -72,7 +91,7 @@ impl From<ExportMetricsServiceRequest> for MetricsRecord {
     fn from(otlp: ExportMetricsServiceRequest) -> MetricsRecord {
         MetricsRecord {
             otlp,
-            remote_write: Vec::new(),
+            ..Default::default()
         }
     }
 }
@@ -83,6 +102,7 @@ impl prost::Message for MetricsRecord {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         prost::encoding::message::encode_repeated(OTLP_TAG, &self.otlp.resource_metrics, buf);
         prost::encoding::message::encode_repeated(REMOTE_WRITE_TAG, &self.remote_write, buf);
+        prost::encoding::message::encode_repeated(METADATA_TAG, &self.metadata, buf);
     }
 
     fn merge_field(
@@ -105,6 +125,9 @@ impl prost::Message for MetricsRecord {
                 buf,
                 ctx,
             ),
+            METADATA_TAG => {
+                prost::encoding::message::merge_repeated(wire_type, &mut self.metadata, buf, ctx)
+            }
             _ => prost::encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -112,16 +135,19 @@ impl prost::Message for MetricsRecord {
     fn encoded_len(&self) -> usize {
         prost::encoding::message::encoded_len_repeated(OTLP_TAG, &self.otlp.resource_metrics)
             + prost::encoding::message::encoded_len_repeated(REMOTE_WRITE_TAG, &self.remote_write)
+            + prost::encoding::message::encoded_len_repeated(METADATA_TAG, &self.metadata)
     }
 
     fn clear(&mut self) {
         self.otlp.resource_metrics.clear();
         self.remote_write.clear();
+        self.metadata.clear();
     }
 }
 
 impl ItemCount for MetricsRecord {
-    /// OTLP data points plus remote_write samples and native histogram samples.
+    /// OTLP data points plus remote_write samples and native histogram samples, plus
+    /// metadata entries, so that a record holding only metadata is still logged.
     fn item_count(&self) -> u64 {
         self.otlp.item_count()
             + self
@@ -129,6 +155,7 @@ impl ItemCount for MetricsRecord {
                 .iter()
                 .map(|ts| (ts.samples.len() + ts.histograms.len()) as u64)
                 .sum::<u64>()
+            + self.metadata.len() as u64
     }
 }
 
@@ -145,12 +172,19 @@ impl Store<MetricsRecord> for MetricsStore {
                 now_ms(),
             ));
         }
+        sanitize_metadata(&self.metadata, &mut rec.metadata);
         rejected
     }
 
     fn apply(&self, rec: &MetricsRecord) {
         if !rec.otlp.resource_metrics.is_empty() {
             Store::<ExportMetricsServiceRequest>::apply(self, &rec.otlp);
+            for m in super::translate::metadata(&rec.otlp) {
+                self.metadata.add(&m);
+            }
+        }
+        for m in &rec.metadata {
+            self.metadata.add(m);
         }
         if rec.remote_write.is_empty() {
             return;
@@ -178,8 +212,28 @@ impl Store<MetricsRecord> for MetricsStore {
     }
 
     fn approx_bytes(&self) -> u64 {
-        Store::<ExportMetricsServiceRequest>::approx_bytes(self)
+        Store::<ExportMetricsServiceRequest>::approx_bytes(self) + self.metadata.approx_bytes()
     }
+}
+
+/// Drops metadata without a family name, repeats within the request and entries `known`
+/// already holds; normalizes types this version does not know to `unknown`.
+fn sanitize_metadata(known: &super::metadata::Metadata, metadata: &mut Vec<MetricMetadata>) {
+    if metadata.is_empty() {
+        return;
+    }
+    let mut seen = std::collections::HashSet::new();
+    metadata.retain_mut(|m| {
+        m.r#type = super::metadata::metric_type(m.r#type) as i32;
+        !m.metric_family_name.is_empty()
+            && !known.contains(m)
+            && seen.insert((
+                m.r#type,
+                m.metric_family_name.clone(),
+                m.help.clone(),
+                m.unit.clone(),
+            ))
+    });
 }
 
 /// How far ahead of the wall clock a sample may be, as in Prometheus' receiver.
@@ -375,7 +429,7 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote_write::proto::Sample;
+    use crate::remote_write::proto::{MetricType, Sample};
     use crate::store::{Matcher, Querier, STALE_NAN_BITS};
     use opentelemetry_proto::tonic::metrics::v1::{
         Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
@@ -444,6 +498,7 @@ mod tests {
         let rec = MetricsRecord {
             otlp: otlp("both", T, 2.0),
             remote_write: vec![series(&[("__name__", "up")], &[(T, 1.0)])],
+            ..Default::default()
         };
         let bytes = rec.encode_to_vec();
         assert_eq!(MetricsRecord::decode(bytes.as_slice()).unwrap(), rec);
@@ -564,6 +619,7 @@ mod tests {
                 series(&[("job", "j"), ("__name__", "up")], &[(T, 1.0)]),
                 series(&[("__name__", "up"), ("job", "j")], &[(T + 1000, stale)]),
             ],
+            ..Default::default()
         };
         assert_eq!(store.sanitize(&mut rec), Rejected::default());
         store.apply(&rec);
@@ -580,6 +636,156 @@ mod tests {
         assert_eq!(
             (stats.appended, stats.duplicates, stats.out_of_order),
             (3, 2, 1)
+        );
+    }
+
+    fn md(name: &str, kind: MetricType, help: &str, unit: &str) -> MetricMetadata {
+        MetricMetadata {
+            r#type: kind as i32,
+            metric_family_name: name.into(),
+            help: help.into(),
+            unit: unit.into(),
+        }
+    }
+
+    #[test]
+    fn metadata_round_trips_in_field_3_and_old_readers_skip_it() {
+        let rec = MetricsRecord {
+            remote_write: vec![series(&[("__name__", "up")], &[(T, 1.0)])],
+            metadata: vec![
+                md("up", MetricType::Gauge, "Whether the target is up.", ""),
+                md(
+                    "http_requests",
+                    MetricType::Counter,
+                    "Requests.",
+                    "requests",
+                ),
+            ],
+            ..Default::default()
+        };
+        let bytes = rec.encode_to_vec();
+        assert_eq!(MetricsRecord::decode(bytes.as_slice()).unwrap(), rec);
+        assert_eq!(rec.encoded_len(), bytes.len());
+        assert_eq!(rec.item_count(), 3, "one sample and two metadata entries");
+        // Field 3's bytes: tag (3 << 3 | 2) = 0x1a, then a `prometheus.MetricMetadata`.
+        let only = MetricsRecord {
+            metadata: vec![md("a", MetricType::Counter, "", "")],
+            ..Default::default()
+        };
+        assert_eq!(
+            only.encode_to_vec(),
+            [0x1a, 0x05, 0x08, 0x01, 0x12, 0x01, b'a']
+        );
+        // A reader from before field 3 (and an OTLP-only reader) skips it.
+        assert_eq!(
+            ExportMetricsServiceRequest::decode(bytes.as_slice()).unwrap(),
+            ExportMetricsServiceRequest::default()
+        );
+        // A record from before field 3 decodes with no metadata.
+        let old = MetricsRecord::from_remote_write(rec.remote_write.clone()).encode_to_vec();
+        assert!(
+            MetricsRecord::decode(old.as_slice())
+                .unwrap()
+                .metadata
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn metadata_is_sanitized_against_the_store_and_applied() {
+        let store = MetricsStore::new();
+        store.apply(&MetricsRecord {
+            metadata: vec![md("known", MetricType::Gauge, "Known.", "")],
+            ..Default::default()
+        });
+        let mut odd = md("odd", MetricType::Counter, "", "");
+        odd.r#type = 99;
+        let mut rec = MetricsRecord::from_write_request(crate::remote_write::WriteRequest {
+            timeseries: vec![],
+            metadata: vec![
+                md("known", MetricType::Gauge, "Known.", ""),
+                md("known", MetricType::Gauge, "Known, reworded.", ""),
+                md("", MetricType::Counter, "No name.", ""),
+                md("new", MetricType::Counter, "New.", "seconds"),
+                md("new", MetricType::Counter, "New.", "seconds"),
+                odd,
+            ],
+        });
+        assert_eq!(store.sanitize(&mut rec), Rejected::default());
+        assert_eq!(
+            rec.metadata,
+            vec![
+                md("known", MetricType::Gauge, "Known, reworded.", ""),
+                md("new", MetricType::Counter, "New.", "seconds"),
+                md("odd", MetricType::Unknown, "", ""),
+            ]
+        );
+        assert_eq!(rec.item_count(), 3);
+        store.apply(&rec);
+        let families = store.metadata().families(None);
+        let summary: Vec<_> = families
+            .iter()
+            .map(|(name, entries)| (name.as_str(), entries.len()))
+            .collect();
+        assert_eq!(summary, [("known", 2), ("new", 1), ("odd", 1)]);
+        // Everything known now: the same request again is left with nothing to log.
+        let mut again = rec.clone();
+        store.sanitize(&mut again);
+        assert_eq!(again.item_count(), 0);
+        // The checkpoint holds it all, and a fresh store replaying it knows the same.
+        let checkpoint = store.metadata_checkpoint();
+        assert_eq!(checkpoint.len(), 1);
+        assert_eq!(checkpoint[0].item_count(), 4);
+        let replayed = MetricsStore::new();
+        replayed.apply(&MetricsRecord::decode(checkpoint[0].encode_to_vec().as_slice()).unwrap());
+        assert_eq!(replayed.metadata().families(None), families);
+        assert!(MetricsStore::new().metadata_checkpoint().is_empty());
+    }
+
+    #[test]
+    fn a_large_checkpoint_is_split_into_records_of_about_a_mebibyte() {
+        let store = MetricsStore::new();
+        let help = "h".repeat(1000);
+        let n = 3000;
+        for i in 0..n {
+            store
+                .metadata()
+                .add(&md(&format!("m{i:05}"), MetricType::Gauge, &help, ""));
+        }
+        let checkpoint = store.metadata_checkpoint();
+        assert_eq!(checkpoint.len(), 3, "about 3 MB of metadata");
+        let replayed = MetricsStore::new();
+        for rec in &checkpoint {
+            assert!(rec.encoded_len() <= super::super::metadata::CHECKPOINT_RECORD_BYTES);
+            assert!(rec.otlp.resource_metrics.is_empty() && rec.remote_write.is_empty());
+            replayed.apply(rec);
+        }
+        assert_eq!(replayed.metadata().len(), n);
+        assert_eq!(
+            replayed.metadata().families(None),
+            store.metadata().families(None)
+        );
+    }
+
+    #[test]
+    fn otlp_metadata_is_derived_when_applied() {
+        let store = MetricsStore::new();
+        let mut req = otlp("room.temp", T, 21.0);
+        let m = &mut req.resource_metrics[0].scope_metrics[0].metrics[0];
+        m.unit = "Cel".into();
+        m.description = "Temperature.".into();
+        store.apply(&MetricsRecord::from(req));
+        let families = store.metadata().families(None);
+        assert_eq!(families.len(), 1);
+        let (name, entries) = &families[0];
+        assert_eq!(name, "room_temp_celsius");
+        assert_eq!(
+            (
+                entries[0].type_name(),
+                entries[0].help.as_str(),
+                entries[0].unit.as_str()
+            ),
+            ("gauge", "Temperature.", "celsius")
         );
     }
 

@@ -3,6 +3,8 @@
 //!
 //! [`translate`] is pure: the same request always yields the same points in the same
 //! order, which keeps [`super::MetricsStore`]'s `apply` deterministic for WAL replay.
+//! [`metadata`] is pure too: each metric's family name, type, help and unit, as
+//! Prometheus' OTLP receiver sends them to its metadata store.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,6 +18,7 @@ use pharos_model::{ExportMetricsServiceRequest, Rejected, attrs};
 use super::head::STALE_NAN_BITS;
 use super::labels::{Labels, METRIC_NAME};
 use super::names::{NameKind, label_name, metric_name};
+use crate::remote_write::proto::{MetricMetadata, MetricType};
 
 /// One sample to append, in request order.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,6 +141,58 @@ pub(super) fn point_count(m: &Metric) -> u64 {
         Some(Data::Summary(s)) => s.data_points.len() as u64,
         None => 0,
     }
+}
+
+/// Returns the metadata of a sanitized request's metrics, in request order, as Prometheus'
+/// OTLP receiver builds it: the family name is the translated name (the base name of a
+/// histogram's or summary's series, `_total` on counters); the type is `counter` for a
+/// monotonic sum, `gauge` for a gauge or a non-monotonic sum, `histogram` and `summary`;
+/// the help is the description; the unit is the Prometheus unit word (see [`unit_word`]).
+///
+/// A monotonic sum is a counter whatever its temporality, as Pharos stores delta sums
+/// cumulated (Prometheus says `unknown` for delta sums it keeps as deltas).
+pub fn metadata(req: &ExportMetricsServiceRequest) -> Vec<MetricMetadata> {
+    let mut out = Vec::new();
+    for m in req
+        .resource_metrics
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+    {
+        let (kind, name_kind) = match &m.data {
+            Some(Data::Gauge(_)) => (MetricType::Gauge, NameKind::Gauge),
+            Some(Data::Sum(s)) if s.is_monotonic => {
+                (MetricType::Counter, NameKind::MonotonicCounter)
+            }
+            Some(Data::Sum(_)) => (MetricType::Gauge, NameKind::NonMonotonicCounter),
+            Some(Data::Histogram(_)) => (MetricType::Histogram, NameKind::Distribution),
+            Some(Data::Summary(_)) => (MetricType::Summary, NameKind::Distribution),
+            Some(Data::ExponentialHistogram(_)) | None => continue,
+        };
+        let name = metric_name(&m.name, &m.unit, name_kind);
+        if name.is_empty() {
+            continue;
+        }
+        out.push(MetricMetadata {
+            r#type: kind as i32,
+            metric_family_name: name,
+            help: m.description.clone(),
+            unit: unit_word(&m.unit),
+        });
+    }
+    out
+}
+
+/// Returns the Prometheus unit word of a UCUM unit, as the name suffix spells it and
+/// Prometheus' OTLP receiver records it (`otlptranslator`'s `UnitNamer`): `s` → `seconds`,
+/// `By/s` → `bytes_per_second`, `{req}/s` → `per_second`; `1` and annotations alone
+/// (`{requests}`) give the empty string. The `_ratio` and `_total` suffixes are not units.
+pub fn unit_word(unit: &str) -> String {
+    // A name without tokens of its own is exactly the unit suffix; `Distribution` adds
+    // neither `_total` nor `_ratio`.
+    metric_name("", unit, NameKind::Distribution)
+        .trim_matches('_')
+        .to_owned()
 }
 
 /// Translates a sanitized request into points, in a deterministic order: each resource's
@@ -422,5 +477,154 @@ pub fn format_float(v: f64) -> String {
     } else {
         // Rust's Display is the shortest round-tripping form without an exponent, as 'f', -1.
         format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogram, Gauge, Histogram, ResourceMetrics, ScopeMetrics, Sum, Summary,
+    };
+
+    fn metric(name: &str, unit: &str, description: &str, data: Data) -> Metric {
+        Metric {
+            name: name.into(),
+            unit: unit.into(),
+            description: description.into(),
+            data: Some(data),
+            ..Default::default()
+        }
+    }
+
+    fn sum(monotonic: bool, temporality: AggregationTemporality) -> Data {
+        Data::Sum(Sum {
+            is_monotonic: monotonic,
+            aggregation_temporality: temporality as i32,
+            ..Default::default()
+        })
+    }
+
+    /// `(type, family, help, unit)` of each metric of one request.
+    fn meta(metrics: Vec<Metric>) -> Vec<(&'static str, String, String, String)> {
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        metadata(&req)
+            .into_iter()
+            .map(|m| {
+                let kind = super::super::metadata::metric_type(m.r#type);
+                (
+                    super::super::metadata::type_name(kind),
+                    m.metric_family_name,
+                    m.help,
+                    m.unit,
+                )
+            })
+            .collect()
+    }
+
+    fn row(
+        kind: &'static str,
+        name: &str,
+        help: &str,
+        unit: &str,
+    ) -> (&'static str, String, String, String) {
+        (kind, name.into(), help.into(), unit.into())
+    }
+
+    #[test]
+    fn otlp_metadata_is_prometheus_receivers() {
+        use AggregationTemporality::{Cumulative, Delta};
+        let got = meta(vec![
+            metric(
+                "http.server.requests",
+                "1",
+                "Requests.",
+                sum(true, Cumulative),
+            ),
+            metric(
+                "queue.depth",
+                "{messages}",
+                "Depth.",
+                sum(false, Cumulative),
+            ),
+            metric("net.sent", "By", "", sum(true, Delta)),
+            metric(
+                "cpu.utilization",
+                "1",
+                "CPU.",
+                Data::Gauge(Gauge::default()),
+            ),
+            metric("mem.used", "By", "Memory.", Data::Gauge(Gauge::default())),
+            metric(
+                "http.server.duration",
+                "ms",
+                "Latency.",
+                Data::Histogram(Histogram::default()),
+            ),
+            metric(
+                "rpc.size",
+                "By/s",
+                "Sizes.",
+                Data::Summary(Summary::default()),
+            ),
+            metric("rate", "{req}/s", "", Data::Gauge(Gauge::default())),
+            metric(
+                "exp",
+                "s",
+                "",
+                Data::ExponentialHistogram(ExponentialHistogram::default()),
+            ),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                row("counter", "http_server_requests_total", "Requests.", ""),
+                row("gauge", "queue_depth", "Depth.", ""),
+                row("counter", "net_sent_bytes_total", "", "bytes"),
+                row("gauge", "cpu_utilization_ratio", "CPU.", ""),
+                row("gauge", "mem_used_bytes", "Memory.", "bytes"),
+                row(
+                    "histogram",
+                    "http_server_duration_milliseconds",
+                    "Latency.",
+                    "milliseconds"
+                ),
+                row(
+                    "summary",
+                    "rpc_size_bytes_per_second",
+                    "Sizes.",
+                    "bytes_per_second"
+                ),
+                row("gauge", "rate_per_second", "", "per_second"),
+            ]
+        );
+    }
+
+    #[test]
+    fn unit_words() {
+        for (unit, word) in [
+            ("", ""),
+            ("1", ""),
+            ("s", "seconds"),
+            ("By", "bytes"),
+            ("KiBy", "kibibytes"),
+            ("Cel", "celsius"),
+            ("%", "percent"),
+            ("{requests}", ""),
+            ("By/s", "bytes_per_second"),
+            ("{req}/min", "per_min"),
+            ("m/s", "meters_per_second"),
+            ("foo.bar", "foo_bar"),
+        ] {
+            assert_eq!(unit_word(unit), word, "{unit:?}");
+        }
     }
 }

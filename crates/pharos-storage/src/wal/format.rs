@@ -215,8 +215,14 @@ mod tests {
     fn header_is_magic_version_and_zeros() {
         let header = encode_segment_header();
         assert_eq!(header, [b'P', b'H', b'W', b'L', 2, 0, 0, 0]);
-        assert_eq!(decode_segment_header(&encode_segment_header_version(1)), Ok(1));
-        assert!(record_type_allowed(2, RECORD_TYPE_SNAPPY) && !record_type_allowed(1, RECORD_TYPE_SNAPPY));
+        assert_eq!(
+            decode_segment_header(&encode_segment_header_version(1)),
+            Ok(1)
+        );
+        assert!(
+            record_type_allowed(2, RECORD_TYPE_SNAPPY)
+                && !record_type_allowed(1, RECORD_TYPE_SNAPPY)
+        );
         assert_eq!(decode_segment_header(&header), Ok(FORMAT_VERSION));
         assert_eq!(decode_segment_header(&header[..7]), Err(HeaderError::Short));
         let mut bad = header;

@@ -668,7 +668,7 @@ async fn records_are_compressed_and_old_segments_still_read() {
 
     let labels = "{__name__=\"node_cpu_seconds_total\",instance=\"host-1\",mode=\"idle\"} ";
     let records: Vec<Vec<u8>> = (0..50)
-        .map(|i| format!("{}", labels.repeat(20) + &i.to_string()).into_bytes())
+        .map(|i| (labels.repeat(20) + &i.to_string()).into_bytes())
         .collect();
     let (wal, seen, _) = open(dir, WalOptions::default());
     assert_eq!(seen, vec![old.clone()]);
@@ -678,16 +678,26 @@ async fn records_are_compressed_and_old_segments_still_read() {
     wal.close().await.unwrap();
     let files = segment_files(dir);
     assert_eq!(files.len(), 2, "a new segment for version 2 records");
-    assert_eq!(fs::read(&files[0]).unwrap(), seg, "the old segment is untouched");
+    assert_eq!(
+        fs::read(&files[0]).unwrap(),
+        seg,
+        "the old segment is untouched"
+    );
     let raw: usize = records.iter().map(Vec::len).sum();
     let on_disk = fs::metadata(&files[1]).unwrap().len() as usize;
-    assert!(on_disk * 5 < raw, "{on_disk} bytes on disk for {raw} bytes of records");
+    assert!(
+        on_disk * 5 < raw,
+        "{on_disk} bytes on disk for {raw} bytes of records"
+    );
 
     let (replayed, report) = replay_all(dir).await;
     let mut expected = vec![old];
     expected.extend(records);
     assert_eq!(replayed, expected);
-    assert_eq!(report.bytes, expected.iter().map(|r| r.len() as u64).sum::<u64>());
+    assert_eq!(
+        report.bytes,
+        expected.iter().map(|r| r.len() as u64).sum::<u64>()
+    );
     assert!(report.truncated.is_none());
 }
 
@@ -698,7 +708,9 @@ async fn snappy_record_in_a_version_1_segment_ends_the_log() {
     let dir = tmp.path();
     let mut seg = format::encode_segment_header_version(1).to_vec();
     format::encode_record(&mut seg, b"kept");
-    let packed = snap::raw::Encoder::new().compress_vec(&[b'a'; 100]).unwrap();
+    let packed = snap::raw::Encoder::new()
+        .compress_vec(&[b'a'; 100])
+        .unwrap();
     format::encode_record_of_type(&mut seg, format::RECORD_TYPE_SNAPPY, &packed);
     fs::write(dir.join(format::segment_file_name(1)), &seg).unwrap();
     let (replayed, report) = replay_all(dir).await;
