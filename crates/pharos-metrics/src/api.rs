@@ -15,6 +15,7 @@
 //! Architecture invariant: this is the only module of the slice that knows HTTP and JSON.
 
 pub mod ast;
+pub mod exemplars;
 pub mod json;
 pub mod metadata;
 pub mod params;
@@ -454,8 +455,17 @@ async fn parse_query(headers: HeaderMap, RawQuery(raw): RawQuery, body: Bytes) -
     respond(ast::parse_query(&form(&headers, raw, &body)))
 }
 
-async fn query_exemplars(headers: HeaderMap, RawQuery(raw): RawQuery, body: Bytes) -> Response {
-    respond(status::query_exemplars(&form(&headers, raw, &body)))
+async fn query_exemplars(
+    State(q): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    match exemplars::query_exemplars(&*q, &form(&headers, raw, &body)) {
+        Ok(Some(data)) => Success(data).into_response(),
+        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 fn respond(result: Result<String, ApiError>) -> Response {

@@ -12,6 +12,7 @@
 pub mod block;
 pub mod chunk;
 mod engine;
+pub mod exemplars;
 pub mod head;
 pub mod labels;
 pub mod matcher;
@@ -79,6 +80,18 @@ pub trait Querier: Send + Sync {
         let _ = metric;
         Vec::new()
     }
+
+    /// Returns the exemplars in `[mint, maxt]` of the series any matcher set accepts,
+    /// sorted by series labels ([`exemplars`]); none for no matcher sets, and none by default.
+    fn exemplars(
+        &self,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<exemplars::SeriesExemplars> {
+        let _ = (matcher_sets, mint, maxt);
+        Vec::new()
+    }
 }
 
 /// Counters of what [`Store::apply`] dropped; those samples were already durable, so they
@@ -111,6 +124,8 @@ pub struct MetricsStore {
     series_limit: AtomicU64,
     /// Metric metadata by family name; not part of the head, see [`metadata`].
     metadata: metadata::Metadata,
+    /// Exemplars in a bounded ring; not part of the head either, see [`exemplars`].
+    exemplars: exemplars::Exemplars,
 }
 
 impl MetricsStore {
@@ -160,6 +175,18 @@ impl MetricsStore {
     /// default, refuses them.
     pub fn set_out_of_order_window(&self, window_ms: i64) {
         self.head.write().out_of_order_window_ms = window_ms.max(0);
+    }
+
+    /// Sets how many exemplars the store keeps (Prometheus'
+    /// `storage.exemplars.max-exemplars`; [`exemplars::DEFAULT_MAX_EXEMPLARS`] unless set, 0
+    /// turns exemplar storage off), keeping the newest that fit.
+    pub fn set_max_exemplars(&self, max: usize) {
+        self.exemplars.set_max(max);
+    }
+
+    /// Returns the exemplar storage.
+    pub fn exemplar_storage(&self) -> &exemplars::Exemplars {
+        &self.exemplars
     }
 
     fn count(&self, a: Appended) -> Appended {
@@ -217,6 +244,7 @@ impl Store<ExportMetricsServiceRequest> for MetricsStore {
         for p in points {
             self.append_point(&mut head, p);
         }
+        self.add_exemplars(&head, translate::exemplars(req));
     }
 
     fn approx_bytes(&self) -> u64 {
@@ -359,6 +387,15 @@ impl SeriesRef<'_> {
 impl Querier for MetricsStore {
     fn metric_metadata(&self, metric: Option<&str>) -> Vec<metadata::Family> {
         self.metadata.families(metric)
+    }
+
+    fn exemplars(
+        &self,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<exemplars::SeriesExemplars> {
+        self.exemplars.select(matcher_sets, mint, maxt)
     }
 
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {

@@ -109,6 +109,9 @@ pub struct MetricsStorageConfig {
     /// How far behind the newest sample a sample may arrive out of order (Prometheus'
     /// `out_of_order_time_window`); default `0s`, none.
     pub out_of_order_window: String,
+    /// Exemplars kept in memory across all series, oldest overwritten first (Prometheus'
+    /// `storage.exemplars.max_exemplars`); default 100 000, 0 keeps none.
+    pub max_exemplars: u64,
 }
 
 impl Default for MetricsStorageConfig {
@@ -117,6 +120,7 @@ impl Default for MetricsStorageConfig {
             block_duration: "2h".into(),
             head_max_samples: 8_000_000,
             out_of_order_window: "0s".into(),
+            max_exemplars: 100_000,
         }
     }
 }

@@ -46,6 +46,9 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
             .out_of_order_window_ms()
             .map_err(anyhow::Error::msg)?,
     );
+    metrics_store.set_max_exemplars(
+        usize::try_from(config.storage.metrics.max_exemplars).unwrap_or(usize::MAX),
+    );
     let block_options = pharos_metrics::store::BlockOptions {
         block_duration_ms: config
             .storage

@@ -1,6 +1,7 @@
 //! The Prometheus API endpoints around querying: `format_query`,
-//! `query_exemplars`, `targets`, `status/runtimeinfo`, `status/tsdb`, and
-//! the `limit` parameter of the metadata endpoints. Shapes follow
+//! `targets`, `status/runtimeinfo`, `status/tsdb`, and the `limit`
+//! parameter of the metadata endpoints (`query_exemplars` is in
+//! [`super::exemplars`]). Shapes follow
 //! Prometheus 3's `web/api/v1/api.go`.
 
 use super::json;
@@ -49,14 +50,6 @@ pub fn format_query(form: &Form) -> Result<String, ApiError> {
     let mut out = String::new();
     json::string(&mut out, &expr.prettify());
     Ok(out)
-}
-
-/// `query_exemplars`: Pharos keeps no exemplars yet, so a valid request gets `[]`.
-pub fn query_exemplars(form: &Form) -> Result<String, ApiError> {
-    promql_parser::parser::parse(form.value("query"))
-        .map_err(|e| ApiError::invalid_param("query", e))?;
-    super::time_range(form)?;
-    Ok("[]".into())
 }
 
 /// Where `/api/v1/targets` reads the scrape manager's state from.

@@ -21,8 +21,14 @@
 //!   timestamp with another value is a duplicate; one with the same value is a resend and
 //!   is dropped silently (retries are idempotent); samples more than 10 minutes ahead of
 //!   the wall clock are out of bounds, as in Prometheus' receiver;
-//! - native histograms are refused (not supported yet); exemplars are dropped without a
-//!   word, as the OTLP path drops exemplars;
+//! - native histograms are refused (not supported yet);
+//! - exemplars are kept for [`super::exemplars`] (applied after the series' samples, even
+//!   when a series carries nothing else, as Prometheus sends them), without their empty
+//!   label values; one whose labels add up to more than 128 UTF-8 characters is dropped
+//!   with Prometheus' error text in a debug log line and the request is not failed for it,
+//!   as Prometheus' receiver never fails a request for an exemplar. Exemplars of a series
+//!   refused for its labels or the series limit go with its samples; out-of-order and
+//!   duplicate exemplars are dropped when applied;
 //! - metadata without a family name is dropped without a word, an unknown type becomes
 //!   `unknown`, and entries the store already knows are dropped, so the metadata
 //!   Prometheus resends every minute reaches the log only when it changed.
@@ -40,6 +46,7 @@ use prost::bytes::{Buf, BufMut};
 use prost::encoding::{DecodeContext, WireType};
 
 use super::MetricsStore;
+use super::exemplars::{Exemplar, LABEL_LENGTH_ERROR, labels_fit};
 use super::head::{Head, SeriesId};
 use super::labels::{Labels, METRIC_NAME};
 use crate::remote_write::proto::{Label, MetricMetadata, TimeSeries};
@@ -47,15 +54,15 @@ use crate::remote_write::proto::{Label, MetricMetadata, TimeSeries};
 /// One record of the metrics write-ahead log: what one accepted request added.
 ///
 /// A request from either receiver fills one field (a remote_write request two: series and
-/// metadata); [`Store::apply`] applies the OTLP part first, then the remote_write series,
-/// then the metadata.
+/// metadata); [`Store::apply`] applies the OTLP part first, then the remote_write series
+/// (each series' samples, then its exemplars), then the metadata.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricsRecord {
     /// Field 1 (`repeated ResourceMetrics`): an OTLP request, flattened so that its bytes are
     /// the bytes of an `ExportMetricsServiceRequest`.
     pub otlp: ExportMetricsServiceRequest,
     /// Field 2 (`repeated prometheus.TimeSeries`): remote_write series, labels sorted and
-    /// without empty values once sanitized.
+    /// without empty values once sanitized; exemplars kept, histograms not.
     pub remote_write: Vec<TimeSeries>,
     /// Field 3 (`repeated prometheus.MetricMetadata`): metric metadata, family name never
     /// empty and type a known value once sanitized.
@@ -146,14 +153,15 @@ impl prost::Message for MetricsRecord {
 }
 
 impl ItemCount for MetricsRecord {
-    /// OTLP data points plus remote_write samples and native histogram samples, plus
-    /// metadata entries, so that a record holding only metadata is still logged.
+    /// OTLP data points plus remote_write samples, native histogram samples and exemplars,
+    /// plus metadata entries, so that a record holding only metadata or only exemplars is
+    /// still logged.
     fn item_count(&self) -> u64 {
         self.otlp.item_count()
             + self
                 .remote_write
                 .iter()
-                .map(|ts| (ts.samples.len() + ts.histograms.len()) as u64)
+                .map(|ts| (ts.samples.len() + ts.histograms.len() + ts.exemplars.len()) as u64)
                 .sum::<u64>()
             + self.metadata.len() as u64
     }
@@ -190,6 +198,7 @@ impl Store<MetricsRecord> for MetricsStore {
             return;
         }
         let mut head = self.head.write();
+        let mut exemplars = Vec::new();
         for ts in &rec.remote_write {
             let labels = Labels::from_pairs(
                 ts.labels
@@ -200,19 +209,36 @@ impl Store<MetricsRecord> for MetricsStore {
             if labels.get(METRIC_NAME).is_none() {
                 continue;
             }
-            let Some(id) = head.get_or_create(labels) else {
-                self.series_limit
-                    .fetch_add(ts.samples.len() as u64, Ordering::Relaxed);
-                continue;
-            };
-            for s in &ts.samples {
-                self.count(head.append(id, s.timestamp, s.value));
+            // A series with exemplars alone (as Prometheus sends them) creates no series.
+            if !ts.samples.is_empty() {
+                let Some(id) = head.get_or_create(labels.clone()) else {
+                    self.series_limit
+                        .fetch_add(ts.samples.len() as u64, Ordering::Relaxed);
+                    continue;
+                };
+                for s in &ts.samples {
+                    self.count(head.append(id, s.timestamp, s.value));
+                }
             }
+            exemplars.extend(ts.exemplars.iter().map(|e| {
+                let exemplar = Exemplar {
+                    labels: Labels::from_pairs(
+                        e.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+                    ),
+                    value: e.value,
+                    t_ms: e.timestamp,
+                };
+                (labels.clone(), exemplar)
+            }));
         }
+        drop(head);
+        self.exemplars.add_all(exemplars);
     }
 
     fn approx_bytes(&self) -> u64 {
-        Store::<ExportMetricsServiceRequest>::approx_bytes(self) + self.metadata.approx_bytes()
+        Store::<ExportMetricsServiceRequest>::approx_bytes(self)
+            + self.metadata.approx_bytes()
+            + self.exemplars.approx_bytes()
     }
 }
 
@@ -294,8 +320,8 @@ impl Refusals {
 }
 
 /// Checks remote_write series against the rules in the module documentation, in place:
-/// refused samples and emptied series are removed, labels are sorted and freed of empty
-/// values, exemplars and histograms dropped.
+/// refused samples and exemplars and emptied series are removed, labels are sorted and
+/// freed of empty values, histograms dropped.
 fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64) -> Rejected {
     let mut refusals = Refusals::default();
     // The newest (timestamp, value bits) of each series seen so far: in the head, then
@@ -304,7 +330,7 @@ fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64)
     // New series this request creates, by metric name, for the per-metric limit.
     let mut new_series: HashMap<String, usize> = HashMap::new();
     for ts in series.iter_mut() {
-        ts.exemplars.clear();
+        sanitize_exemplars(ts);
         let histograms = std::mem::take(&mut ts.histograms);
         refusals.add(Refusal::NativeHistogram, histograms.len() as u64, || {
             labels_display(&ts.labels)
@@ -312,10 +338,15 @@ fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64)
         if let Err(why) = check_labels(ts) {
             refusals.add(why, ts.samples.len() as u64, || labels_display(&ts.labels));
             ts.samples.clear();
+            ts.exemplars.clear();
             continue;
         }
         ts.labels.retain(|l| !l.value.is_empty());
         ts.labels.sort_by(|a, b| a.name.cmp(&b.name));
+        if ts.samples.is_empty() {
+            // Exemplars alone: no series to create, no sample to check.
+            continue;
+        }
         let labels = Labels::from_pairs(
             ts.labels
                 .iter()
@@ -330,6 +361,7 @@ fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64)
                     labels_display(&ts.labels)
                 });
                 ts.samples.clear();
+                ts.exemplars.clear();
                 continue;
             }
             *pending += 1;
@@ -368,8 +400,33 @@ fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64)
             false
         });
     }
-    series.retain(|ts| !ts.samples.is_empty());
+    series.retain(|ts| !ts.samples.is_empty() || !ts.exemplars.is_empty());
     refusals.into_rejected()
+}
+
+/// Drops the empty label values of a series' exemplars, then the exemplars whose labels are
+/// too long, each with Prometheus' error text in a debug line (its receiver logs them at
+/// debug level and does not fail the request).
+fn sanitize_exemplars(ts: &mut TimeSeries) {
+    if ts.exemplars.is_empty() {
+        return;
+    }
+    let TimeSeries {
+        labels, exemplars, ..
+    } = ts;
+    exemplars.retain_mut(|e| {
+        e.labels.retain(|l| !l.value.is_empty());
+        let fits = labels_fit(e.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        if !fits {
+            tracing::debug!(
+                series = %labels_display(labels),
+                exemplar = %labels_display(&e.labels),
+                timestamp = e.timestamp,
+                "error while adding exemplar: {LABEL_LENGTH_ERROR}"
+            );
+        }
+        fits
+    });
 }
 
 /// Returns why a series' labels are unusable, if they are.
@@ -429,7 +486,7 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote_write::proto::{MetricType, Sample};
+    use crate::remote_write::proto::{Exemplar as RwExemplar, MetricType, Sample};
     use crate::store::{Matcher, Querier, STALE_NAN_BITS};
     use opentelemetry_proto::tonic::metrics::v1::{
         Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
@@ -589,7 +646,6 @@ mod tests {
         let store = MetricsStore::new();
         let mut rec = MetricsRecord::from_remote_write(vec![TimeSeries {
             histograms: vec![Default::default(); 2],
-            exemplars: vec![Default::default()],
             ..series(
                 &[("__name__", "h")],
                 &[(T, 1.0), (T + MAX_AHEAD_MS + 1, 2.0)],
@@ -637,6 +693,119 @@ mod tests {
             (stats.appended, stats.duplicates, stats.out_of_order),
             (3, 2, 1)
         );
+    }
+
+    fn exemplar(labels: &[(&str, &str)], value: f64, timestamp: i64) -> RwExemplar {
+        RwExemplar {
+            labels: labels.iter().map(|(k, v)| Label::new(*k, *v)).collect(),
+            value,
+            timestamp,
+        }
+    }
+
+    /// One series' exemplars as `(series, [(exemplar labels, value, t)])`.
+    type ExemplarRow = (String, Vec<(String, f64, i64)>);
+
+    /// Every exemplar the store holds, by series.
+    fn stored_exemplars(store: &MetricsStore) -> Vec<ExemplarRow> {
+        store
+            .exemplars(
+                &[vec![Matcher::regex(METRIC_NAME, ".+", false).unwrap()]],
+                i64::MIN,
+                i64::MAX,
+            )
+            .into_iter()
+            .map(|s| {
+                let items = s
+                    .exemplars
+                    .iter()
+                    .map(|e| (e.labels.to_string(), e.value, e.t_ms))
+                    .collect();
+                (s.series.to_string(), items)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn remote_write_exemplars_are_kept_checked_and_applied() {
+        let store = MetricsStore::with_max_series_per_metric(1);
+        store.apply(&MetricsRecord::from_remote_write(vec![series(
+            &[("__name__", "full")],
+            &[(T, 1.0)],
+        )]));
+        let long = "x".repeat(121);
+        let mut rec = MetricsRecord::from_remote_write(vec![
+            TimeSeries {
+                exemplars: vec![
+                    // An empty value is dropped before the length is counted: 8 + 120.
+                    exemplar(&[("trace_id", &"a".repeat(120)), ("empty", "")], 6.0, T),
+                    // 8 + 121 characters: refused, the request is not.
+                    exemplar(&[("trace_id", &long)], 7.0, T + 1),
+                    exemplar(&[("trace_id", "b")], 8.0, T + 2),
+                ],
+                ..series(&[("job", "j"), ("__name__", "reqs")], &[(T, 1.0)])
+            },
+            // Exemplars alone, as Prometheus sends them: kept without creating a series.
+            TimeSeries {
+                exemplars: vec![exemplar(&[("trace_id", "c")], 9.0, T + 3)],
+                ..series(&[("__name__", "other"), ("job", "j")], &[])
+            },
+            // A series refused for its labels or the series limit loses its exemplars too.
+            TimeSeries {
+                exemplars: vec![exemplar(&[("trace_id", "d")], 1.0, T)],
+                ..series(&[("job", "no-name")], &[(T, 1.0)])
+            },
+            TimeSeries {
+                exemplars: vec![exemplar(&[("trace_id", "e")], 1.0, T)],
+                ..series(&[("__name__", "full"), ("k", "new")], &[(T, 1.0)])
+            },
+        ]);
+        let rejected = store.sanitize(&mut rec);
+        assert_eq!(rejected.count, 2, "{}", rejected.message);
+        assert!(
+            !rejected.message.contains("exemplar"),
+            "{}",
+            rejected.message
+        );
+        assert_eq!(rec.remote_write.len(), 2);
+        assert_eq!(rec.remote_write[0].exemplars.len(), 2);
+        assert_eq!(rec.remote_write[0].exemplars[0].labels.len(), 1);
+        assert_eq!(rec.remote_write[1].samples.len(), 0);
+        assert_eq!(rec.item_count(), 4, "one sample and three exemplars");
+        // Exemplars survive the record's encoding, as the log replays them.
+        let rec = MetricsRecord::decode(rec.encode_to_vec().as_slice()).unwrap();
+        store.apply(&rec);
+        assert_eq!(
+            stored_exemplars(&store),
+            vec![
+                (
+                    r#"{__name__="other", job="j"}"#.to_owned(),
+                    vec![(r#"{trace_id="c"}"#.to_owned(), 9.0, T + 3)]
+                ),
+                (
+                    r#"{__name__="reqs", job="j"}"#.to_owned(),
+                    vec![
+                        (format!(r#"{{trace_id="{}"}}"#, "a".repeat(120)), 6.0, T),
+                        (r#"{trace_id="b"}"#.to_owned(), 8.0, T + 2),
+                    ]
+                ),
+            ]
+        );
+        assert_eq!(store.series_count(), 2, "no series for `other`");
+        // Applying the record again stores nothing twice: the newest exemplar of each series
+        // is a duplicate, the older one out of order (as in Prometheus, only the newest
+        // timestamp is compared); so is an exemplar older than the newest.
+        store.apply(&rec);
+        store.apply(&MetricsRecord::from_remote_write(vec![TimeSeries {
+            exemplars: vec![exemplar(&[("trace_id", "z")], 1.0, T + 1)],
+            ..series(&[("__name__", "reqs"), ("job", "j")], &[])
+        }]));
+        let stats = store.exemplar_storage().stats();
+        assert_eq!(
+            (stats.stored, stats.duplicates, stats.out_of_order),
+            (3, 2, 2)
+        );
+        assert_eq!(stored_exemplars(&store)[1].1.len(), 2);
     }
 
     fn md(name: &str, kind: MetricType, help: &str, unit: &str) -> MetricMetadata {

@@ -4,17 +4,19 @@
 //! [`translate`] is pure: the same request always yields the same points in the same
 //! order, which keeps [`super::MetricsStore`]'s `apply` deterministic for WAL replay.
 //! [`metadata`] is pure too: each metric's family name, type, help and unit, as
-//! Prometheus' OTLP receiver sends them to its metadata store.
+//! Prometheus' OTLP receiver sends them to its metadata store. So is [`exemplars`]: the
+//! exemplars of monotonic sums and histograms with the series each belongs to.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, HistogramDataPoint, Metric, NumberDataPoint, SummaryDataPoint,
-    metric::Data, number_data_point,
+    exemplar, metric::Data, number_data_point,
 };
 use pharos_model::{ExportMetricsServiceRequest, Rejected, attrs};
 
+use super::exemplars::{Exemplar, MAX_LABEL_SET_RUNES};
 use super::head::STALE_NAN_BITS;
 use super::labels::{Labels, METRIC_NAME};
 use super::names::{NameKind, label_name, metric_name};
@@ -465,6 +467,136 @@ fn summary_point(p: &SummaryDataPoint, name: &str, base: &BaseLabels<'_>, out: &
     }
 }
 
+/// Returns the exemplars of a sanitized request with their series' labels, in request order,
+/// as Prometheus' OTLP receiver (`otlptranslator`) derives them:
+///
+/// - only monotonic sums and histograms carry exemplars into Prometheus (the compatibility
+///   spec: "Exemplars on other OpenTelemetry data points MUST be dropped"); a sum's go on
+///   its `_total` series, a histogram's on the `_bucket` series of the first bucket, by
+///   bound, whose `le` is at least the exemplar's value (`+Inf` for the largest; none for
+///   NaN);
+/// - labels: `trace_id` and `span_id` as lowercase hex when not empty (all zero counts as
+///   empty), then the filtered attributes with their keys as they are and their values
+///   rendered as for series labels, unless those would take the label names and values
+///   past 128 UTF-8 characters (then only the ids are kept); an attribute named `trace_id`
+///   or `span_id` gives way to the exemplar's own id;
+/// - value: the double or the integer; an exemplar without a value is skipped;
+///   timestamp: `time_unix_nano` in milliseconds.
+pub fn exemplars(req: &ExportMetricsServiceRequest) -> Vec<(Labels, Exemplar)> {
+    let mut out = Vec::new();
+    for rm in &req.resource_metrics {
+        // Built only for a resource with exemplars: most requests have none.
+        let mut resource: Option<ResourceLabels> = None;
+        for sm in &rm.scope_metrics {
+            for m in sm.metrics.iter().filter(|m| carries_exemplars(m)) {
+                let resource = resource.get_or_insert_with(|| {
+                    ResourceLabels::new(rm.resource.as_ref().map_or(&[], |r| &r.attributes))
+                });
+                let base = resource.with_scope(sm.scope.as_ref());
+                metric_exemplars(m, &base, &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// Returns whether a metric is of a kind whose exemplars are kept and has any.
+fn carries_exemplars(m: &Metric) -> bool {
+    match &m.data {
+        Some(Data::Sum(s)) if s.is_monotonic => {
+            s.data_points.iter().any(|p| !p.exemplars.is_empty())
+        }
+        Some(Data::Histogram(h)) => h.data_points.iter().any(|p| !p.exemplars.is_empty()),
+        _ => false,
+    }
+}
+
+fn metric_exemplars(m: &Metric, base: &BaseLabels<'_>, out: &mut Vec<(Labels, Exemplar)>) {
+    match &m.data {
+        Some(Data::Sum(s)) if s.is_monotonic => {
+            let name = metric_name(&m.name, &m.unit, NameKind::MonotonicCounter);
+            for p in s.data_points.iter().filter(|p| !p.exemplars.is_empty()) {
+                let labels = base.build(&p.attributes, &[(METRIC_NAME, &name)]);
+                for e in p.exemplars.iter().filter_map(exemplar) {
+                    out.push((labels.clone(), e));
+                }
+            }
+        }
+        Some(Data::Histogram(h)) => {
+            let name = metric_name(&m.name, &m.unit, NameKind::Distribution);
+            let bucket = format!("{name}_bucket");
+            for p in h.data_points.iter().filter(|p| !p.exemplars.is_empty()) {
+                // The buckets `histogram_point` writes, sorted by bound as Prometheus sorts
+                // them before placing exemplars.
+                let mut bounds: Vec<f64> = p
+                    .explicit_bounds
+                    .iter()
+                    .zip(&p.bucket_counts)
+                    .map(|(b, _)| *b)
+                    .chain([f64::INFINITY])
+                    .collect();
+                bounds.sort_by(|a, b| a.total_cmp(b));
+                for e in p.exemplars.iter().filter_map(exemplar) {
+                    let Some(bound) = bounds.iter().find(|b| e.value <= **b) else {
+                        continue;
+                    };
+                    let le = format_float(*bound);
+                    let labels = base.build(&p.attributes, &[(METRIC_NAME, &bucket), ("le", &le)]);
+                    out.push((labels, e));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The names Prometheus gives an exemplar's trace and span ids.
+const TRACE_ID: &str = "trace_id";
+const SPAN_ID: &str = "span_id";
+
+/// Converts one OTLP exemplar; see [`exemplars`].
+fn exemplar(e: &opentelemetry_proto::tonic::metrics::v1::Exemplar) -> Option<Exemplar> {
+    let value = match e.value? {
+        exemplar::Value::AsDouble(d) => d,
+        exemplar::Value::AsInt(i) => i as f64,
+    };
+    let id = |bytes: &[u8]| (bytes.iter().any(|&b| b != 0)).then(|| hex::encode(bytes));
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if let Some(trace) = id(&e.trace_id) {
+        pairs.push((TRACE_ID.to_owned(), trace));
+    }
+    if let Some(span) = id(&e.span_id) {
+        pairs.push((SPAN_ID.to_owned(), span));
+    }
+    let ids = pairs.len();
+    for kv in &e.filtered_attributes {
+        let own_id = matches!(kv.key.as_str(), TRACE_ID | SPAN_ID)
+            && pairs[..ids].iter().any(|(k, _)| *k == kv.key);
+        if own_id {
+            continue;
+        }
+        let value = kv
+            .value
+            .as_ref()
+            .map(attrs::value_to_string)
+            .unwrap_or_default();
+        pairs.push((kv.key.clone(), value));
+    }
+    // Prometheus counts every name and value here, empty values included.
+    let runes: usize = pairs
+        .iter()
+        .map(|(k, v)| k.chars().count() + v.chars().count())
+        .sum();
+    if runes > MAX_LABEL_SET_RUNES {
+        pairs.truncate(ids);
+    }
+    Some(Exemplar {
+        labels: Labels::from_pairs(pairs),
+        value,
+        t_ms: ms(e.time_unix_nano),
+    })
+}
+
 /// Formats a float as Go's `strconv.FormatFloat(v, 'f', -1, 64)` does, which is how
 /// Prometheus renders `le`/`quantile` labels and sample values.
 pub fn format_float(v: f64) -> String {
@@ -625,6 +757,247 @@ mod tests {
             ("foo.bar", "foo_bar"),
         ] {
             assert_eq!(unit_word(unit), word, "{unit:?}");
+        }
+    }
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                value: Some(
+                    opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                        value.into(),
+                    ),
+                ),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn otlp_exemplar(
+        value: exemplar::Value,
+        t_ms: u64,
+        trace: &[u8],
+        span: &[u8],
+        attributes: Vec<KeyValue>,
+    ) -> opentelemetry_proto::tonic::metrics::v1::Exemplar {
+        opentelemetry_proto::tonic::metrics::v1::Exemplar {
+            filtered_attributes: attributes,
+            time_unix_nano: t_ms * 1_000_000 + 999,
+            span_id: span.to_vec(),
+            trace_id: trace.to_vec(),
+            value: Some(value),
+        }
+    }
+
+    const TRACE: [u8; 16] = [
+        0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f, 0xc6,
+        0x0c,
+    ];
+    const SPAN: [u8; 8] = [0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x74];
+
+    /// `(series, exemplar labels, value, t_ms)` of each exemplar of one resource's metrics.
+    fn exemplar_rows(metrics: Vec<Metric>) -> Vec<(String, String, f64, i64)> {
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                    attributes: vec![kv("service.name", "shop"), kv("host.name", "h1")],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: "lib".into(),
+                        ..Default::default()
+                    }),
+                    metrics,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        exemplars(&req)
+            .into_iter()
+            .map(|(series, e)| (series.to_string(), e.labels.to_string(), e.value, e.t_ms))
+            .collect()
+    }
+
+    fn number_point(
+        exemplars: Vec<opentelemetry_proto::tonic::metrics::v1::Exemplar>,
+    ) -> NumberDataPoint {
+        NumberDataPoint {
+            attributes: vec![kv("http.route", "/pay")],
+            time_unix_nano: 1_700_000_000_000_000_000,
+            value: Some(number_data_point::Value::AsInt(3)),
+            exemplars,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn exemplars_of_monotonic_sums_only_with_trace_and_span_ids() {
+        use exemplar::Value::{AsDouble, AsInt};
+        let with_ids = || {
+            vec![
+                otlp_exemplar(
+                    AsDouble(6.0),
+                    1_700_000_000_123,
+                    &TRACE,
+                    &SPAN,
+                    vec![kv("user.id", "u1"), kv("trace_id", "shadowed")],
+                ),
+                // No ids (all-zero counts as none), an integer value.
+                otlp_exemplar(AsInt(2), 1_700_000_000_456, &[0; 16], &[], vec![]),
+            ]
+        };
+        let sum = |monotonic: bool, points| {
+            Data::Sum(Sum {
+                data_points: points,
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                is_monotonic: monotonic,
+            })
+        };
+        let got = exemplar_rows(vec![
+            metric("orders", "", "", sum(true, vec![number_point(with_ids())])),
+            // The spec: exemplars of gauges and non-monotonic sums are dropped.
+            metric("queue", "", "", sum(false, vec![number_point(with_ids())])),
+            metric(
+                "temp",
+                "",
+                "",
+                Data::Gauge(Gauge {
+                    data_points: vec![number_point(with_ids())],
+                }),
+            ),
+        ]);
+        let series =
+            r#"{__name__="orders_total", http_route="/pay", job="shop", otel_scope_name="lib"}"#;
+        assert_eq!(
+            got,
+            vec![
+                (
+                    series.to_owned(),
+                    r#"{span_id="eee19b7ec3c1b174", trace_id="5b8efff798038103d269b633813fc60c", user.id="u1"}"#
+                        .to_owned(),
+                    6.0,
+                    1_700_000_000_123
+                ),
+                (series.to_owned(), "{}".to_owned(), 2.0, 1_700_000_000_456),
+            ]
+        );
+    }
+
+    #[test]
+    fn long_exemplar_attributes_are_dropped_and_the_ids_kept() {
+        // trace_id (8 + 32) and span_id (7 + 16) are 63 characters; attributes of 65 more
+        // (`e` with an empty value counts for its name) fit exactly, 66 do not.
+        let attrs = |n: usize| vec![kv("k", &"v".repeat(n - 1)), kv("e", "")];
+        let row = |n: usize| {
+            let e = otlp_exemplar(exemplar::Value::AsDouble(1.0), 1, &TRACE, &SPAN, attrs(n));
+            exemplar_rows(vec![metric(
+                "c",
+                "",
+                "",
+                Data::Sum(Sum {
+                    data_points: vec![number_point(vec![e])],
+                    aggregation_temporality: AggregationTemporality::Delta as i32,
+                    is_monotonic: true,
+                }),
+            )])
+            .remove(0)
+            .1
+        };
+        assert!(row(64).contains("k=\""), "{}", row(64));
+        assert!(!row(65).contains("k=\""), "{}", row(65));
+        assert!(row(65).contains("trace_id=") && row(65).contains("span_id="));
+    }
+
+    #[test]
+    fn histogram_exemplars_go_to_the_bucket_holding_their_value() {
+        let e = |v: f64| {
+            otlp_exemplar(
+                exemplar::Value::AsDouble(v),
+                1_700_000_000_000,
+                &TRACE,
+                &[],
+                vec![],
+            )
+        };
+        let got = exemplar_rows(vec![metric(
+            "http.server.duration",
+            "s",
+            "",
+            Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    time_unix_nano: 1_700_000_000_000_000_000,
+                    count: 6,
+                    bucket_counts: vec![1, 2, 3, 0],
+                    explicit_bounds: vec![0.1, 0.5, 1.0],
+                    exemplars: vec![e(0.05), e(0.1), e(0.3), e(1.0), e(7.0), e(f64::NAN)],
+                    ..Default::default()
+                }],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            }),
+        )]);
+        let le: Vec<(String, f64)> = got
+            .iter()
+            .map(|(series, _, v, _)| {
+                let le = series.split("le=\"").nth(1).unwrap();
+                (le[..le.find('"').unwrap()].to_owned(), *v)
+            })
+            .collect();
+        assert_eq!(
+            le,
+            vec![
+                ("0.1".into(), 0.05),
+                ("0.1".into(), 0.1),
+                ("0.5".into(), 0.3),
+                ("1".into(), 1.0),
+                ("+Inf".into(), 7.0),
+            ],
+            "a NaN value has no bucket"
+        );
+        assert_eq!(
+            got[0].0,
+            r#"{__name__="http_server_duration_seconds_bucket", job="shop", le="0.1", otel_scope_name="lib"}"#
+        );
+        // The bucket series is one translate writes.
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                    attributes: vec![kv("service.name", "shop"), kv("host.name", "h1")],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: "lib".into(),
+                        ..Default::default()
+                    }),
+                    metrics: vec![metric(
+                        "http.server.duration",
+                        "s",
+                        "",
+                        Data::Histogram(Histogram {
+                            data_points: vec![HistogramDataPoint {
+                                time_unix_nano: 1_700_000_000_000_000_000,
+                                count: 6,
+                                bucket_counts: vec![1, 2, 3, 0],
+                                explicit_bounds: vec![0.1, 0.5, 1.0],
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                        }),
+                    )],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let written: Vec<String> = translate(&req)
+            .iter()
+            .map(|p| p.labels.to_string())
+            .collect();
+        for (series, ..) in &got {
+            assert!(written.contains(series), "{series} not in {written:?}");
         }
     }
 }
