@@ -11,13 +11,22 @@
 //! the same bytes in the same order, one server at a time, from `--senders` concurrent
 //! senders that each own a disjoint set of hosts (so every series stays in time order).
 //!
-//! Per server it reports CPU-seconds per million samples (utime+stime of the server
-//! process from the first request to a few seconds after the last acknowledgement), peak
-//! RSS (VmHWM), disk bytes per sample (blocks allocated under its data directory, as
-//! `du` counts them) and the median latency of a fixed set of range queries. The peers
-//! are the Debian packages `victoria-metrics` and `prometheus`; a missing one is skipped
-//! with a note. VictoriaMetrics runs with its result cache off, so every query run does
-//! the work.
+//! After the last acknowledgement, Pharos and VictoriaMetrics are asked to flush
+//! (`/internal/force_flush`, on Pharos' query port and on VictoriaMetrics' HTTP port):
+//! Pharos writes its head to blocks and deletes the write-ahead log behind them, and
+//! VictoriaMetrics writes what it still buffers to parts. Prometheus has no such endpoint
+//! (its head cuts a block only once it spans 3 h) and is measured as it stands. Then
+//! every server gets a few seconds for background work (merges, compaction).
+//!
+//! Per server it reports the samples acknowledged per second of wall clock (first
+//! request to last acknowledgement, flush not included), CPU-seconds per million samples
+//! (utime+stime of the server process from the first request to the end of those few
+//! seconds, so the flush counts as ingest cost), peak RSS (VmHWM), disk bytes per sample
+//! after the flush (blocks allocated under its data directory, as `du` counts them) and
+//! the median latency of a fixed set of range queries, run after the flush. The peers are
+//! the Debian packages `victoria-metrics` and `prometheus`; a missing one is skipped with
+//! a note. VictoriaMetrics runs with its result cache off, so every query run does the
+//! work.
 
 mod common;
 
@@ -461,6 +470,31 @@ fn disk_bytes(path: &Path) -> u64 {
         .sum()
 }
 
+/// What [`disk_bytes`] counts under each entry of `path`, largest first, in KiB.
+fn disk_by_entry(path: &Path) -> String {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return String::new();
+    };
+    let mut sizes: Vec<(String, u64)> = entries
+        .flatten()
+        .map(|e| {
+            let bytes = if e.path().is_dir() {
+                disk_bytes(&e.path())
+            } else {
+                use std::os::unix::fs::MetadataExt;
+                e.metadata().map_or(0, |m| m.blocks() * 512)
+            };
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    sizes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    sizes
+        .iter()
+        .map(|(name, bytes)| format!("{name}: {} KiB", number(*bytes as f64 / 1024.0, 0)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `x` with `prec` decimals, thousands separated by commas when it has none.
 fn number(x: f64, prec: usize) -> String {
     if prec > 0 {
@@ -496,6 +530,37 @@ fn queries() -> Vec<String> {
         format!("histogram_quantile(0.9, sum by (le) (rate({HISTOGRAM}_bucket[5m])))"),
         "sum by (instance) (node_memory_MemAvailable_bytes)".into(),
     ]
+}
+
+/// Asks `server` to write what it holds in memory to disk now, and says how long that took.
+async fn force_flush(client: &reqwest::Client, server: &Server, kind: Kind) {
+    let t = Instant::now();
+    let r = client
+        .post(format!("{}/internal/force_flush", server.query))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap_or_default();
+    let secs = t.elapsed().as_secs_f64();
+    if status.is_success() {
+        let said = text.trim();
+        let said = if said.is_empty() {
+            String::new()
+        } else {
+            format!(": {said}")
+        };
+        println!(
+            "{}: /internal/force_flush answered in {secs:.2} s{said}",
+            kind.name()
+        );
+    } else {
+        println!(
+            "warning: {} answered {status} to /internal/force_flush: {}",
+            kind.name(),
+            text.trim()
+        );
+    }
 }
 
 async fn run(
@@ -553,11 +618,22 @@ async fn run(
             failed + acked.load(Ordering::Relaxed)
         );
     }
+    // Disk is measured after a flush, on the servers that have an endpoint for it; its CPU
+    // counts as ingest cost.
+    if kind != Kind::Prometheus {
+        force_flush(&client, &server, kind).await;
+    }
     // Let background work (flushes, merges) happen before measuring CPU and disk.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let cpu = cpu_seconds(pid) - cpu0;
     let rss_mib = peak_rss_mib(pid);
     let disk = disk_bytes(&server.process.data);
+    println!(
+        "{}: {:.1} MiB on disk after the flush ({})",
+        kind.name(),
+        disk as f64 / (1 << 20) as f64,
+        disk_by_entry(&server.process.data)
+    );
     if kind == Kind::Pharos {
         let text = client
             .get(format!("{}/metrics", server.query))
@@ -567,17 +643,23 @@ async fn run(
             .text()
             .await
             .unwrap();
-        let sum = |prefix: &str| -> f64 {
+        // The sum of the lines of family `prefix` that contain `has`.
+        let sum = |prefix: &str, has: &str| -> f64 {
             text.lines()
-                .filter(|l| l.starts_with(prefix))
+                .filter(|l| l.starts_with(prefix) && l.contains(has))
                 .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-                .sum()
+                .fold(0.0, |a, b| a + b)
         };
         println!(
-            "Pharos: {:.0} WAL fsyncs for {} requests (fsync: always), {:.1} WAL bytes/sample written",
-            sum("pharos_wal_fsync_duration_seconds_count"),
+            "Pharos: {:.0} WAL fsyncs for {} requests (fsync: always), {:.1} WAL bytes/sample written; \
+             {:.0} metrics blocks of {:.2} bytes/sample ({:.0} written by flushes, {:.0} by compaction)",
+            sum("pharos_wal_fsync_duration_seconds_count", ""),
             requests.iter().map(Vec::len).sum::<usize>(),
-            sum("pharos_wal_bytes_written_total") / total as f64,
+            sum("pharos_wal_bytes_written_total", "") / total as f64,
+            sum("pharos_blocks{", "signal=\"metrics\""),
+            sum("pharos_block_bytes{", "signal=\"metrics\"") / total as f64,
+            sum("pharos_block_writes_total{", "kind=\"flush\""),
+            sum("pharos_block_writes_total{", "kind=\"compaction\""),
         );
     }
 
@@ -756,5 +838,9 @@ fn main() {
             ratio(p, m, &*get),
         );
     }
+    println!(
+        "\nDisk is measured after `/internal/force_flush` on Pharos and VictoriaMetrics; \
+         Prometheus has no flush endpoint and is measured as it stands."
+    );
     println!("\nCommand: `cargo bench -p pharos --bench remote_write`");
 }
