@@ -2,7 +2,8 @@
 //! VictoriaMetrics and Prometheus, then the same range queries against each.
 //!
 //! Run: `cargo bench -p pharos --bench remote_write` (options after `--`:
-//! `--hosts N` (20), `--hours H` (2), `--runs N` (10 query runs), `--senders N` (2)).
+//! `--hosts N` (20), `--hours H` (2), `--runs N` (10 query runs), `--senders N` (2),
+//! `--only pharos|victoria|prometheus` to run one server, for profiling).
 //!
 //! The data is node_exporter-like: about 250 series per host (CPU, network, disk and
 //! filesystem counters, memory and load gauges, one classic histogram) scraped every
@@ -754,7 +755,16 @@ fn main() {
         .build()
         .unwrap();
     let mut results = Vec::new();
+    // `--only pharos` (or victoria-metrics, prometheus) runs one server, for profiling.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1));
     for kind in [Kind::Pharos, Kind::Victoria, Kind::Prometheus] {
+        if only.is_some_and(|o| !kind.name().to_lowercase().starts_with(&o.to_lowercase())) {
+            results.push((kind, None));
+            continue;
+        }
         let f = rt.block_on(run(kind, &requests, total, range, runs));
         if let Some(f) = &f {
             println!(

@@ -348,6 +348,9 @@ pub(super) struct Evaluator<'a> {
 pub(super) struct Precomputed {
     pub(super) steps: Vec<Option<Vec<Elem>>>,
     pub(super) loaded: Vec<usize>,
+    /// Whether the result label sets differ across all series (no step can then hold
+    /// two equal ones).
+    pub(super) unique: bool,
 }
 
 type LabelsMemo = HashMap<(usize, usize), (Labels, Labels), rustc_hash::FxBuildHasher>;

@@ -328,12 +328,15 @@ fn all_steps(
         let mut steps: Vec<Vec<Elem>> = (0..n).map(|_| Vec::new()).collect();
         let mut loaded = vec![0usize; n];
         let mut clean: Vec<(i64, f64)> = Vec::new();
+        let mut all_labels: rustc_hash::FxHashSet<Labels> = Default::default();
+        let mut unique = true;
         for s in &f.series {
             let labels = if keep_name {
                 s.labels.clone()
             } else {
                 ev.derived(node, &s.labels, drop_name)
             };
+            unique &= all_labels.insert(labels.clone());
             let (mut lo, mut hi) = (0usize, 0usize);
             for (j, (out, count)) in steps.iter_mut().zip(loaded.iter_mut()).enumerate() {
                 let t = start + j as i64 * step;
@@ -388,6 +391,7 @@ fn all_steps(
             super::eval::Precomputed {
                 steps: steps.into_iter().map(Some).collect(),
                 loaded,
+                unique,
             },
         );
     }
@@ -401,10 +405,12 @@ fn all_steps(
     ) else {
         return Ok(None);
     };
+    // Label sets unique across all series are unique at every step.
+    let unique = entry.unique;
     drop(pre);
     ev.count_loaded(n);
     ev.add_samples(n)?;
-    if super::eval::check_duplicates(&out).is_err() {
+    if !unique && super::eval::check_duplicates(&out).is_err() {
         return Err(duplicate_labelset());
     }
     Ok(Some(Val::Vector(out)))

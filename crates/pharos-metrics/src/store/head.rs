@@ -82,14 +82,24 @@ impl Head {
             || self.series_of_metric(name) + pending < self.max_series_per_metric
     }
 
+    /// Returns the id of the series with exactly `labels`, if the head has it.
+    pub(crate) fn get(&self, labels: &Labels) -> Option<SeriesId> {
+        self.get_by_fingerprint(labels, labels.fingerprint())
+    }
+
+    fn get_by_fingerprint(&self, labels: &Labels, fp: u64) -> Option<SeriesId> {
+        self.by_fingerprint.get(&fp).and_then(|ids| {
+            ids.iter()
+                .copied()
+                .find(|&id| self.series[id as usize].labels == *labels)
+        })
+    }
+
     /// Returns the id of the series with `labels`, creating it if needed; `None` when
     /// creating it would pass the per-metric series limit.
     pub(crate) fn get_or_create(&mut self, labels: Labels) -> Option<SeriesId> {
         let fp = labels.fingerprint();
-        if let Some(&id) = self.by_fingerprint.get(&fp).and_then(|ids| {
-            ids.iter()
-                .find(|&&id| self.series[id as usize].labels == labels)
-        }) {
+        if let Some(id) = self.get_by_fingerprint(&labels, fp) {
             return Some(id);
         }
         let name = labels.get(super::labels::METRIC_NAME).unwrap_or("");

@@ -326,7 +326,8 @@ fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64)
     let mut refusals = Refusals::default();
     // The newest (timestamp, value bits) of each series seen so far: in the head, then
     // as this request advances it.
-    let mut newest: HashMap<Labels, Option<(i64, u64)>> = HashMap::new();
+    let mut newest: HashMap<Labels, Option<(i64, u64)>, rustc_hash::FxBuildHasher> =
+        HashMap::default();
     // New series this request creates, by metric name, for the per-metric limit.
     let mut new_series: HashMap<String, usize> = HashMap::new();
     for ts in series.iter_mut() {
@@ -352,25 +353,28 @@ fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64)
                 .iter()
                 .map(|l| (l.name.as_str(), l.value.as_str())),
         );
-        if !newest.contains_key(&labels) && find_series(head, &labels).is_none() {
-            // A new series: within the per-metric limit, counting the request's own.
-            let name = labels.get(METRIC_NAME).unwrap_or("").to_string();
-            let pending = new_series.entry(name).or_insert(0);
-            if !head.has_room_for(labels.get(METRIC_NAME).unwrap_or(""), *pending) {
-                refusals.add(Refusal::SeriesLimit, ts.samples.len() as u64, || {
-                    labels_display(&ts.labels)
-                });
-                ts.samples.clear();
-                ts.exemplars.clear();
-                continue;
+        if !newest.contains_key(&labels) {
+            let existing = find_series(head, &labels);
+            if existing.is_none() {
+                // A new series: within the per-metric limit, counting the request's own.
+                let name = labels.get(METRIC_NAME).unwrap_or("").to_string();
+                let pending = new_series.entry(name).or_insert(0);
+                if !head.has_room_for(labels.get(METRIC_NAME).unwrap_or(""), *pending) {
+                    refusals.add(Refusal::SeriesLimit, ts.samples.len() as u64, || {
+                        labels_display(&ts.labels)
+                    });
+                    ts.samples.clear();
+                    ts.exemplars.clear();
+                    continue;
+                }
+                *pending += 1;
             }
-            *pending += 1;
-        }
-        let last = newest.entry(labels).or_insert_with_key(|labels| {
-            find_series(head, labels)
+            let last = existing
                 .and_then(|id| head.series[id as usize].last)
-                .map(|(t, v)| (t, v.to_bits()))
-        });
+                .map(|(t, v)| (t, v.to_bits()));
+            newest.insert(labels.clone(), last);
+        }
+        let last = newest.get_mut(&labels).expect("BUG: inserted just above");
         let TimeSeries {
             labels, samples, ..
         } = ts;
@@ -452,20 +456,9 @@ fn is_label_name(name: &str) -> bool {
     !name.is_empty()
 }
 
-/// Returns the head's series with exactly `labels`, looked up through the inverted index:
-/// the shortest postings list among the labels, scanned for an equal label set.
+/// Returns the head's series with exactly `labels`: a hash lookup by fingerprint.
 pub(super) fn find_series(head: &Head, labels: &Labels) -> Option<SeriesId> {
-    let index = head.index();
-    let mut shortest: Option<&roaring::RoaringBitmap> = None;
-    for (name, value) in labels.pairs() {
-        let ids = index.get(name)?.get(value)?;
-        if shortest.is_none_or(|s| ids.len() < s.len()) {
-            shortest = Some(ids);
-        }
-    }
-    shortest?
-        .iter()
-        .find(|&id| head.series[id as usize].labels == *labels)
+    head.get(labels)
 }
 
 /// Formats labels as given (unsorted, duplicates kept) like Prometheus' `labels.String`.
