@@ -112,6 +112,9 @@ pub struct MetricsStorageConfig {
     /// Exemplars kept in memory across all series, oldest overwritten first (Prometheus'
     /// `storage.exemplars.max_exemplars`); default 100 000, 0 keeps none.
     pub max_exemplars: u64,
+    /// Decoded block chunks kept in memory so repeated reads skip decoding, in bytes
+    /// (16 per sample); default 64 MiB, 0 keeps none.
+    pub decoded_cache_bytes: u64,
 }
 
 impl Default for MetricsStorageConfig {
@@ -121,6 +124,7 @@ impl Default for MetricsStorageConfig {
             head_max_samples: 8_000_000,
             out_of_order_window: "0s".into(),
             max_exemplars: 100_000,
+            decoded_cache_bytes: 64 << 20,
         }
     }
 }

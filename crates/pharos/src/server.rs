@@ -60,6 +60,7 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
             .saturating_mul(3_600_000),
         retention_bytes: config.retention.metrics_max_bytes,
         head_max_samples: config.storage.metrics.head_max_samples,
+        decoded_cache_bytes: config.storage.metrics.decoded_cache_bytes,
     };
     let block_dir = data.join("blocks").join("metrics");
     let opened = metrics_store

@@ -6,6 +6,8 @@
 //! layout is specified in `docs/format/blocks.md`; keep the two in step.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use roaring::RoaringBitmap;
@@ -325,6 +327,57 @@ pub struct Block {
     all: RoaringBitmap,
     chunks: Bytes,
     size_bytes: u64,
+    /// Decoded chunks by their start in `chunks`, within the shared [`DecodedBudget`].
+    decoded: parking_lot::Mutex<HashMap<usize, Decoded>>,
+    budget: Arc<DecodedBudget>,
+}
+
+/// A decoded chunk's samples, shared by the readers that asked for it.
+type Decoded = Arc<[(i64, f64)]>;
+
+/// The bytes of decoded chunks all blocks may keep, and what they keep now. Reading a
+/// chunk again (a dashboard refreshing) then costs a copy instead of a decode; past the
+/// limit, chunks are decoded and not kept.
+#[derive(Debug, Default)]
+pub struct DecodedBudget {
+    limit: AtomicU64,
+    used: AtomicU64,
+}
+
+impl DecodedBudget {
+    /// Returns a budget of `limit` bytes (0 keeps nothing).
+    pub fn new(limit: u64) -> Arc<DecodedBudget> {
+        Arc::new(DecodedBudget {
+            limit: AtomicU64::new(limit),
+            used: AtomicU64::new(0),
+        })
+    }
+
+    /// Returns the bytes of decoded chunks kept now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn try_take(&self, n: u64) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed);
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                (u + n <= limit).then_some(u + n)
+            })
+            .is_ok()
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        let kept: u64 = self
+            .decoded
+            .get_mut()
+            .values()
+            .map(|c| (c.len() * 16) as u64)
+            .sum();
+        self.budget.used.fetch_sub(kept, Ordering::Relaxed);
+    }
 }
 
 impl Block {
@@ -445,7 +498,41 @@ impl Block {
             all,
             chunks,
             size_bytes,
+            decoded: parking_lot::Mutex::new(HashMap::new()),
+            budget: DecodedBudget::new(0),
         })
+    }
+
+    /// Shares `budget` for keeping decoded chunks (a fresh block keeps none).
+    pub fn with_decoded_budget(mut self, budget: Arc<DecodedBudget>) -> Block {
+        self.budget = budget;
+        self
+    }
+
+    /// Returns chunk `c` decoded, from what is kept when it is there.
+    fn decoded(&self, c: &ChunkRef) -> Option<Arc<[(i64, f64)]>> {
+        if let Some(d) = self.decoded.lock().get(&c.start) {
+            return Some(Arc::clone(d));
+        }
+        let chunk = Chunk::parse(&self.chunks[c.start..c.end])
+            .expect("BUG: chunk envelopes are checked on load");
+        let mut out = Vec::with_capacity(chunk.len());
+        if let Err(e) = chunk.decode_into(&mut out) {
+            // The frame's checksum matched, so this is a bug, not damage; keep serving.
+            tracing::error!(block = %self.meta.ulid, error = %e, "undecodable chunk");
+            return None;
+        }
+        let d: Arc<[(i64, f64)]> = out.into();
+        if self.budget.try_take((d.len() * 16) as u64) {
+            let mut kept = self.decoded.lock();
+            if kept.insert(c.start, Arc::clone(&d)).is_some() {
+                // Another reader decoded it meanwhile; give back one share.
+                self.budget
+                    .used
+                    .fetch_sub((d.len() * 16) as u64, Ordering::Relaxed);
+            }
+        }
+        Some(d)
     }
 
     /// Returns the block's meta.
@@ -527,22 +614,12 @@ impl Block {
             if c.max_t < mint || c.min_t > maxt {
                 continue;
             }
-            let chunk = Chunk::parse(&self.chunks[c.start..c.end])
-                .expect("BUG: chunk envelopes are checked on load");
-            let from = out.len();
-            if let Err(e) = chunk.decode_into(&mut out) {
-                // The frame's checksum matched, so this is a bug, not damage; keep serving.
-                tracing::error!(block = %self.meta.ulid, error = %e, "undecodable chunk");
-                out.truncate(from);
+            let Some(d) = self.decoded(c) else {
                 continue;
-            }
-            if c.min_t < mint || c.max_t > maxt {
-                let kept: Vec<(i64, f64)> = out
-                    .drain(from..)
-                    .filter(|s| s.0 >= mint && s.0 <= maxt)
-                    .collect();
-                out.extend(kept);
-            }
+            };
+            let lo = d.partition_point(|s| s.0 < mint);
+            let hi = d.partition_point(|s| s.0 <= maxt);
+            out.extend_from_slice(&d[lo..hi.max(lo)]);
         }
         out
     }

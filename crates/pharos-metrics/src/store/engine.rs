@@ -45,6 +45,8 @@ pub struct BlockOptions {
     pub retention_bytes: u64,
     /// The head is flushed when it holds this many samples, or half a block duration.
     pub head_max_samples: u64,
+    /// Decoded block chunks kept in memory for later reads, in bytes (16 per sample).
+    pub decoded_cache_bytes: u64,
 }
 
 impl Default for BlockOptions {
@@ -54,6 +56,7 @@ impl Default for BlockOptions {
             retention_ms: 15 * 24 * 3600 * 1000,
             retention_bytes: 0,
             head_max_samples: 8_000_000,
+            decoded_cache_bytes: 64 << 20,
         }
     }
 }
@@ -96,6 +99,7 @@ pub enum EngineError {
 pub(crate) struct Engine {
     store: BlockStore,
     opts: BlockOptions,
+    budget: Arc<super::block::DecodedBudget>,
     /// One flush or maintenance pass at a time.
     lock: tokio::sync::Mutex<()>,
 }
@@ -180,10 +184,11 @@ impl MetricsStore {
             store.delete(id).await?;
             report.incomplete_removed += 1;
         }
+        let budget = super::block::DecodedBudget::new(opts.decoded_cache_bytes);
         let mut blocks = Vec::new();
         for id in &listing.complete {
             match load(&store, id).await {
-                Ok(b) => blocks.push(Arc::new(b)),
+                Ok(b) => blocks.push(Arc::new(b.with_decoded_budget(Arc::clone(&budget)))),
                 Err(error) => {
                     tracing::error!(block = %id, %error, "metrics block does not load; not serving it");
                     report.unreadable.push(id.clone());
@@ -214,6 +219,7 @@ impl MetricsStore {
         let _ = self.engine.set(Engine {
             store,
             opts,
+            budget,
             lock: tokio::sync::Mutex::new(()),
         });
         Ok(report)
@@ -291,7 +297,10 @@ impl MetricsStore {
             };
             let mut written = Vec::new();
             for enc in encoded {
-                written.push(Arc::new(write_block(&engine.store, enc).await?));
+                let block = write_block(&engine.store, enc).await?;
+                written.push(Arc::new(
+                    block.with_decoded_budget(Arc::clone(&engine.budget)),
+                ));
             }
             report.blocks += written.len();
             report.samples += part.samples;
@@ -335,7 +344,11 @@ impl MetricsStore {
                     .await
                     .map_err(|e| EngineError::Task(e.to_string()))?
             };
-            let merged = Arc::new(write_block(&engine.store, enc).await?);
+            let merged = Arc::new(
+                write_block(&engine.store, enc)
+                    .await?
+                    .with_decoded_budget(Arc::clone(&engine.budget)),
+            );
             {
                 let mut blocks = self.blocks.write();
                 blocks.retain(|b| !group.iter().any(|g| Arc::ptr_eq(g, b)));
@@ -384,6 +397,11 @@ impl MetricsStore {
             }
         }
         out
+    }
+
+    /// Returns the bytes of decoded chunks kept for reads.
+    pub fn decoded_cache_bytes(&self) -> u64 {
+        self.engine.get().map_or(0, |e| e.budget.used())
     }
 
     /// Returns how many blocks are served and their bytes.

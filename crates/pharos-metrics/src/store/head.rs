@@ -87,6 +87,25 @@ impl Head {
         self.get_by_fingerprint(labels, labels.fingerprint())
     }
 
+    /// Returns the id of the series whose labels are exactly `pairs` (sorted by unique
+    /// name, no empty values), without building a label set.
+    pub(crate) fn get_by_pairs<'a>(
+        &self,
+        pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    ) -> Option<SeriesId> {
+        let fp = super::labels::fingerprint_pairs(pairs.clone());
+        self.by_fingerprint.get(&fp).and_then(|ids| {
+            ids.iter().copied().find(|&id| {
+                let have = self.series[id as usize].labels.pairs();
+                have.len() == pairs.clone().count()
+                    && have
+                        .iter()
+                        .zip(pairs.clone())
+                        .all(|((k, v), (k2, v2))| k == k2 && v == v2)
+            })
+        })
+    }
+
     fn get_by_fingerprint(&self, labels: &Labels, fp: u64) -> Option<SeriesId> {
         self.by_fingerprint.get(&fp).and_then(|ids| {
             ids.iter()

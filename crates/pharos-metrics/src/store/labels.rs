@@ -80,14 +80,7 @@ impl Labels {
 
     /// Returns the XXH3 fingerprint of the set, the key of the head's series map.
     pub fn fingerprint(&self) -> u64 {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for (k, v) in self.0.iter() {
-            h.update(k.as_bytes());
-            h.update(&[0xff]);
-            h.update(v.as_bytes());
-            h.update(&[0xff]);
-        }
-        h.digest()
+        fingerprint_pairs(self.0.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
     /// Returns an estimate of the heap bytes the set holds.
@@ -97,6 +90,19 @@ impl Labels {
             .map(|(k, v)| (k.len() + v.len() + 48) as u64)
             .sum()
     }
+}
+
+/// Returns the fingerprint [`Labels::fingerprint`] gives the set of these pairs, which
+/// must already be sorted by unique name without empty values.
+pub(crate) fn fingerprint_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for (k, v) in pairs {
+        h.update(k.as_bytes());
+        h.update(&[0xff]);
+        h.update(v.as_bytes());
+        h.update(&[0xff]);
+    }
+    h.digest()
 }
 
 impl fmt::Display for Labels {

@@ -200,11 +200,26 @@ impl Store<MetricsRecord> for MetricsStore {
         let mut head = self.head.write();
         let mut exemplars = Vec::new();
         for ts in &rec.remote_write {
-            let labels = Labels::from_pairs(
-                ts.labels
-                    .iter()
-                    .map(|l| (l.name.as_str(), l.value.as_str())),
-            );
+            let pairs = ts
+                .labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str()));
+            // Sanitized labels are sorted, unique and non-empty: an existing series is
+            // found without building its label set (the common case, once per sample batch).
+            let canonical = ts.labels.windows(2).all(|w| w[0].name < w[1].name)
+                && ts.labels.iter().all(|l| !l.value.is_empty());
+            let existing = if canonical && ts.exemplars.is_empty() && !ts.samples.is_empty() {
+                head.get_by_pairs(pairs.clone())
+            } else {
+                None
+            };
+            if let Some(id) = existing {
+                for s in &ts.samples {
+                    self.count(head.append(id, s.timestamp, s.value));
+                }
+                continue;
+            }
+            let labels = Labels::from_pairs(pairs);
             // Sanitized records always have a name; a hand-made one may not.
             if labels.get(METRIC_NAME).is_none() {
                 continue;

@@ -22,7 +22,7 @@ use super::{Chunk, ChunkError, EncodeError, Encoding};
 pub(crate) fn encode(samples: &[(i64, f64)]) -> Result<Vec<u8>, EncodeError> {
     let ts: Vec<i64> = samples.iter().map(|s| s.0).collect();
     let vs: Vec<f64> = samples.iter().map(|s| s.1).collect();
-    let config = ChunkConfig::default();
+    let config = ChunkConfig::default().with_compression_level(4);
     let pco_err = |e: PcoError| EncodeError::Pco(e.to_string());
     let ts_bytes = simple_compress(&ts, &config).map_err(pco_err)?;
     let vs_bytes = simple_compress(&vs, &config).map_err(pco_err)?;

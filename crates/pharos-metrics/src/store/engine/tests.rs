@@ -13,6 +13,7 @@ fn opts() -> BlockOptions {
         retention_ms: 0,
         retention_bytes: 0,
         head_max_samples: u64::MAX,
+        decoded_cache_bytes: 1 << 20,
     }
 }
 
@@ -213,4 +214,38 @@ async fn flush_is_due_at_half_a_block_or_the_sample_limit() {
     fill(&s2, 29 * MIN, 31 * MIN);
     assert!(s2.should_flush(), "half an hour of data");
     assert!(!MetricsStore::new().should_flush(), "no block store: never");
+}
+
+#[tokio::test]
+async fn decoded_chunks_are_kept_within_the_budget_and_given_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    // Room for one series' 600 samples (9,600 bytes), not for two.
+    o.decoded_cache_bytes = 12_000;
+    let (s, _) = open(tmp.path(), o).await;
+    fill(&s, 0, 150 * MIN);
+    s.freeze();
+    s.flush_frozen().await.unwrap();
+    let a1 = [Matcher::equal("job", "a"), Matcher::equal("instance", "1")];
+    let first = s.select(&a1, i64::MIN, i64::MAX);
+    let kept = s.decoded_cache_bytes();
+    assert_eq!(kept, 600 * 16, "a1's three chunks are kept");
+    assert_eq!(
+        s.select(&a1, i64::MIN, i64::MAX),
+        first,
+        "read again from memory"
+    );
+    let everything_before = everything(&s);
+    let after = s.decoded_cache_bytes();
+    assert!(
+        after > kept && after <= 12_000,
+        "others' chunks kept only within the budget: {after}"
+    );
+    assert_eq!(everything(&s), everything_before);
+    // Merging drops the parents and gives their bytes back.
+    fill(&s, 150 * MIN, 300 * MIN);
+    s.freeze();
+    s.flush_frozen().await.unwrap();
+    s.maintain().await.unwrap();
+    assert_eq!(s.decoded_cache_bytes(), 0);
 }
