@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::{Pharos, get_json_q, tempdir};
-use pharos_metrics::remote_write::encode;
+use common::{Pharos, force_flush, get_json_q, remote_write_ok, tempdir};
 use pharos_metrics::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
 use serde_json::Value;
 use std::path::Path;
@@ -52,19 +51,6 @@ fn batch(from: i64, to: i64) -> WriteRequest {
         timeseries,
         metadata: vec![],
     }
-}
-
-async fn write(p: &Pharos, req: &WriteRequest) {
-    let resp = reqwest::Client::new()
-        .post(p.h("/api/v1/write"))
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .body(encode(req))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204, "{}", resp.text().await.unwrap());
 }
 
 /// The answers that must not depend on where samples live.
@@ -128,16 +114,6 @@ fn wal_bytes(data: &Path) -> u64 {
         .sum()
 }
 
-async fn force_flush(p: &Pharos) -> String {
-    let resp = reqwest::Client::new()
-        .post(p.q("/internal/force_flush"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.text().await.unwrap()
-}
-
 #[tokio::test]
 async fn head_moves_to_blocks_and_everything_survives_restarts() {
     let dir = tempdir();
@@ -145,7 +121,7 @@ async fn head_moves_to_blocks_and_everything_survives_restarts() {
     let mut p = Pharos::start_with(dir.path(), SETTINGS);
     // Three hours in 30-minute requests.
     for k in 0..6 {
-        write(&p, &batch(T + k * 1_800_000, T + (k + 1) * 1_800_000)).await;
+        remote_write_ok(&p, &batch(T + k * 1_800_000, T + (k + 1) * 1_800_000)).await;
     }
     let end = T + 3 * 3_600_000;
     let before = answers(&p, end).await;
@@ -176,7 +152,7 @@ async fn head_moves_to_blocks_and_everything_survives_restarts() {
     );
 
     // More samples into the head, then SIGKILL: blocks and log together hold everything.
-    write(&p, &batch(end, end + 600_000)).await;
+    remote_write_ok(&p, &batch(end, end + 600_000)).await;
     let end = end + 600_000;
     let before = answers(&p, end).await;
     p.kill9();

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Pharos, get_json, tempdir};
+use common::{Pharos, force_flush, get_json, otlp_metrics_ok, tempdir};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -15,7 +15,6 @@ use opentelemetry_proto::tonic::metrics::v1::{
     NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, exemplar, metric::Data, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::Message;
 use serde_json::{Value, json};
 
 const TRACE: &str = "5b8efff798038103d269b633813fc60c";
@@ -124,17 +123,6 @@ fn request(t: u64) -> ExportMetricsServiceRequest {
     }
 }
 
-async fn send(p: &Pharos, req: &ExportMetricsServiceRequest) {
-    let resp = reqwest::Client::new()
-        .post(p.h("/v1/metrics"))
-        .header("Content-Type", "application/x-protobuf")
-        .body(req.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
-}
-
 /// The `data` of `query_exemplars` for `query` over all time.
 async fn exemplars(p: &Pharos, query: &str) -> Value {
     let url = reqwest::Url::parse_with_params(&p.q("/api/v1/query_exemplars"), &[("query", query)])
@@ -144,23 +132,12 @@ async fn exemplars(p: &Pharos, query: &str) -> Value {
     v["data"].clone()
 }
 
-async fn force_flush(p: &Pharos) {
-    let resp = reqwest::Client::new()
-        .post(p.q("/internal/force_flush"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let said = resp.text().await.unwrap();
-    assert!(said.starts_with("flushed "), "{said}");
-}
-
 #[tokio::test]
 async fn otlp_exemplars_are_served_and_replayed() {
     let dir = tempdir();
     let mut p = Pharos::start(dir.path());
     let t = now_ns() - 60_000_000_000;
-    send(&p, &request(t)).await;
+    otlp_metrics_ok(&p, &request(t)).await;
 
     let ts = (t / 1_000_000) as f64 / 1000.0;
     let bucket = |le: &str| json!({"__name__": "http_server_duration_seconds_bucket", "http_route": "/pay", "job": "checkout", "le": le});

@@ -5,13 +5,12 @@
 
 mod common;
 
-use common::{Pharos, get_json, tempdir};
+use common::{Pharos, force_flush, get_json, otlp_metrics_ok, remote_write_ok, tempdir};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
     ResourceMetrics, ScopeMetrics, Sum, metric::Data, number_data_point,
 };
-use pharos_metrics::remote_write::encode;
 use pharos_metrics::remote_write::proto::{MetricMetadata, MetricType, WriteRequest};
 use pharos_metrics::store::record::MetricsRecord;
 use prost::Message;
@@ -26,19 +25,6 @@ fn md(name: &str, kind: MetricType, help: &str, unit: &str) -> MetricMetadata {
         help: help.into(),
         unit: unit.into(),
     }
-}
-
-async fn remote_write(p: &Pharos, req: &WriteRequest) {
-    let resp = reqwest::Client::new()
-        .post(p.h("/api/v1/write"))
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .body(encode(req))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204, "{}", resp.text().await.unwrap());
 }
 
 fn now_ns() -> u64 {
@@ -111,30 +97,13 @@ async fn otlp(p: &Pharos) {
             ..Default::default()
         }],
     };
-    let resp = reqwest::Client::new()
-        .post(p.h("/v1/metrics"))
-        .header("Content-Type", "application/x-protobuf")
-        .body(req.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    otlp_metrics_ok(p, &req).await;
 }
 
 async fn metadata(p: &Pharos) -> Value {
     let v = get_json(&p.q("/api/v1/metadata")).await;
     assert_eq!(v["status"], "success", "{v}");
     v["data"].clone()
-}
-
-async fn force_flush(p: &Pharos) -> String {
-    let resp = reqwest::Client::new()
-        .post(p.q("/internal/force_flush"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.text().await.unwrap()
 }
 
 fn segments(data: &Path) -> BTreeSet<String> {
@@ -170,9 +139,9 @@ async fn metadata_survives_sigkill_and_flushes() {
             ),
         ],
     };
-    remote_write(&p, &from_prometheus).await;
+    remote_write_ok(&p, &from_prometheus).await;
     // A second help text for `up`: both are listed, first seen first.
-    remote_write(
+    remote_write_ok(
         &p,
         &WriteRequest {
             timeseries: vec![],
@@ -216,7 +185,7 @@ async fn metadata_survives_sigkill_and_flushes() {
 
     // Again, so that the segment holding the first checkpoint goes too; then a graceful
     // restart, which flushes once more on the way down.
-    remote_write(
+    remote_write_ok(
         &p,
         &WriteRequest {
             timeseries: vec![],

@@ -9,115 +9,11 @@
 
 mod common;
 
+use common::prometheus::Prometheus;
 use common::{Pharos, tempdir};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A running `prometheus`, killed when dropped.
-struct Prometheus {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    /// Starts Prometheus scraping itself every second and remote-writing samples and
-    /// metadata to `pharos`, installing Debian's `prometheus` package first if missing.
-    async fn start(pharos: &Pharos) -> Prometheus {
-        let bin = "prometheus";
-        let have = || Command::new(bin).arg("--version").output().is_ok();
-        if !have() {
-            let apt = |args: &[&str]| {
-                Command::new("apt-get")
-                    .args(["-o", "DPkg::Lock::Timeout=300"])
-                    .args(args)
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .status()
-                    .is_ok_and(|s| s.success())
-            };
-            assert!(
-                apt(&["update"]) && apt(&["install", "-y", "prometheus"]) && have(),
-                "this test needs Debian's `prometheus` package: `apt-get install -y prometheus` \
-                 failed; install it and rerun"
-            );
-        }
-        let dir = tempdir();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"global:
-  scrape_interval: 1s
-scrape_configs:
-  - job_name: self
-    static_configs:
-      - targets: ["{addr}"]
-remote_write:
-  - url: {url}
-    queue_config:
-      batch_send_deadline: 1s
-      min_backoff: 100ms
-      max_backoff: 1s
-    metadata_config:
-      send: true
-      send_interval: 1s
-"#,
-                url = pharos.h("/api/v1/write")
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new(bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting prometheus");
-        let prom = Prometheus {
-            child,
-            url: format!("http://{addr}"),
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = reqwest::get(format!("{}/-/ready", prom.url)).await;
-            if ready.is_ok_and(|r| r.status() == 200) {
-                return prom;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus did not get ready: {}",
-                prom.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
-    }
-}
 
 /// GETs `url`, returning the status and the JSON body.
 async fn get(url: &str) -> (u16, Value) {
@@ -152,7 +48,12 @@ fn families(v: &Value) -> BTreeMap<String, BTreeSet<String>> {
 async fn prometheus_and_pharos_serve_the_same_metadata() {
     let dir = tempdir();
     let pharos = Pharos::start(dir.path());
-    let prom = Prometheus::start(&pharos).await;
+    // Metadata every second (every minute by default).
+    let prom = Prometheus::start(
+        &pharos,
+        "    metadata_config:\n      send: true\n      send_interval: 1s\n",
+    )
+    .await;
     let pharos_url = format!("http://{}", pharos.query);
 
     // Prometheus' own metadata grows while its first scrapes come in; wait until both

@@ -5,13 +5,12 @@
 
 mod common;
 
+use common::prometheus::Prometheus;
 use common::{Pharos, get_json_q, tempdir};
 use pharos_metrics::remote_write::encode;
 use pharos_metrics::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
 use serde_json::{Value, json};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// 2023-11-14T22:13:20Z, in milliseconds.
@@ -406,110 +405,6 @@ fn snappy_framed(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A running `prometheus`, killed when dropped.
-struct Prometheus {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Prometheus {
-    /// Starts Prometheus scraping itself every second and remote-writing to `pharos`,
-    /// installing Debian's `prometheus` package first if it is missing.
-    async fn start(pharos: &Pharos) -> Prometheus {
-        let bin = "prometheus";
-        let have = || Command::new(bin).arg("--version").output().is_ok();
-        if !have() {
-            let apt = |args: &[&str]| {
-                Command::new("apt-get")
-                    .args(["-o", "DPkg::Lock::Timeout=300"])
-                    .args(args)
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .status()
-                    .is_ok_and(|s| s.success())
-            };
-            assert!(
-                apt(&["update"]) && apt(&["install", "-y", "prometheus"]) && have(),
-                "this test needs Debian's `prometheus` package: `apt-get install -y prometheus` \
-                 failed; install it and rerun"
-            );
-        }
-        let dir = tempdir();
-        let addr = format!("127.0.0.1:{}", free_port());
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: self
-    static_configs:
-      - targets: ["{addr}"]
-remote_write:
-  - url: {url}
-    queue_config:
-      batch_send_deadline: 1s
-      min_backoff: 100ms
-      max_backoff: 1s
-"#,
-                url = pharos.h("/api/v1/write")
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new(bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting prometheus");
-        let prom = Prometheus {
-            child,
-            url: format!("http://{addr}"),
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = reqwest::get(format!("{}/-/ready", prom.url)).await;
-            if ready.is_ok_and(|r| r.status() == 200) {
-                return prom;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus did not get ready: {}",
-                prom.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
-    }
-}
-
 /// Returns the timestamps (seconds) of the samples `selector` has in the last `window` at
 /// `time_s` on a Prometheus-compatible API, per series, oldest first.
 async fn sample_times(base: &str, selector: &str, window: &str, time_s: f64) -> Vec<Vec<f64>> {
@@ -547,7 +442,7 @@ fn now_s() -> f64 {
 async fn real_prometheus_writes_what_it_stores() {
     let dir = tempdir();
     let pharos = Pharos::start(dir.path());
-    let prom = Prometheus::start(&pharos).await;
+    let prom = Prometheus::start(&pharos, "").await;
     let pharos_url = format!("http://{}", pharos.query);
     // Series that change every scrape, and ones that do not.
     let compared = [

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod prometheus;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -195,4 +197,47 @@ pub async fn get_json_q(url: &str, params: &[(&str, &str)]) -> serde_json::Value
 /// A fresh temporary directory kept alive by the returned guard.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
+}
+
+/// Sends a Prometheus remote_write 1.0 request and asserts it was accepted (204).
+pub async fn remote_write_ok(p: &Pharos, req: &pharos_metrics::remote_write::proto::WriteRequest) {
+    let resp = reqwest::Client::new()
+        .post(p.h("/api/v1/write"))
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(pharos_metrics::remote_write::encode(req))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204, "{}", resp.text().await.unwrap());
+}
+
+/// Sends an OTLP/HTTP protobuf metrics request and asserts it was accepted (200).
+pub async fn otlp_metrics_ok(
+    p: &Pharos,
+    req: &opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+) {
+    use prost::Message;
+    let resp = reqwest::Client::new()
+        .post(p.h("/v1/metrics"))
+        .header("Content-Type", "application/x-protobuf")
+        .body(req.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+}
+
+/// Asks Pharos to write its metrics head to blocks now; returns what it answered.
+pub async fn force_flush(p: &Pharos) -> String {
+    let resp = reqwest::Client::new()
+        .post(p.q("/internal/force_flush"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let said = resp.text().await.unwrap();
+    assert!(said.starts_with("flushed "), "{said}");
+    said
 }
