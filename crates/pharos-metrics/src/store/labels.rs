@@ -95,14 +95,21 @@ impl Labels {
 /// Returns the fingerprint [`Labels::fingerprint`] gives the set of these pairs, which
 /// must already be sorted by unique name without empty values.
 pub(crate) fn fingerprint_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for (k, v) in pairs {
-        h.update(k.as_bytes());
-        h.update(&[0xff]);
-        h.update(v.as_bytes());
-        h.update(&[0xff]);
+    // One-shot XXH3 over the pairs laid out in a reused buffer: much cheaper than feeding
+    // a streaming hasher four short pieces a label. Fingerprints live in memory only.
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    h.digest()
+    BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        for (k, v) in pairs {
+            buf.extend_from_slice(k.as_bytes());
+            buf.push(0xff);
+            buf.extend_from_slice(v.as_bytes());
+            buf.push(0xff);
+        }
+        xxhash_rust::xxh3::xxh3_64(buf)
+    })
 }
 
 impl fmt::Display for Labels {

@@ -334,6 +334,13 @@ impl Refusals {
     }
 }
 
+/// A series of a remote_write request: one the head has, or a new one by its labels.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum SeriesKey {
+    Head(SeriesId),
+    New(Labels),
+}
+
 /// Checks remote_write series against the rules in the module documentation, in place:
 /// refused samples and exemplars and emptied series are removed, labels are sorted and
 /// freed of empty values, histograms dropped.
@@ -341,7 +348,7 @@ fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64)
     let mut refusals = Refusals::default();
     // The newest (timestamp, value bits) of each series seen so far: in the head, then
     // as this request advances it.
-    let mut newest: HashMap<Labels, Option<(i64, u64)>, rustc_hash::FxBuildHasher> =
+    let mut newest: HashMap<SeriesKey, Option<(i64, u64)>, rustc_hash::FxBuildHasher> =
         HashMap::default();
     // New series this request creates, by metric name, for the per-metric limit.
     let mut new_series: HashMap<String, usize> = HashMap::new();
@@ -363,14 +370,23 @@ fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64)
             // Exemplars alone: no series to create, no sample to check.
             continue;
         }
-        let labels = Labels::from_pairs(
+        // An existing series is found without building its label set (the common case);
+        // only a new one gets one, to be counted and remembered by labels.
+        let existing = head.get_by_pairs(
             ts.labels
                 .iter()
                 .map(|l| (l.name.as_str(), l.value.as_str())),
         );
-        if !newest.contains_key(&labels) {
-            let existing = find_series(head, &labels);
-            if existing.is_none() {
+        let key = match existing {
+            Some(id) => SeriesKey::Head(id),
+            None => SeriesKey::New(Labels::from_pairs(
+                ts.labels
+                    .iter()
+                    .map(|l| (l.name.as_str(), l.value.as_str())),
+            )),
+        };
+        if !newest.contains_key(&key) {
+            if let SeriesKey::New(labels) = &key {
                 // A new series: within the per-metric limit, counting the request's own.
                 let name = labels.get(METRIC_NAME).unwrap_or("").to_string();
                 let pending = new_series.entry(name).or_insert(0);
@@ -387,9 +403,9 @@ fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64)
             let last = existing
                 .and_then(|id| head.series[id as usize].last)
                 .map(|(t, v)| (t, v.to_bits()));
-            newest.insert(labels.clone(), last);
+            newest.insert(key.clone(), last);
         }
-        let last = newest.get_mut(&labels).expect("BUG: inserted just above");
+        let last = newest.get_mut(&key).expect("BUG: inserted just above");
         let TimeSeries {
             labels, samples, ..
         } = ts;
