@@ -61,6 +61,9 @@ pub struct Listing {
 pub struct BlockStore {
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
+    /// The directory behind the store when it is the local file system, for
+    /// [`BlockStore::get_mapped`].
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for BlockStore {
@@ -78,6 +81,7 @@ impl BlockStore {
         BlockStore {
             store,
             prefix: ObjectPath::from(prefix),
+            local_root: None,
         }
     }
 
@@ -102,7 +106,9 @@ impl BlockStore {
                 path: dir.display().to_string(),
                 source,
             })?;
-        Ok(BlockStore::new(Arc::new(fs), ""))
+        let mut store = BlockStore::new(Arc::new(fs), "");
+        store.local_root = Some(dir.to_path_buf());
+        Ok(store)
     }
 
     fn path(&self, block: &str, file: &str) -> Result<ObjectPath, BlockStoreError> {
@@ -152,6 +158,39 @@ impl BlockStore {
             .bytes()
             .await
             .map_err(err)
+    }
+
+    /// Reads one file of a block whole, memory-mapped when the store is a local directory:
+    /// the bytes then live in the page cache (read on first touch, evictable) rather than
+    /// on the heap. Other stores read it as [`BlockStore::get`] does. Block files are
+    /// never modified once complete, which is what makes mapping them safe.
+    ///
+    /// # Errors
+    ///
+    /// When the file is missing or cannot be read or mapped.
+    pub async fn get_mapped(&self, block: &str, file: &str) -> Result<Bytes, BlockStoreError> {
+        let Some(root) = &self.local_root else {
+            return self.get(block, file).await;
+        };
+        let path = self.path(block, file)?;
+        let fs_path = root.join(path.as_ref());
+        let err = |e: std::io::Error| BlockStoreError::ObjectStore {
+            op: "map",
+            path: path.to_string(),
+            source: object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            },
+        };
+        let file = std::fs::File::open(&fs_path).map_err(err)?;
+        if file.metadata().map_err(err)?.len() == 0 {
+            return Ok(Bytes::new());
+        }
+        // SAFETY: block files are written once (the local store writes a temporary file and
+        // renames it into place, so a rewrite would be a new inode) and never truncated or
+        // written again; deleting one unlinks it, which leaves existing mappings valid.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(err)?;
+        Ok(Bytes::from_owner(map))
     }
 
     /// Lists the blocks, complete and incomplete.
@@ -294,6 +333,8 @@ mod tests {
         assert_eq!(listing.complete, vec!["B1"]);
         assert_eq!(listing.incomplete, vec!["B2"]);
         assert_eq!(&store.get("B1", "chunks").await.unwrap()[..], b"c");
+        assert_eq!(&store.get_mapped("B1", "chunks").await.unwrap()[..], b"c");
+        assert!(store.get_mapped("B1", "index").await.is_err());
         assert!(store.get("B1", "index").await.is_err());
 
         store.delete("B1").await.unwrap();

@@ -414,7 +414,8 @@ impl MetricsStore {
 async fn load(store: &BlockStore, id: &str) -> Result<Block, EngineError> {
     let meta = store.get(id, META_FILE).await?;
     let index = store.get(id, INDEX_FILE).await?;
-    let chunks = store.get(id, CHUNKS_FILE).await?;
+    // The chunks file is the bulk of a block: mapped, it stays in the page cache.
+    let chunks = store.get_mapped(id, CHUNKS_FILE).await?;
     let block = Block::decode(&meta, &index, chunks)?;
     if block.meta().ulid != id {
         return Err(BlockError::Meta(format!(
@@ -426,7 +427,8 @@ async fn load(store: &BlockStore, id: &str) -> Result<Block, EngineError> {
     Ok(block)
 }
 
-/// Writes a block's files (meta last) and loads it back from the bytes written.
+/// Writes a block's files (meta last) and loads it back: from the bytes written, but with
+/// the chunks file read back mapped where the store allows, so it leaves the heap.
 async fn write_block(store: &BlockStore, enc: EncodedBlock) -> Result<Block, EngineError> {
     let meta = Bytes::from(enc.meta_json());
     let id = enc.meta.ulid.clone();
@@ -435,7 +437,8 @@ async fn write_block(store: &BlockStore, enc: EncodedBlock) -> Result<Block, Eng
     store.put(&id, CHUNKS_FILE, chunks.clone()).await?;
     store.put(&id, INDEX_FILE, index.clone()).await?;
     store.put(&id, META_FILE, meta.clone()).await?;
-    Ok(Block::decode(&meta, &index, chunks)?)
+    let mapped = store.get_mapped(&id, CHUNKS_FILE).await?;
+    Ok(Block::decode(&meta, &index, mapped)?)
 }
 
 /// Cuts a frozen part at multiples of `d` and encodes one level-1 block per window.
