@@ -13,7 +13,7 @@
 //!   blocks (out-of-order data, a flush split across windows, a replay after a crash)
 //!   become one again; for a timestamp present twice, the older block's sample wins.
 //! - **Retention**: blocks whose newest sample is older than the retention time before the
-//!   newest sample of the store are deleted, then the oldest blocks while all blocks take
+//!   newest sample of the store (or the wall clock, if that is earlier) are deleted, then the oldest blocks while all blocks take
 //!   more bytes than the size limit.
 //!
 //! A crash at any point leaves either incomplete blocks (no `meta.json`: deleted on open),
@@ -361,7 +361,12 @@ impl MetricsStore {
             report.compacted += group.len();
             report.created += 1;
         }
-        for b in self.expired(&engine.opts, newest) {
+        // Retention counts back from the newest sample, as Prometheus does, but never from
+        // beyond the wall clock: one sample stamped years ahead must not expire everything.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(i64::MAX, |d| d.as_millis() as i64);
+        for b in self.expired(&engine.opts, newest.min(now_ms)) {
             self.blocks.write().retain(|x| !Arc::ptr_eq(x, &b));
             engine.store.delete(&b.meta().ulid).await?;
             tracing::info!(block = %b.meta().ulid, min_time = b.meta().min_time, max_time = b.meta().max_time, "metrics block dropped by retention");

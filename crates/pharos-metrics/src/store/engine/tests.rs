@@ -249,3 +249,28 @@ async fn decoded_chunks_are_kept_within_the_budget_and_given_back() {
     s.maintain().await.unwrap();
     assert_eq!(s.decoded_cache_bytes(), 0);
 }
+
+#[tokio::test]
+async fn a_sample_from_the_future_does_not_expire_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.retention_ms = 3 * D;
+    let (s, _) = open(tmp.path(), o).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // The last two hours, then a sample stamped a century ahead.
+    let from = (now - 2 * D).div_euclid(15_000) * 15_000;
+    fill(&s, from, now - 60_000);
+    assert!(s.append_sample(l("z", "1"), now + 100 * 365 * 24 * 3600 * 1000, 1.0));
+    s.freeze();
+    s.flush_frozen().await.unwrap();
+    let blocks = s.block_stats().0;
+    let report = s.maintain().await.unwrap();
+    assert_eq!(
+        report.dropped, 0,
+        "recent blocks stay: retention counts from now"
+    );
+    assert_eq!(s.block_stats().0, blocks);
+}
