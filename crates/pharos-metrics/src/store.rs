@@ -81,6 +81,12 @@ pub trait Querier: Send + Sync {
         Vec::new()
     }
 
+    /// Returns the head's series, sorted, and the time range of the samples it holds (what
+    /// `status/tsdb` reports, as Prometheus reports its head); by default every series.
+    fn head_stats(&self) -> (Vec<Labels>, Option<(i64, i64)>) {
+        (self.series(&[], i64::MIN, i64::MAX), None)
+    }
+
     /// Returns the exemplars in `[mint, maxt]` of the series any matcher set accepts,
     /// sorted by series labels ([`exemplars`]); none for no matcher sets, and none by default.
     fn exemplars(
@@ -385,6 +391,13 @@ impl SeriesRef<'_> {
 }
 
 impl Querier for MetricsStore {
+    fn head_stats(&self) -> (Vec<Labels>, Option<(i64, i64)>) {
+        let head = self.head.read();
+        let mut series: Vec<Labels> = head.series.iter().map(|s| s.labels.clone()).collect();
+        series.sort();
+        (series, head.min_t.zip(head.max_t))
+    }
+
     fn metric_metadata(&self, metric: Option<&str>) -> Vec<metadata::Family> {
         self.metadata.families(metric)
     }

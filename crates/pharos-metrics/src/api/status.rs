@@ -8,7 +8,6 @@ use super::json;
 use super::params::Form;
 use super::{ApiError, Shared};
 use crate::scrape::TargetsSnapshot;
-use crate::store::{Labels, MatchKind, Matcher};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -167,11 +166,7 @@ pub fn tsdb(q: &Shared, form: &Form) -> Result<String, ApiError> {
                 ApiError::bad_data(format!("limit must be a positive number: {s:?}"))
             })?,
         };
-    let all = Matcher {
-        name: crate::store::METRIC_NAME.into(),
-        kind: MatchKind::NotEqual(String::new()),
-    };
-    let series: Vec<Labels> = q.series(&[vec![all]], i64::MIN, i64::MAX);
+    let (series, range) = q.head_stats();
     let mut by_metric: BTreeMap<&str, u64> = BTreeMap::new();
     let mut values_by_name: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
     let mut bytes_by_name: BTreeMap<&str, u64> = BTreeMap::new();
@@ -192,7 +187,11 @@ pub fn tsdb(q: &Shared, form: &Form) -> Result<String, ApiError> {
         "{{\"headStats\":{{\"numSeries\":{},\"numLabelPairs\":{pairs},",
         series.len()
     );
-    out.push_str("\"chunkCount\":0,\"minTime\":0,\"maxTime\":0}");
+    // Prometheus' empty head reports the extremes of int64 swapped; so does Pharos'.
+    let (min, max) = range.unwrap_or((i64::MAX, i64::MIN));
+    out.push_str(&format!(
+        "\"chunkCount\":0,\"minTime\":{min},\"maxTime\":{max}}}"
+    ));
     let top = |out: &mut String, key: &str, items: Vec<(String, u64)>| {
         let mut items = items;
         items.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -255,7 +254,7 @@ mod tests {
     #[test]
     fn targets_are_shaped_like_prometheus() {
         use crate::scrape::{DroppedTarget, Health, TargetStatus};
-        let l = |pairs: &[(&str, &str)]| Labels::from_pairs(pairs.iter().copied());
+        let l = |pairs: &[(&str, &str)]| crate::store::Labels::from_pairs(pairs.iter().copied());
         let snapshot = TargetsSnapshot {
             active: vec![TargetStatus {
                 discovered_labels: l(&[("__address__", "h:9100"), ("job", "node")]),

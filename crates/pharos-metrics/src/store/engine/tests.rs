@@ -274,3 +274,28 @@ async fn a_sample_from_the_future_does_not_expire_everything() {
     );
     assert_eq!(s.block_stats().0, blocks);
 }
+
+#[tokio::test]
+async fn head_stats_describe_the_head_not_the_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (s, _) = open(tmp.path(), opts()).await;
+    fill(&s, 0, 10 * MIN);
+    let (series, range) = s.head_stats();
+    assert_eq!((series.len(), range), (3, Some((0, 10 * MIN - 15_000))));
+    s.freeze();
+    s.flush_frozen().await.unwrap();
+    assert_eq!(
+        s.head_stats(),
+        (series.clone(), None),
+        "series stay, samples left"
+    );
+    assert!(s.append_sample(l("new", "1"), 10 * MIN, 1.0));
+    s.freeze();
+    // Only the series with samples since the last freeze are left.
+    assert_eq!(s.head_stats().0, vec![l("new", "1")]);
+    assert_eq!(
+        s.series(&[], i64::MIN, i64::MAX).len(),
+        4,
+        "blocks keep the rest"
+    );
+}
