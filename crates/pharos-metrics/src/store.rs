@@ -433,11 +433,32 @@ impl Querier for MetricsStore {
         }
         // Oldest source first: blocks by ULID, frozen parts, then the head.
         let mut acc: BTreeMap<Labels, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
-        for block in &older.blocks {
-            for ord in block.matching(matchers, mint, maxt) {
-                let samples = block.samples(ord, mint, maxt);
-                acc.entry(block.labels(ord)).or_default().push(samples);
-            }
+        // A block series the head still has shares the head's label set instead of
+        // building its own (most series a query reads are live). The head is only held
+        // for the lookups, not while chunks are decoded.
+        let picked: Vec<(&Block, u32, Option<Labels>)> = {
+            let head = self.head.read();
+            older
+                .blocks
+                .iter()
+                .flat_map(|block| {
+                    block
+                        .matching(matchers, mint, maxt)
+                        .into_iter()
+                        .map(move |ord| (&**block, ord))
+                })
+                .map(|(block, ord)| {
+                    let shared = head
+                        .get_by_pairs(block.label_pairs(ord))
+                        .map(|id| head.series[id as usize].labels.clone());
+                    (block, ord, shared)
+                })
+                .collect()
+        };
+        for (block, ord, shared) in picked {
+            let samples = block.samples(ord, mint, maxt);
+            let labels = shared.unwrap_or_else(|| block.labels(ord));
+            acc.entry(labels).or_default().push(samples);
         }
         for frozen in &older.frozen {
             for (labels, samples) in &frozen.series {

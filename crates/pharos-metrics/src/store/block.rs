@@ -590,6 +590,14 @@ impl Block {
         )
     }
 
+    /// Returns the label pairs of series `ord` as borrowed strings, in order.
+    pub(crate) fn label_pairs(&self, ord: u32) -> impl Iterator<Item = (&str, &str)> + Clone {
+        self.series[ord as usize]
+            .labels
+            .chunks_exact(2)
+            .map(|p| (&*self.symbols[p[0] as usize], &*self.symbols[p[1] as usize]))
+    }
+
     /// Returns the value of label `name` of series `ord`, if it has one.
     pub(crate) fn label_value(&self, ord: u32, name: &str) -> Option<&str> {
         self.series[ord as usize]
