@@ -68,7 +68,7 @@ pub(super) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val,
                     ..e
                 })
                 .collect();
-            groups(&with_value, |l| group_labels(l, Some(label)))
+            groups(&with_value, |l| group_labels(l, Some(label)), false)
                 .into_iter()
                 .map(|(labels, members)| Elem {
                     labels,
@@ -91,7 +91,7 @@ pub(super) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val,
             }
             let k = usize::try_from(k).unwrap_or(usize::MAX);
             let mut out = Vec::new();
-            for (_, members) in groups(&input, |l| group_labels(l, None)) {
+            for (_, members) in groups(&input, |l| group_labels(l, None), true) {
                 let chosen = match op.as_str() {
                     "topk" => top(&members, k, false),
                     "bottomk" => top(&members, k, true),
@@ -115,7 +115,7 @@ pub(super) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val,
         _ => {
             let q = if op == "quantile" { scalar(&op)? } else { 0.0 };
             let mut out = Vec::new();
-            for (labels, members) in groups(&input, |l| group_labels(l, None)) {
+            for (labels, members) in groups(&input, |l| group_labels(l, None), true) {
                 let values: Vec<f64> = members.iter().map(|e| e.value).collect();
                 let value = match op.as_str() {
                     "sum" => kahan_sum(&values),
@@ -141,16 +141,32 @@ pub(super) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val,
     Ok(Val::Vector(out))
 }
 
-/// Splits `input` into groups keyed by `key`, in the order groups are first seen.
-fn groups(input: &[Elem], key: impl Fn(&Labels) -> Labels) -> Vec<(Labels, Vec<&Elem>)> {
+/// Splits `input` into groups keyed by `key`, in the order groups are first seen. With
+/// `interned`, equal keys are one shared label set (as [`Evaluator::derived`] hands them
+/// out), so groups are told apart by address instead of by hashing every label.
+fn groups(
+    input: &[Elem],
+    key: impl Fn(&Labels) -> Labels,
+    interned: bool,
+) -> Vec<(Labels, Vec<&Elem>)> {
+    let mut by_addr: HashMap<usize, usize, rustc_hash::FxBuildHasher> = HashMap::default();
     let mut index: HashMap<Labels, usize, rustc_hash::FxBuildHasher> = HashMap::default();
     let mut out: Vec<(Labels, Vec<&Elem>)> = Vec::new();
     for e in input {
         let k = key(&e.labels);
-        match index.get(&k) {
-            Some(&i) => out[i].1.push(e),
+        let found = if interned {
+            by_addr.get(&k.addr()).copied()
+        } else {
+            index.get(&k).copied()
+        };
+        match found {
+            Some(i) => out[i].1.push(e),
             None => {
-                index.insert(k.clone(), out.len());
+                if interned {
+                    by_addr.insert(k.addr(), out.len());
+                } else {
+                    index.insert(k.clone(), out.len());
+                }
                 out.push((k, vec![e]));
             }
         }

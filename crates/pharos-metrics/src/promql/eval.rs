@@ -335,6 +335,8 @@ pub(super) struct Evaluator<'a> {
     /// (source address, deriving node), with the source kept alive so its address stays
     /// unique: a range query derives them once per series, not once per step.
     derived: RefCell<LabelsMemo>,
+    /// Every label set `derived` handed out, once each.
+    interned: RefCell<std::collections::HashSet<Labels, rustc_hash::FxBuildHasher>>,
     /// In a range query, its first step and the step width; `None` for instant queries.
     grid: Option<(i64, i64)>,
     /// Above zero while a subquery is evaluated (its steps are not the query's).
@@ -395,6 +397,7 @@ impl<'a> Evaluator<'a> {
             muted: Cell::new(0),
             root_subquery: 0,
             derived: RefCell::new(HashMap::default()),
+            interned: RefCell::new(Default::default()),
             grid: None,
             in_subquery: Cell::new(0),
             precomputed: RefCell::new(HashMap::new()),
@@ -600,7 +603,18 @@ impl<'a> Evaluator<'a> {
         if let Some((_, out)) = self.derived.borrow().get(&key) {
             return out.clone();
         }
-        let out = f(l);
+        // Equal results are one shared label set, so callers may compare by address.
+        let made = f(l);
+        let out = {
+            let mut interned = self.interned.borrow_mut();
+            match interned.get(&made) {
+                Some(existing) => existing.clone(),
+                None => {
+                    interned.insert(made.clone());
+                    made
+                }
+            }
+        };
         self.derived
             .borrow_mut()
             .insert(key, (l.clone(), out.clone()));
