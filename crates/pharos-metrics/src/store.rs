@@ -124,6 +124,8 @@ pub struct MetricsStore {
     /// Loaded blocks, sorted by ULID (oldest first).
     blocks: RwLock<Vec<Arc<Block>>>,
     engine: std::sync::OnceLock<engine::Engine>,
+    /// remote_write samples refused by `sanitize`, by kind.
+    refused: record::RefusalCounts,
     appended: AtomicU64,
     out_of_order: AtomicU64,
     duplicates: AtomicU64,
@@ -169,6 +171,12 @@ impl MetricsStore {
             duplicates: self.duplicates.load(Ordering::Relaxed),
             series_limit: self.series_limit.load(Ordering::Relaxed),
         }
+    }
+
+    /// Returns how many remote_write samples were refused since start (and told to the
+    /// client), as `(reason, count)` for every reason.
+    pub fn refused_counts(&self) -> Vec<(&'static str, u64)> {
+        self.refused.snapshot()
     }
 
     /// Returns how many series the head holds.

@@ -11,6 +11,9 @@
 //! | `pharos_wal_bytes_written_total` | `signal` | bytes appended to the write-ahead log |
 //! | `pharos_wal_fsync_duration_seconds` | `signal` | histogram of fsync latency |
 //! | `pharos_head_bytes` | `signal` | estimated memory held by each signal's head |
+//! | `pharos_metrics_samples_appended_total` | | samples appended to the metrics head |
+//! | `pharos_metrics_samples_refused_total` | `reason` | remote_write samples refused, and told to the client (`out_of_order`, `duplicate`, `out_of_bounds`, `series_limit`, `invalid_label_name`, ...) |
+//! | `pharos_metrics_samples_dropped_total` | `reason` | samples dropped when applied to the head after the log (`out_of_order`, `duplicate`, `series_limit`): a race the client was not told of |
 //! | `pharos_blocks` | `signal` | blocks served |
 //! | `pharos_block_bytes` | `signal` | bytes of the blocks served |
 //! | `pharos_block_writes_total` | `signal`, `kind` | blocks written, by `flush` (from the head) or `compaction` |
@@ -24,6 +27,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+/// Labels carrying a reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
 
 /// Labels of `pharos_block_writes_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -76,6 +85,9 @@ pub struct SelfMetrics {
     pub wal_bytes: Family<SignalLabels, Counter>,
     pub wal_fsync: Family<SignalLabels, Histogram, fn() -> Histogram>,
     pub head_bytes: Family<SignalLabels, Gauge>,
+    pub metrics_appended: Counter,
+    pub metrics_refused: Family<ReasonLabels, Counter>,
+    pub metrics_dropped: Family<ReasonLabels, Counter>,
     pub blocks: Family<SignalLabels, Gauge>,
     pub block_bytes: Family<SignalLabels, Gauge>,
     pub block_writes: Family<BlockWriteLabels, Counter>,
@@ -100,6 +112,9 @@ impl SelfMetrics {
         let wal_fsync: Family<SignalLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
         let head_bytes = Family::<SignalLabels, Gauge>::default();
+        let metrics_appended = Counter::default();
+        let metrics_refused = Family::<ReasonLabels, Counter>::default();
+        let metrics_dropped = Family::<ReasonLabels, Counter>::default();
         let blocks = Family::<SignalLabels, Gauge>::default();
         let block_bytes = Family::<SignalLabels, Gauge>::default();
         let block_writes = Family::<BlockWriteLabels, Counter>::default();
@@ -131,6 +146,21 @@ impl SelfMetrics {
             "pharos_head_bytes",
             "Estimated memory held by each signal's in-memory head",
             head_bytes.clone(),
+        );
+        registry.register(
+            "pharos_metrics_samples_appended",
+            "Samples appended to the metrics head",
+            metrics_appended.clone(),
+        );
+        registry.register(
+            "pharos_metrics_samples_refused",
+            "remote_write samples refused and reported to the client, by reason",
+            metrics_refused.clone(),
+        );
+        registry.register(
+            "pharos_metrics_samples_dropped",
+            "Samples dropped when applied to the head after the log, by reason",
+            metrics_dropped.clone(),
         );
         registry.register("pharos_blocks", "Blocks served", blocks.clone());
         registry.register(
@@ -165,6 +195,9 @@ impl SelfMetrics {
             wal_bytes,
             wal_fsync,
             head_bytes,
+            metrics_appended,
+            metrics_refused,
+            metrics_dropped,
             blocks,
             block_bytes,
             block_writes,

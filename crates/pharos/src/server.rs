@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use pharos_model::Signal;
-use pharos_model::telemetry::{HttpLabels, SelfMetrics, SignalLabels};
+use pharos_model::telemetry::{HttpLabels, ReasonLabels, SelfMetrics, SignalLabels};
 use pharos_otlp::Limits;
 use pharos_pipeline::config::{Config, FsyncMode};
 use pharos_storage::{FsyncPolicy, WalOptions};
@@ -254,6 +254,7 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
             ingest: ingest.clone(),
             shutting_down: shutting_down.clone(),
             flusher: flusher.clone(),
+            metrics_store: metrics_store.clone(),
         });
     let query_app = own
         .merge(match scrapers.first() {
@@ -403,6 +404,16 @@ struct Own {
     ingest: Arc<Ingest>,
     shutting_down: Arc<AtomicBool>,
     flusher: Arc<crate::blocks::Flusher>,
+    metrics_store: Arc<pharos_metrics::MetricsStore>,
+}
+
+/// Brings a counter up to `total`, a count the store keeps since start (only this
+/// function increments these counters).
+fn sync_counter(c: &prometheus_client::metrics::counter::Counter, total: u64) {
+    let have = c.get();
+    if total > have {
+        c.inc_by(total - have);
+    }
 }
 
 /// `/internal/force_flush` (VictoriaMetrics' name): writes the metrics head to blocks now,
@@ -423,6 +434,25 @@ async fn force_flush(State(own): State<Own>) -> Response {
 }
 
 async fn metrics_handler(State(own): State<Own>) -> Response {
+    let store = &own.metrics_store;
+    let stats = store.stats();
+    sync_counter(&own.metrics.metrics_appended, stats.appended);
+    for (reason, n) in store.refused_counts() {
+        let c = own.metrics.metrics_refused.get_or_create(&ReasonLabels {
+            reason: reason.into(),
+        });
+        sync_counter(&c, n);
+    }
+    for (reason, n) in [
+        ("out_of_order", stats.out_of_order),
+        ("duplicate", stats.duplicates),
+        ("series_limit", stats.series_limit),
+    ] {
+        let c = own.metrics.metrics_dropped.get_or_create(&ReasonLabels {
+            reason: reason.into(),
+        });
+        sync_counter(&c, n);
+    }
     for (signal, bytes) in [
         (Signal::Traces, own.ingest.traces.store.approx_bytes()),
         (Signal::Metrics, own.ingest.metrics.store.approx_bytes()),

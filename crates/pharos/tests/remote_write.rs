@@ -183,6 +183,21 @@ async fn written_samples_read_back_exactly() {
     ] {
         assert!(body.contains(reason), "{reason} in {body}");
     }
+    // Each refusal is counted by reason in Pharos' own metrics.
+    let own = reqwest::get(p.q("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "pharos_metrics_samples_refused_total{reason=\"out_of_order\"} 1",
+        "pharos_metrics_samples_refused_total{reason=\"invalid_label_name\"} 1",
+        "pharos_metrics_samples_refused_total{reason=\"no_metric_name\"} 1",
+        "pharos_metrics_samples_refused_total{reason=\"duplicate\"} 0",
+    ] {
+        assert!(own.contains(line), "{line} in\n{own}");
+    }
     assert_eq!(
         query(&p, "rw_temp{room=\"a\"}", "1700000050").await["result"][0]["value"],
         json!([1700000050, "22"])

@@ -178,6 +178,7 @@ impl Store<MetricsRecord> for MetricsStore {
                 &head,
                 &mut rec.remote_write,
                 now_ms(),
+                &self.refused,
             ));
         }
         sanitize_metadata(&self.metadata, &mut rec.metadata);
@@ -293,6 +294,55 @@ enum Refusal {
     SeriesLimit,
 }
 
+impl Refusal {
+    /// Every kind, in the order of [`RefusalCounts`].
+    const ALL: [Refusal; 8] = [
+        Refusal::NoMetricName,
+        Refusal::InvalidLabelName,
+        Refusal::DuplicateLabelName,
+        Refusal::OutOfOrder,
+        Refusal::Duplicate,
+        Refusal::OutOfBounds,
+        Refusal::NativeHistogram,
+        Refusal::SeriesLimit,
+    ];
+
+    /// The `reason` label of `pharos_metrics_samples_refused_total`.
+    fn code(self) -> &'static str {
+        match self {
+            Refusal::NoMetricName => "no_metric_name",
+            Refusal::InvalidLabelName => "invalid_label_name",
+            Refusal::DuplicateLabelName => "duplicate_label_name",
+            Refusal::OutOfOrder => "out_of_order",
+            Refusal::Duplicate => "duplicate",
+            Refusal::OutOfBounds => "out_of_bounds",
+            Refusal::NativeHistogram => "native_histogram",
+            Refusal::SeriesLimit => "series_limit",
+        }
+    }
+
+    fn index(self) -> usize {
+        Refusal::ALL
+            .iter()
+            .position(|r| *r == self)
+            .expect("BUG: every kind is listed")
+    }
+}
+
+/// How many remote_write samples were refused since start, by kind.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalCounts([std::sync::atomic::AtomicU64; 8]);
+
+impl RefusalCounts {
+    /// Returns `(reason, count)` for every kind.
+    pub(crate) fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        Refusal::ALL
+            .iter()
+            .map(|r| (r.code(), self.0[r.index()].load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -325,9 +375,10 @@ impl Refusals {
         }
     }
 
-    fn into_rejected(self) -> Rejected {
+    fn into_rejected(self, counts: &RefusalCounts) -> Rejected {
         let mut rejected = Rejected::default();
         for (why, n, example) in self.0 {
+            counts.0[why.index()].fetch_add(n, Ordering::Relaxed);
             rejected.add(n, &format!("{why} ({n} samples, first: {example})"));
         }
         rejected
@@ -344,7 +395,12 @@ enum SeriesKey {
 /// Checks remote_write series against the rules in the module documentation, in place:
 /// refused samples and exemplars and emptied series are removed, labels are sorted and
 /// freed of empty values, histograms dropped.
-fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64) -> Rejected {
+fn sanitize_remote_write(
+    head: &Head,
+    series: &mut Vec<TimeSeries>,
+    now_ms: i64,
+    counts: &RefusalCounts,
+) -> Rejected {
     let mut refusals = Refusals::default();
     // The newest (timestamp, value bits) of each series seen so far: in the head, then
     // as this request advances it.
@@ -436,7 +492,7 @@ fn sanitize_remote_write(head: &Head, series: &mut Vec<TimeSeries>, now_ms: i64)
         });
     }
     series.retain(|ts| !ts.samples.is_empty() || !ts.exemplars.is_empty());
-    refusals.into_rejected()
+    refusals.into_rejected(counts)
 }
 
 /// Drops the empty label values of a series' exemplars, then the exemplars whose labels are
@@ -676,8 +732,17 @@ mod tests {
             )
         }]);
         let head = store.head.read();
-        let rejected = sanitize_remote_write(&head, &mut rec.remote_write, T);
+        let rejected = sanitize_remote_write(&head, &mut rec.remote_write, T, &store.refused);
         assert_eq!(rejected.count, 3);
+        let counts: std::collections::HashMap<_, _> = store.refused_counts().into_iter().collect();
+        assert_eq!(
+            (
+                counts["native_histogram"],
+                counts["out_of_bounds"],
+                counts["out_of_order"]
+            ),
+            (2, 1, 0)
+        );
         assert_eq!(
             rejected.message,
             "native histograms are not supported yet (2 samples, first: {__name__=\"h\"}); \
