@@ -122,12 +122,16 @@ impl IntoResponse for ApiError {
         body.push_str("\",\"error\":");
         json::string(&mut body, &self.message);
         body.push('}');
-        (
+        let mut response = (
             self.kind.status(),
             [(header::CONTENT_TYPE, "application/json")],
             body,
         )
-            .into_response()
+            .into_response();
+        // Left for a layer above (the binary's request metrics) to count errors by type
+        // without reading bodies.
+        response.extensions_mut().insert(self.kind);
+        response
     }
 }
 

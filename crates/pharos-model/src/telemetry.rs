@@ -14,6 +14,7 @@
 //! | `pharos_metrics_samples_appended_total` | | samples appended to the metrics head |
 //! | `pharos_metrics_samples_refused_total` | `reason` | remote_write samples refused, and told to the client (`out_of_order`, `duplicate`, `out_of_bounds`, `series_limit`, `invalid_label_name`, ...) |
 //! | `pharos_metrics_samples_dropped_total` | `reason` | samples dropped when applied to the head after the log (`out_of_order`, `duplicate`, `series_limit`): a race the client was not told of |
+//! | `pharos_query_errors_total` | `route`, `error_type` | Prometheus API errors by `errorType` (`bad_data`, `execution`, `timeout`, ...) |
 //! | `pharos_blocks` | `signal` | blocks served |
 //! | `pharos_block_bytes` | `signal` | bytes of the blocks served |
 //! | `pharos_block_writes_total` | `signal`, `kind` | blocks written, by `flush` (from the head) or `compaction` |
@@ -27,6 +28,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+/// Labels of `pharos_query_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryErrorLabels {
+    pub route: String,
+    pub error_type: String,
+}
 
 /// Labels carrying a reason.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -88,6 +96,7 @@ pub struct SelfMetrics {
     pub metrics_appended: Counter,
     pub metrics_refused: Family<ReasonLabels, Counter>,
     pub metrics_dropped: Family<ReasonLabels, Counter>,
+    pub query_errors: Family<QueryErrorLabels, Counter>,
     pub blocks: Family<SignalLabels, Gauge>,
     pub block_bytes: Family<SignalLabels, Gauge>,
     pub block_writes: Family<BlockWriteLabels, Counter>,
@@ -115,6 +124,7 @@ impl SelfMetrics {
         let metrics_appended = Counter::default();
         let metrics_refused = Family::<ReasonLabels, Counter>::default();
         let metrics_dropped = Family::<ReasonLabels, Counter>::default();
+        let query_errors = Family::<QueryErrorLabels, Counter>::default();
         let blocks = Family::<SignalLabels, Gauge>::default();
         let block_bytes = Family::<SignalLabels, Gauge>::default();
         let block_writes = Family::<BlockWriteLabels, Counter>::default();
@@ -162,6 +172,11 @@ impl SelfMetrics {
             "Samples dropped when applied to the head after the log, by reason",
             metrics_dropped.clone(),
         );
+        registry.register(
+            "pharos_query_errors",
+            "Query API errors by route and errorType",
+            query_errors.clone(),
+        );
         registry.register("pharos_blocks", "Blocks served", blocks.clone());
         registry.register(
             "pharos_block_bytes",
@@ -198,6 +213,7 @@ impl SelfMetrics {
             metrics_appended,
             metrics_refused,
             metrics_dropped,
+            query_errors,
             blocks,
             block_bytes,
             block_writes,

@@ -10,7 +10,9 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use pharos_model::Signal;
-use pharos_model::telemetry::{HttpLabels, ReasonLabels, SelfMetrics, SignalLabels};
+use pharos_model::telemetry::{
+    HttpLabels, QueryErrorLabels, ReasonLabels, SelfMetrics, SignalLabels,
+};
 use pharos_otlp::Limits;
 use pharos_pipeline::config::{Config, FsyncMode};
 use pharos_storage::{FsyncPolicy, WalOptions};
@@ -504,6 +506,15 @@ fn with_http_metrics(app: Router, port: &'static str, metrics: &Arc<SelfMetrics>
                     .unwrap_or_else(|| "unmatched".into());
                 let start = Instant::now();
                 let resp = next.run(req).await;
+                if let Some(t) = resp.extensions().get::<pharos_metrics::api::ErrorType>() {
+                    metrics
+                        .query_errors
+                        .get_or_create(&QueryErrorLabels {
+                            route: route.clone(),
+                            error_type: t.as_str().into(),
+                        })
+                        .inc();
+                }
                 metrics
                     .http_duration
                     .get_or_create(&HttpLabels {

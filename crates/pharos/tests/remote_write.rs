@@ -190,7 +190,45 @@ async fn written_samples_read_back_exactly() {
         .text()
         .await
         .unwrap();
+    // A query that does not parse, and one that fails while evaluating.
+    for (q, status) in [
+        ("sum(", 400),
+        (
+            "label_replace(rw_temp, \"dst\", \"x\", \"room\", \"(.*\")",
+            422,
+        ),
+    ] {
+        let resp = reqwest::Client::new()
+            .get(p.q("/api/v1/query"))
+            .query(&[("query", q), ("time", "1700000050")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{q}");
+    }
+    let resp = reqwest::Client::new()
+        .get(p.q("/api/v1/query"))
+        .query(&[
+            (
+                "query",
+                "label_replace(rw_temp, \"room\", \"x\", \"\", \"\")",
+            ),
+            // Both rooms are live here, and both become room="x".
+            ("time", "1700000020"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422, "duplicate label sets");
+    let own = reqwest::get(p.q("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for line in [
+        "pharos_query_errors_total{route=\"/api/v1/query\",error_type=\"bad_data\"} 1",
+        "pharos_query_errors_total{route=\"/api/v1/query\",error_type=\"execution\"} 2",
         "pharos_metrics_samples_refused_total{reason=\"out_of_order\"} 1",
         "pharos_metrics_samples_refused_total{reason=\"invalid_label_name\"} 1",
         "pharos_metrics_samples_refused_total{reason=\"no_metric_name\"} 1",
