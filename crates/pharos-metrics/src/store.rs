@@ -444,17 +444,20 @@ impl Querier for MetricsStore {
         // A block series the head still has shares the head's label set instead of
         // building its own (most series a query reads are live). The head is only held
         // for the lookups, not while chunks are decoded.
+        let matched: Vec<(&Block, u32)> = older
+            .blocks
+            .iter()
+            .flat_map(|block| {
+                block
+                    .matching(matchers, mint, maxt)
+                    .into_iter()
+                    .map(move |ord| (&**block, ord))
+            })
+            .collect();
         let picked: Vec<(&Block, u32, Option<Labels>)> = {
             let head = self.head.read();
-            older
-                .blocks
-                .iter()
-                .flat_map(|block| {
-                    block
-                        .matching(matchers, mint, maxt)
-                        .into_iter()
-                        .map(move |ord| (&**block, ord))
-                })
+            matched
+                .into_iter()
                 .map(|(block, ord)| {
                     let shared = head
                         .get_by_pairs(block.label_pairs(ord))

@@ -85,7 +85,9 @@ impl BlockStore {
         }
     }
 
-    /// Returns a store of blocks in the local directory `dir`, created if missing.
+    /// Returns a store of blocks in the local directory `dir`, created if missing. Every
+    /// file put is fsynced with its directory before the put returns, so a block is
+    /// durable once its meta file is written (the metrics log behind it is then deleted).
     ///
     /// # Errors
     ///
@@ -100,7 +102,7 @@ impl BlockStore {
             },
         })?;
         let fs = LocalFileSystem::new_with_prefix(dir)
-            .map(|fs| fs.with_automatic_cleanup(true))
+            .map(|fs| fs.with_automatic_cleanup(true).with_fsync(true))
             .map_err(|source| BlockStoreError::ObjectStore {
                 op: "open",
                 path: dir.display().to_string(),
@@ -284,16 +286,35 @@ impl BlockStore {
 
 /// Returns a new ULID for the current time: 26 Crockford base32 characters that sort by
 /// creation time (to the millisecond).
+///
+/// Ids are monotonic within a process: one made in the same millisecond as the previous,
+/// or after the clock stepped back, is the previous plus one, so "older block" by id is
+/// creation order.
 pub fn new_block_id() -> String {
+    static LAST: std::sync::Mutex<u128> = std::sync::Mutex::new(0);
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    ulid(ms, rand::random::<u128>())
+    let fresh = ulid_value(ms, rand::random::<u128>());
+    let mut last = LAST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let value = if fresh > *last { fresh } else { *last + 1 };
+    *last = value;
+    encode_ulid(value)
 }
 
+fn ulid_value(ms: u64, random: u128) -> u128 {
+    (u128::from(ms & 0xFFFF_FFFF_FFFF) << 80) | (random & ((1u128 << 80) - 1))
+}
+
+#[cfg(test)]
 fn ulid(ms: u64, random: u128) -> String {
+    encode_ulid(ulid_value(ms, random))
+}
+
+fn encode_ulid(value: u128) -> String {
     const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let value: u128 = (u128::from(ms & 0xFFFF_FFFF_FFFF) << 80) | (random & ((1u128 << 80) - 1));
     (0..26)
         .rev()
         .map(|i| ALPHABET[((value >> (i * 5)) & 31) as usize] as char)
@@ -311,6 +332,8 @@ mod tests {
         assert!(ulid(1_469_918_176_385, 0).starts_with("01ARYZ6S41"));
         assert!(ulid(1, u128::MAX) < ulid(2, 0));
         assert_eq!(new_block_id().len(), 26);
+        let ids: Vec<String> = (0..1000).map(|_| new_block_id()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase");
     }
 
     #[tokio::test]

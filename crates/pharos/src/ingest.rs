@@ -236,7 +236,9 @@ impl<R> SignalPath<R> {
             // The sender lives as long as `turn`, which this task holds.
             let _ = rx.wait_for(|t| *t == ticket).await;
             let _advance = TurnGuard(turn);
-            Ok((f(), seq?))
+            // No rotation, no freeze: the caller's contract is about that point of the log.
+            let seq = seq?;
+            Ok((f(), seq))
         })
         .await?
     }

@@ -37,6 +37,9 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
     let data = config.storage.path.clone();
     std::fs::create_dir_all(&data)
         .with_context(|| format!("creating the data directory {}", data.display()))?;
+    // One process per data directory, as Prometheus does: a second one would delete the
+    // first one's blocks in progress and write into its log. Held until `run` returns.
+    let _lock = lock_data_dir(&data)?;
 
     let metrics_store = Arc::new(pharos_metrics::MetricsStore::with_max_series_per_metric(
         usize::try_from(config.limits.max_series_per_metric).unwrap_or(usize::MAX),
@@ -335,6 +338,28 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
     ingest.close().await;
     tracing::info!("write-ahead logs flushed; bye");
     Ok(())
+}
+
+/// Takes an exclusive lock on `<data>/lock`, failing at once if another process holds it.
+fn lock_data_dir(data: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = data.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "the data directory {} is in use by another Pharos (it holds {})",
+            data.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 fn join(addrs: &[SocketAddr]) -> String {

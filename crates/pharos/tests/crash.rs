@@ -283,3 +283,20 @@ async fn sigterm_flushes_and_exits_cleanly() {
     };
     assert_all_present(&p, &acked).await;
 }
+
+/// A second Pharos on the same data directory refuses to start, and the first goes on.
+#[test]
+fn a_second_process_on_the_same_data_directory_is_refused() {
+    let dir = common::tempdir();
+    let mut first = common::Pharos::start(dir.path());
+    let config = dir.path().join("second.yaml");
+    std::fs::write(&config, common::config_yaml(dir.path(), "")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pharos"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is in use by another Pharos"), "{stderr}");
+    assert!(first.alive(), "the first one is unaffected");
+}

@@ -2,7 +2,8 @@
 //! an inverted index, in three files (`meta.json`, `index`, `chunks`).
 //!
 //! [`encode`] turns sorted series into the files; [`Block::decode`] checks and loads them
-//! (every checksum, every reference), after which reads never fail on bad bytes. The byte
+//! (every checksum, every reference). A chunk that fails to decode later (the mapped file
+//! re-read from a damaged disk) is logged and skipped by reads, and fails a compaction. The byte
 //! layout is specified in `docs/format/blocks.md`; keep the two in step.
 
 use std::collections::{BTreeSet, HashMap};
@@ -514,8 +515,15 @@ impl Block {
         if let Some(d) = self.decoded.lock().get(&c.start) {
             return Some(Arc::clone(d));
         }
-        let chunk = Chunk::parse(&self.chunks[c.start..c.end])
-            .expect("BUG: chunk envelopes are checked on load");
+        // Checked on load; the bytes are read again from the mapped file, which the page
+        // cache may have re-read from disk since, so a failure is logged, not trusted away.
+        let chunk = match Chunk::parse(&self.chunks[c.start..c.end]) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                tracing::error!(block = %self.meta.ulid, error = %e, "unparsable chunk");
+                return None;
+            }
+        };
         let mut out = Vec::with_capacity(chunk.len());
         if let Err(e) = chunk.decode_into(&mut out) {
             // The frame's checksum matched, so this is a bug, not damage; keep serving.
@@ -615,6 +623,18 @@ impl Block {
             .map(|p| &*self.symbols[p[0] as usize])
     }
 
+    /// Returns every sample of series `ord`, or the error of a chunk that does not decode
+    /// (compaction must not write a block without it).
+    pub fn all_samples(&self, ord: u32) -> Result<Vec<(i64, f64)>, BlockError> {
+        let mut out = Vec::new();
+        for c in self.series[ord as usize].chunks.iter() {
+            Chunk::parse(&self.chunks[c.start..c.end])
+                .and_then(|chunk| chunk.decode_into(&mut out))
+                .map_err(|e| corrupt("chunks", e.to_string()))?;
+        }
+        Ok(out)
+    }
+
     /// Returns the samples of series `ord` in `[mint, maxt]`, in time order.
     pub fn samples(&self, ord: u32, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
         let mut out = Vec::new();
@@ -654,7 +674,7 @@ fn read_frames(chunks: &[u8]) -> Result<HashMap<u64, (usize, usize)>, BlockError
         let end = usize::try_from(len)
             .ok()
             .and_then(|l| start.checked_add(l))
-            .filter(|&e| e + 4 <= chunks.len())
+            .filter(|&e| e.checked_add(4).is_some_and(|end| end <= chunks.len()))
             .ok_or_else(|| corrupt("chunks", "frame runs past the end"))?;
         let stored = u32::from_be_bytes(chunks[end..end + 4].try_into().expect("4 bytes"));
         if stored != crc32c::crc32c(&chunks[start..end]) {

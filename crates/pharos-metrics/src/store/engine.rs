@@ -96,7 +96,12 @@ pub enum EngineError {
     Task(String),
 }
 
+/// The least time between two flushes caused by the head's span.
+const MIN_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub(crate) struct Engine {
+    /// When the head was last frozen.
+    last_freeze: parking_lot::Mutex<Option<std::time::Instant>>,
     store: BlockStore,
     opts: BlockOptions,
     budget: Arc<super::block::DecodedBudget>,
@@ -217,6 +222,7 @@ impl MetricsStore {
         }
         *self.blocks.write() = kept;
         let _ = self.engine.set(Engine {
+            last_freeze: parking_lot::Mutex::new(None),
             store,
             opts,
             budget,
@@ -236,18 +242,33 @@ impl MetricsStore {
             return false;
         };
         let head = self.head.read();
-        let span = match (head.min_t, head.max_t) {
+        let span = match (head.min_t, head.held_max_t) {
             (Some(lo), Some(hi)) => hi.saturating_sub(lo),
             _ => return false,
         };
-        head.samples >= engine.opts.head_max_samples || span >= engine.opts.block_duration_ms / 2
+        if head.samples >= engine.opts.head_max_samples {
+            return true;
+        }
+        // A span made by a few late samples must not flush every second: at most one
+        // flush by span per minute.
+        let rested = engine
+            .last_freeze
+            .lock()
+            .is_none_or(|at| at.elapsed() >= MIN_FLUSH_INTERVAL);
+        span >= engine.opts.block_duration_ms / 2 && rested
     }
 
     /// Takes every sample out of the head into a frozen part (still read by queries) and
     /// returns how many; see the module docs.
     pub fn freeze(&self) -> u64 {
+        // Idle series stay in the head for two block durations after their newest sample.
+        let horizon = self.engine.get().map(|e| 2 * e.opts.block_duration_ms);
+        if let Some(e) = self.engine.get() {
+            *e.last_freeze.lock() = Some(std::time::Instant::now());
+        }
         let mut head = self.head.write();
-        let series = head.freeze();
+        let keep_idle_after = horizon.and_then(|h| head.max_t.map(|m| m.saturating_sub(h)));
+        let series = head.freeze(keep_idle_after);
         let samples: u64 = series.iter().map(|s| s.1.len() as u64).sum();
         if samples == 0 {
             return 0;
@@ -304,9 +325,9 @@ impl MetricsStore {
             }
             report.blocks += written.len();
             report.samples += part.samples;
-            // Swap under both locks, blocks first as readers take them last.
-            let mut blocks = self.blocks.write();
+            // Swap under both locks, in the order readers take them (frozen, then blocks).
             let mut frozen = self.frozen.write();
+            let mut blocks = self.blocks.write();
             blocks.extend(written);
             blocks.sort_by(|a, b| a.meta().ulid.cmp(&b.meta().ulid));
             frozen.retain(|f| !Arc::ptr_eq(f, &part));
@@ -326,6 +347,13 @@ impl MetricsStore {
         let Some(newest) = newest else {
             return Ok(report);
         };
+        // Windows are over, and blocks expire, counting from the newest sample but never
+        // from past the wall clock: one sample stamped years ahead must not make every
+        // window look finished or every block expired.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(i64::MAX, |d| d.as_millis() as i64);
+        let newest = newest.min(now_ms);
         loop {
             let snapshot = self.blocks.read().clone();
             let Some(group) = plan(&snapshot, &engine.opts, newest) else {
@@ -342,7 +370,7 @@ impl MetricsStore {
                 let group = group.clone();
                 tokio::task::spawn_blocking(move || merge(&group, level, parents))
                     .await
-                    .map_err(|e| EngineError::Task(e.to_string()))?
+                    .map_err(|e| EngineError::Task(e.to_string()))??
             };
             let merged = Arc::new(
                 write_block(&engine.store, enc)
@@ -361,12 +389,7 @@ impl MetricsStore {
             report.compacted += group.len();
             report.created += 1;
         }
-        // Retention counts back from the newest sample, as Prometheus does, but never from
-        // beyond the wall clock: one sample stamped years ahead must not expire everything.
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(i64::MAX, |d| d.as_millis() as i64);
-        for b in self.expired(&engine.opts, newest.min(now_ms)) {
+        for b in self.expired(&engine.opts, newest) {
             self.blocks.write().retain(|x| !Arc::ptr_eq(x, &b));
             engine.store.delete(&b.meta().ulid).await?;
             tracing::info!(block = %b.meta().ulid, min_time = b.meta().min_time, max_time = b.meta().max_time, "metrics block dropped by retention");
@@ -490,8 +513,13 @@ fn plan(blocks: &[Arc<Block>], opts: &BlockOptions, newest: i64) -> Option<Vec<A
     None
 }
 
-/// Merges blocks (given oldest first) into one, series by series.
-fn merge(group: &[Arc<Block>], level: u32, parents: Vec<String>) -> EncodedBlock {
+/// Merges blocks (given oldest first) into one, series by series; fails, writing nothing,
+/// if a chunk does not decode, so no sample is dropped with its parents.
+fn merge(
+    group: &[Arc<Block>],
+    level: u32,
+    parents: Vec<String>,
+) -> Result<EncodedBlock, BlockError> {
     let mut all: Vec<(Labels, usize, u32)> = Vec::new();
     for (i, b) in group.iter().enumerate() {
         for ord in 0..b.series_count() as u32 {
@@ -507,14 +535,14 @@ fn merge(group: &[Arc<Block>], level: u32, parents: Vec<String>) -> EncodedBlock
         let mut parts = Vec::new();
         while j < all.len() && all[j].0 == all[i].0 {
             let (_, b, ord) = &all[j];
-            parts.push(group[*b].samples(*ord, i64::MIN, i64::MAX));
+            parts.push(group[*b].all_samples(*ord)?);
             j += 1;
         }
         let samples = super::merge_samples(parts);
         writer.add(all[i].0.clone(), &samples);
         i = j;
     }
-    writer.finish(new_block_id(), level, parents)
+    Ok(writer.finish(new_block_id(), level, parents))
 }
 
 #[cfg(test)]

@@ -59,6 +59,8 @@ pub(crate) struct Head {
     pub(crate) label_bytes: u64,
     /// The oldest sample held, if any.
     pub(crate) min_t: Option<i64>,
+    /// The newest sample held, if any (`max_t` outlives flushes, this does not).
+    pub(crate) held_max_t: Option<i64>,
     /// The newest sample ever appended (kept across flushes).
     pub(crate) max_t: Option<i64>,
     /// The most series one metric name may have; 0 means no limit.
@@ -181,6 +183,7 @@ impl Head {
         }
         self.samples += 1;
         self.min_t = Some(self.min_t.map_or(t, |m| m.min(t)));
+        self.held_max_t = Some(self.held_max_t.map_or(t, |m| m.max(t)));
         self.max_t = Some(self.max_t.map_or(t, |m| m.max(t)));
         Appended::Ok
     }
@@ -203,7 +206,14 @@ impl Head {
     /// labels. Series without samples since the previous freeze leave the head (inactive
     /// series do not hold memory); the others stay, empty, with their newest timestamp and
     /// running delta total, so order checks carry on.
-    pub(crate) fn freeze(&mut self) -> Vec<(Labels, Vec<(i64, f64)>)> {
+    ///
+    /// With `keep_idle_after`, a series without samples stays anyway while its newest
+    /// sample is at or after that time, keeping its order check and its running delta
+    /// total across flushes.
+    pub(crate) fn freeze(
+        &mut self,
+        keep_idle_after: Option<i64>,
+    ) -> Vec<(Labels, Vec<(i64, f64)>)> {
         let old = std::mem::take(&mut self.series);
         let mut fresh = Head {
             max_t: self.max_t,
@@ -213,7 +223,9 @@ impl Head {
         };
         let mut out = Vec::new();
         for s in old {
-            if s.samples.is_empty() {
+            let recent =
+                keep_idle_after.is_some_and(|after| s.last.is_some_and(|(t, _)| t >= after));
+            if s.samples.is_empty() && !recent {
                 continue;
             }
             let fp = s.labels.fingerprint();
@@ -221,7 +233,9 @@ impl Head {
             let kept = &mut fresh.series[id as usize];
             kept.last = s.last;
             kept.delta_total = s.delta_total;
-            out.push((s.labels, s.samples));
+            if !s.samples.is_empty() {
+                out.push((s.labels, s.samples));
+            }
         }
         *self = fresh;
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -356,14 +370,14 @@ mod tests {
         let b = h.get_or_create(Labels::from_pairs([("s", "b")])).unwrap();
         h.append(a, 10, 1.0);
         h.append(b, 10, 2.0);
-        let first = h.freeze();
+        let first = h.freeze(None);
         assert_eq!(first.len(), 2);
         assert_eq!((h.samples, h.min_t, h.max_t), (0, None, Some(10)));
         // Only b gets a sample in the next period; a old timestamp is still refused.
         let b = h.get_or_create(Labels::from_pairs([("s", "b")])).unwrap();
         assert_eq!(h.append(b, 5, 0.0), Appended::OutOfOrder);
         assert_eq!(h.append(b, 20, 3.0), Appended::Ok);
-        let second = h.freeze();
+        let second = h.freeze(None);
         assert_eq!(
             second,
             vec![(Labels::from_pairs([("s", "b")]), vec![(20, 3.0)])]

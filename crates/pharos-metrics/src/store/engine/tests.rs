@@ -173,7 +173,8 @@ async fn open_deletes_incomplete_blocks_and_merged_parents() {
         &parents,
         2,
         parents.iter().map(|b| b.meta().ulid.clone()).collect(),
-    );
+    )
+    .unwrap();
     write_block(&store, enc).await.unwrap();
     store
         .put(
@@ -213,6 +214,13 @@ async fn flush_is_due_at_half_a_block_or_the_sample_limit() {
     assert!(!s2.should_flush());
     fill(&s2, 29 * MIN, 31 * MIN);
     assert!(s2.should_flush(), "half an hour of data");
+    s2.freeze();
+    // A lagging series' sample, far behind the newest ever: the head's own span is 0.
+    assert!(s2.append_sample(l("lag", "1"), 0, 1.0));
+    assert!(!s2.should_flush(), "one late sample is no reason to flush");
+    // Half an hour of span again, but within a minute of the last flush.
+    assert!(s2.append_sample(l("lag", "2"), 31 * MIN, 1.0));
+    assert!(!s2.should_flush(), "at most one flush by span a minute");
     assert!(!MetricsStore::new().should_flush(), "no block store: never");
 }
 
@@ -291,7 +299,14 @@ async fn head_stats_describe_the_head_not_the_blocks() {
     );
     assert!(s.append_sample(l("new", "1"), 10 * MIN, 1.0));
     s.freeze();
-    // Only the series with samples since the last freeze are left.
+    assert_eq!(
+        s.head_stats().0.len(),
+        4,
+        "idle series stay for two block durations"
+    );
+    assert!(s.append_sample(l("new", "1"), 3 * D, 1.0));
+    s.freeze();
+    // Past that, only the series with recent samples are left.
     assert_eq!(s.head_stats().0, vec![l("new", "1")]);
     assert_eq!(
         s.series(&[], i64::MIN, i64::MAX).len(),
