@@ -376,6 +376,8 @@ impl MetricsStore {
                 .collect();
             ords.sort_unstable();
             ords.dedup();
+            // A series counts when a sample, not just a chunk, falls in the range.
+            ords.retain(|&ord| block.has_sample_in(ord, mint, maxt));
             for ord in ords {
                 f(SeriesRef::Block(block, ord));
             }

@@ -583,6 +583,23 @@ impl Block {
             .any(|c| c.min_t <= maxt && c.max_t >= mint)
     }
 
+    /// Returns whether series `ord` has a sample in `[mint, maxt]`: a chunk inside the
+    /// range has, one only overlapping it is decoded to see.
+    pub(crate) fn has_sample_in(&self, ord: u32, mint: i64, maxt: i64) -> bool {
+        self.series[ord as usize].chunks.iter().any(|c| {
+            if c.max_t < mint || c.min_t > maxt {
+                return false;
+            }
+            if c.min_t >= mint && c.max_t <= maxt {
+                return true;
+            }
+            self.decoded(c).is_some_and(|d| {
+                let i = d.partition_point(|s| s.0 < mint);
+                i < d.len() && d[i].0 <= maxt
+            })
+        })
+    }
+
     /// Returns the labels of series `ord`.
     pub fn labels(&self, ord: u32) -> Labels {
         let ids = &self.series[ord as usize].labels;

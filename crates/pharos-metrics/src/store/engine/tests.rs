@@ -314,3 +314,19 @@ async fn head_stats_describe_the_head_not_the_blocks() {
         "blocks keep the rest"
     );
 }
+
+#[tokio::test]
+async fn series_apis_count_a_block_series_by_its_samples_not_its_chunks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (s, _) = open(tmp.path(), opts()).await;
+    // Two samples ten minutes apart: one chunk spanning a range with nothing inside.
+    assert!(s.append_sample(l("sparse", "1"), 0, 1.0));
+    assert!(s.append_sample(l("sparse", "1"), 10 * MIN, 2.0));
+    s.freeze();
+    s.flush_frozen().await.unwrap();
+    let gap = (MIN, 9 * MIN);
+    assert!(s.series(&[], gap.0, gap.1).is_empty());
+    assert!(s.label_names(&[], gap.0, gap.1).is_empty());
+    assert!(s.label_values("job", &[], gap.0, gap.1).is_empty());
+    assert_eq!(s.series(&[], gap.0, 10 * MIN).len(), 1);
+}
