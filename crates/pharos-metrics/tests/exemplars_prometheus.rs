@@ -19,11 +19,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{ChildGuard, free_port};
+use common::ChildGuard;
 use pharos_metrics::MetricsStore;
 use pharos_metrics::remote_write::proto::{Exemplar, Label, Sample, TimeSeries, WriteRequest};
 use pharos_metrics::remote_write::{WriteError, WriteSink, encode};
@@ -61,38 +60,14 @@ async fn start_pharos() -> String {
 }
 
 async fn start_prometheus(dir: &std::path::Path) -> (ChildGuard, String) {
-    let config = dir.join("prometheus.yml");
-    std::fs::write(&config, "global:\n  scrape_interval: 15s\n").unwrap();
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("tsdb").display()
-        ))
-        .arg("--enable-feature=exemplar-storage")
-        .arg("--web.enable-remote-write-receiver")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    let guard = ChildGuard(child);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = client.get(format!("{base}/-/ready")).send().await;
-        if ready.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "prometheus did not become ready within 60s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    (guard, base)
+    common::start_prometheus(
+        dir,
+        &[
+            "--enable-feature=exemplar-storage",
+            "--web.enable-remote-write-receiver",
+        ],
+    )
+    .await
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {

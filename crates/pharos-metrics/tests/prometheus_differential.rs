@@ -49,10 +49,9 @@
 
 mod common;
 
-use common::{ChildGuard, free_port};
-use std::process::{Command, Stdio};
+use common::ChildGuard;
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -294,35 +293,14 @@ async fn start_prometheus(dir: &std::path::Path, data: &[SeriesDef]) -> (ChildGu
         "promtool failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let config = dir.join("prometheus.yml");
-    std::fs::write(&config, "global:\n  scrape_interval: 15s\n").unwrap();
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-        .arg("--storage.tsdb.retention.time=100y")
-        .arg("--enable-feature=promql-per-step-stats")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    let guard = ChildGuard(child);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = client.get(format!("{base}/-/ready")).send().await;
-        if ready.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "prometheus did not become ready within 60s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    (guard, base)
+    common::start_prometheus(
+        dir,
+        &[
+            "--storage.tsdb.retention.time=100y",
+            "--enable-feature=promql-per-step-stats",
+        ],
+    )
+    .await
 }
 
 async fn start_pharos(data: &[SeriesDef]) -> String {

@@ -62,3 +62,41 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Starts Debian's `prometheus` on a free port with its data in `dir/tsdb` (which may
+/// already hold blocks) and `args` added, and waits until it is ready; returns its
+/// guard and base URL.
+pub async fn start_prometheus(dir: &std::path::Path, args: &[&str]) -> (ChildGuard, String) {
+    use std::time::{Duration, Instant};
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 15s\n").unwrap();
+    let port = free_port();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .args(args)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    let guard = ChildGuard(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = client.get(format!("{base}/-/ready")).send().await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus did not become ready within 60s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (guard, base)
+}
