@@ -168,13 +168,14 @@ pub fn range_query_with_stats(
     }
     let clock = Clock::start();
     let mut ev = Evaluator::new(q, opts, &expr, start, end);
-    ev.grid = Some((start, step_ms));
     let steps = if end < start {
         0
     } else {
         (i128::from(end) - i128::from(start)) / i128::from(step_ms) + 1
     };
-    ev.track_steps(usize::try_from(steps).unwrap_or(usize::MAX));
+    let steps = usize::try_from(steps).unwrap_or(usize::MAX);
+    ev.grid = Some((start, step_ms, steps));
+    ev.track_steps(steps);
     let prepared = Instant::now();
     let mut series: BTreeMap<crate::store::Labels, Vec<(i64, f64)>> = BTreeMap::new();
     let mut points = 0usize;
@@ -337,8 +338,9 @@ pub(super) struct Evaluator<'a> {
     derived: RefCell<LabelsMemo>,
     /// Every label set `derived` handed out, once each.
     interned: RefCell<std::collections::HashSet<Labels, rustc_hash::FxBuildHasher>>,
-    /// In a range query, its first step and the step width; `None` for instant queries.
-    grid: Option<(i64, i64)>,
+    /// In a range query, its first step, the step width and the number of steps; `None`
+    /// for instant queries.
+    grid: Option<(i64, i64, usize)>,
     /// Above zero while a subquery is evaluated (its steps are not the query's).
     in_subquery: Cell<u32>,
     /// Range-function calls evaluated for every step at once, by call address: the
@@ -777,7 +779,7 @@ impl<'a> Evaluator<'a> {
     /// Returns the index of the range query's step at `t` when `t` is evaluated as one of
     /// its steps (not inside a subquery), so a call may use or build step results.
     pub(super) fn query_step(&self, t: i64) -> Option<usize> {
-        let (start, step) = self.grid?;
+        let (start, step, _) = self.grid?;
         let k = self.step.get();
         (self.in_subquery.get() == 0
             && i64::try_from(k)
@@ -790,13 +792,7 @@ impl<'a> Evaluator<'a> {
 
     /// Returns the query's steps: first time, width and count.
     pub(super) fn steps(&self) -> Option<(i64, i64, usize)> {
-        let (start, step) = self.grid?;
-        let n = if self.end < start {
-            0
-        } else {
-            usize::try_from((self.end - start) / step + 1).ok()?
-        };
-        Some((start, step, n))
+        self.grid
     }
 
     /// Returns the fetched series of a matrix selector covering the whole query, with its

@@ -258,7 +258,7 @@ impl super::MetricsStore {
         self.exemplars.add_all(
             items
                 .into_iter()
-                .filter(|(series, _)| super::record::find_series(head, series).is_some()),
+                .filter(|(series, _)| head.get(series).is_some()),
         );
     }
 }

@@ -543,11 +543,6 @@ fn is_label_name(name: &str) -> bool {
     !name.is_empty()
 }
 
-/// Returns the head's series with exactly `labels`: a hash lookup by fingerprint.
-pub(super) fn find_series(head: &Head, labels: &Labels) -> Option<SeriesId> {
-    head.get(labels)
-}
-
 /// Formats labels as given (unsorted, duplicates kept) like Prometheus' `labels.String`.
 fn labels_display(labels: &[Label]) -> String {
     let pairs: Vec<String> = labels
@@ -1048,14 +1043,14 @@ mod tests {
     }
 
     #[test]
-    fn find_series_wants_the_exact_label_set() {
+    fn head_lookup_wants_the_exact_label_set() {
         let store = MetricsStore::new();
         store.apply(&MetricsRecord::from_remote_write(vec![
             series(&[("__name__", "a"), ("x", "1"), ("y", "2")], &[(T, 1.0)]),
             series(&[("__name__", "a"), ("x", "1")], &[(T, 2.0)]),
         ]));
         let head = store.head.read();
-        let find = |pairs: &[(&str, &str)]| find_series(&head, &Labels::from_pairs(pairs.to_vec()));
+        let find = |pairs: &[(&str, &str)]| head.get(&Labels::from_pairs(pairs.to_vec()));
         assert_eq!(find(&[("__name__", "a"), ("x", "1")]), Some(1));
         assert_eq!(find(&[("__name__", "a"), ("x", "1"), ("y", "2")]), Some(0));
         assert_eq!(find(&[("__name__", "a"), ("y", "2")]), None);

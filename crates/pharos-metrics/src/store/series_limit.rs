@@ -13,7 +13,6 @@ use pharos_model::{ExportMetricsServiceRequest, Rejected};
 
 use super::head::Head;
 use super::labels::{Labels, METRIC_NAME};
-use super::record::find_series;
 use super::translate::{point_count, translate};
 
 /// Removes the metrics that would pass the limit, saying how many points and why.
@@ -42,7 +41,7 @@ pub(super) fn sanitize(head: &Head, req: &mut ExportMetricsServiceRequest) -> Re
                     .into_iter()
                     .map(|p| p.labels)
                     .filter(|l| l.get(METRIC_NAME) != Some("target_info"))
-                    .filter(|l| !seen.contains(l) && find_series(head, l).is_none())
+                    .filter(|l| !seen.contains(l) && head.get(l).is_none())
                     .collect();
                 fresh.sort();
                 fresh.dedup();
