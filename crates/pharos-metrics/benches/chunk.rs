@@ -160,7 +160,8 @@ fn measure(set: &[Vec<(i64, f64)>], encoding: Encoding) -> Measured {
     let rounds = (SAMPLES_PER_MEASUREMENT / samples).max(3);
     let enc = |s: &[(i64, f64)]| match encoding {
         Encoding::Xor => encode_xor(s),
-        Encoding::Pco => encode(s, Encoding::Pco).expect("BUG: generated series increase"),
+        Encoding::PcoSharedTimestamps => panic!("shared timestamps need a block"),
+        pco => encode(s, pco).expect("BUG: generated series increase"),
     };
     let chunks: Vec<Vec<u8>> = set.iter().map(|s| enc(s)).collect();
     for (s, c) in set.iter().zip(&chunks) {

@@ -15,7 +15,7 @@ use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
 use super::chunk::envelope::{put_uvarint, put_varint, uvarint, varint};
-use super::chunk::{self, Chunk, Encoding};
+use super::chunk::{self, Chunk, ChunkError, Encoding};
 use super::labels::Labels;
 use super::matcher::Matcher;
 use super::postings::{self, Index};
@@ -145,6 +145,9 @@ pub struct BlockWriter {
     /// Each series' labels and its chunks as (min time, max time, frame offset).
     series: Vec<(Labels, Vec<WrittenChunk>)>,
     chunks: Vec<u8>,
+    /// Frame offsets of written chunks that store their own (uneven) timestamps, by a hash
+    /// of the timestamps: a later chunk with the same ones refers to the first.
+    timestamps: HashMap<u64, u64>,
     stats: BlockStats,
     min_time: i64,
     max_time: i64,
@@ -165,6 +168,7 @@ impl BlockWriter {
         BlockWriter {
             series: Vec::new(),
             chunks,
+            timestamps: HashMap::new(),
             stats: BlockStats::default(),
             min_time: i64::MAX,
             max_time: i64::MIN,
@@ -191,9 +195,13 @@ impl BlockWriter {
         }
         let mut refs = Vec::new();
         for piece in samples.chunks(MAX_CHUNK_SAMPLES) {
-            let encoded = encode_chunk(piece);
+            let (encoded, shared) = self.encode_chunk(piece);
             let (lo, hi) = (piece[0].0, piece[piece.len() - 1].0);
-            refs.push((lo, hi, self.chunks.len() as u64));
+            let offset = self.chunks.len() as u64;
+            if let Some(hash) = shared {
+                self.timestamps.entry(hash).or_insert(offset);
+            }
+            refs.push((lo, hi, offset));
             put_uvarint(&mut self.chunks, encoded.len() as u64);
             self.chunks.extend_from_slice(&encoded);
             self.chunks
@@ -207,11 +215,58 @@ impl BlockWriter {
         self.series.push((labels, refs));
     }
 
+    /// Encodes one chunk in the smallest of the encodings that fit: pco with its own
+    /// timestamps, pco sharing the timestamps of an earlier chunk with the same ones, or
+    /// (when short) XOR. Also returns the timestamps' hash when the chunk stores uneven
+    /// timestamps of its own, for later chunks to share.
+    fn encode_chunk(&self, samples: &[(i64, f64)]) -> (Vec<u8>, Option<u64>) {
+        let ts: Vec<i64> = samples.iter().map(|s| s.0).collect();
+        let mut best = None;
+        let mut hash = None;
+        if !chunk::timestamps_are_regular(&ts) {
+            let h = xxhash_rust::xxh3::xxh3_64(le_bytes(&ts).as_slice());
+            match self.timestamps.get(&h) {
+                Some(&frame) if self.frame_timestamps(frame).as_deref() == Some(&ts[..]) => {
+                    best = Some(
+                        chunk::encode_shared_timestamps(samples, frame)
+                            .expect("BUG: block samples are checked"),
+                    );
+                }
+                Some(_) => {}
+                None => hash = Some(h),
+            }
+        }
+        let best = match best {
+            Some(shared) => {
+                hash = None;
+                shared
+            }
+            None => chunk::encode(samples, Encoding::Pco).expect("BUG: block samples are checked"),
+        };
+        if samples.len() >= TRY_XOR_BELOW {
+            return (best, hash);
+        }
+        let xor = chunk::encode(samples, Encoding::Xor).expect("BUG: block samples are checked");
+        if xor.len() < best.len() {
+            (xor, None)
+        } else {
+            (best, hash)
+        }
+    }
+
+    /// The timestamps of the chunk this writer put at frame offset `frame`.
+    fn frame_timestamps(&self, frame: u64) -> Option<Vec<i64>> {
+        let mut rest = &self.chunks[frame as usize..];
+        let len = uvarint(&mut rest).ok()? as usize;
+        Chunk::parse(rest.get(..len)?).ok()?.timestamps().ok()
+    }
+
     /// Writes the index and returns the block's files.
     pub fn finish(self, ulid: String, level: u32, parents: Vec<String>) -> EncodedBlock {
         let BlockWriter {
             series,
             chunks,
+            timestamps: _,
             stats,
             mut min_time,
             mut max_time,
@@ -293,13 +348,9 @@ impl BlockWriter {
     }
 }
 
-fn encode_chunk(samples: &[(i64, f64)]) -> Vec<u8> {
-    let pco = chunk::encode(samples, Encoding::Pco).expect("BUG: block samples are checked");
-    if samples.len() >= TRY_XOR_BELOW {
-        return pco;
-    }
-    let xor = chunk::encode(samples, Encoding::Xor).expect("BUG: block samples are checked");
-    if xor.len() < pco.len() { xor } else { pco }
+/// `ts` as little-endian bytes, for hashing.
+fn le_bytes(ts: &[i64]) -> Vec<u8> {
+    ts.iter().flat_map(|t| t.to_le_bytes()).collect()
 }
 
 /// Where one chunk's bytes are in the chunks file, and the time range it covers.
@@ -448,6 +499,12 @@ impl Block {
                         "chunk time range disagrees with the chunk",
                     ));
                 }
+                if let Some(frame) = c
+                    .shared_timestamps_frame()
+                    .map_err(|e| corrupt("chunks", e.to_string()))?
+                {
+                    check_shared(&chunks, &frames, offset, frame, &c)?;
+                }
                 stats.num_samples += c.len() as u64;
                 refs.push(ChunkRef {
                     min_t,
@@ -525,7 +582,7 @@ impl Block {
             }
         };
         let mut out = Vec::with_capacity(chunk.len());
-        if let Err(e) = chunk.decode_into(&mut out) {
+        if let Err(e) = self.decode_chunk(&chunk, &mut out) {
             // The frame's checksum matched, so this is a bug, not damage; keep serving.
             tracing::error!(block = %self.meta.ulid, error = %e, "undecodable chunk");
             return None;
@@ -646,10 +703,22 @@ impl Block {
         let mut out = Vec::new();
         for c in self.series[ord as usize].chunks.iter() {
             Chunk::parse(&self.chunks[c.start..c.end])
-                .and_then(|chunk| chunk.decode_into(&mut out))
+                .and_then(|chunk| self.decode_chunk(&chunk, &mut out))
                 .map_err(|e| corrupt("chunks", e.to_string()))?;
         }
         Ok(out)
+    }
+
+    /// Decodes one of the block's chunks into `out`, taking the timestamps of a chunk that
+    /// shares them from the chunk it names.
+    fn decode_chunk(&self, chunk: &Chunk<'_>, out: &mut Vec<(i64, f64)>) -> Result<(), ChunkError> {
+        let Some(frame) = chunk.shared_timestamps_frame()? else {
+            return chunk.decode_into(out);
+        };
+        let ts = frame_chunk(&self.chunks, frame)
+            .ok_or(ChunkError::Corrupt("shared timestamps frame is damaged"))?
+            .timestamps()?;
+        chunk.decode_with_timestamps(ts, out)
     }
 
     /// Returns the samples of series `ord` in `[mint, maxt]`, in time order.
@@ -668,6 +737,43 @@ impl Block {
         }
         out
     }
+}
+
+/// The chunk in the frame at offset `frame` of a chunks file, if it parses.
+fn frame_chunk(chunks: &[u8], frame: u64) -> Option<Chunk<'_>> {
+    let mut rest = chunks.get(usize::try_from(frame).ok()?..)?;
+    let len = usize::try_from(uvarint(&mut rest).ok()?).ok()?;
+    Chunk::parse(rest.get(..len)?).ok()
+}
+
+/// Checks that chunk `c`, in the frame at `offset`, may take its timestamps from the frame
+/// at `frame`: an earlier frame holding a pco chunk of the same count and time range.
+fn check_shared(
+    chunks: &[u8],
+    frames: &HashMap<u64, (usize, usize)>,
+    offset: u64,
+    frame: u64,
+    c: &Chunk<'_>,
+) -> Result<(), BlockError> {
+    let bad = |why: &str| {
+        corrupt(
+            "chunks",
+            format!("shared timestamps at frame {offset}: {why}"),
+        )
+    };
+    if frame >= offset {
+        return Err(bad("the frame named is not an earlier one"));
+    }
+    let &(start, end) = frames.get(&frame).ok_or_else(|| bad("not a frame"))?;
+    let t = Chunk::parse(&chunks[start..end]).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(t.encoding(), Encoding::Pco | Encoding::PcoV1)
+        || t.len() != c.len()
+        || t.min_time() != c.min_time()
+        || t.max_time() != c.max_time()
+    {
+        return Err(bad("the chunk named has other timestamps"));
+    }
+    Ok(())
 }
 
 /// Walks the chunks file's frames, checking each checksum; returns frame offset → the

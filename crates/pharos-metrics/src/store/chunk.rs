@@ -1,13 +1,20 @@
 //! Per-series compressed chunks: the unit in which the head cuts samples and blocks store them.
 //!
 //! A chunk is a short envelope (encoding, sample count, min and max time) followed by a
-//! payload in one of two encodings:
+//! payload in one of these encodings:
 //!
 //! - [`Encoding::Xor`]: Gorilla-style delta-of-delta timestamps and XORed values
 //!   ([`XorChunk`]), appendable one sample at a time. Made for the head, where a chunk grows
 //!   with every scrape and is read while open.
-//! - [`Encoding::Pco`]: the finished samples as two pcodec columns (`i64` timestamps, `f64`
-//!   values). Not appendable; smaller and faster to decode, made for immutable blocks.
+//! - [`Encoding::Pco`]: the finished samples as two pcodec columns (`i64` timestamps, and
+//!   values as `f64`, or as `i64` when they are integers), the timestamps left out when
+//!   evenly spaced. Not appendable; smaller and faster to decode, made for immutable blocks.
+//!   [`Encoding::PcoV1`], its first layout (always both columns, values always `f64`), is
+//!   still read and no longer written.
+//! - [`Encoding::PcoSharedTimestamps`]: the values alone, the timestamps being another
+//!   chunk's in the same block (scrapes of one target share them). Decoded by the block,
+//!   which resolves the reference ([`Chunk::shared_timestamps_frame`],
+//!   [`Chunk::decode_with_timestamps`]).
 //!
 //! Both keep every `f64` bit-exact (NaN payloads such as the stale marker, `-0.0`), and both
 //! decoders treat their input as untrusted: truncated or corrupt bytes give a [`ChunkError`],
@@ -30,8 +37,12 @@ use xor::XorIter;
 
 /// Encoding byte of a [`XorChunk`] payload.
 pub const ENCODING_XOR: u8 = 1;
+/// Encoding byte of a pco payload in its first layout (read, no longer written).
+pub const ENCODING_PCO_V1: u8 = 2;
 /// Encoding byte of a pco payload.
-pub const ENCODING_PCO: u8 = 2;
+pub const ENCODING_PCO: u8 = 3;
+/// Encoding byte of a pco payload whose timestamps are another chunk's.
+pub const ENCODING_PCO_SHARED_TIMESTAMPS: u8 = 4;
 /// The most samples one chunk may hold; readers reject larger counts.
 pub const MAX_SAMPLES: usize = 65_535;
 
@@ -40,8 +51,15 @@ pub const MAX_SAMPLES: usize = 65_535;
 pub enum Encoding {
     /// Delta-of-delta timestamps and XORed values, appendable ([`XorChunk`]).
     Xor,
-    /// Two pcodec standalone streams, timestamps then values; written once.
+    /// Two pcodec standalone streams, timestamps (left out when evenly spaced) then values
+    /// (`f64`, or `i64` when all are integers); written once.
     Pco,
+    /// The first pco layout: both streams always, values always `f64`. Read, not written
+    /// by blocks (encoding it is kept for tests of old data).
+    PcoV1,
+    /// One pcodec stream of values; the timestamps are those of an earlier `Pco` chunk in
+    /// the same chunks file, named by its frame offset. Written once, by blocks.
+    PcoSharedTimestamps,
 }
 
 /// Why a sample was not appended to a [`XorChunk`]; the chunk is unchanged.
@@ -145,8 +163,31 @@ pub fn encode(samples: &[(i64, f64)], encoding: Encoding) -> Result<Vec<u8>, Enc
             }
             c.encode()
         }
-        Encoding::Pco => pcodec::encode(samples),
+        Encoding::Pco => pcodec::encode(samples, false),
+        Encoding::PcoV1 => pcodec::encode(samples, true),
+        Encoding::PcoSharedTimestamps => panic!("BUG: use encode_shared_timestamps"),
     }
+}
+
+/// Encodes `samples` (strictly increasing timestamps) as a chunk in
+/// [`Encoding::PcoSharedTimestamps`]: only the values are stored, the timestamps being
+/// those of the chunk at frame offset `ts_frame`, which the caller has checked are equal.
+///
+/// # Errors
+///
+/// [`EncodeError`] when `samples` is empty, too long or not strictly increasing.
+pub fn encode_shared_timestamps(
+    samples: &[(i64, f64)],
+    ts_frame: u64,
+) -> Result<Vec<u8>, EncodeError> {
+    check_samples(samples)?;
+    pcodec::encode_shared(samples, ts_frame)
+}
+
+/// Returns whether `ts` (strictly increasing) is evenly spaced, so that a pco chunk stores
+/// none of it and sharing it would not pay.
+pub fn timestamps_are_regular(ts: &[i64]) -> bool {
+    pcodec::is_regular(ts)
 }
 
 impl Encoding {
@@ -155,6 +196,8 @@ impl Encoding {
         match self {
             Encoding::Xor => ENCODING_XOR,
             Encoding::Pco => ENCODING_PCO,
+            Encoding::PcoV1 => ENCODING_PCO_V1,
+            Encoding::PcoSharedTimestamps => ENCODING_PCO_SHARED_TIMESTAMPS,
         }
     }
 
@@ -163,6 +206,8 @@ impl Encoding {
         match b {
             ENCODING_XOR => Some(Encoding::Xor),
             ENCODING_PCO => Some(Encoding::Pco),
+            ENCODING_PCO_V1 => Some(Encoding::PcoV1),
+            ENCODING_PCO_SHARED_TIMESTAMPS => Some(Encoding::PcoSharedTimestamps),
             _ => None,
         }
     }
@@ -219,10 +264,11 @@ impl<'a> Chunk<'a> {
                 self.min_t,
                 Some(self.max_t),
             )),
-            Encoding::Pco => match pcodec::decode(self) {
+            Encoding::Pco | Encoding::PcoV1 => match pcodec::decode(self) {
                 Ok(samples) => SamplesInner::Decoded(samples.into_iter()),
                 Err(e) => SamplesInner::Failed(Some(e)),
             },
+            Encoding::PcoSharedTimestamps => SamplesInner::Failed(Some(SHARED_ALONE)),
         };
         Samples { inner }
     }
@@ -241,13 +287,67 @@ impl<'a> Chunk<'a> {
                 }
                 Ok(())
             }
-            Encoding::Pco => {
+            Encoding::Pco | Encoding::PcoV1 => {
                 out.extend(pcodec::decode(self)?);
                 Ok(())
             }
+            Encoding::PcoSharedTimestamps => Err(SHARED_ALONE),
+        }
+    }
+
+    /// Decodes only the timestamps of a [`Encoding::Pco`] chunk (what a
+    /// [`Encoding::PcoSharedTimestamps`] chunk referring to it shares).
+    ///
+    /// # Errors
+    ///
+    /// [`ChunkError`] when the timestamps are corrupt or the chunk has another encoding.
+    pub fn timestamps(&self) -> Result<Vec<i64>, ChunkError> {
+        match self.encoding {
+            Encoding::Pco | Encoding::PcoV1 => pcodec::timestamps(self),
+            _ => Err(ChunkError::Corrupt(
+                "shared timestamps must come from a pco chunk",
+            )),
+        }
+    }
+
+    /// Returns the frame offset a [`Encoding::PcoSharedTimestamps`] chunk takes its
+    /// timestamps from, `None` for other encodings.
+    ///
+    /// # Errors
+    ///
+    /// [`ChunkError::Truncated`] when the payload ends inside the offset.
+    pub fn shared_timestamps_frame(&self) -> Result<Option<u64>, ChunkError> {
+        match self.encoding {
+            Encoding::PcoSharedTimestamps => pcodec::shared_frame(self).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Decodes a [`Encoding::PcoSharedTimestamps`] chunk given the timestamps of the chunk it
+    /// refers to, appending the samples to `out`.
+    ///
+    /// # Errors
+    ///
+    /// [`ChunkError`] when the values are corrupt, the timestamps disagree with the envelope
+    /// or the chunk has another encoding.
+    pub fn decode_with_timestamps(
+        &self,
+        ts: Vec<i64>,
+        out: &mut Vec<(i64, f64)>,
+    ) -> Result<(), ChunkError> {
+        match self.encoding {
+            Encoding::PcoSharedTimestamps => {
+                out.extend(pcodec::decode_with_timestamps(self, ts)?);
+                Ok(())
+            }
+            _ => Err(ChunkError::Corrupt("the chunk stores its own timestamps")),
         }
     }
 }
+
+/// What decoding a chunk that shares another's timestamps without them gives.
+const SHARED_ALONE: ChunkError =
+    ChunkError::Corrupt("timestamps are in another chunk of the block");
 
 impl Iterator for Samples<'_> {
     type Item = Result<(i64, f64), ChunkError>;

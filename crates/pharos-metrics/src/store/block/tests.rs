@@ -144,3 +144,169 @@ fn empty_block_round_trips() {
     assert_eq!(block.series_count(), 0);
     assert!(block.matching(&[], i64::MIN, i64::MAX).is_empty());
 }
+
+/// Series scraped together: the same jittered timestamps, different values.
+fn scraped_together() -> Vec<(Labels, Vec<(i64, f64)>)> {
+    let ts: Vec<i64> = (0..3000)
+        .map(|i: i64| 1_700_000_000_000 + i * 15_000 + (i * 7919) % 5)
+        .collect();
+    let mut s: Vec<(Labels, Vec<(i64, f64)>)> = (0..4)
+        .map(|n| {
+            (
+                l(&[("__name__", "cpu"), ("core", &n.to_string())]),
+                ts.iter()
+                    .enumerate()
+                    .map(|(i, &t)| (t, (i * (n + 1)) as f64 * 0.25))
+                    .collect(),
+            )
+        })
+        .collect();
+    // Evenly spaced timestamps are not stored, so not shared either; this series also
+    // puts the first shared frame past offset 127, so forged references keep their size.
+    s.push((
+        l(&[("__name__", "a_first")]),
+        (0..300)
+            .map(|i: i64| (i * 15_000, ((i * 7919) % 100_000) as f64 / 7.0))
+            .collect(),
+    ));
+    s.push((
+        l(&[("__name__", "up")]),
+        (0..100).map(|i| (i * 15_000, 1.0)).collect(),
+    ));
+    s.sort_by(|a, b| a.0.cmp(&b.0));
+    s
+}
+
+/// The frame offset of the chunk whose bytes start at `start`.
+fn frame_of(block: &Block, start: usize) -> u64 {
+    let frames = read_frames(&block.chunks).unwrap();
+    *frames.iter().find(|(_, r)| r.0 == start).unwrap().0
+}
+
+/// Each chunk's encoding and shared frame, series by series.
+fn encodings(block: &Block) -> Vec<Vec<(Encoding, Option<u64>)>> {
+    block
+        .series
+        .iter()
+        .map(|s| {
+            s.chunks
+                .iter()
+                .map(|c| {
+                    let chunk = Chunk::parse(&block.chunks[c.start..c.end]).unwrap();
+                    (chunk.encoding(), chunk.shared_timestamps_frame().unwrap())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn series_scraped_together_share_their_timestamps() {
+    let series = scraped_together();
+    let (enc, block) = round_trip(&series);
+    let first = &block.series[1].chunks;
+    let own: Vec<(Encoding, Option<u64>)> = first.iter().map(|_| (Encoding::Pco, None)).collect();
+    let shared: Vec<(Encoding, Option<u64>)> = [0, 2048]
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            (
+                Encoding::PcoSharedTimestamps,
+                Some(frame_of(&block, first[i].start)),
+            )
+        })
+        .collect();
+    let got = encodings(&block);
+    assert_eq!(
+        got[0],
+        vec![(Encoding::Pco, None)],
+        "a_first is evenly spaced"
+    );
+    assert_eq!(got[1], own);
+    for g in &got[2..5] {
+        assert_eq!(g, &shared);
+    }
+    assert_eq!(got[5], vec![(Encoding::Pco, None)], "up is evenly spaced");
+    for (ord, (_, samples)) in series.iter().enumerate() {
+        assert_eq!(
+            bits(&block.samples(ord as u32, i64::MIN, i64::MAX)),
+            bits(samples)
+        );
+        assert_eq!(bits(&block.all_samples(ord as u32).unwrap()), bits(samples));
+    }
+    // Sharing saves the timestamps of all but the first series.
+    let alone: usize = series
+        .iter()
+        .map(|s| {
+            encode("01X".into(), 1, vec![], std::slice::from_ref(s))
+                .chunks
+                .len()
+        })
+        .sum();
+    assert!(
+        enc.chunks.len() * 10 < alone * 7,
+        "{} bytes shared, {alone} alone",
+        enc.chunks.len()
+    );
+}
+
+/// Rewrites the frame at `offset` of a chunks file to hold `chunk`, with its checksum.
+fn reframe(chunks: &[u8], offset: usize, chunk: &[u8]) -> Vec<u8> {
+    let mut rest = &chunks[offset..];
+    let len = uvarint(&mut rest).unwrap() as usize;
+    let header = chunks.len() - offset - rest.len();
+    let mut out = chunks[..offset].to_vec();
+    put_uvarint(&mut out, chunk.len() as u64);
+    out.extend_from_slice(chunk);
+    out.extend_from_slice(&crc32c::crc32c(chunk).to_be_bytes());
+    out.extend_from_slice(&chunks[offset + header + len + 4..]);
+    out
+}
+
+#[test]
+fn a_shared_timestamps_reference_is_checked_on_load() {
+    let series = scraped_together();
+    let enc = encode("01TEST".into(), 1, vec![], &series);
+    let block = Block::decode(
+        &enc.meta_json(),
+        &enc.index,
+        Bytes::from(enc.chunks.clone()),
+    )
+    .unwrap();
+    let own = block.series[1].chunks[0];
+    let own_frame = frame_of(&block, own.start);
+    let sharer = block.series[2].chunks[0];
+    let sharer_frame = frame_of(&block, sharer.start) as usize;
+    let samples = &series[2].1[..2048];
+    // The reference may name neither itself, nor a later frame, nor a frame's middle, nor
+    // a chunk of other timestamps (the second chunk of the first series).
+    let second_frame = frame_of(&block, block.series[1].chunks[1].start);
+    let mut tested = 0;
+    for bad in [
+        sharer_frame as u64,
+        frame_of(&block, block.series[3].chunks[0].start),
+        own_frame + 1,
+        second_frame,
+    ] {
+        tested += 1;
+        let chunk = chunk::encode_shared_timestamps(samples, bad).unwrap();
+        let chunks = reframe(&enc.chunks, sharer_frame, &chunk);
+        if chunks.len() != enc.chunks.len() {
+            tested -= 1; // the frame moved the ones after it: not the case under test
+            continue;
+        }
+        let err = Block::decode(&enc.meta_json(), &enc.index, Bytes::from(chunks)).unwrap_err();
+        assert!(
+            err.to_string().contains("shared timestamps"),
+            "{bad}: {err}"
+        );
+    }
+    assert!(
+        tested >= 3,
+        "only {tested} forged references were tried: own {own_frame} sharer {sharer_frame} second {second_frame}"
+    );
+    // The right one loads.
+    let chunk = chunk::encode_shared_timestamps(samples, own_frame).unwrap();
+    let chunks = reframe(&enc.chunks, sharer_frame, &chunk);
+    assert_eq!(chunks, enc.chunks);
+}

@@ -24,7 +24,7 @@ impl Rng {
     }
 }
 
-const ENCODINGS: [Encoding; 2] = [Encoding::Xor, Encoding::Pco];
+const ENCODINGS: [Encoding; 3] = [Encoding::Xor, Encoding::Pco, Encoding::PcoV1];
 
 /// Encodes, parses and decodes `samples` in `encoding`, comparing values by their bits.
 fn check(samples: &[(i64, f64)], encoding: Encoding) {
@@ -336,7 +336,7 @@ fn random_bytes_never_panic() {
         let len = rng.below(64) as usize;
         let mut b: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         if let Some(first) = b.first_mut() {
-            *first = 1 + (*first & 1);
+            *first = 1 + (*first % 4);
         }
         decode_any(&b);
     }
@@ -361,8 +361,159 @@ fn envelope_fields_are_checked_against_the_samples() {
 #[test]
 fn unknown_encoding_is_reported() {
     let mut bytes = encode(&[(1, 1.0)], Encoding::Xor).unwrap();
-    bytes[0] = 3;
-    assert_eq!(Chunk::parse(&bytes), Err(ChunkError::UnknownEncoding(3)));
+    bytes[0] = 5;
+    assert_eq!(Chunk::parse(&bytes), Err(ChunkError::UnknownEncoding(5)));
     bytes[0] = 0;
     assert_eq!(Chunk::parse(&bytes), Err(ChunkError::UnknownEncoding(0)));
+}
+
+/// The pco payload's parts: the timestamps stream (empty when regular) and the values
+/// stream's number type.
+fn pco_parts(bytes: &[u8]) -> (usize, pco::data_types::NumberType) {
+    let c = Chunk::parse(bytes).unwrap();
+    let mut rest = c.payload();
+    let ts_len = envelope::uvarint(&mut rest).unwrap() as usize;
+    (ts_len, pcodec::number_type(&rest[ts_len..]).unwrap())
+}
+
+#[test]
+fn evenly_spaced_timestamps_are_not_stored() {
+    use pco::data_types::NumberType;
+    let regular: Vec<(i64, f64)> = (0..120)
+        .map(|i| (1_700_000_000_000 + i * 15_000, i as f64 * 0.5))
+        .collect();
+    check(&regular, Encoding::Pco);
+    let bytes = encode(&regular, Encoding::Pco).unwrap();
+    assert_eq!(pco_parts(&bytes), (0, NumberType::F64));
+    let c = Chunk::parse(&bytes).unwrap();
+    assert_eq!(
+        c.timestamps().unwrap(),
+        regular.iter().map(|s| s.0).collect::<Vec<_>>()
+    );
+    // One millisecond off and the timestamps are stored.
+    let mut jittered = regular.clone();
+    jittered[60].0 += 1;
+    check(&jittered, Encoding::Pco);
+    assert!(pco_parts(&encode(&jittered, Encoding::Pco).unwrap()).0 > 0);
+    // Two samples are always evenly spaced; one is trivially.
+    for s in [&regular[..1], &regular[..2], &jittered[59..61]] {
+        check(s, Encoding::Pco);
+        assert_eq!(pco_parts(&encode(s, Encoding::Pco).unwrap()).0, 0);
+    }
+    // A span that the count does not divide cannot come from regular timestamps.
+    let c = Chunk::parse(&bytes).unwrap();
+    let mut forged = Vec::new();
+    envelope::write(
+        &mut forged,
+        Encoding::Pco,
+        120,
+        c.min_time(),
+        c.max_time() + 1,
+    );
+    forged.extend_from_slice(c.payload());
+    assert!(!decode_any(&forged));
+}
+
+#[test]
+fn integer_values_are_stored_as_integers_bit_exact() {
+    use pco::data_types::NumberType;
+    let ints: Vec<(i64, f64)> = (0..300).map(|i| (i * 15_000, (i * i) as f64)).collect();
+    check(&ints, Encoding::Pco);
+    assert_eq!(
+        pco_parts(&encode(&ints, Encoding::Pco).unwrap()).1,
+        NumberType::I64
+    );
+    // The extremes of i64 and of exact f64 integers convert both ways.
+    let edges: Vec<(i64, f64)> = [
+        -9_223_372_036_854_775_808.0,
+        9_223_372_036_854_775_807.0, // rounds to 2^63, which saturates to i64::MAX
+        9_007_199_254_740_993.0,
+        -1.0,
+        0.0,
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, &v)| (i as i64, v))
+    .collect();
+    check(&edges, Encoding::Pco);
+    // Anything that is not an integer keeps the whole stream in f64.
+    for odd in [
+        -0.0,
+        0.5,
+        1e19,
+        -1e19,
+        f64::NAN,
+        f64::from_bits(STALE_NAN_BITS),
+        f64::INFINITY,
+    ] {
+        let mut s = ints.clone();
+        s[150].1 = odd;
+        check(&s, Encoding::Pco);
+        assert_eq!(
+            pco_parts(&encode(&s, Encoding::Pco).unwrap()).1,
+            NumberType::F64,
+            "{odd}"
+        );
+    }
+}
+
+#[test]
+fn shared_timestamps_decode_only_with_the_right_ones() {
+    let mut rng = Rng(5);
+    let ts: Vec<i64> = (0..200)
+        .map(|i| 1_700_000_000_000 + i * 15_000 + rng.below(5) as i64)
+        .collect();
+    let samples: Vec<(i64, f64)> = ts.iter().map(|&t| (t, rng.unit())).collect();
+    let bytes = encode_shared_timestamps(&samples, 1234).unwrap();
+    let c = Chunk::parse(&bytes).unwrap();
+    assert_eq!(c.encoding(), Encoding::PcoSharedTimestamps);
+    assert_eq!(c.shared_timestamps_frame(), Ok(Some(1234)));
+    // Alone it cannot be read.
+    assert!(!decode_any(&bytes));
+    let mut out = Vec::new();
+    c.decode_with_timestamps(ts.clone(), &mut out).unwrap();
+    assert_eq!(bits(&out), bits(&samples));
+    // Timestamps that disagree with its envelope or count are refused.
+    let mut shifted = ts.clone();
+    shifted[0] -= 1;
+    let mut unordered = ts.clone();
+    unordered.swap(5, 6);
+    for wrong in [ts[1..].to_vec(), shifted, unordered] {
+        assert!(c.decode_with_timestamps(wrong, &mut Vec::new()).is_err());
+    }
+    // Every truncation is an error, never a panic.
+    for len in 0..bytes.len() {
+        if let Ok(c) = Chunk::parse(&bytes[..len]) {
+            assert!(
+                c.decode_with_timestamps(ts.clone(), &mut Vec::new())
+                    .is_err()
+            );
+        }
+    }
+    // Other encodings have no shared frame.
+    let own = encode(&samples, Encoding::Pco).unwrap();
+    assert_eq!(
+        Chunk::parse(&own).unwrap().shared_timestamps_frame(),
+        Ok(None)
+    );
+}
+
+#[test]
+fn the_first_pco_layout_is_read_as_it_was_written() {
+    use pco::data_types::NumberType;
+    // Regular timestamps and integer values: the current layout leaves the timestamps out
+    // and stores integers; the first layout stored both as they were.
+    let samples: Vec<(i64, f64)> = (0..200).map(|i| (i * 15_000, (i * 3) as f64)).collect();
+    let v1 = encode(&samples, Encoding::PcoV1).unwrap();
+    assert_eq!(v1[0], ENCODING_PCO_V1);
+    let (ts_len, kind) = pco_parts(&v1);
+    assert!(ts_len > 0);
+    assert_eq!(kind, NumberType::F64);
+    check(&samples, Encoding::PcoV1);
+    // The first layout's reader does not accept what only the current one writes.
+    let v3 = encode(&samples, Encoding::Pco).unwrap();
+    assert_eq!(v3[0], ENCODING_PCO);
+    let mut relabelled = v3.clone();
+    relabelled[0] = ENCODING_PCO_V1;
+    assert!(!decode_any(&relabelled));
 }
