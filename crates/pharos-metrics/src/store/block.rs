@@ -29,8 +29,16 @@ pub const META_FILE: &str = pharos_storage::blocks::META_FILE;
 
 const INDEX_MAGIC: &[u8; 4] = b"PHXI";
 const CHUNKS_MAGIC: &[u8; 4] = b"PHXC";
-/// Format version of the index and chunks files, and `version` in `meta.json`.
-pub const FORMAT_VERSION: u8 = 1;
+/// Format version of the index and chunks files, and `version` in `meta.json`, as written.
+/// Version 1 (an uncompressed index) is still read.
+pub const FORMAT_VERSION: u8 = 2;
+/// The versions a reader accepts.
+const READ_VERSIONS: [u8; 2] = [1, 2];
+/// How many times its stored size a decompressed index may be (a damaged or forged length
+/// cannot make a reader allocate more; real indexes compress about 3x).
+const MAX_INDEX_RATIO: u64 = 1024;
+/// zstd level of the index body.
+const INDEX_ZSTD_LEVEL: i32 = 3;
 /// A series' samples are cut into chunks of at most this many samples.
 pub const MAX_CHUNK_SAMPLES: usize = 2048;
 /// Below this many samples a chunk is also tried as XOR and the smaller encoding kept.
@@ -291,9 +299,8 @@ impl BlockWriter {
             .map(|(i, s)| (*s, i as u64))
             .collect();
 
+        // The sections are built uncompressed, then stored as one zstd frame.
         let mut index = Vec::new();
-        index.extend_from_slice(INDEX_MAGIC);
-        index.push(FORMAT_VERSION);
         put_uvarint(&mut index, symbols.len() as u64);
         for s in &symbols {
             put_uvarint(&mut index, s.len() as u64);
@@ -327,6 +334,15 @@ impl BlockWriter {
                 index.extend_from_slice(&bitmap);
             }
         }
+        let body = index;
+        let mut index = Vec::with_capacity(body.len() / 2);
+        index.extend_from_slice(INDEX_MAGIC);
+        index.push(FORMAT_VERSION);
+        put_uvarint(&mut index, body.len() as u64);
+        index.extend_from_slice(
+            &zstd::bulk::compress(&body, INDEX_ZSTD_LEVEL)
+                .expect("BUG: compressing into memory cannot fail"),
+        );
         let crc = crc32c::crc32c(&index);
         index.extend_from_slice(&crc.to_be_bytes());
 
@@ -441,14 +457,15 @@ impl Block {
     pub fn decode(meta_json: &[u8], index: &[u8], chunks: Bytes) -> Result<Block, BlockError> {
         let meta: BlockMeta =
             serde_json::from_slice(meta_json).map_err(|e| BlockError::Meta(e.to_string()))?;
-        if meta.version != FORMAT_VERSION {
+        if !READ_VERSIONS.contains(&meta.version) {
             return Err(BlockError::Meta(format!(
                 "unsupported version {}",
                 meta.version
             )));
         }
         let frames = read_frames(&chunks)?;
-        let mut r = IndexReader::new(index)?;
+        let body = index_body(index)?;
+        let mut r = IndexReader { rest: &body };
         let n_symbols = r.count()?;
         let mut symbols: Vec<Box<str>> = Vec::with_capacity(n_symbols);
         for _ in 0..n_symbols {
@@ -782,7 +799,7 @@ fn read_frames(chunks: &[u8]) -> Result<HashMap<u64, (usize, usize)>, BlockError
     if chunks.len() < 5 || &chunks[..4] != CHUNKS_MAGIC {
         return Err(corrupt("chunks", "bad magic"));
     }
-    if chunks[4] != FORMAT_VERSION {
+    if !READ_VERSIONS.contains(&chunks[4]) {
         return Err(corrupt(
             "chunks",
             format!("unsupported version {}", chunks[4]),
@@ -817,24 +834,44 @@ struct IndexReader<'a> {
     rest: &'a [u8],
 }
 
-impl<'a> IndexReader<'a> {
-    fn new(index: &'a [u8]) -> Result<IndexReader<'a>, BlockError> {
-        if index.len() < 9 || &index[..4] != INDEX_MAGIC {
-            return Err(corrupt("index", "bad magic"));
-        }
-        if index[4] != FORMAT_VERSION {
-            return Err(corrupt(
-                "index",
-                format!("unsupported version {}", index[4]),
-            ));
-        }
-        let (body, crc) = index.split_at(index.len() - 4);
-        if crc32c::crc32c(body).to_be_bytes() != crc {
-            return Err(corrupt("index", "checksum mismatch"));
-        }
-        Ok(IndexReader { rest: &body[5..] })
+/// Checks an index file's magic, version and checksum and returns its sections: as stored
+/// (version 1) or decompressed (version 2: `body_len <uvarint>`, then a zstd frame of
+/// exactly that many bytes).
+fn index_body(index: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, BlockError> {
+    if index.len() < 9 || &index[..4] != INDEX_MAGIC {
+        return Err(corrupt("index", "bad magic"));
     }
+    if !READ_VERSIONS.contains(&index[4]) {
+        return Err(corrupt(
+            "index",
+            format!("unsupported version {}", index[4]),
+        ));
+    }
+    let (stored, crc) = index.split_at(index.len() - 4);
+    if crc32c::crc32c(stored).to_be_bytes() != crc {
+        return Err(corrupt("index", "checksum mismatch"));
+    }
+    let mut rest = &stored[5..];
+    if index[4] == 1 {
+        return Ok(std::borrow::Cow::Borrowed(rest));
+    }
+    let len = uvarint(&mut rest)
+        .ok()
+        .filter(|&n| {
+            n <= (rest.len() as u64)
+                .saturating_mul(MAX_INDEX_RATIO)
+                .max(1 << 20)
+        })
+        .ok_or_else(|| corrupt("index", "bad body length"))? as usize;
+    let body =
+        zstd::bulk::decompress(rest, len).map_err(|e| corrupt("index", format!("zstd: {e}")))?;
+    if body.len() != len {
+        return Err(corrupt("index", "body shorter than its length"));
+    }
+    Ok(std::borrow::Cow::Owned(body))
+}
 
+impl<'a> IndexReader<'a> {
     fn uvarint(&mut self) -> Result<u64, BlockError> {
         uvarint(&mut self.rest).map_err(|_| corrupt("index", "truncated"))
     }

@@ -310,3 +310,62 @@ fn a_shared_timestamps_reference_is_checked_on_load() {
     let chunks = reframe(&enc.chunks, sharer_frame, &chunk);
     assert_eq!(chunks, enc.chunks);
 }
+
+#[test]
+fn version_1_blocks_with_an_uncompressed_index_are_still_read() {
+    let series = sample_series();
+    let enc = encode("01TEST".into(), 1, vec![], &series);
+    assert_eq!(enc.index[4], 2);
+    let body = index_body(&enc.index).unwrap().into_owned();
+    assert!(
+        enc.index.len() < body.len(),
+        "stored {} bytes for a body of {}",
+        enc.index.len(),
+        body.len()
+    );
+    // The same sections, stored as version 1 wrote them.
+    let mut index = INDEX_MAGIC.to_vec();
+    index.push(1);
+    index.extend_from_slice(&body);
+    index.extend_from_slice(&crc32c::crc32c(&index).to_be_bytes());
+    let mut chunks = enc.chunks.clone();
+    chunks[4] = 1;
+    let mut meta = enc.meta.clone();
+    meta.version = 1;
+    let old = Block::decode(
+        &serde_json::to_vec(&meta).unwrap(),
+        &index,
+        Bytes::from(chunks),
+    )
+    .unwrap();
+    for (ord, (labels, samples)) in series.iter().enumerate() {
+        assert_eq!(&old.labels(ord as u32), labels);
+        assert_eq!(
+            bits(&old.samples(ord as u32, i64::MIN, i64::MAX)),
+            bits(samples)
+        );
+    }
+    // A length the body does not have, or one too large to trust, is refused.
+    for len in [body.len() as u64 + 1, body.len() as u64 - 1, 1 << 40] {
+        let mut forged = INDEX_MAGIC.to_vec();
+        forged.push(2);
+        put_uvarint(&mut forged, len);
+        forged.extend_from_slice(&zstd::bulk::compress(&body, 3).unwrap());
+        forged.extend_from_slice(&crc32c::crc32c(&forged).to_be_bytes());
+        assert!(
+            Block::decode(&enc.meta_json(), &forged, Bytes::from(enc.chunks.clone())).is_err(),
+            "{len}"
+        );
+    }
+    // An unknown version is refused.
+    let mut future = enc.meta.clone();
+    future.version = 3;
+    assert!(
+        Block::decode(
+            &serde_json::to_vec(&future).unwrap(),
+            &enc.index,
+            Bytes::from(enc.chunks.clone())
+        )
+        .is_err()
+    );
+}
