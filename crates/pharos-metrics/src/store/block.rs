@@ -490,14 +490,28 @@ impl Block {
             let n_labels = r.count()?;
             let mut labels = Vec::with_capacity(n_labels * 2);
             for _ in 0..n_labels {
-                labels.push(sym(r.uvarint()?)?);
-                labels.push(sym(r.uvarint()?)?);
+                let (name, value) = (sym(r.uvarint()?)?, sym(r.uvarint()?)?);
+                // Symbol ids sort as their strings, so ids compare as the labels do.
+                if labels.len() >= 2 && labels[labels.len() - 2] >= name {
+                    return Err(corrupt("index", "label names not sorted and unique"));
+                }
+                if symbols[value as usize].is_empty() {
+                    return Err(corrupt("index", "empty label value"));
+                }
+                labels.push(name);
+                labels.push(value);
+            }
+            if series
+                .last()
+                .is_some_and(|prev: &SeriesEntry| prev.labels[..] >= labels[..])
+            {
+                return Err(corrupt("index", "series not sorted and unique"));
             }
             let n_chunks = r.count()?;
             if n_chunks == 0 {
                 return Err(corrupt("index", "series without chunks"));
             }
-            let mut refs = Vec::with_capacity(n_chunks);
+            let mut refs: Vec<ChunkRef> = Vec::with_capacity(n_chunks);
             for _ in 0..n_chunks {
                 let min_t = r.varint()?;
                 let span = r.uvarint()?;
@@ -515,6 +529,9 @@ impl Block {
                         "index",
                         "chunk time range disagrees with the chunk",
                     ));
+                }
+                if refs.last().is_some_and(|prev| prev.max_t >= min_t) {
+                    return Err(corrupt("index", "chunks overlap or are out of time order"));
                 }
                 if let Some(frame) = c
                     .shared_timestamps_frame()
@@ -539,12 +556,24 @@ impl Block {
         stats.num_series = n_series as u64;
         let n_names = r.count()?;
         let mut index_map = Index::new();
+        let mut prev_name = None;
         for _ in 0..n_names {
-            let name = symbols[sym(r.uvarint()?)? as usize].to_string();
+            let name_id = sym(r.uvarint()?)?;
+            if prev_name.is_some_and(|p| p >= name_id) {
+                return Err(corrupt("index", "postings names not sorted and unique"));
+            }
+            prev_name = Some(name_id);
+            let name = symbols[name_id as usize].to_string();
             let n_values = r.count()?;
             let values = index_map.entry(name).or_default();
+            let mut prev_value = None;
             for _ in 0..n_values {
-                let value = symbols[sym(r.uvarint()?)? as usize].to_string();
+                let value_id = sym(r.uvarint()?)?;
+                if prev_value.is_some_and(|p| p >= value_id) {
+                    return Err(corrupt("index", "postings values not sorted and unique"));
+                }
+                prev_value = Some(value_id);
+                let value = symbols[value_id as usize].to_string();
                 let len = r.count()?;
                 let bytes = r.take(len)?;
                 let ids = RoaringBitmap::deserialize_from(bytes)

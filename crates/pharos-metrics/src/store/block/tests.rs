@@ -369,3 +369,38 @@ fn version_1_blocks_with_an_uncompressed_index_are_still_read() {
         .is_err()
     );
 }
+
+/// Loads what `w` writes after `tamper` changed what it holds.
+fn load_tampered(tamper: impl FnOnce(&mut BlockWriter)) -> Result<Block, BlockError> {
+    let mut w = BlockWriter::new();
+    for (labels, samples) in sample_series() {
+        w.add(labels, &samples);
+    }
+    tamper(&mut w);
+    let enc = w.finish("01TEST".into(), 1, vec![]);
+    Block::decode(&enc.meta_json(), &enc.index, Bytes::from(enc.chunks))
+}
+
+#[test]
+fn the_orderings_a_writer_keeps_are_checked_on_load() {
+    assert!(load_tampered(|_| {}).is_ok());
+    let err = load_tampered(|w| w.series.swap(1, 2)).unwrap_err();
+    assert!(err.to_string().contains("series not sorted"), "{err}");
+    let err = load_tampered(|w| {
+        let dup = w.series[1].clone();
+        w.series.insert(2, dup);
+        w.stats.num_series += 1;
+        w.stats.num_chunks += 1;
+        w.stats.num_samples += 4;
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("series not sorted"), "{err}");
+    let err = load_tampered(|w| w.series[0].1.swap(0, 2)).unwrap_err();
+    assert!(err.to_string().contains("time order"), "{err}");
+    let err = load_tampered(|w| {
+        let first = w.series[0].1[0];
+        w.series[0].1[1] = first;
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("time order"), "{err}");
+}
