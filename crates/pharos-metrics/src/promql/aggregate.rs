@@ -9,6 +9,7 @@ use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
 use super::QueryError;
 use super::eval::{Elem, Evaluator, Val, unsupported};
+use super::functions::{self, AllSteps};
 use super::labels::{keep, set, without};
 use crate::store::Labels;
 use crate::store::translate::format_float;
@@ -19,9 +20,6 @@ pub(super) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val,
     let param = match &a.param {
         Some(p) => Some(ev.eval(p, t)?),
         None => None,
-    };
-    let Val::Vector(input) = ev.eval(&a.expr, t)? else {
-        return Err(unsupported(&Expr::Aggregate(a.clone())));
     };
     let (is_by, names): (bool, Vec<String>) = match &a.modifier {
         Some(LabelModifier::Include(l)) => (true, l.labels.clone()),
@@ -50,6 +48,16 @@ pub(super) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val,
             Some(_) => derive(l),
             None => ev.derived(node, l, derive),
         }
+    };
+    // `by (__name__)` groups the range function's results, whose name is gone, by no name.
+    let by_name = is_by && names.iter().any(|n| n == crate::store::METRIC_NAME);
+    if let Some(k) = ev.query_step(t)
+        && let Some(v) = all_steps(ev, a, &op, k, by_name, |l| group_labels(l, None))?
+    {
+        return Ok(v);
+    }
+    let Val::Vector(input) = ev.eval(&a.expr, t)? else {
+        return Err(unsupported(&Expr::Aggregate(a.clone())));
     };
     let out = match op.as_str() {
         "count_values" => {
@@ -139,6 +147,156 @@ pub(super) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val,
         }
     };
     Ok(Val::Vector(out))
+}
+
+/// In a range query, evaluates an aggregation without parameter of a range-function call
+/// over a plain matrix selector (`sum by (le) (rate(m[5m]))`) for every step at once on
+/// the first step, and hands out step `k`'s result. The call's results are computed
+/// series by series ([`functions::all_steps_of`]) and folded into each step's groups
+/// without building each step's vector; groups come out in the order they are first seen
+/// at each step and take their values in series order, as the step-by-step evaluation
+/// does. `None` when the aggregation does not qualify (the call's results, if computed,
+/// are then left for the call) or its results were already handed out.
+fn all_steps(
+    ev: &Evaluator<'_>,
+    a: &AggregateExpr,
+    op: &str,
+    k: usize,
+    by_name: bool,
+    group: impl Fn(&Labels) -> Labels,
+) -> Result<Option<Val>, QueryError> {
+    let node = std::ptr::from_ref(a) as usize;
+    if k == 0
+        && a.param.is_none()
+        && matches!(
+            op,
+            "sum" | "avg" | "count" | "group" | "min" | "max" | "stdvar" | "stddev"
+        )
+        && !ev.has_precomputed(node)
+        && let Expr::Call(c) = functions::unwrap_parens(&a.expr)
+        && let Some(all) = functions::all_steps_of(ev, c)?
+    {
+        match fold_steps(ev, op, &all, by_name, group) {
+            Some(steps) => ev.set_precomputed(node, steps, all.loaded, true),
+            None => {
+                let (steps, loaded, unique) = all.into_steps(ev);
+                ev.set_precomputed(std::ptr::from_ref(c) as usize, steps, loaded, unique);
+            }
+        }
+    }
+    Ok(ev.take_precomputed(node, k)?.map(Val::Vector))
+}
+
+/// Returns every step's groups of `all` aggregated by `op`, or `None` when the result
+/// labels of `all` are not unique (the step-by-step duplicate check must then run) or its
+/// steps times groups would be much larger than its results. Groups are derived from the
+/// selector's labels when that gives the same groups (the aggregation drops the name
+/// itself unless it groups `by (__name__)`), sparing the per-series label sets of the
+/// call's results.
+fn fold_steps(
+    ev: &Evaluator<'_>,
+    op: &str,
+    all: &AllSteps,
+    by_name: bool,
+    group: impl Fn(&Labels) -> Labels,
+) -> Option<Vec<Vec<Elem>>> {
+    let (start, step, n) = ev.steps()?;
+    let as_selected = all.unique_as_selected();
+    if !as_selected && !all.drops_name {
+        return None;
+    }
+    let derived;
+    let sources: Vec<&Labels> = if all.drops_name && (by_name || !as_selected) {
+        derived = all.result_labels(ev);
+        if !functions::unique_interned(&derived) {
+            return None;
+        }
+        derived.iter().collect()
+    } else {
+        all.series.iter().map(|(l, _)| l).collect()
+    };
+    let mut ids: HashMap<usize, u32, rustc_hash::FxBuildHasher> = HashMap::default();
+    let mut labels: Vec<Labels> = Vec::new();
+    let mut of_series: Vec<u32> = Vec::with_capacity(all.series.len());
+    for l in sources {
+        let g = group(l);
+        let id = *ids.entry(g.addr()).or_insert_with(|| {
+            labels.push(g);
+            (labels.len() - 1) as u32
+        });
+        of_series.push(id);
+    }
+    let cells = n.checked_mul(labels.len())?;
+    if cells > all.points.len().saturating_mul(4).saturating_add(1 << 16) {
+        return None;
+    }
+    let folded = match op {
+        "sum" => fold_groups::<Sum>(all, &of_series, labels.len(), n),
+        "avg" => fold_groups::<Mean>(all, &of_series, labels.len(), n),
+        "count" => fold_groups::<Count>(all, &of_series, labels.len(), n),
+        "group" => fold_groups::<Group>(all, &of_series, labels.len(), n),
+        "min" => fold_groups::<Min>(all, &of_series, labels.len(), n),
+        "max" => fold_groups::<Max>(all, &of_series, labels.len(), n),
+        "stdvar" => fold_groups::<Stdvar>(all, &of_series, labels.len(), n),
+        "stddev" => fold_groups::<Stddev>(all, &of_series, labels.len(), n),
+        _ => return None,
+    };
+    Some(
+        folded
+            .into_iter()
+            .enumerate()
+            .map(|(j, groups)| {
+                let t = start + j as i64 * step;
+                groups
+                    .into_iter()
+                    .map(|(g, value)| Elem {
+                        labels: labels[g as usize].clone(),
+                        value,
+                        t_ms: t,
+                    })
+                    .collect()
+            })
+            .collect(),
+    )
+}
+
+/// Folds the results of `all` into `groups` groups per step, series `i` into group
+/// `of_series[i]`; returns per step its groups, in the order first seen, with values.
+fn fold_groups<F: Fold>(
+    all: &AllSteps,
+    of_series: &[u32],
+    groups: usize,
+    steps: usize,
+) -> Vec<Vec<(u32, f64)>> {
+    let mut cells: Vec<Option<F>> = vec![None; steps * groups];
+    let mut order: Vec<Vec<u32>> = vec![Vec::new(); steps];
+    for ((_, range), &g) in all.series.iter().zip(of_series) {
+        for &(j, v) in &all.points[range.clone()] {
+            let j = j as usize;
+            let cell = &mut cells[j * groups + g as usize];
+            match cell {
+                Some(f) => f.push(v),
+                None => {
+                    let mut f = F::EMPTY;
+                    f.push(v);
+                    *cell = Some(f);
+                    order[j].push(g);
+                }
+            }
+        }
+    }
+    order
+        .into_iter()
+        .enumerate()
+        .map(|(j, gs)| {
+            gs.into_iter()
+                .map(|g| {
+                    let f = cells[j * groups + g as usize].expect("BUG: group seen at step");
+                    (g, f.value())
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Splits `input` into groups keyed by `key`, in the order groups are first seen. With
@@ -284,86 +442,230 @@ pub(super) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     (t, c)
 }
 
-/// Returns the compensated sum of `values`.
-pub(super) fn kahan_sum(values: &[f64]) -> f64 {
-    let (mut s, mut c) = (0.0, 0.0);
-    for &v in values {
-        (s, c) = kahan_inc(v, s, c);
-    }
-    s + c
+/// A running aggregate over values seen one at a time, in order: the one implementation
+/// of each operator, for whole slices and for results folded series by series.
+pub(super) trait Fold: Copy {
+    /// The state before any value.
+    const EMPTY: Self;
+    /// Takes in the next value.
+    fn push(&mut self, v: f64);
+    /// Returns the aggregate of the values pushed so far.
+    fn value(self) -> f64;
 }
 
-/// Returns the mean as Prometheus 3 computes `avg`/`avg_over_time`: a compensated sum
-/// divided by the count, switching to an incremental mean once the sum would overflow.
-pub(super) fn mean(values: &[f64]) -> f64 {
-    let Some((&first, rest)) = values.split_first() else {
-        return f64::NAN;
+/// Returns the fold of `values` in order.
+fn fold<F: Fold>(values: &[f64]) -> f64 {
+    let mut f = F::EMPTY;
+    for &v in values {
+        f.push(v);
+    }
+    f.value()
+}
+
+/// Kahan-Babuška-Neumaier summation.
+#[derive(Clone, Copy)]
+pub(super) struct Sum {
+    sum: f64,
+    c: f64,
+}
+
+impl Fold for Sum {
+    const EMPTY: Sum = Sum { sum: 0.0, c: 0.0 };
+    #[inline]
+    fn push(&mut self, v: f64) {
+        (self.sum, self.c) = kahan_inc(v, self.sum, self.c);
+    }
+    fn value(self) -> f64 {
+        self.sum + self.c
+    }
+}
+
+/// Prometheus 3's mean: a compensated sum divided by the count, switching to an
+/// incremental mean once the sum would overflow.
+#[derive(Clone, Copy)]
+pub(super) struct Mean {
+    sum: f64,
+    c: f64,
+    count: f64,
+    incremental: bool,
+    mean: f64,
+}
+
+impl Fold for Mean {
+    const EMPTY: Mean = Mean {
+        sum: 0.0,
+        c: 0.0,
+        count: 0.0,
+        incremental: false,
+        mean: 0.0,
     };
-    let (mut sum, mut c, mut count) = (first, 0.0, 1.0);
-    let mut incremental = false;
-    let mut mean = 0.0;
-    for &f in rest {
-        count += 1.0;
-        if !incremental {
-            let (ns, nc) = kahan_inc(f, sum, c);
-            if !ns.is_infinite() {
-                (sum, c) = (ns, nc);
-                continue;
-            }
-            incremental = true;
-            mean = sum / (count - 1.0);
-            c /= count - 1.0;
+    #[inline]
+    fn push(&mut self, f: f64) {
+        if self.count == 0.0 {
+            self.sum = f;
+            self.count = 1.0;
+            return;
         }
-        if mean.is_infinite() {
-            if f.is_infinite() && (mean > 0.0) == (f > 0.0) {
-                continue;
+        self.count += 1.0;
+        let count = self.count;
+        if !self.incremental {
+            let (ns, nc) = kahan_inc(f, self.sum, self.c);
+            if !ns.is_infinite() {
+                (self.sum, self.c) = (ns, nc);
+                return;
+            }
+            self.incremental = true;
+            self.mean = self.sum / (count - 1.0);
+            self.c /= count - 1.0;
+        }
+        if self.mean.is_infinite() {
+            if f.is_infinite() && (self.mean > 0.0) == (f > 0.0) {
+                return;
             }
             if !f.is_infinite() && !f.is_nan() {
-                continue;
+                return;
             }
         }
-        let current = mean + c;
-        (mean, c) = kahan_inc(f / count - current / count, mean, c);
+        let current = self.mean + self.c;
+        (self.mean, self.c) = kahan_inc(f / count - current / count, self.mean, self.c);
     }
-    if incremental {
-        mean + c
-    } else {
-        (sum + c) / count
+    fn value(self) -> f64 {
+        if self.count == 0.0 {
+            f64::NAN
+        } else if self.incremental {
+            self.mean + self.c
+        } else {
+            (self.sum + self.c) / self.count
+        }
     }
+}
+
+/// The smallest value; NaN only when all are NaN.
+#[derive(Clone, Copy)]
+pub(super) struct Min(f64);
+
+impl Fold for Min {
+    const EMPTY: Min = Min(f64::NAN);
+    #[inline]
+    fn push(&mut self, v: f64) {
+        if v < self.0 || self.0.is_nan() {
+            self.0 = v;
+        }
+    }
+    fn value(self) -> f64 {
+        self.0
+    }
+}
+
+/// The largest value; NaN only when all are NaN.
+#[derive(Clone, Copy)]
+pub(super) struct Max(f64);
+
+impl Fold for Max {
+    const EMPTY: Max = Max(f64::NAN);
+    #[inline]
+    fn push(&mut self, v: f64) {
+        if v > self.0 || self.0.is_nan() {
+            self.0 = v;
+        }
+    }
+    fn value(self) -> f64 {
+        self.0
+    }
+}
+
+/// How many values there are.
+#[derive(Clone, Copy)]
+struct Count(f64);
+
+impl Fold for Count {
+    const EMPTY: Count = Count(0.0);
+    #[inline]
+    fn push(&mut self, _: f64) {
+        self.0 += 1.0;
+    }
+    fn value(self) -> f64 {
+        self.0
+    }
+}
+
+/// 1 for any group.
+#[derive(Clone, Copy)]
+struct Group;
+
+impl Fold for Group {
+    const EMPTY: Group = Group;
+    #[inline]
+    fn push(&mut self, _: f64) {}
+    fn value(self) -> f64 {
+        1.0
+    }
+}
+
+/// The population variance by Welford's method, as the `stdvar` aggregation.
+#[derive(Clone, Copy)]
+struct Stdvar {
+    count: f64,
+    mean: f64,
+    acc: f64,
+}
+
+impl Fold for Stdvar {
+    const EMPTY: Stdvar = Stdvar {
+        count: 0.0,
+        mean: 0.0,
+        acc: 0.0,
+    };
+    #[inline]
+    fn push(&mut self, v: f64) {
+        self.count += 1.0;
+        let delta = v - self.mean;
+        self.mean += delta / self.count;
+        self.acc += delta * (v - self.mean);
+    }
+    fn value(self) -> f64 {
+        self.acc / self.count
+    }
+}
+
+/// The population standard deviation: the square root of [`Stdvar`].
+#[derive(Clone, Copy)]
+struct Stddev(Stdvar);
+
+impl Fold for Stddev {
+    const EMPTY: Stddev = Stddev(Stdvar::EMPTY);
+    #[inline]
+    fn push(&mut self, v: f64) {
+        self.0.push(v);
+    }
+    fn value(self) -> f64 {
+        self.0.value().sqrt()
+    }
+}
+
+/// Returns the compensated sum of `values`.
+pub(super) fn kahan_sum(values: &[f64]) -> f64 {
+    fold::<Sum>(values)
+}
+
+/// Returns the mean as Prometheus 3 computes `avg`/`avg_over_time` ([`Mean`]).
+pub(super) fn mean(values: &[f64]) -> f64 {
+    fold::<Mean>(values)
 }
 
 /// Returns the smallest value; NaN only when all are NaN.
 pub(super) fn min(values: &[f64]) -> f64 {
-    let mut m = values.first().copied().unwrap_or(f64::NAN);
-    for &v in values {
-        if v < m || m.is_nan() {
-            m = v;
-        }
-    }
-    m
+    fold::<Min>(values)
 }
 
 /// Returns the largest value; NaN only when all are NaN.
 pub(super) fn max(values: &[f64]) -> f64 {
-    let mut m = values.first().copied().unwrap_or(f64::NAN);
-    for &v in values {
-        if v > m || m.is_nan() {
-            m = v;
-        }
-    }
-    m
+    fold::<Max>(values)
 }
 
 /// Returns the population variance by Welford's method, as the `stdvar` aggregation.
 fn stdvar(values: &[f64]) -> f64 {
-    let (mut count, mut mean, mut acc) = (0.0, 0.0, 0.0);
-    for &v in values {
-        count += 1.0;
-        let delta = v - mean;
-        mean += delta / count;
-        acc += delta * (v - mean);
-    }
-    acc / count
+    fold::<Stdvar>(values)
 }
 
 /// Returns the φ-quantile of `values` by linear interpolation between closest ranks, as
@@ -406,6 +708,110 @@ mod tests {
         assert_eq!(max(&[f64::NAN, 3.0, 1.0]), 3.0);
         assert!(max(&[f64::NAN]).is_nan());
         assert_eq!(stdvar(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]), 4.0);
+    }
+
+    /// The slice functions as they were before they became folds.
+    mod before {
+        use super::super::kahan_inc;
+
+        pub fn mean(values: &[f64]) -> f64 {
+            let Some((&first, rest)) = values.split_first() else {
+                return f64::NAN;
+            };
+            let (mut sum, mut c, mut count) = (first, 0.0, 1.0);
+            let mut incremental = false;
+            let mut mean = 0.0;
+            for &f in rest {
+                count += 1.0;
+                if !incremental {
+                    let (ns, nc) = kahan_inc(f, sum, c);
+                    if !ns.is_infinite() {
+                        (sum, c) = (ns, nc);
+                        continue;
+                    }
+                    incremental = true;
+                    mean = sum / (count - 1.0);
+                    c /= count - 1.0;
+                }
+                if mean.is_infinite() {
+                    if f.is_infinite() && (mean > 0.0) == (f > 0.0) {
+                        continue;
+                    }
+                    if !f.is_infinite() && !f.is_nan() {
+                        continue;
+                    }
+                }
+                let current = mean + c;
+                (mean, c) = kahan_inc(f / count - current / count, mean, c);
+            }
+            if incremental {
+                mean + c
+            } else {
+                (sum + c) / count
+            }
+        }
+
+        pub fn min(values: &[f64]) -> f64 {
+            let mut m = values.first().copied().unwrap_or(f64::NAN);
+            for &v in values {
+                if v < m || m.is_nan() {
+                    m = v;
+                }
+            }
+            m
+        }
+
+        pub fn max(values: &[f64]) -> f64 {
+            let mut m = values.first().copied().unwrap_or(f64::NAN);
+            for &v in values {
+                if v > m || m.is_nan() {
+                    m = v;
+                }
+            }
+            m
+        }
+    }
+
+    #[test]
+    fn folds_match_the_slice_functions_they_replaced() {
+        let special = [
+            0.0,
+            -0.0,
+            1.5,
+            -2.25,
+            1e308,
+            -1e308,
+            f64::MAX,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            1e-300,
+        ];
+        let mut x: u64 = 12345;
+        for len in 0..40 {
+            for _ in 0..200 {
+                let values: Vec<f64> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        if x.is_multiple_of(3) {
+                            special[(x / 3 % special.len() as u64) as usize]
+                        } else {
+                            (x % 100_000) as f64 / 7.0 - 5000.0
+                        }
+                    })
+                    .collect();
+                let bits = |v: f64| if v.is_nan() { u64::MAX } else { v.to_bits() };
+                assert_eq!(
+                    bits(mean(&values)),
+                    bits(before::mean(&values)),
+                    "{values:?}"
+                );
+                assert_eq!(bits(min(&values)), bits(before::min(&values)), "{values:?}");
+                assert_eq!(bits(max(&values)), bits(before::max(&values)), "{values:?}");
+            }
+        }
     }
 
     #[test]

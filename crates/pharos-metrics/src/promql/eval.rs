@@ -345,16 +345,19 @@ pub(super) struct Evaluator<'a> {
     in_subquery: Cell<u32>,
     /// Range-function calls evaluated for every step at once, by call address: the
     /// result of each step and the samples its window loaded.
-    pub(super) precomputed: RefCell<HashMap<usize, Precomputed>>,
+    precomputed: RefCell<HashMap<usize, Precomputed>>,
 }
 
-/// A range-function call's results for all steps of a range query.
+/// A node's results for all steps of a range query, computed at once: a range-function
+/// call's, or an aggregation's of one.
 pub(super) struct Precomputed {
-    pub(super) steps: Vec<Option<Vec<Elem>>>,
-    pub(super) loaded: Vec<usize>,
+    /// Each step's result, until handed out.
+    steps: Vec<Option<Vec<Elem>>>,
+    /// The samples the range function's windows loaded at each step.
+    loaded: Vec<usize>,
     /// Whether the result label sets differ across all series (no step can then hold
     /// two equal ones).
-    pub(super) unique: bool,
+    unique: bool,
 }
 
 type LabelsMemo = HashMap<(usize, usize), (Labels, Labels), rustc_hash::FxBuildHasher>;
@@ -788,6 +791,60 @@ impl<'a> Evaluator<'a> {
                 .checked_add(start)?
                 == t)
             .then_some(k)
+    }
+
+    /// Returns whether `node` has results for all steps ([`Evaluator::set_precomputed`]).
+    pub(super) fn has_precomputed(&self, node: usize) -> bool {
+        self.precomputed.borrow().contains_key(&node)
+    }
+
+    /// Keeps `node`'s results for every step of the range query, with the samples its
+    /// range function loaded at each and whether their label sets are unique across
+    /// series, for [`Evaluator::take_precomputed`].
+    pub(super) fn set_precomputed(
+        &self,
+        node: usize,
+        steps: Vec<Vec<Elem>>,
+        loaded: Vec<usize>,
+        unique: bool,
+    ) {
+        self.precomputed.borrow_mut().insert(
+            node,
+            Precomputed {
+                steps: steps.into_iter().map(Some).collect(),
+                loaded,
+                unique,
+            },
+        );
+    }
+
+    /// Hands out step `k`'s precomputed result of `node`, counting the samples it loaded
+    /// and checking for duplicate label sets as the step-by-step evaluation does; `None`
+    /// when there is none (not computed, or already handed out).
+    pub(super) fn take_precomputed(
+        &self,
+        node: usize,
+        k: usize,
+    ) -> Result<Option<Vec<Elem>>, QueryError> {
+        let mut pre = self.precomputed.borrow_mut();
+        let Some(entry) = pre.get_mut(&node) else {
+            return Ok(None);
+        };
+        let (Some(out), Some(&n)) = (
+            entry.steps.get_mut(k).and_then(Option::take),
+            entry.loaded.get(k),
+        ) else {
+            return Ok(None);
+        };
+        // Label sets unique across all series are unique at every step.
+        let unique = entry.unique;
+        drop(pre);
+        self.count_loaded(n);
+        self.add_samples(n)?;
+        if !unique && check_duplicates(&out).is_err() {
+            return Err(duplicate_labelset());
+        }
+        Ok(Some(out))
     }
 
     /// Returns the query's steps: first time, width and count.

@@ -217,7 +217,7 @@ fn vals_vector(vals: &[Val], i: usize) -> Vec<Elem> {
     }
 }
 
-fn unwrap_parens(e: &Expr) -> &Expr {
+pub(super) fn unwrap_parens(e: &Expr) -> &Expr {
     match e {
         Expr::Paren(p) => unwrap_parens(&p.expr),
         _ => e,
@@ -237,7 +237,7 @@ fn range_call(
         .position(|a| a.value_type() == promql_parser::parser::value::ValueType::Matrix)
         .ok_or_else(|| unsupported(&Expr::Call(c.clone())))?;
     if let Some(k) = ev.query_step(t)
-        && let Some(v) = all_steps(ev, c, name, args, mi, k)?
+        && let Some(v) = all_steps(ev, c, k)?
     {
         return Ok(v);
     }
@@ -284,136 +284,217 @@ fn range_call(
     Ok(Val::Vector(out))
 }
 
-/// In a range query, evaluates `name` over a plain matrix selector for every step at once
-/// on the first step, series by series (each series' samples are walked once with a
-/// sliding window, instead of once per step), and hands out step `k`'s result. `None`
-/// when the call does not qualify (other arguments that are not number literals, `@`, a
-/// subquery argument) or its results were already handed out; the caller then evaluates
-/// it step by step. Loaded-sample accounting and the duplicate check are those of the
-/// step-by-step path.
-fn all_steps(
-    ev: &Evaluator<'_>,
-    c: &Call,
-    name: &str,
-    args: &[&Expr],
-    mi: usize,
-    k: usize,
-) -> Result<Option<Val>, QueryError> {
+/// In a range query, evaluates the call over a plain matrix selector for every step at
+/// once on the first step ([`all_steps_of`]) and hands out step `k`'s result. `None` when
+/// the call does not qualify or its results were already handed out; the caller then
+/// evaluates it step by step. Loaded-sample accounting and the duplicate check are those
+/// of the step-by-step path.
+fn all_steps(ev: &Evaluator<'_>, c: &Call, k: usize) -> Result<Option<Val>, QueryError> {
     let node = std::ptr::from_ref(c) as usize;
-    if !ev.precomputed.borrow().contains_key(&node) {
-        if k != 0 {
-            return Ok(None);
-        }
-        let Expr::MatrixSelector(ms) = unwrap_parens(args[mi]) else {
-            return Ok(None);
-        };
-        if ms.vs.at.is_some() {
-            return Ok(None);
-        }
-        let mut scalars = Vec::new();
-        for (i, a) in args.iter().enumerate() {
-            if i != mi {
-                match unwrap_parens(a) {
-                    Expr::NumberLiteral(n) => scalars.push(n.val),
-                    _ => return Ok(None),
-                }
-            }
-        }
-        let Some((start, step, n)) = ev.steps() else {
-            return Ok(None);
-        };
-        let range = super::eval::duration_ms(ms.range);
-        let f = ev.fetch_for_all_steps(&ms.vs, range)?;
-        let keep_name = matches!(name, "last_over_time" | "first_over_time");
-        let mut steps: Vec<Vec<Elem>> = (0..n).map(|_| Vec::new()).collect();
-        let mut loaded = vec![0usize; n];
-        let mut clean: Vec<(i64, f64)> = Vec::new();
-        let mut all_labels: rustc_hash::FxHashSet<Labels> = Default::default();
-        let mut unique = true;
-        for s in &f.series {
-            let labels = if keep_name {
-                s.labels.clone()
-            } else {
-                ev.derived(node, &s.labels, drop_name)
-            };
-            unique &= all_labels.insert(labels.clone());
-            let (mut lo, mut hi) = (0usize, 0usize);
-            for (j, (out, count)) in steps.iter_mut().zip(loaded.iter_mut()).enumerate() {
-                let t = start + j as i64 * step;
-                let Some((wstart, wend)) = ev.window(args[mi], t) else {
-                    return Ok(None);
-                };
-                while lo < s.samples.len() && s.samples[lo].0 <= wstart {
-                    lo += 1;
-                }
-                hi = hi.max(lo);
-                while hi < s.samples.len() && s.samples[hi].0 <= wend {
-                    hi += 1;
-                }
-                let window = &s.samples[lo..hi];
-                let points = if window.iter().any(|p| crate::store::is_stale(p.1)) {
-                    clean.clear();
-                    clean.extend(
-                        window
-                            .iter()
-                            .copied()
-                            .filter(|p| !crate::store::is_stale(p.1)),
-                    );
-                    &clean[..]
+    if k == 0
+        && !ev.has_precomputed(node)
+        && let Some(all) = all_steps_of(ev, c)?
+    {
+        let (steps, loaded, unique) = all.into_steps(ev);
+        ev.set_precomputed(node, steps, loaded, unique);
+    }
+    Ok(ev.take_precomputed(node, k)?.map(Val::Vector))
+}
+
+/// A range-function call's results for every step of a range query, series by series.
+pub(super) struct AllSteps {
+    /// The call's address (what its derived label sets are remembered by).
+    node: usize,
+    /// Whether the results drop the metric name (all functions but `last_over_time` and
+    /// `first_over_time`).
+    pub(super) drops_name: bool,
+    /// Each series with a result at some step: the selector's labels for it (sorted, as
+    /// the selector returns them), and where its results are in `points`.
+    pub(super) series: Vec<(Labels, std::ops::Range<usize>)>,
+    /// `(step index, value)`: the results of each series in turn, in step order.
+    pub(super) points: Vec<(u32, f64)>,
+    /// The samples the windows of each step loaded.
+    pub(super) loaded: Vec<usize>,
+}
+
+impl AllSteps {
+    /// Returns each series' result labels (the metric name dropped unless kept), as the
+    /// step-by-step evaluation derives them.
+    pub(super) fn result_labels(&self, ev: &Evaluator<'_>) -> Vec<Labels> {
+        self.series
+            .iter()
+            .map(|(l, _)| {
+                if self.drops_name {
+                    ev.derived(self.node, l, drop_name)
                 } else {
-                    window
-                };
-                if points.is_empty() {
-                    continue;
+                    l.clone()
                 }
-                *count += points.len();
-                let w = Window {
-                    points,
-                    start: wstart,
-                    end: wend,
-                    t,
-                };
-                let Ok(value) = range_fns::apply(name, &w, &scalars) else {
-                    // Errors surface from the step-by-step path, at the right step.
-                    return Ok(None);
-                };
-                if let Some(value) = value {
-                    out.push(Elem {
-                        labels: labels.clone(),
-                        value,
-                        t_ms: t,
-                    });
-                }
+            })
+            .collect()
+    }
+
+    /// Returns whether the result labels are known to differ across series without being
+    /// derived: the selector's are sorted and so unique, and either kept or all of one
+    /// metric name (dropping it then keeps them apart).
+    pub(super) fn unique_as_selected(&self) -> bool {
+        fn name(l: &Labels) -> Option<&str> {
+            l.get(crate::store::METRIC_NAME)
+        }
+        self.series
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && (!self.drops_name || name(&w[0].0) == name(&w[1].0)))
+    }
+
+    /// Returns each step's vector, as the call evaluated at that step would (series in
+    /// the selector's order), the samples loaded at each step, and whether the result
+    /// labels are unique across series.
+    pub(super) fn into_steps(self, ev: &Evaluator<'_>) -> (Vec<Vec<Elem>>, Vec<usize>, bool) {
+        let (start, step, n) = ev.steps().expect("BUG: only built in range queries");
+        let labels = self.result_labels(ev);
+        let unique = self.unique_as_selected() || (self.drops_name && unique_interned(&labels));
+        let mut steps: Vec<Vec<Elem>> = (0..n).map(|_| Vec::new()).collect();
+        for (labels, (_, range)) in labels.iter().zip(&self.series) {
+            for &(j, value) in &self.points[range.clone()] {
+                steps[j as usize].push(Elem {
+                    labels: labels.clone(),
+                    value,
+                    t_ms: start + i64::from(j) * step,
+                });
             }
         }
-        ev.precomputed.borrow_mut().insert(
-            node,
-            super::eval::Precomputed {
-                steps: steps.into_iter().map(Some).collect(),
-                loaded,
-                unique,
-            },
-        );
+        (steps, self.loaded, unique)
     }
-    let mut pre = ev.precomputed.borrow_mut();
-    let Some(entry) = pre.get_mut(&node) else {
+}
+
+/// Returns whether label sets handed out by [`Evaluator::derived`] (interned: equal ones
+/// are one address) are all different.
+pub(super) fn unique_interned(labels: &[Labels]) -> bool {
+    let mut seen: rustc_hash::FxHashSet<usize> = Default::default();
+    labels.iter().all(|l| seen.insert(l.addr()))
+}
+
+/// In a range query, evaluates range-function call `c` over a plain matrix selector for
+/// every step, series by series: each series' samples are walked once with a sliding
+/// window instead of once per step, stale markers are dropped once per series, and
+/// `rate`/`increase` look for counter resets only in windows that have one. `None` when
+/// the call does not qualify (not a range function, other arguments that are not number
+/// literals, `@`, a subquery argument, not a range query) or fails at some step (the
+/// error then surfaces from the step-by-step path, at the right step).
+pub(super) fn all_steps_of(ev: &Evaluator<'_>, c: &Call) -> Result<Option<AllSteps>, QueryError> {
+    let name = c.func.name;
+    if !range_fns::is_range_fn(name) {
+        return Ok(None);
+    }
+    let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
+    let Some(mi) = args
+        .iter()
+        .position(|a| a.value_type() == promql_parser::parser::value::ValueType::Matrix)
+    else {
         return Ok(None);
     };
-    let (Some(out), Some(&n)) = (
-        entry.steps.get_mut(k).and_then(Option::take),
-        entry.loaded.get(k),
-    ) else {
+    let Expr::MatrixSelector(ms) = unwrap_parens(args[mi]) else {
         return Ok(None);
     };
-    // Label sets unique across all series are unique at every step.
-    let unique = entry.unique;
-    drop(pre);
-    ev.count_loaded(n);
-    ev.add_samples(n)?;
-    if !unique && super::eval::check_duplicates(&out).is_err() {
-        return Err(duplicate_labelset());
+    if ms.vs.at.is_some() {
+        return Ok(None);
     }
-    Ok(Some(Val::Vector(out)))
+    let mut scalars = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        if i != mi {
+            match unwrap_parens(a) {
+                Expr::NumberLiteral(n) => scalars.push(n.val),
+                _ => return Ok(None),
+            }
+        }
+    }
+    let Some((start, step, n)) = ev.steps() else {
+        return Ok(None);
+    };
+    if u32::try_from(n).is_err() {
+        return Ok(None);
+    }
+    let range = super::eval::duration_ms(ms.range);
+    let f = ev.fetch_for_all_steps(&ms.vs, range)?;
+    // Each step's window `(start, end]` and time.
+    let mut windows: Vec<(i64, i64, i64)> = Vec::with_capacity(n);
+    for j in 0..n {
+        let t = start + j as i64 * step;
+        let Some((wstart, wend)) = ev.window(args[mi], t) else {
+            return Ok(None);
+        };
+        windows.push((wstart, wend, t));
+    }
+    let resets_matter = range_fns::counts_resets(name);
+    let most = f.series.len().saturating_mul(n);
+    let mut out = AllSteps {
+        node: std::ptr::from_ref(c) as usize,
+        drops_name: !matches!(name, "last_over_time" | "first_over_time"),
+        series: Vec::with_capacity(f.series.len()),
+        points: Vec::with_capacity(if most <= 1 << 22 { most } else { 0 }),
+        loaded: vec![0usize; n],
+    };
+    let mut clean: Vec<(i64, f64)> = Vec::new();
+    // resets[i]: how many samples up to i are below the one before.
+    let mut resets: Vec<usize> = Vec::new();
+    for s in &f.series {
+        // A window without stale markers is the same window over the series without them.
+        let samples: &[(i64, f64)] = if s.samples.iter().any(|p| crate::store::is_stale(p.1)) {
+            clean.clear();
+            clean.extend(
+                s.samples
+                    .iter()
+                    .copied()
+                    .filter(|p| !crate::store::is_stale(p.1)),
+            );
+            &clean
+        } else {
+            &s.samples
+        };
+        if resets_matter {
+            resets.clear();
+            resets.push(0);
+            let mut r = 0;
+            for pair in samples.windows(2) {
+                r += usize::from(pair[1].1 < pair[0].1);
+                resets.push(r);
+            }
+        }
+        let first = out.points.len();
+        let (mut lo, mut hi) = (0usize, 0usize);
+        for (j, (&(wstart, wend, t), count)) in
+            windows.iter().zip(out.loaded.iter_mut()).enumerate()
+        {
+            while lo < samples.len() && samples[lo].0 <= wstart {
+                lo += 1;
+            }
+            hi = hi.max(lo);
+            while hi < samples.len() && samples[hi].0 <= wend {
+                hi += 1;
+            }
+            let points = &samples[lo..hi];
+            if points.is_empty() {
+                continue;
+            }
+            *count += points.len();
+            let may_reset = !resets_matter || resets[hi - 1] != resets[lo];
+            let w = Window {
+                points,
+                start: wstart,
+                end: wend,
+                t,
+            };
+            let Ok(value) = range_fns::apply_window(name, &w, &scalars, may_reset) else {
+                return Ok(None);
+            };
+            if let Some(value) = value {
+                out.points.push((j as u32, value));
+            }
+        }
+        if out.points.len() > first {
+            out.series.push((s.labels.clone(), first..out.points.len()));
+        }
+    }
+    Ok(Some(out))
 }
 
 /// Returns `absent`'s result: nothing when the argument had data, otherwise one element

@@ -56,12 +56,29 @@ pub(super) fn apply(
     w: &Window<'_>,
     scalars: &[f64],
 ) -> Result<Option<f64>, QueryError> {
+    apply_window(name, w, scalars, true)
+}
+
+/// Returns whether `name` looks for counter resets in its window (`rate`, `increase`):
+/// those a caller may tell [`apply_window`] a window has none of.
+pub(super) fn counts_resets(name: &str) -> bool {
+    matches!(name, "rate" | "increase")
+}
+
+/// As [`apply`]; `may_reset` false promises that no value in the window is below the one
+/// before it, so `rate` and `increase` skip looking for counter resets.
+pub(super) fn apply_window(
+    name: &str,
+    w: &Window<'_>,
+    scalars: &[f64],
+    may_reset: bool,
+) -> Result<Option<f64>, QueryError> {
     let p = w.points;
     let values = || p.iter().map(|x| x.1).collect::<Vec<f64>>();
     Ok(match name {
-        "rate" => extrapolated_rate(w, true, true),
-        "increase" => extrapolated_rate(w, true, false),
-        "delta" => extrapolated_rate(w, false, false),
+        "rate" => extrapolated_rate(w, true, may_reset, true),
+        "increase" => extrapolated_rate(w, true, may_reset, false),
+        "delta" => extrapolated_rate(w, false, false, false),
         "irate" => instant_value(p, true),
         "idelta" => instant_value(p, false),
         "deriv" => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
@@ -102,8 +119,14 @@ pub(super) fn apply(
 /// Prometheus 3's `extrapolatedRate`: the increase between the first and last sample
 /// (adding back counter resets), extrapolated towards the window's edges when the
 /// samples come within 1.1 average intervals of them (half an interval otherwise), and
-/// for counters not below the point where the counter would have been zero.
-fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<f64> {
+/// for counters not below the point where the counter would have been zero. `may_reset`
+/// false skips the search for counter resets (the caller knows there are none).
+fn extrapolated_rate(
+    w: &Window<'_>,
+    is_counter: bool,
+    may_reset: bool,
+    is_rate: bool,
+) -> Option<f64> {
     let p = w.points;
     if p.len() < 2 {
         return None;
@@ -111,7 +134,7 @@ fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<
     let (first_t, first_v) = p[0];
     let (last_t, last_v) = p[p.len() - 1];
     let mut result = last_v - first_v;
-    if is_counter {
+    if is_counter && may_reset {
         let mut prev = first_v;
         for &(_, v) in &p[1..] {
             if v < prev {

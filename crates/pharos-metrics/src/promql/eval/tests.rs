@@ -319,3 +319,153 @@ fn range_stats_count_every_step() {
         range_query_with_stats(&store(), "sum(m)", 60_000, 180_000, 60_000, &opts).unwrap();
     assert_eq!((s.total_queryable_samples, s.peak_samples), (6, 4));
 }
+
+/// A store of counters that reset, go stale, hold NaN, ±Inf and huge values, in groups
+/// that come and go: what the all-steps paths of range functions and aggregations must
+/// treat exactly as the step-by-step evaluation does.
+fn awkward_store() -> MetricsStore {
+    let s = MetricsStore::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    // Series 24-29 are named `d`, 30 is `dup` with the labels of `c` series 0 otherwise.
+    for series in 0..31u64 {
+        let g = ["a", "b", "c"][(series % 3) as usize];
+        let le = ["0.1", "1", "+Inf"][(series / 3 % 3) as usize];
+        let (name, i) = match series {
+            0..24 => ("c", series),
+            24..30 => ("d", series),
+            _ => ("dup", 0),
+        };
+        let labels = Labels::from_pairs([
+            ("__name__", name),
+            ("g", g),
+            ("le", le),
+            ("i", &i.to_string()),
+        ]);
+        // Some series start late or stop early, so groups come and go.
+        let (first, last) = (next() % 40, 120 - next() % 40);
+        let mut v = 0.0;
+        for k in first..last {
+            let r = next();
+            v = match r % 50 {
+                0 => 0.0,
+                1 => f64::NAN,
+                2 => f64::INFINITY,
+                3 => 1e308,
+                4 => f64::from_bits(STALE_NAN_BITS),
+                _ if v.is_finite() => v + (r % 1000) as f64 / 7.0,
+                _ => 1.0,
+            };
+            s.append_sample(labels.clone(), k as i64 * 15_000 + (r % 5) as i64, v);
+        }
+    }
+    s
+}
+
+#[test]
+fn all_steps_paths_match_step_by_step_evaluation() {
+    let s = awkward_store();
+    let opts = QueryOptions::default();
+    let (start, end, step) = (300_000, 1_800_000, 60_000);
+    for q in [
+        "rate(c[5m])",
+        "increase(c[3m])",
+        "delta(c[5m] offset 1m)",
+        "last_over_time(c[2m])",
+        "sum by (le) (rate(c[5m]))",
+        "sum by (g, le) (increase(c[5m]))",
+        "sum(rate(c[5m]))",
+        "avg without (i) (rate(c[5m]))",
+        "count by (g) (rate(c[5m]))",
+        "group by (g) (rate(c[5m]))",
+        "min by (le) (rate(c[5m]))",
+        "max by (le) (delta(c[5m]))",
+        "stdvar by (g) (rate(c[5m]))",
+        "stddev by (g) ((rate(c[5m])))",
+        "sum by (__name__) (last_over_time(c[2m]))",
+        "histogram_quantile(0.9, sum by (le) (rate(c[5m])))",
+        "histogram_quantile(0.5, sum by (g, le) (rate(c[5m])))",
+        "sum by (g) (rate({__name__=~\"c|d\"}[5m]))",
+        "sum by (__name__, g) (rate({__name__=~\"c|d\"}[5m]))",
+        "sum by (__name__, g) (last_over_time({__name__=~\"c|d\"}[5m]))",
+        "max without (g) (last_over_time({__name__=~\"c|dup\"}[5m]))",
+        "sum by (g) (rate({__name__=~\"c|dup\"}[5m]))",
+        "rate({__name__=~\"c|dup\"}[5m])",
+    ] {
+        let got = match range_query(&s, q, start, end, step, &opts) {
+            Ok(Value::Matrix(m)) => m,
+            Ok(_) => panic!("{q}: not a matrix"),
+            Err(e) => {
+                // The same error as at the first step that fails.
+                let mut t = start;
+                let first = loop {
+                    assert!(t <= end, "{q}: {e} in a range query only");
+                    if let Err(e) = instant_query(&s, q, t, &opts) {
+                        break e;
+                    }
+                    t += step;
+                };
+                assert_eq!(e, first, "{q}");
+                continue;
+            }
+        };
+        let mut want: BTreeMap<Labels, Vec<(i64, u64)>> = BTreeMap::new();
+        let mut t = start;
+        while t <= end {
+            let Value::Vector(v) = instant_query(&s, q, t, &opts).unwrap() else {
+                panic!("{q}: not a vector");
+            };
+            for e in v {
+                want.entry(e.labels)
+                    .or_default()
+                    .push((t, e.value.to_bits()));
+            }
+            t += step;
+        }
+        let got: BTreeMap<Labels, Vec<(i64, u64)>> = got
+            .into_iter()
+            .map(|s| {
+                let pts = s.points.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+                (s.labels, pts)
+            })
+            .collect();
+        assert!(!want.is_empty(), "{q}: no data");
+        assert_eq!(got, want, "{q}");
+    }
+    // The aggregation loads what its range function loads, step by step.
+    let stats = |q: &str| {
+        let opts = QueryOptions {
+            per_step_stats: true,
+            ..Default::default()
+        };
+        range_query_with_stats(&s, q, start, end, step, &opts)
+            .unwrap()
+            .1
+    };
+    let (plain, summed) = (stats("rate(c[5m])"), stats("sum by (le) (rate(c[5m]))"));
+    assert_eq!(
+        plain.total_queryable_samples,
+        summed.total_queryable_samples
+    );
+    assert_eq!(plain.per_step, summed.per_step);
+    // And the limit applies at the same step.
+    let limit = |q: &str, max_samples: usize| {
+        let opts = QueryOptions {
+            max_samples,
+            ..Default::default()
+        };
+        range_query(&s, q, start, end, step, &opts).is_ok()
+    };
+    for max in [10, 100, 150, 300, 1000] {
+        assert_eq!(
+            limit("count(rate(c[5m]))", max),
+            limit("count(rate(c[5m]) * 1)", max),
+            "max_samples {max}"
+        );
+    }
+}
