@@ -50,10 +50,7 @@ fn write_request(samples: Vec<(Labels, i64, f64)>) -> WriteRequest {
                 labels: labels
                     .pairs()
                     .iter()
-                    .map(|(name, value)| Label {
-                        name: name.clone(),
-                        value: value.clone(),
-                    })
+                    .map(|(name, value)| Label::new(name, value))
                     .collect(),
                 samples: vec![Sample { value, timestamp }],
                 ..Default::default()

@@ -35,7 +35,8 @@ pub fn decode(body: &[u8], limit: usize) -> Result<WriteRequest, DecodeError> {
         });
     }
     let raw = snap::raw::Decoder::new().decompress_vec(body)?;
-    Ok(WriteRequest::decode(raw.as_slice())?)
+    // From a `Bytes`, label texts are slices of `raw`, not copies.
+    Ok(WriteRequest::decode(bytes::Bytes::from(raw))?)
 }
 
 /// Encodes a request as a remote_write body, for clients and tests.

@@ -5,8 +5,10 @@
 //! renumbers the series that stay.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use roaring::RoaringBitmap;
+use rustc_hash::FxBuildHasher;
 
 use super::labels::Labels;
 use super::matcher::Matcher;
@@ -46,11 +48,30 @@ pub(crate) struct Series {
     pub(crate) delta_total: f64,
 }
 
+/// Which head a [`SeriesId`] belongs to: unique among every head of the process, and new
+/// for the head a [`Head::freeze`] leaves. Within one generation series are only ever added,
+/// so an id found once names the same series for as long as the generation lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Generation(u64);
+
+impl Default for Generation {
+    /// Returns a generation no head had before.
+    fn default() -> Generation {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Generation(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
 /// The head's data, guarded by one lock in [`super::MetricsStore`].
 #[derive(Debug, Default)]
 pub(crate) struct Head {
     pub(crate) series: Vec<Series>,
-    by_fingerprint: HashMap<u64, Vec<SeriesId>>,
+    /// Series by fingerprint (an XXH3 already, so hashed again cheaply): the first series
+    /// of each fingerprint, the others (a collision, practically never) in `collisions`.
+    by_fingerprint: HashMap<u64, SeriesId, FxBuildHasher>,
+    collisions: HashMap<u64, Vec<SeriesId>, FxBuildHasher>,
+    /// Never changes: a freeze builds a new head.
+    generation: Generation,
     index: Index,
     /// Every id, for matchers that start from the whole head.
     all: RoaringBitmap,
@@ -72,6 +93,11 @@ pub(crate) struct Head {
 }
 
 impl Head {
+    /// Returns this head's generation: series ids found in it stay valid while it lasts.
+    pub(crate) fn generation(&self) -> Generation {
+        self.generation
+    }
+
     /// Returns how many series the metric `name` has.
     pub(crate) fn series_of_metric(&self, name: &str) -> usize {
         self.series_per_metric.get(name).copied().unwrap_or(0)
@@ -96,24 +122,27 @@ impl Head {
         pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
     ) -> Option<SeriesId> {
         let fp = super::labels::fingerprint_pairs(pairs.clone());
-        self.by_fingerprint.get(&fp).and_then(|ids| {
-            ids.iter().copied().find(|&id| {
-                let have = self.series[id as usize].labels.pairs();
-                have.len() == pairs.clone().count()
-                    && have
-                        .iter()
-                        .zip(pairs.clone())
-                        .all(|((k, v), (k2, v2))| k == k2 && v == v2)
-            })
+        self.find(fp, |id| {
+            let have = self.series[id as usize].labels.pairs();
+            have.len() == pairs.clone().count()
+                && have
+                    .iter()
+                    .zip(pairs.clone())
+                    .all(|((k, v), (k2, v2))| k == k2 && v == v2)
         })
     }
 
     fn get_by_fingerprint(&self, labels: &Labels, fp: u64) -> Option<SeriesId> {
-        self.by_fingerprint.get(&fp).and_then(|ids| {
-            ids.iter()
-                .copied()
-                .find(|&id| self.series[id as usize].labels == *labels)
-        })
+        self.find(fp, |id| self.series[id as usize].labels == *labels)
+    }
+
+    /// Returns the series of fingerprint `fp` that `is` accepts.
+    fn find(&self, fp: u64, is: impl Fn(SeriesId) -> bool) -> Option<SeriesId> {
+        let first = *self.by_fingerprint.get(&fp)?;
+        if is(first) {
+            return Some(first);
+        }
+        self.collisions.get(&fp)?.iter().copied().find(|&id| is(id))
     }
 
     /// Returns the id of the series with `labels`, creating it if needed; `None` when
@@ -147,7 +176,14 @@ impl Head {
         }
         self.all.insert(id);
         self.label_bytes += labels.approx_bytes();
-        self.by_fingerprint.entry(fp).or_default().push(id);
+        match self.by_fingerprint.entry(fp) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collisions.entry(fp).or_default().push(id);
+            }
+        }
         self.series.push(Series {
             labels,
             samples: Vec::new(),
@@ -361,6 +397,40 @@ mod tests {
         let ts: Vec<i64> = h.series[0].samples.iter().map(|s| s.0).collect();
         assert_eq!(ts, vec![950, 980, 1000, 1010]);
         assert_eq!((h.min_t, h.max_t, h.samples), (Some(950), Some(1010), 4));
+    }
+
+    #[test]
+    fn colliding_fingerprints_keep_their_series_apart() {
+        let mut h = Head::default();
+        let sets: Vec<Labels> = ["a", "b", "c"]
+            .into_iter()
+            .map(|v| Labels::from_pairs([("s", v)]))
+            .collect();
+        // Three label sets forced onto one fingerprint.
+        let ids: Vec<SeriesId> = sets.iter().map(|l| h.insert(l.clone(), 7)).collect();
+        for (l, id) in sets.iter().zip(&ids) {
+            assert_eq!(h.get_by_fingerprint(l, 7), Some(*id));
+            let pairs = l.pairs().iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            assert_eq!(h.find(7, |i| h.series[i as usize].labels == *l), Some(*id));
+            // Their real fingerprints differ from 7: not found that way.
+            assert_eq!(h.get_by_pairs(pairs), None);
+        }
+        assert_eq!(
+            h.get_by_fingerprint(&Labels::from_pairs([("s", "d")]), 7),
+            None
+        );
+    }
+
+    #[test]
+    fn a_freeze_starts_a_new_generation() {
+        let mut h = Head::default();
+        let other = Head::default();
+        assert_ne!(h.generation(), other.generation());
+        let before = h.generation();
+        h.get_or_create(Labels::from_pairs([("s", "a")])).unwrap();
+        assert_eq!(h.generation(), before, "adding series keeps ids valid");
+        h.freeze(None);
+        assert_ne!(h.generation(), before);
     }
 
     #[test]

@@ -47,7 +47,7 @@ use prost::encoding::{DecodeContext, WireType};
 
 use super::MetricsStore;
 use super::exemplars::{Exemplar, LABEL_LENGTH_ERROR, labels_fit};
-use super::head::{Head, SeriesId};
+use super::head::{Generation, Head, SeriesId};
 use super::labels::{Labels, METRIC_NAME};
 use crate::remote_write::proto::{Label, MetricMetadata, TimeSeries};
 
@@ -67,6 +67,43 @@ pub struct MetricsRecord {
     /// Field 3 (`repeated prometheus.MetricMetadata`): metric metadata, family name never
     /// empty and type a known value once sanitized.
     pub metadata: Vec<MetricMetadata>,
+    /// What [`Store::sanitize`] found in the head for [`Store::apply`]; not logged.
+    pub apply_hints: ApplyHints,
+}
+
+/// The head series [`Store::sanitize`] found for the remote_write series of a record, so
+/// that [`Store::apply`] does not look each one up again.
+///
+/// A hint is only used while the head it came from lasts (the same [`Generation`]: a
+/// freeze, as at a log rotation, renumbers series) and for as many series as `sanitize`
+/// left; a record decoded from the log has none, and is applied by labels. Whoever changes
+/// `remote_write` after `sanitize` must [`ApplyHints::clear`] them.
+///
+/// Hints are not part of the record: they never affect equality.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyHints {
+    generation: Option<Generation>,
+    /// Per remote_write series, the id of its head series, if it had one.
+    ids: Vec<Option<SeriesId>>,
+}
+
+impl ApplyHints {
+    /// Forgets the hints.
+    pub fn clear(&mut self) {
+        *self = ApplyHints::default();
+    }
+
+    /// Returns the hints if they are valid for `head` and `series` series.
+    fn for_head(&self, head: &Head, series: usize) -> Option<&[Option<SeriesId>]> {
+        (self.generation == Some(head.generation()) && self.ids.len() == series)
+            .then_some(self.ids.as_slice())
+    }
+}
+
+impl PartialEq for ApplyHints {
+    fn eq(&self, _: &ApplyHints) -> bool {
+        true
+    }
 }
 
 /// The envelope's field numbers.
@@ -149,6 +186,7 @@ impl prost::Message for MetricsRecord {
         self.otlp.resource_metrics.clear();
         self.remote_write.clear();
         self.metadata.clear();
+        self.apply_hints.clear();
     }
 }
 
@@ -172,14 +210,21 @@ impl Store<MetricsRecord> for MetricsStore {
     /// remote_write series as the module documentation says.
     fn sanitize(&self, rec: &mut MetricsRecord) -> Rejected {
         let mut rejected = Store::<ExportMetricsServiceRequest>::sanitize(self, &mut rec.otlp);
+        rec.apply_hints.clear();
         if !rec.remote_write.is_empty() {
             let head = self.head.read();
+            let mut ids = Vec::new();
             rejected.merge(sanitize_remote_write(
                 &head,
                 &mut rec.remote_write,
+                &mut ids,
                 now_ms(),
                 &self.refused,
             ));
+            rec.apply_hints = ApplyHints {
+                generation: Some(head.generation()),
+                ids,
+            };
         }
         sanitize_metadata(&self.metadata, &mut rec.metadata);
         rejected
@@ -199,8 +244,34 @@ impl Store<MetricsRecord> for MetricsStore {
             return;
         }
         let mut head = self.head.write();
+        let hints = rec.apply_hints.for_head(&head, rec.remote_write.len());
         let mut exemplars = Vec::new();
-        for ts in &rec.remote_write {
+        for (i, ts) in rec.remote_write.iter().enumerate() {
+            // The series `sanitize` found, still in this head: no second lookup.
+            if let Some(id) = hints.and_then(|ids| ids[i])
+                && !ts.samples.is_empty()
+            {
+                debug_assert!(
+                    head.series[id as usize]
+                        .labels
+                        .pairs()
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .eq(ts
+                            .labels
+                            .iter()
+                            .map(|l| (l.name.as_str(), l.value.as_str()))),
+                    "BUG: a hint for another series"
+                );
+                for s in &ts.samples {
+                    self.count(head.append(id, s.timestamp, s.value));
+                }
+                if !ts.exemplars.is_empty() {
+                    let labels = head.series[id as usize].labels.clone();
+                    exemplars.extend(ts.exemplars.iter().map(|e| (labels.clone(), exemplar(e))));
+                }
+                continue;
+            }
             let pairs = ts
                 .labels
                 .iter()
@@ -236,16 +307,7 @@ impl Store<MetricsRecord> for MetricsStore {
                     self.count(head.append(id, s.timestamp, s.value));
                 }
             }
-            exemplars.extend(ts.exemplars.iter().map(|e| {
-                let exemplar = Exemplar {
-                    labels: Labels::from_pairs(
-                        e.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
-                    ),
-                    value: e.value,
-                    t_ms: e.timestamp,
-                };
-                (labels.clone(), exemplar)
-            }));
+            exemplars.extend(ts.exemplars.iter().map(|e| (labels.clone(), exemplar(e))));
         }
         drop(head);
         self.exemplars.add_all(exemplars);
@@ -255,6 +317,15 @@ impl Store<MetricsRecord> for MetricsStore {
         Store::<ExportMetricsServiceRequest>::approx_bytes(self)
             + self.metadata.approx_bytes()
             + self.exemplars.approx_bytes()
+    }
+}
+
+/// Returns a remote_write exemplar as the exemplar store keeps it.
+fn exemplar(e: &crate::remote_write::proto::Exemplar) -> Exemplar {
+    Exemplar {
+        labels: Labels::from_pairs(e.labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))),
+        value: e.value,
+        t_ms: e.timestamp,
     }
 }
 
@@ -394,10 +465,12 @@ enum SeriesKey {
 
 /// Checks remote_write series against the rules in the module documentation, in place:
 /// refused samples and exemplars and emptied series are removed, labels are sorted and
-/// freed of empty values, histograms dropped.
+/// freed of empty values, histograms dropped. `ids` is set to the head series of each
+/// series left, where the head has it.
 fn sanitize_remote_write(
     head: &Head,
     series: &mut Vec<TimeSeries>,
+    ids: &mut Vec<Option<SeriesId>>,
     now_ms: i64,
     counts: &RefusalCounts,
 ) -> Rejected {
@@ -408,7 +481,9 @@ fn sanitize_remote_write(
         HashMap::default();
     // New series this request creates, by metric name, for the per-metric limit.
     let mut new_series: HashMap<String, usize> = HashMap::new();
-    for ts in series.iter_mut() {
+    ids.clear();
+    ids.resize(series.len(), None);
+    for (ts, hint) in series.iter_mut().zip(ids.iter_mut()) {
         sanitize_exemplars(ts);
         let histograms = std::mem::take(&mut ts.histograms);
         refusals.add(Refusal::NativeHistogram, histograms.len() as u64, || {
@@ -433,6 +508,7 @@ fn sanitize_remote_write(
                 .iter()
                 .map(|l| (l.name.as_str(), l.value.as_str())),
         );
+        *hint = existing;
         let key = match existing {
             Some(id) => SeriesKey::Head(id),
             None => SeriesKey::New(Labels::from_pairs(
@@ -491,7 +567,10 @@ fn sanitize_remote_write(
             false
         });
     }
-    series.retain(|ts| !ts.samples.is_empty() || !ts.exemplars.is_empty());
+    let kept = |ts: &TimeSeries| !ts.samples.is_empty() || !ts.exemplars.is_empty();
+    let mut left = series.iter().map(kept);
+    ids.retain(|_| left.next().expect("BUG: one id per series"));
+    series.retain(kept);
     refusals.into_rejected(counts)
 }
 
@@ -522,12 +601,17 @@ fn sanitize_exemplars(ts: &mut TimeSeries) {
 
 /// Returns why a series' labels are unusable, if they are.
 fn check_labels(ts: &TimeSeries) -> Result<(), Refusal> {
-    let mut names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
-    names.sort_unstable();
-    if names.windows(2).any(|w| w[0] == w[1]) {
-        return Err(Refusal::DuplicateLabelName);
+    // Senders sort labels by name: then names in strictly increasing order are unique,
+    // without sorting a copy of them.
+    let sorted = ts.labels.windows(2).all(|w| w[0].name < w[1].name);
+    if !sorted {
+        let mut names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Refusal::DuplicateLabelName);
+        }
     }
-    if !names.iter().all(|n| is_label_name(n)) {
+    if !ts.labels.iter().all(|l| is_label_name(&l.name)) {
         return Err(Refusal::InvalidLabelName);
     }
     match ts.labels.iter().find(|l| l.name == METRIC_NAME) {
@@ -727,7 +811,13 @@ mod tests {
             )
         }]);
         let head = store.head.read();
-        let rejected = sanitize_remote_write(&head, &mut rec.remote_write, T, &store.refused);
+        let rejected = sanitize_remote_write(
+            &head,
+            &mut rec.remote_write,
+            &mut Vec::new(),
+            T,
+            &store.refused,
+        );
         assert_eq!(rejected.count, 3);
         let counts: std::collections::HashMap<_, _> = store.refused_counts().into_iter().collect();
         assert_eq!(
@@ -1040,6 +1130,49 @@ mod tests {
             ),
             ("gauge", "Temperature.", "celsius")
         );
+    }
+
+    #[test]
+    fn apply_hints_are_used_only_in_the_head_they_came_from() {
+        let store = MetricsStore::new();
+        let (a, b) = ([("__name__", "a")], [("__name__", "b")]);
+        store.apply(&MetricsRecord::from_remote_write(vec![
+            series(&a, &[(T, 1.0)]),
+            series(&b, &[(T, 1.0)]),
+        ]));
+        store.head.write().freeze(None);
+        store.apply(&MetricsRecord::from_remote_write(vec![series(
+            &b,
+            &[(T + 1, 1.0)],
+        )]));
+        let mut rec = MetricsRecord::from_remote_write(vec![TimeSeries {
+            exemplars: vec![exemplar(&[("trace_id", "x")], 1.0, T + 2)],
+            ..series(&b, &[(T + 2, 2.0)])
+        }]);
+        assert_eq!(store.sanitize(&mut rec), Rejected::default());
+        assert_eq!(rec.apply_hints.ids, [Some(1)], "b is the second series");
+        // A freeze between sanitize and apply (a log rotation): `a` leaves, `b` becomes 0.
+        store.head.write().freeze(None);
+        store.apply(&rec);
+        assert_eq!(store.series_count(), 1);
+        assert_eq!(
+            select(&store, "b"),
+            vec![(Labels::from_pairs(b), vec![(T + 2, 2f64.to_bits())])]
+        );
+        // A hint still valid is used: samples and exemplars reach the series.
+        let mut rec = MetricsRecord::from_remote_write(vec![TimeSeries {
+            exemplars: vec![exemplar(&[("trace_id", "y")], 1.0, T + 3)],
+            ..series(&b, &[(T + 3, 3.0)])
+        }]);
+        store.sanitize(&mut rec);
+        assert_eq!(rec.apply_hints.ids, [Some(0)]);
+        store.apply(&rec);
+        assert_eq!(select(&store, "b")[0].1.len(), 2);
+        assert_eq!(stored_exemplars(&store)[0].1.len(), 2);
+        // Hints do not travel through the log, nor count for equality.
+        let logged = MetricsRecord::decode(rec.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(logged, rec);
+        assert!(logged.apply_hints.ids.is_empty());
     }
 
     #[test]
