@@ -289,18 +289,38 @@ fn matches_any(sets: &[Vec<Matcher>], labels: &Labels) -> bool {
     sets.is_empty() || sets.iter().any(|ms| matches_all(ms, labels))
 }
 
-/// Merges one series' samples from several sources, given oldest source first: time order,
-/// and for a timestamp present in more than one source, the oldest source's sample.
-fn merge_samples(mut parts: Vec<Vec<(i64, f64)>>) -> Vec<(i64, f64)> {
-    parts.retain(|p| !p.is_empty());
-    if parts.len() <= 1 {
-        return parts.pop().unwrap_or_default();
+/// One series' samples from several sources, appended oldest source first; merged into
+/// time order by [`Merged::finish`], where for a timestamp present in more than one source
+/// the oldest source's sample wins.
+///
+/// Sources usually follow each other in time (blocks, then the head), so each is appended
+/// where the previous one ended and nothing is sorted; only overlapping sources are.
+#[derive(Debug, Default)]
+struct Merged {
+    samples: Vec<(i64, f64)>,
+    /// A source started at or before the end of the ones before it.
+    overlaps: bool,
+}
+
+impl Merged {
+    /// Appends one source's samples (in time order) through `fill`.
+    fn append_with(&mut self, fill: impl FnOnce(&mut Vec<(i64, f64)>)) {
+        let before = self.samples.len();
+        let last = self.samples.last().map(|s| s.0);
+        fill(&mut self.samples);
+        if let (Some(last), Some(first)) = (last, self.samples.get(before)) {
+            self.overlaps |= first.0 <= last;
+        }
     }
-    let mut all: Vec<(i64, f64)> = parts.concat();
-    // Stable: among equal timestamps the oldest source's sample stays first.
-    all.sort_by_key(|s| s.0);
-    all.dedup_by_key(|s| s.0);
-    all
+
+    fn finish(mut self) -> Vec<(i64, f64)> {
+        if self.overlaps {
+            // Stable: among equal timestamps the oldest source's sample stays first.
+            self.samples.sort_by_key(|s| s.0);
+            self.samples.dedup_by_key(|s| s.0);
+        }
+        self.samples
+    }
 }
 
 /// What a read sees besides the head: the frozen parts and blocks overlapping its range,
@@ -442,7 +462,7 @@ impl Querier for MetricsStore {
             return from_head;
         }
         // Oldest source first: blocks by ULID, frozen parts, then the head.
-        let mut acc: BTreeMap<Labels, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
+        let mut acc: BTreeMap<Labels, Merged> = BTreeMap::new();
         // A block series the head still has shares the head's label set instead of
         // building its own (most series a query reads are live). The head is only held
         // for the lookups, not while chunks are decoded.
@@ -469,9 +489,10 @@ impl Querier for MetricsStore {
                 .collect()
         };
         for (block, ord, shared) in picked {
-            let samples = block.samples(ord, mint, maxt);
             let labels = shared.unwrap_or_else(|| block.labels(ord));
-            acc.entry(labels).or_default().push(samples);
+            acc.entry(labels)
+                .or_default()
+                .append_with(|out| block.samples_into(ord, mint, maxt, out));
         }
         for frozen in &older.frozen {
             for (labels, samples) in &frozen.series {
@@ -480,17 +501,20 @@ impl Querier for MetricsStore {
                     if !samples.is_empty() {
                         acc.entry(labels.clone())
                             .or_default()
-                            .push(samples.to_vec());
+                            .append_with(|out| out.extend_from_slice(samples));
                     }
                 }
             }
         }
         for s in from_head {
-            acc.entry(s.labels).or_default().push(s.samples);
+            let samples = s.samples;
+            acc.entry(s.labels)
+                .or_default()
+                .append_with(|out| out.extend_from_slice(&samples));
         }
         acc.into_iter()
-            .filter_map(|(labels, parts)| {
-                let samples = merge_samples(parts);
+            .filter_map(|(labels, merged)| {
+                let samples = merged.finish();
                 (!samples.is_empty()).then_some(SeriesSamples { labels, samples })
             })
             .collect()

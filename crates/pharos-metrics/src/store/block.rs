@@ -770,6 +770,12 @@ impl Block {
     /// Returns the samples of series `ord` in `[mint, maxt]`, in time order.
     pub fn samples(&self, ord: u32, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
         let mut out = Vec::new();
+        self.samples_into(ord, mint, maxt, &mut out);
+        out
+    }
+
+    /// Appends the samples of series `ord` in `[mint, maxt]` to `out`, in time order.
+    pub fn samples_into(&self, ord: u32, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
         for c in self.series[ord as usize].chunks.iter() {
             if c.max_t < mint || c.min_t > maxt {
                 continue;
@@ -781,7 +787,6 @@ impl Block {
             let hi = d.partition_point(|s| s.0 <= maxt);
             out.extend_from_slice(&d[lo..hi.max(lo)]);
         }
-        out
     }
 }
 

@@ -532,13 +532,14 @@ fn merge(
     let mut i = 0;
     while i < all.len() {
         let mut j = i;
-        let mut parts = Vec::new();
+        let mut merged = super::Merged::default();
         while j < all.len() && all[j].0 == all[i].0 {
             let (_, b, ord) = &all[j];
-            parts.push(group[*b].all_samples(*ord)?);
+            let part = group[*b].all_samples(*ord)?;
+            merged.append_with(|out| out.extend_from_slice(&part));
             j += 1;
         }
-        let samples = super::merge_samples(parts);
+        let samples = merged.finish();
         writer.add(all[i].0.clone(), &samples);
         i = j;
     }
