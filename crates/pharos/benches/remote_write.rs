@@ -317,9 +317,10 @@ fn build_requests(hosts: &[usize], steps: i64, t0: i64) -> (Vec<Vec<u8>>, u64) {
                 Shape::HistCount { handler } => hist[*h][handler].0,
                 Shape::Constant(v) => v,
             };
-            // Scrapes of a host share a timestamp, a few milliseconds late.
-            let timestamp =
-                t0 + step * STEP_MS + (*h as i64 * 37) % 1000 + (unit(seed ^ 0xff) * 5.0) as i64;
+            // Scrapes of a host share a timestamp, a few milliseconds late: every sample of
+            // one scrape carries the scrape's time, as Prometheus and vmagent stamp them.
+            let late = unit(((*h as u64) << 32) ^ step as u64 ^ 0xff) * 5.0;
+            let timestamp = t0 + step * STEP_MS + (*h as i64 * 37) % 1000 + late as i64;
             current.push(TimeSeries {
                 labels: s.labels.clone(),
                 samples: vec![Sample { value, timestamp }],
