@@ -13,10 +13,9 @@
 //! the head: Pharos keeps what Prometheus' TSDB would keep and refuses the rest with a
 //! reason, before anything reaches the log:
 //!
-//! - a series needs a valid `__name__` (`[a-zA-Z_:][a-zA-Z0-9_:]*`) and valid label names
-//!   (`[a-zA-Z_][a-zA-Z0-9_]*`, the names Prometheus 2 accepts and PromQL can select
-//!   without quoting; Prometheus 3's UTF-8 names are refused for now), each name once;
-//!   labels with an empty value are dropped, as Prometheus treats them as absent;
+//! - a series needs a non-empty `__name__` and non-empty label names, each name once; as
+//!   in Prometheus 3, any UTF-8 name is accepted (PromQL selects it quoted); labels with an
+//!   empty value are dropped, as Prometheus treats them as absent;
 //! - a sample older than its series' newest one is out of order; one at the newest
 //!   timestamp with another value is a duplicate; one with the same value is a resend and
 //!   is dropped silently (retries are idempotent); samples more than 10 minutes ahead of
@@ -350,7 +349,7 @@ fn sanitize_metadata(known: &super::metadata::Metadata, metadata: &mut Vec<Metri
 }
 
 /// How far ahead of the wall clock a sample may be, as in Prometheus' receiver.
-const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
+pub(super) const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
 
 /// Why remote_write samples were refused; the messages are Prometheus' where it has one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

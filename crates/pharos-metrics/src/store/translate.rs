@@ -40,10 +40,24 @@ const NO_RECORDED_VALUE: u32 = 1;
 
 /// Removes what the store cannot keep from `req` and says why; see [`super::MetricsStore`].
 pub fn sanitize(req: &mut ExportMetricsServiceRequest) -> Rejected {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    sanitize_at(req, now_ms)
+}
+
+/// [`sanitize`] with the wall clock at `now_ms`: data points more than
+/// [`super::record::MAX_AHEAD_MS`] after it are refused as out of bounds, as remote_write
+/// samples are.
+pub(crate) fn sanitize_at(req: &mut ExportMetricsServiceRequest, now_ms: i64) -> Rejected {
     let mut rejected = Rejected::default();
+    let limit_ns = u64::try_from(now_ms.saturating_add(super::record::MAX_AHEAD_MS))
+        .unwrap_or(0)
+        .saturating_mul(1_000_000);
     for rm in &mut req.resource_metrics {
         for sm in &mut rm.scope_metrics {
-            sm.metrics.retain_mut(|m| sanitize_metric(m, &mut rejected));
+            sm.metrics
+                .retain_mut(|m| sanitize_metric(m, limit_ns, &mut rejected));
         }
         rm.scope_metrics.retain(|sm| !sm.metrics.is_empty());
     }
@@ -53,7 +67,7 @@ pub fn sanitize(req: &mut ExportMetricsServiceRequest) -> Rejected {
 }
 
 /// Returns whether to keep the metric, after dropping its unusable points.
-fn sanitize_metric(m: &mut Metric, rejected: &mut Rejected) -> bool {
+fn sanitize_metric(m: &mut Metric, limit_ns: u64, rejected: &mut Rejected) -> bool {
     let points = point_count(m);
     if m.name.trim().is_empty() {
         rejected.add(points, "metric without a name");
@@ -64,6 +78,7 @@ fn sanitize_metric(m: &mut Metric, rejected: &mut Rejected) -> bool {
         return false;
     }
     const NO_TS: &str = "data point without a timestamp";
+    const AHEAD: &str = "out of bounds: more than 10m in the future";
     match &mut m.data {
         None => return false,
         Some(Data::ExponentialHistogram(_)) => {
@@ -81,6 +96,12 @@ fn sanitize_metric(m: &mut Metric, rejected: &mut Rejected) -> bool {
                 rejected,
                 NO_TS,
             );
+            retain_counted(
+                &mut s.data_points,
+                |p| p.time_unix_nano <= limit_ns,
+                rejected,
+                AHEAD,
+            );
         }
         Some(Data::Histogram(h)) => {
             if h.aggregation_temporality == AggregationTemporality::Unspecified as i32 {
@@ -92,6 +113,12 @@ fn sanitize_metric(m: &mut Metric, rejected: &mut Rejected) -> bool {
                 |p| p.time_unix_nano != 0,
                 rejected,
                 NO_TS,
+            );
+            retain_counted(
+                &mut h.data_points,
+                |p| p.time_unix_nano <= limit_ns,
+                rejected,
+                AHEAD,
             );
             retain_counted(
                 &mut h.data_points,
@@ -110,6 +137,12 @@ fn sanitize_metric(m: &mut Metric, rejected: &mut Rejected) -> bool {
                 rejected,
                 NO_TS,
             );
+            retain_counted(
+                &mut g.data_points,
+                |p| p.time_unix_nano <= limit_ns,
+                rejected,
+                AHEAD,
+            );
         }
         Some(Data::Summary(s)) => {
             retain_counted(
@@ -117,6 +150,12 @@ fn sanitize_metric(m: &mut Metric, rejected: &mut Rejected) -> bool {
                 |p| p.time_unix_nano != 0,
                 rejected,
                 NO_TS,
+            );
+            retain_counted(
+                &mut s.data_points,
+                |p| p.time_unix_nano <= limit_ns,
+                rejected,
+                AHEAD,
             );
         }
     }
@@ -738,6 +777,87 @@ mod tests {
                 row("gauge", "rate_per_second", "", "per_second"),
             ]
         );
+    }
+
+    #[test]
+    fn points_too_far_in_the_future_are_refused_as_out_of_bounds() {
+        use opentelemetry_proto::tonic::metrics::v1::{
+            HistogramDataPoint, NumberDataPoint, SummaryDataPoint,
+        };
+        let now_ms: i64 = 1_800_000_000_000;
+        let ns = |ms: i64| (ms * 1_000_000) as u64;
+        // Now, just inside the 10 minutes, just past them.
+        let times = [
+            now_ms,
+            now_ms + super::super::record::MAX_AHEAD_MS,
+            now_ms + super::super::record::MAX_AHEAD_MS + 1,
+        ];
+        let numbers: Vec<NumberDataPoint> = times
+            .iter()
+            .map(|&t| NumberDataPoint {
+                time_unix_nano: ns(t),
+                ..Default::default()
+            })
+            .collect();
+        let mut counter = sum(true, AggregationTemporality::Cumulative);
+        if let Data::Sum(s) = &mut counter {
+            s.data_points = numbers.clone();
+        }
+        let gauge = Data::Gauge(Gauge {
+            data_points: numbers,
+        });
+        let histogram = Data::Histogram(Histogram {
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            data_points: times
+                .iter()
+                .map(|&t| HistogramDataPoint {
+                    time_unix_nano: ns(t),
+                    ..Default::default()
+                })
+                .collect(),
+        });
+        let summary = Data::Summary(Summary {
+            data_points: times
+                .iter()
+                .map(|&t| SummaryDataPoint {
+                    time_unix_nano: ns(t),
+                    ..Default::default()
+                })
+                .collect(),
+        });
+        let far = Data::Gauge(Gauge {
+            data_points: vec![NumberDataPoint {
+                time_unix_nano: u64::MAX,
+                ..Default::default()
+            }],
+        });
+        let mut req = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![
+                        metric("c", "", "", counter),
+                        metric("g", "", "", gauge),
+                        metric("h", "", "", histogram),
+                        metric("s", "", "", summary),
+                        metric("far", "", "", far),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let rejected = sanitize_at(&mut req, now_ms);
+        assert_eq!(rejected.count, 5, "{rejected:?}");
+        assert!(
+            rejected.message.contains("more than 10m in the future"),
+            "{rejected:?}"
+        );
+        let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
+        let kept: Vec<(&str, u64)> = metrics
+            .iter()
+            .map(|m| (m.name.as_str(), point_count(m)))
+            .collect();
+        assert_eq!(kept, [("c", 2), ("g", 2), ("h", 2), ("s", 2)]);
     }
 
     #[test]
