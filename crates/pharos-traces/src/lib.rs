@@ -18,6 +18,7 @@
 //! (`/api/search`), which come with later issues.
 
 pub mod api;
+pub mod connectors;
 pub mod store;
 
 pub use store::{Operation, TraceId, TraceQuery, TraceStore};

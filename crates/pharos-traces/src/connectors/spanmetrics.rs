@@ -1,0 +1,278 @@
+//! Request, error and duration metrics per span, as the Collector's `spanmetrics`
+//! connector and Tempo's span-metrics processor make them:
+//!
+//! - `traces_spanmetrics_calls` (a monotonic sum; `traces_spanmetrics_calls_total` in
+//!   Prometheus) counts spans;
+//! - `traces_spanmetrics_duration` (unit `s`; `traces_spanmetrics_duration_seconds_*`)
+//!   is a histogram of their durations;
+//!
+//! both labelled `service_name` (the resource's `service.name`), `span_name`,
+//! `span_kind` (`SPAN_KIND_SERVER`, ...), `status_code` (`STATUS_CODE_ERROR`, ...) and
+//! each configured dimension: the span's attribute of that name, else the resource's,
+//! left out when neither has it. Exemplars carry the span's trace and span ids.
+
+use super::{Counter, Exemplar, Histogram, attr_value, attributes, service_name};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::Metric;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use std::collections::BTreeMap;
+
+/// The metric names, before Prometheus' suffixes.
+pub const CALLS: &str = "traces_spanmetrics_calls";
+pub const DURATION: &str = "traces_spanmetrics_duration";
+
+const FIXED_LABELS: [&str; 4] = ["service_name", "span_name", "span_kind", "status_code"];
+
+/// `connectors.spanmetrics`, as the binary hands it over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanMetricsConfig {
+    /// Attribute names added as labels (dots become underscores in Prometheus).
+    pub dimensions: Vec<String>,
+    /// Upper bounds of the duration buckets, in seconds, ascending.
+    pub buckets: Vec<f64>,
+}
+
+impl Default for SpanMetricsConfig {
+    fn default() -> Self {
+        SpanMetricsConfig {
+            dimensions: Vec::new(),
+            buckets: super::default_spanmetrics_buckets(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Series {
+    calls: Counter,
+    duration: Histogram,
+}
+
+/// The cumulative span metrics, one series per distinct label set.
+#[derive(Debug)]
+pub struct SpanMetrics {
+    config: SpanMetricsConfig,
+    series: BTreeMap<Vec<Option<String>>, Series>,
+}
+
+/// The Collector's spelling of a span kind: `SPAN_KIND_SERVER`, ...
+pub(crate) fn kind_name(kind: i32) -> &'static str {
+    SpanKind::try_from(kind)
+        .unwrap_or(SpanKind::Unspecified)
+        .as_str_name()
+}
+
+impl SpanMetrics {
+    pub fn new(config: SpanMetricsConfig) -> Self {
+        SpanMetrics {
+            config,
+            series: BTreeMap::new(),
+        }
+    }
+
+    /// Counts every span of `req`.
+    pub fn observe(&mut self, req: &ExportTraceServiceRequest) {
+        for rs in &req.resource_spans {
+            let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes);
+            let service = service_name(resource);
+            for ss in &rs.scope_spans {
+                for span in &ss.spans {
+                    let status = span.status.as_ref().map_or(0, |s| s.code);
+                    let status = StatusCode::try_from(status)
+                        .unwrap_or(StatusCode::Unset)
+                        .as_str_name();
+                    let mut key = Vec::with_capacity(4 + self.config.dimensions.len());
+                    key.push(Some(service.clone()));
+                    key.push(Some(span.name.clone()));
+                    key.push(Some(kind_name(span.kind).to_owned()));
+                    key.push(Some(status.to_owned()));
+                    for d in &self.config.dimensions {
+                        key.push(
+                            attr_value(&span.attributes, d).or_else(|| attr_value(resource, d)),
+                        );
+                    }
+                    let seconds = span
+                        .end_time_unix_nano
+                        .saturating_sub(span.start_time_unix_nano)
+                        as f64
+                        / 1e9;
+                    let exemplar = Exemplar {
+                        trace_id: span.trace_id.clone(),
+                        span_id: span.span_id.clone(),
+                        value: seconds,
+                        time_unix_nano: span.end_time_unix_nano,
+                    };
+                    let bounds = &self.config.buckets;
+                    let series = self.series.entry(key).or_insert_with(|| Series {
+                        calls: Counter::default(),
+                        duration: Histogram::new(bounds),
+                    });
+                    series.calls.add(
+                        1,
+                        Some(Exemplar {
+                            value: 1.0,
+                            ..exemplar.clone()
+                        }),
+                    );
+                    series.duration.observe(bounds, seconds, Some(exemplar));
+                }
+            }
+        }
+    }
+
+    /// Renders the calls sum and the duration histogram; exemplars are handed out once.
+    pub fn metrics(&mut self, start: u64, now: u64) -> Vec<Metric> {
+        if self.series.is_empty() {
+            return Vec::new();
+        }
+        let names: Vec<&str> = FIXED_LABELS
+            .iter()
+            .copied()
+            .chain(self.config.dimensions.iter().map(String::as_str))
+            .collect();
+        let mut calls = Vec::with_capacity(self.series.len());
+        let mut durations = Vec::with_capacity(self.series.len());
+        for (key, s) in &mut self.series {
+            let attrs = attributes(&names, key);
+            calls.push(s.calls.point(attrs.clone(), start, now));
+            durations.push(s.duration.point(&self.config.buckets, attrs, start, now));
+        }
+        vec![
+            super::sum_metric(
+                CALLS,
+                "Spans counted, by service, name, kind and status",
+                calls,
+            ),
+            super::histogram_metric(DURATION, "Span durations", durations),
+        ]
+    }
+
+    /// The number of series, for tests and limits.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Returns whether no span was counted yet.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{kv, request, span};
+    use super::*;
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+
+    fn labels(p: &[opentelemetry_proto::tonic::common::v1::KeyValue]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|kv| {
+                (
+                    kv.key.clone(),
+                    attr_value(std::slice::from_ref(kv), &kv.key).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn counts_calls_and_buckets_durations() {
+        let mut m = SpanMetrics::new(SpanMetricsConfig {
+            dimensions: vec!["http.method".into()],
+            buckets: vec![0.01, 0.1, 1.0],
+        });
+        let mut get = span(1, 1, 0, "GET /", 2, 5, 0);
+        get.attributes.push(kv("http.method", "GET"));
+        let mut get2 = span(2, 1, 0, "GET /", 2, 50, 0);
+        get2.attributes.push(kv("http.method", "GET"));
+        m.observe(&request(vec![
+            ("front", vec![get, get2]),
+            ("db", vec![span(1, 2, 1, "query", 3, 2000, 2)]),
+        ]));
+        assert_eq!(m.len(), 2);
+        let out = m.metrics(10, 20);
+        assert_eq!(out[0].name, CALLS);
+        let Some(Data::Sum(sum)) = &out[0].data else {
+            panic!("{out:?}")
+        };
+        assert!(sum.is_monotonic);
+        assert_eq!(sum.aggregation_temporality, 2, "cumulative");
+        // BTreeMap order: "db" before "front".
+        let db = &sum.data_points[0];
+        assert_eq!(
+            labels(&db.attributes),
+            vec![
+                ("service_name".into(), "db".into()),
+                ("span_name".into(), "query".into()),
+                ("span_kind".into(), "SPAN_KIND_CLIENT".into()),
+                ("status_code".into(), "STATUS_CODE_ERROR".into()),
+            ],
+            "a missing dimension is left out"
+        );
+        assert_eq!(db.value, Some(number_data_point::Value::AsInt(1)));
+        let front = &sum.data_points[1];
+        assert_eq!(front.value, Some(number_data_point::Value::AsInt(2)));
+        assert_eq!(
+            labels(&front.attributes)[2..],
+            [
+                ("span_kind".into(), "SPAN_KIND_SERVER".into()),
+                ("status_code".into(), "STATUS_CODE_UNSET".into()),
+                ("http.method".into(), "GET".into()),
+            ]
+        );
+        assert_eq!((front.start_time_unix_nano, front.time_unix_nano), (10, 20));
+        assert_eq!(front.exemplars.len(), 1);
+        assert_eq!(front.exemplars[0].trace_id, vec![2; 16], "the latest span");
+
+        assert_eq!(out[1].name, DURATION);
+        assert_eq!(out[1].unit, "s");
+        let Some(Data::Histogram(h)) = &out[1].data else {
+            panic!()
+        };
+        assert_eq!(h.data_points[0].bucket_counts, vec![0, 0, 0, 1]);
+        assert_eq!(h.data_points[1].bucket_counts, vec![1, 1, 0, 0]);
+        assert_eq!(h.data_points[1].explicit_bounds, vec![0.01, 0.1, 1.0]);
+        assert_eq!(h.data_points[1].count, 2);
+        assert!((h.data_points[1].sum.unwrap() - 0.055).abs() < 1e-9);
+        assert_eq!(h.data_points[1].exemplars.len(), 2, "one per bucket");
+
+        // Cumulative: a second export repeats the totals, without the exemplars.
+        m.observe(&request(vec![(
+            "db",
+            vec![span(3, 2, 1, "query", 3, 1, 2)],
+        )]));
+        let out = m.metrics(10, 30);
+        let Some(Data::Sum(sum)) = &out[0].data else {
+            panic!()
+        };
+        assert_eq!(
+            sum.data_points[0].value,
+            Some(number_data_point::Value::AsInt(2))
+        );
+        assert_eq!(sum.data_points[0].exemplars[0].trace_id, vec![3; 16]);
+        assert!(sum.data_points[1].exemplars.is_empty());
+    }
+
+    #[test]
+    fn dimensions_fall_back_to_the_resource() {
+        let mut m = SpanMetrics::new(SpanMetricsConfig {
+            dimensions: vec!["deployment.environment".into()],
+            ..Default::default()
+        });
+        let mut req = request(vec![("a", vec![span(1, 1, 0, "x", 1, 1, 0)])]);
+        req.resource_spans[0]
+            .resource
+            .as_mut()
+            .unwrap()
+            .attributes
+            .push(kv("deployment.environment", "prod"));
+        m.observe(&req);
+        let out = m.metrics(0, 1);
+        let Some(Data::Sum(sum)) = &out[0].data else {
+            panic!()
+        };
+        let l = labels(&sum.data_points[0].attributes);
+        assert_eq!(l[2].1, "SPAN_KIND_INTERNAL");
+        assert_eq!(l[4], ("deployment.environment".into(), "prod".into()));
+    }
+}
