@@ -20,5 +20,6 @@
 pub mod api;
 pub mod connectors;
 pub mod store;
+pub mod traceql;
 
 pub use store::{Operation, TraceId, TraceQuery, TraceStore};
