@@ -8,6 +8,9 @@
 
 use super::parser::ParseError;
 
+#[cfg(test)]
+mod tests;
+
 /// A lexical token.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Token {

@@ -433,3 +433,36 @@ fn unsupported_constructs_say_so() {
         "unsupported: TraceQL metrics function rate()"
     );
 }
+
+#[test]
+fn tempo_documentation_examples_parse() {
+    for src in [
+        r#"{ span.http.status_code >= 200 && span.http.status_code < 300 } | count() > 2"#,
+        "{\n  resource.service.namespace = \"ecommerce\" &&\n  resource.service.name = \"frontend\" &&\n  name = \"POST /api/orders\"\n}",
+        r#"{span.service.name="frontend" && name = "GET /api/products/{id}"} && {span.db.system="postgresql"}"#,
+        r#"{ resource.deployment.environment = "production" } && { resource.deployment.environment = "staging" }"#,
+        r#"{span.http.request.header.Accept=~"application.*"}"#,
+        r#"{ resource.service.name="frontend" } >> { status = error }"#,
+        r#"{ } !< { resource.service.name = "productcatalogservice" }"#,
+        r#"{ resource.service.name = "productcatalogservice" } ~ { resource.service.name="frontend" }"#,
+        r#"{ span.http.status_code = 200 } | select(resource.service.name)"#,
+        r#"{ span.http.method = "GET" && status = ok } && { span.http.method = "DELETE" && status != ok }"#,
+        r#"{ resource.k8s.cluster.name="service-name" && trace:rootName !~ ".*perf.*"}"#,
+        r#"{ span."attribute name with space" = "value" }"#,
+        r#"{ span.attribute."attribute name with space" = "value" }"#,
+        r#"{ span.http.status_code >= "400" }"#,
+        r#"{ span.any_attribute != nil }"#,
+        r#"{ span.http.url = "/path/of/api" && status = error } &>> { status = error }"#,
+        r#"{ status = error } !< { status = error }"#,
+        "count() > 10",
+        "avg(duration) > 20ms",
+        "{ } | sum(span.bytesProcessed) > 1000000000",
+        "{ status = error } | by(resource.service.name) | count() > 1",
+        "{ span.http.request_content_length > 10 * 1024 * 1024 }",
+        "{ status = error } | select(span.http.status_code, span.http.url)",
+        r#"{ .service.name="frontend" && name = "POST /api/orders" && .http.status_code >= 500}"#,
+        "{ span:duration > 100ms } && { trace:duration > 1s } && { span:kind = server }",
+    ] {
+        q(src);
+    }
+}
