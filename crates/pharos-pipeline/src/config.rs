@@ -6,6 +6,7 @@
 //! `type` or `type/name`, and the type picks the settings struct.
 
 mod components;
+pub mod connectors;
 mod env;
 pub mod prometheus;
 
@@ -13,6 +14,7 @@ pub use components::{
     BatchConfig, ComponentId, Exporter, GrpcConfig, HttpConfig, MemoryLimiterConfig, OtlpProtocols,
     OtlpReceiverConfig, Processor, Receiver,
 };
+pub use connectors::ConnectorsConfig;
 pub use prometheus::PrometheusReceiverConfig;
 
 use serde::Deserialize;
@@ -42,6 +44,8 @@ pub struct Config {
     pub query: QueryConfig,
     /// Cardinality limits.
     pub limits: LimitsConfig,
+    /// Metrics computed from traces: `spanmetrics`, `servicegraph`.
+    pub connectors: ConnectorsConfig,
 }
 
 /// `limits`: bounds that turn runaway cardinality into a clear error rather than memory growth.
@@ -273,6 +277,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             query: QueryConfig::default(),
             limits: LimitsConfig::default(),
+            connectors: ConnectorsConfig::default(),
         }
     }
 }
@@ -411,6 +416,9 @@ impl Config {
             }
         }
         check_endpoint("query.endpoint", &self.query.endpoint)?;
+        self.connectors
+            .validate()
+            .map_err(|e| format!("connectors.{e}"))?;
         self.storage
             .metrics
             .block_duration_ms()

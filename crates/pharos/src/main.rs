@@ -6,6 +6,7 @@
 //! [`demo`].
 
 mod blocks;
+mod connectors;
 mod demo;
 mod ingest;
 mod scrape;

@@ -118,10 +118,13 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
         }
     };
     let wal_dir = data.join("wal");
+    // Span metrics and the service graph observe the traces path (`connectors.rs`).
+    let (traces_path_store, mut connectors) =
+        crate::connectors::traces_store(&config, trace_store.clone());
     let ingest = Arc::new(Ingest {
         traces: open_path(
             Signal::Traces,
-            trace_store.clone(),
+            traces_path_store,
             &wal_dir.join("traces"),
             wal_options(Signal::Traces),
             config.has_pipeline("traces"),
@@ -147,6 +150,9 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
                 .unwrap_or(u64::MAX),
         ),
     });
+    if let Some(c) = &mut connectors {
+        c.start(&ingest);
+    }
     if let Some(m) = config.memory_limiter() {
         // Validated with the config; the default is one second.
         let every = m.check_interval().unwrap_or(Duration::from_secs(1));
@@ -328,6 +334,9 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
         .is_err()
     {
         tracing::warn!("some connections did not close within 10s");
+    }
+    if let Some(c) = connectors {
+        c.stop(&ingest).await;
     }
     // The head goes into blocks, so the next start replays (almost) nothing.
     flush_loop.abort();
