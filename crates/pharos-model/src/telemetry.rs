@@ -14,6 +14,8 @@
 //! | `pharos_metrics_samples_appended_total` | | samples appended to the metrics head |
 //! | `pharos_metrics_samples_refused_total` | `reason` | remote_write samples refused, and told to the client (`out_of_order`, `duplicate`, `out_of_bounds`, `series_limit`, `invalid_label_name`, ...) |
 //! | `pharos_metrics_samples_dropped_total` | `reason` | samples dropped when applied to the head after the log (`out_of_order`, `duplicate`, `series_limit`): a race the client was not told of |
+//! | `pharos_traces_spans_refused_total` | `reason` | spans refused and told to the client (`trace_too_large`: past `limits.max_spans_per_trace` or `max_bytes_per_trace`) |
+//! | `pharos_traces_spans_dropped_total` | `reason` | spans dropped when applied to the head after the log (`trace_too_large`): a race the client was not told of |
 //! | `pharos_query_errors_total` | `route`, `error_type` | Prometheus API errors by `errorType` (`bad_data`, `execution`, `timeout`, ...) |
 //! | `pharos_blocks` | `signal` | blocks served |
 //! | `pharos_block_bytes` | `signal` | bytes of the blocks served |
@@ -96,6 +98,8 @@ pub struct SelfMetrics {
     pub metrics_appended: Counter,
     pub metrics_refused: Family<ReasonLabels, Counter>,
     pub metrics_dropped: Family<ReasonLabels, Counter>,
+    pub traces_refused: Family<ReasonLabels, Counter>,
+    pub traces_dropped: Family<ReasonLabels, Counter>,
     pub query_errors: Family<QueryErrorLabels, Counter>,
     pub blocks: Family<SignalLabels, Gauge>,
     pub block_bytes: Family<SignalLabels, Gauge>,
@@ -124,6 +128,8 @@ impl SelfMetrics {
         let metrics_appended = Counter::default();
         let metrics_refused = Family::<ReasonLabels, Counter>::default();
         let metrics_dropped = Family::<ReasonLabels, Counter>::default();
+        let traces_refused = Family::<ReasonLabels, Counter>::default();
+        let traces_dropped = Family::<ReasonLabels, Counter>::default();
         let query_errors = Family::<QueryErrorLabels, Counter>::default();
         let blocks = Family::<SignalLabels, Gauge>::default();
         let block_bytes = Family::<SignalLabels, Gauge>::default();
@@ -173,6 +179,16 @@ impl SelfMetrics {
             metrics_dropped.clone(),
         );
         registry.register(
+            "pharos_traces_spans_refused",
+            "Spans refused and reported to the client, by reason",
+            traces_refused.clone(),
+        );
+        registry.register(
+            "pharos_traces_spans_dropped",
+            "Spans dropped when applied to the head after the log, by reason",
+            traces_dropped.clone(),
+        );
+        registry.register(
             "pharos_query_errors",
             "Query API errors by route and errorType",
             query_errors.clone(),
@@ -213,6 +229,8 @@ impl SelfMetrics {
             metrics_appended,
             metrics_refused,
             metrics_dropped,
+            traces_refused,
+            traces_dropped,
             query_errors,
             blocks,
             block_bytes,

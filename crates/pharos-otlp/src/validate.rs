@@ -1,9 +1,10 @@
 //! What OTLP requires of every item, checked before anything is stored.
 //!
 //! The OTLP spec fixes trace ids at 16 bytes and span ids at 8, neither all
-//! zero. An item that breaks this is removed from the request and counted
-//! in a [`Rejected`] (reported as `partial_success`); the rest of the
-//! request is kept. Log records may carry no trace context at all (empty
+//! zero; a span's kind is one of the six `SpanKind`s and its status code one of
+//! the three `StatusCode`s, and it cannot end before it starts. An item that
+//! breaks this is removed from the request and counted in a [`Rejected`]
+//! (reported as `partial_success`); the rest of the request is kept. Log records may carry no trace context at all (empty
 //! ids), but ids they do carry must have the right length.
 
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -34,6 +35,19 @@ pub fn span_problem(span: &Span) -> Option<&'static str> {
         .any(|l| !valid_trace_id(&l.trace_id) || !valid_span_id(&l.span_id))
     {
         return Some("span link ids must be 16-byte trace_id and 8-byte span_id");
+    }
+    if span.end_time_unix_nano < span.start_time_unix_nano {
+        return Some("span end_time_unix_nano must not be before start_time_unix_nano");
+    }
+    if !(0..=5).contains(&span.kind) {
+        return Some("span kind must be a SpanKind (0 to 5)");
+    }
+    if span
+        .status
+        .as_ref()
+        .is_some_and(|s| !(0..=2).contains(&s.code))
+    {
+        return Some("span status code must be a StatusCode (0 to 2)");
     }
     None
 }
@@ -116,6 +130,60 @@ mod tests {
         let mut bad_parent = span(&[1; 16], &[2; 8]);
         bad_parent.parent_span_id = vec![3; 4];
         check_traces(vec![bad_parent], 0, 1);
+    }
+
+    #[test]
+    fn malformed_spans_are_rejected_alone() {
+        let good = || {
+            let mut s = span(&[1; 16], &[2; 8]);
+            s.start_time_unix_nano = 10;
+            s.end_time_unix_nano = 20;
+            s
+        };
+        let mut backwards = good();
+        backwards.end_time_unix_nano = 9;
+        let mut instant = good();
+        instant.end_time_unix_nano = 10;
+        check_traces(vec![backwards, instant, good()], 2, 1);
+        let mut kind = good();
+        kind.kind = 6;
+        let mut negative = good();
+        negative.kind = -1;
+        let mut consumer = good();
+        consumer.kind = 5;
+        check_traces(vec![kind, negative, consumer], 1, 2);
+        let mut status = good();
+        status.status = Some(opentelemetry_proto::tonic::trace::v1::Status {
+            code: 3,
+            message: String::new(),
+        });
+        let mut error = good();
+        error.status = Some(opentelemetry_proto::tonic::trace::v1::Status {
+            code: 2,
+            message: "boom".into(),
+        });
+        check_traces(vec![status, error], 1, 1);
+
+        let mut req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![good(), {
+                        let mut s = good();
+                        s.end_time_unix_nano = 0;
+                        s
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let r = traces(&mut req);
+        assert_eq!(r.count, 1);
+        assert!(
+            r.message.contains("before start_time_unix_nano"),
+            "{}",
+            r.message
+        );
     }
 
     #[test]

@@ -49,12 +49,28 @@ pub struct Config {
 }
 
 /// `limits`: bounds that turn runaway cardinality into a clear error rather than memory growth.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// The most series one metric name may have; samples of further series are
     /// refused (OTLP `partial_success`, remote_write 400). 0 means no limit (the default).
     pub max_series_per_metric: u64,
+    /// The most spans one trace may hold; further spans are refused (OTLP
+    /// `partial_success`, `TRACE_TOO_LARGE`). Default 50 000; 0 means no limit.
+    pub max_spans_per_trace: u64,
+    /// The most bytes (the spans' OTLP encodings) one trace may hold; further spans
+    /// are refused. Default 5 000 000, Tempo's `max_bytes_per_trace`; 0 means no limit.
+    pub max_bytes_per_trace: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_series_per_metric: 0,
+            max_spans_per_trace: 50_000,
+            max_bytes_per_trace: 5_000_000,
+        }
+    }
 }
 
 /// `service`: the pipelines.

@@ -14,8 +14,11 @@ use crate::store::{TraceId, TraceStore};
 pub mod jaeger;
 pub mod tempo;
 
-/// Returns the router serving Tempo's `/api/traces/{traceid}` and
-/// `/api/v2/traces/{traceid}`, and the Jaeger query API under `/jaeger/api`.
+/// Returns the router serving Tempo's `/api/traces/{traceid}`,
+/// `/api/v2/traces/{traceid}`, tag endpoints (`/api/search/tags`,
+/// `/api/v2/search/tags`, `/api/search/tag/{name}/values`,
+/// `/api/v2/search/tag/{name}/values`), `/api/echo` and `/api/status/buildinfo`,
+/// and the Jaeger query API under `/jaeger/api`.
 pub fn router(store: Arc<TraceStore>) -> Router {
     tempo::router().merge(jaeger::router()).with_state(store)
 }

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -17,8 +18,10 @@ use pharos_model::{ExportTraceServiceRequest, Rejected, Store, attrs};
 use prost::Message;
 
 pub(crate) mod search;
+pub(crate) mod tags;
 
 pub use search::TraceQuery;
+pub use tags::{INTRINSIC_TAGS, Intrinsic, TagRef, TagScope, TagValue};
 
 /// A trace id: 16 bytes, as in OTLP.
 pub type TraceId = [u8; 16];
@@ -35,6 +38,61 @@ pub struct Operation {
     pub kind: i32,
 }
 
+/// How large one trace may grow (`limits.max_spans_per_trace`, `limits.max_bytes_per_trace`).
+///
+/// A span that would take its trace past either bound is refused in
+/// [`Store::sanitize`] (the client hears of it through OTLP `partial_success`, as
+/// Tempo answers `TRACE_TOO_LARGE`) and, should two requests race past the check,
+/// dropped again in [`Store::apply`]. The spans already stored are kept: a trace is
+/// cut, never lost. Zero turns a bound off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceLimits {
+    /// The most spans one trace may hold; default 50,000.
+    pub max_spans_per_trace: usize,
+    /// The most bytes one trace may hold, counted as the sum of its spans' OTLP
+    /// protobuf encodings (resource and scope not included); default 5,000,000,
+    /// Tempo's `max_bytes_per_trace`.
+    pub max_bytes_per_trace: u64,
+}
+
+impl Default for TraceLimits {
+    fn default() -> Self {
+        TraceLimits {
+            max_spans_per_trace: 50_000,
+            max_bytes_per_trace: 5_000_000,
+        }
+    }
+}
+
+impl TraceLimits {
+    /// No bounds at all.
+    pub const UNLIMITED: TraceLimits = TraceLimits {
+        max_spans_per_trace: 0,
+        max_bytes_per_trace: 0,
+    };
+
+    /// Returns whether a trace of `spans` spans and `bytes` bytes may take one more
+    /// span of `len` bytes.
+    fn fits(&self, spans: usize, bytes: u64, len: u64) -> bool {
+        (self.max_spans_per_trace == 0 || spans < self.max_spans_per_trace)
+            && (self.max_bytes_per_trace == 0 || bytes + len <= self.max_bytes_per_trace)
+    }
+
+    fn is_unlimited(&self) -> bool {
+        *self == Self::UNLIMITED
+    }
+}
+
+/// Spans the per-trace limits kept out of the head since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitCounts {
+    /// Refused in `sanitize`, and reported to the client.
+    pub refused: u64,
+    /// Dropped in `apply` (a race between requests the client was not told of, or a
+    /// replayed log written under larger limits).
+    pub dropped: u64,
+}
+
 /// The traces slice's in-memory store.
 ///
 /// Implements [`Store`] for OTLP trace requests; the query methods return
@@ -42,6 +100,9 @@ pub struct Operation {
 #[derive(Default)]
 pub struct TraceStore {
     inner: RwLock<Inner>,
+    limits: TraceLimits,
+    too_large_refused: AtomicU64,
+    too_large_dropped: AtomicU64,
 }
 
 #[derive(Default)]
@@ -54,6 +115,8 @@ struct Inner {
 
 struct Trace {
     spans: Vec<StoredSpan>,
+    /// The sum of the spans' encoded lengths, for `max_bytes_per_trace`.
+    bytes: u64,
     /// Earliest span start, in unix nanoseconds.
     start_ns: u64,
     /// Latest span end, in unix nanoseconds.
@@ -80,9 +143,25 @@ struct ScopeInfo {
 }
 
 impl TraceStore {
-    /// Returns an empty store.
+    /// Returns an empty store with the default [`TraceLimits`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Returns an empty store bounding each trace by `limits`.
+    pub fn with_limits(limits: TraceLimits) -> Self {
+        TraceStore {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// Returns the spans the per-trace limits kept out since start.
+    pub fn limit_counts(&self) -> LimitCounts {
+        LimitCounts {
+            refused: self.too_large_refused.load(Ordering::Relaxed),
+            dropped: self.too_large_dropped.load(Ordering::Relaxed),
+        }
     }
 
     /// Returns the trace `id` as OTLP resource spans, or `None` when no span of it is
@@ -197,20 +276,74 @@ pub(crate) fn is_error(span: &Span) -> bool {
 
 impl Store<ExportTraceServiceRequest> for TraceStore {
     /// Drops spans whose trace id is not 16 bytes or all zeros, or whose span id is
-    /// not 8 bytes or all zeros: such spans could never be looked up again.
+    /// not 8 bytes or all zeros: such spans could never be looked up again. Then
+    /// refuses, in request order, the spans that would take their trace past the
+    /// [`TraceLimits`]: the first spans of a trace are kept, the rest refused.
     fn sanitize(&self, req: &mut ExportTraceServiceRequest) -> Rejected {
         let mut rejected = Rejected::default();
+        let limits = self.limits;
+        let inner = self.inner.read();
+        // Spans and bytes per trace: stored, plus those of this request kept so far.
+        let mut sizes: HashMap<TraceId, (usize, u64)> = HashMap::new();
+        let (mut too_many, mut too_big) = (0u64, 0u64);
         for rs in &mut req.resource_spans {
             for ss in &mut rs.scope_spans {
                 let before = ss.spans.len();
-                ss.spans
-                    .retain(|s| trace_id_of(s).is_some() && span_id_ok(s));
+                let mut over = 0;
+                ss.spans.retain(|s| {
+                    let Some(id) = trace_id_of(s) else {
+                        return false;
+                    };
+                    if !span_id_ok(s) {
+                        return false;
+                    }
+                    if limits.is_unlimited() {
+                        return true;
+                    }
+                    let len = s.encoded_len() as u64;
+                    let size = sizes.entry(id).or_insert_with(|| {
+                        inner
+                            .traces
+                            .get(&id)
+                            .map_or((0, 0), |t| (t.spans.len(), t.bytes))
+                    });
+                    if limits.fits(size.0, size.1, len) {
+                        size.0 += 1;
+                        size.1 += len;
+                        true
+                    } else {
+                        over += 1;
+                        if limits.max_spans_per_trace != 0 && size.0 >= limits.max_spans_per_trace {
+                            too_many += 1;
+                        } else {
+                            too_big += 1;
+                        }
+                        false
+                    }
+                });
                 rejected.add(
-                    (before - ss.spans.len()) as u64,
+                    (before - ss.spans.len()) as u64 - over,
                     "invalid or all-zero trace or span id",
                 );
             }
         }
+        drop(inner);
+        rejected.add(
+            too_many,
+            &format!(
+                "TRACE_TOO_LARGE: max spans per trace ({}) exceeded (limits.max_spans_per_trace)",
+                limits.max_spans_per_trace
+            ),
+        );
+        rejected.add(
+            too_big,
+            &format!(
+                "TRACE_TOO_LARGE: max bytes per trace ({}) exceeded (limits.max_bytes_per_trace)",
+                limits.max_bytes_per_trace
+            ),
+        );
+        self.too_large_refused
+            .fetch_add(too_many + too_big, Ordering::Relaxed);
         rejected
     }
 
@@ -241,7 +374,16 @@ impl Store<ExportTraceServiceRequest> for TraceStore {
                     let Some(id) = trace_id_of(span) else {
                         continue;
                     };
-                    inner.bytes += span.encoded_len() as u64 + 64;
+                    let len = span.encoded_len() as u64;
+                    let (n, b) = inner
+                        .traces
+                        .get(&id)
+                        .map_or((0, 0), |t| (t.spans.len(), t.bytes));
+                    if !self.limits.fits(n, b, len) {
+                        self.too_large_dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    inner.bytes += len + 64;
                     inner
                         .services
                         .entry(service.clone())
@@ -252,9 +394,11 @@ impl Store<ExportTraceServiceRequest> for TraceStore {
                         });
                     let trace = inner.traces.entry(id).or_insert_with(|| Trace {
                         spans: Vec::new(),
+                        bytes: 0,
                         start_ns: u64::MAX,
                         end_ns: 0,
                     });
+                    trace.bytes += len;
                     trace.start_ns = trace.start_ns.min(span.start_time_unix_nano);
                     trace.end_ns = trace
                         .end_ns

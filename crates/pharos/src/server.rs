@@ -83,7 +83,13 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
         unreadable = opened.unreadable.len(),
         "metrics blocks loaded"
     );
-    let trace_store = Arc::new(pharos_traces::TraceStore::new());
+    let trace_store = Arc::new(pharos_traces::TraceStore::with_limits(
+        pharos_traces::store::TraceLimits {
+            max_spans_per_trace: usize::try_from(config.limits.max_spans_per_trace)
+                .unwrap_or(usize::MAX),
+            max_bytes_per_trace: config.limits.max_bytes_per_trace,
+        },
+    ));
     let log_store = Arc::new(pharos_logs::LogStore::new());
 
     let wal_options = |signal: Signal| {
@@ -266,6 +272,7 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
             shutting_down: shutting_down.clone(),
             flusher: flusher.clone(),
             metrics_store: metrics_store.clone(),
+            trace_store: trace_store.clone(),
         });
     let query_app = own
         .merge(match scrapers.first() {
@@ -441,6 +448,7 @@ struct Own {
     shutting_down: Arc<AtomicBool>,
     flusher: Arc<crate::blocks::Flusher>,
     metrics_store: Arc<pharos_metrics::MetricsStore>,
+    trace_store: Arc<pharos_traces::TraceStore>,
 }
 
 /// Brings a counter up to `total`, a count the store keeps since start (only this
@@ -486,6 +494,16 @@ async fn metrics_handler(State(own): State<Own>) -> Response {
     ] {
         let c = own.metrics.metrics_dropped.get_or_create(&ReasonLabels {
             reason: reason.into(),
+        });
+        sync_counter(&c, n);
+    }
+    let traces = own.trace_store.limit_counts();
+    for (family, n) in [
+        (&own.metrics.traces_refused, traces.refused),
+        (&own.metrics.traces_dropped, traces.dropped),
+    ] {
+        let c = family.get_or_create(&ReasonLabels {
+            reason: "trace_too_large".into(),
         });
         sync_counter(&c, n);
     }

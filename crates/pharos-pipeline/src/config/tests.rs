@@ -122,3 +122,23 @@ fn env_references_expand() {
     let e = err("query:\n  endpoint: ${env:PHAROS_TEST_UNSET_VAR_X}\n");
     assert!(e.contains("line 2"), "{e}");
 }
+
+#[test]
+fn trace_limits_default_like_tempo_and_parse() {
+    let d = Config::default().limits;
+    assert_eq!(
+        (d.max_spans_per_trace, d.max_bytes_per_trace),
+        (50_000, 5_000_000)
+    );
+    let c = parse("limits:\n  max_spans_per_trace: 10\n  max_bytes_per_trace: 0\n").unwrap();
+    assert_eq!(c.limits.max_spans_per_trace, 10);
+    assert_eq!(c.limits.max_bytes_per_trace, 0);
+    assert_eq!(c.limits.max_series_per_metric, 0);
+    let e = err("limits:\n  max_spans_per_trace: many\n");
+    assert!(
+        e.contains("max_spans_per_trace") || e.contains("line 2"),
+        "{e}"
+    );
+    let e = err("limits:\n  max_span_per_trace: 10\n");
+    assert!(e.contains("max_span_per_trace"), "{e}");
+}

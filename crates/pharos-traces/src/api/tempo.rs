@@ -1,7 +1,18 @@
-//! Tempo's trace-by-id endpoints.
+//! Tempo's trace-by-id, tag and status endpoints.
 //!
 //! - `GET /api/traces/{traceid}`: Tempo's v1 shape, `{"batches":[ResourceSpans...]}`.
 //! - `GET /api/v2/traces/{traceid}`: Tempo 2.x's v2 shape, `{"trace":{"resourceSpans":[...]}}`.
+//! - `GET /api/echo`: `echo`, Grafana's data source test.
+//! - `GET /api/status/buildinfo`: `{version, revision, branch, buildUser, buildDate,
+//!   goVersion}` with Pharos' version; being below Tempo 2.2, it keeps Grafana from
+//!   asking for streaming search, which Pharos does not serve.
+//! - `GET /api/search/tags` (`{"tagNames":[...]}`) and `/api/v2/search/tags`
+//!   (`{"scopes":[{"name","tags"}]}`), with `scope`, `start`, `end`, `limit`.
+//! - `GET /api/search/tag/{name}/values` (`{"tagValues":["..."]}`, string values of
+//!   span or resource attribute `name`) and `/api/v2/search/tag/{name}/values`
+//!   (`{"tagValues":[{"type","value"}]}` for a TraceQL identifier such as
+//!   `resource.service.name`, `span.http.method`, `.x`, `name`, `status`), with
+//!   `start`, `end`, `limit`. Each answer carries Tempo's `metrics.inspectedBytes`.
 //!
 //! Resource spans are rendered with the OTLP/JSON mapping (hex ids, 64-bit
 //! integers as strings, enums as integers, camelCase). With
@@ -25,7 +36,7 @@ use prost::Message;
 use serde_json::json;
 
 use super::parse_trace_id;
-use crate::store::TraceStore;
+use crate::store::{TagRef, TagScope, TraceStore};
 
 /// The media type Tempo's clients send in `Accept` for a protobuf answer.
 pub const PROTOBUF: &str = "application/protobuf";
@@ -41,6 +52,158 @@ pub(super) fn router() -> Router<Arc<TraceStore>> {
     Router::new()
         .route("/api/traces/{traceid}", get(trace_v1))
         .route("/api/v2/traces/{traceid}", get(trace_v2))
+        .route("/api/echo", get(echo))
+        .route("/api/status/buildinfo", get(buildinfo))
+        .route("/api/search/tags", get(tags_v1))
+        .route("/api/v2/search/tags", get(tags_v2))
+        .route("/api/search/tag/{name}/values", get(tag_values_v1))
+        .route("/api/v2/search/tag/{name}/values", get(tag_values_v2))
+}
+
+async fn echo() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "echo",
+    )
+        .into_response()
+}
+
+async fn buildinfo() -> Response {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": "",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+    .into_response()
+}
+
+/// Reads `scope`: `None` when absent, empty or `all`.
+fn scope(params: &HashMap<String, String>) -> Result<Option<TagScope>, String> {
+    match params.get("scope").map(|s| s.trim()) {
+        None | Some("") | Some("all") => Ok(None),
+        Some(s) => TagScope::parse(s).map(Some).ok_or_else(|| {
+            format!(
+                "invalid scope: {s}, must be one of all, resource, span, intrinsic, event, link, instrumentation"
+            )
+        }),
+    }
+}
+
+/// Reads `limit`; absent or 0 means no limit.
+fn limit(params: &HashMap<String, String>) -> Result<usize, String> {
+    match params
+        .get("limit")
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
+        None => Ok(usize::MAX),
+        Some(s) => match s.parse::<usize>() {
+            Ok(0) => Ok(usize::MAX),
+            Ok(n) => Ok(n),
+            Err(_) => Err(format!("invalid limit: {s}")),
+        },
+    }
+}
+
+fn metrics(inspected_bytes: u64) -> serde_json::Value {
+    json!({ "inspectedBytes": inspected_bytes.to_string() })
+}
+
+async fn tags_v1(
+    State(store): State<Arc<TraceStore>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let (scope, window, limit) = match (scope(&params), window(&params), limit(&params)) {
+        (Ok(s), Ok(w), Ok(l)) => (s, w, l),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return error(StatusCode::BAD_REQUEST, e);
+        }
+    };
+    // Without a scope Tempo's v1 lists the span and resource attribute names.
+    let scopes = match scope {
+        Some(s) => vec![s],
+        None => vec![TagScope::Span, TagScope::Resource],
+    };
+    let (by_scope, inspected) = store.tag_names(&scopes, window);
+    let names: std::collections::BTreeSet<String> = by_scope.into_values().flatten().collect();
+    let names: Vec<String> = names.into_iter().take(limit).collect();
+    Json(json!({ "tagNames": names, "metrics": metrics(inspected) })).into_response()
+}
+
+async fn tags_v2(
+    State(store): State<Arc<TraceStore>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let (scope, window, limit) = match (scope(&params), window(&params), limit(&params)) {
+        (Ok(s), Ok(w), Ok(l)) => (s, w, l),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return error(StatusCode::BAD_REQUEST, e);
+        }
+    };
+    let scopes = match scope {
+        Some(s) => vec![s],
+        None => TagScope::ALL.to_vec(),
+    };
+    let (mut by_scope, inspected) = store.tag_names(&scopes, window);
+    let scopes: Vec<_> = TagScope::ALL
+        .iter()
+        .filter_map(|s| {
+            let tags: Vec<String> = by_scope.remove(s)?.into_iter().take(limit).collect();
+            Some(json!({ "name": s.as_str(), "tags": tags }))
+        })
+        .collect();
+    Json(json!({ "scopes": scopes, "metrics": metrics(inspected) })).into_response()
+}
+
+async fn tag_values_v1(
+    State(store): State<Arc<TraceStore>>,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let (window, limit) = match (window(&params), limit(&params)) {
+        (Ok(w), Ok(l)) => (w, l),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    // v1 names a plain attribute, looked up on spans and resources; its values are
+    // the string ones.
+    let tag = TagRef::Attribute { scope: None, name };
+    let (values, inspected) = store.tag_values(&tag, window);
+    let values: Vec<String> = values
+        .into_iter()
+        .filter(|v| v.kind == "string")
+        .map(|v| v.value)
+        .take(limit)
+        .collect();
+    Json(json!({ "tagValues": values, "metrics": metrics(inspected) })).into_response()
+}
+
+async fn tag_values_v2(
+    State(store): State<Arc<TraceStore>>,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let (window, limit) = match (window(&params), limit(&params)) {
+        (Ok(w), Ok(l)) => (w, l),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let Some(tag) = TagRef::parse(&name) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "failed to parse tag name {name:?}: expected a TraceQL identifier such as resource.service.name, span.http.method, .attr or name"
+            ),
+        );
+    };
+    let (values, inspected) = store.tag_values(&tag, window);
+    let values: Vec<_> = values
+        .into_iter()
+        .take(limit)
+        .map(|v| json!({ "type": v.kind, "value": v.value }))
+        .collect();
+    Json(json!({ "tagValues": values, "metrics": metrics(inspected) })).into_response()
 }
 
 async fn trace_v1(

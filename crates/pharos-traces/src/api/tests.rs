@@ -323,3 +323,117 @@ fn go_durations() {
     assert_eq!(parse_go_duration("10"), None);
     assert_eq!(parse_go_duration(""), None);
 }
+
+#[tokio::test]
+async fn tempo_echo_and_buildinfo() {
+    let (status, ct, body) = get("/api/echo", None).await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"echo"[..]));
+    assert!(ct.unwrap().starts_with("text/plain"));
+    let (status, body) = get_json("/api/status/buildinfo").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    for key in ["revision", "branch", "buildUser", "buildDate", "goVersion"] {
+        assert!(body[key].is_string(), "{key} in {body}");
+    }
+}
+
+#[tokio::test]
+async fn tempo_search_tags_v1_and_v2() {
+    let (status, body) = get_json("/api/search/tags").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["tagNames"],
+        json!(["host.name", "http.status_code", "service.name"])
+    );
+    assert!(body["metrics"]["inspectedBytes"].is_string());
+    let (_, body) = get_json("/api/search/tags?scope=resource&limit=1").await;
+    assert_eq!(body["tagNames"], json!(["host.name"]));
+    let (_, body) = get_json("/api/search/tags?scope=intrinsic").await;
+    assert!(
+        body["tagNames"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("status"))
+    );
+
+    let (status, body) = get_json("/api/v2/search/tags").await;
+    assert_eq!(status, StatusCode::OK);
+    let scopes = body["scopes"].as_array().unwrap();
+    let names: Vec<&str> = scopes.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["resource", "span", "intrinsic", "event"]);
+    assert_eq!(
+        scopes[0],
+        json!({"name": "resource", "tags": ["host.name", "service.name"]})
+    );
+    assert_eq!(
+        scopes[1],
+        json!({"name": "span", "tags": ["http.status_code"]})
+    );
+    assert_eq!(
+        scopes[3],
+        json!({"name": "event", "tags": ["exception.message"]})
+    );
+    let (_, body) = get_json("/api/v2/search/tags?scope=span").await;
+    assert_eq!(
+        body["scopes"],
+        json!([{"name": "span", "tags": ["http.status_code"]}])
+    );
+    // Trace 2 alone is in this window; it has no span attributes.
+    let w = format!("start={}&end={}", T0 + 1, T0 + 2);
+    let (_, body) = get_json(&format!("/api/v2/search/tags?scope=span&{w}")).await;
+    assert_eq!(body["scopes"], json!([]));
+
+    let (status, _, body) = get("/api/v2/search/tags?scope=spans", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8(body).unwrap().contains("invalid scope"));
+    let (status, _, _) = get("/api/search/tags?limit=x", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn tempo_search_tag_values_v1_and_v2() {
+    let (status, body) = get_json("/api/search/tag/service.name/values").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["tagValues"], json!(["api", "db"]));
+    assert!(body["metrics"]["inspectedBytes"].is_string());
+    // v1 lists string values only.
+    let (_, body) = get_json("/api/search/tag/http.status_code/values").await;
+    assert_eq!(body["tagValues"], json!([]));
+
+    let (status, body) = get_json("/api/v2/search/tag/resource.service.name/values").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["tagValues"],
+        json!([{"type": "string", "value": "api"}, {"type": "string", "value": "db"}])
+    );
+    let (_, body) = get_json("/api/v2/search/tag/span.http.status_code/values").await;
+    assert_eq!(body["tagValues"], json!([{"type": "int", "value": "500"}]));
+    let (_, body) = get_json("/api/v2/search/tag/status/values").await;
+    assert_eq!(
+        body["tagValues"],
+        json!([{"type": "keyword", "value": "error"}, {"type": "keyword", "value": "unset"}])
+    );
+    let (_, body) = get_json("/api/v2/search/tag/name/values?limit=2").await;
+    assert_eq!(
+        body["tagValues"],
+        json!([{"type": "string", "value": "GET /"}, {"type": "string", "value": "GET /health"}])
+    );
+    let w = format!("start={}&end={}", T0 + 1, T0 + 2);
+    let (_, body) = get_json(&format!("/api/v2/search/tag/name/values?{w}")).await;
+    assert_eq!(
+        body["tagValues"],
+        json!([{"type": "string", "value": "GET /health"}])
+    );
+    let (_, body) = get_json(&format!("/api/search/tag/service.name/values?{w}")).await;
+    assert_eq!(body["tagValues"], json!(["api"]));
+
+    let (status, _, body) = get("/api/v2/search/tag/service.name/values", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .contains("TraceQL identifier")
+    );
+    let (status, _, _) = get("/api/v2/search/tag/name/values?start=9&end=1", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

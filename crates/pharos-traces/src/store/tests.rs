@@ -326,3 +326,218 @@ fn apply_is_deterministic() {
     assert_eq!(one.get(&tid(1), None), two.get(&tid(1), None));
     assert_eq!(one.approx_bytes(), two.approx_bytes());
 }
+
+fn span_count(store: &TraceStore, t: u8) -> usize {
+    store.get(&tid(t), None).map_or(0, |b| {
+        b.iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum()
+    })
+}
+
+#[test]
+fn spans_past_the_span_limit_are_refused_first_ones_kept() {
+    let store = TraceStore::with_limits(TraceLimits {
+        max_spans_per_trace: 3,
+        max_bytes_per_trace: 0,
+    });
+    let spans = (1..=5)
+        .map(|i| span(1, i, None, "s", i as u64, 1))
+        .collect();
+    let mut other = vec![span(2, 1, None, "t", 0, 1)];
+    let mut mixed: Vec<Span> = spans;
+    mixed.append(&mut other);
+    let r = ingest(&store, request(Some("api"), "lib", mixed));
+    assert_eq!(r.count, 2);
+    assert!(
+        r.message.contains("TRACE_TOO_LARGE") && r.message.contains("max_spans_per_trace"),
+        "{}",
+        r.message
+    );
+    assert_eq!(span_count(&store, 1), 3);
+    assert_eq!(span_count(&store, 2), 1);
+    let kept: Vec<u8> = store.get(&tid(1), None).unwrap()[0].scope_spans[0]
+        .spans
+        .iter()
+        .map(|s| s.span_id[7])
+        .collect();
+    assert_eq!(kept, [1, 2, 3], "the first spans are kept");
+    // A later request for the full trace is refused whole; other traces still grow.
+    let r = ingest(
+        &store,
+        request(
+            Some("api"),
+            "lib",
+            vec![span(1, 9, None, "late", 9, 1), span(2, 2, None, "t2", 1, 1)],
+        ),
+    );
+    assert_eq!(r.count, 1);
+    assert_eq!((span_count(&store, 1), span_count(&store, 2)), (3, 2));
+    assert_eq!(
+        store.limit_counts(),
+        LimitCounts {
+            refused: 3,
+            dropped: 0
+        }
+    );
+}
+
+#[test]
+fn spans_past_the_byte_limit_are_refused() {
+    let one = span(1, 1, None, "sized", 0, 1).encoded_len() as u64;
+    let store = TraceStore::with_limits(TraceLimits {
+        max_spans_per_trace: 0,
+        max_bytes_per_trace: 2 * one,
+    });
+    let spans = (1..=3).map(|i| span(1, i, None, "sized", 0, 1)).collect();
+    let r = ingest(&store, request(Some("api"), "lib", spans));
+    assert_eq!(r.count, 1);
+    assert!(r.message.contains("max_bytes_per_trace"), "{}", r.message);
+    assert_eq!(span_count(&store, 1), 2);
+    // One span larger than the whole bound is refused on its own.
+    let mut big = span(3, 1, None, "big", 0, 1);
+    big.attributes
+        .push(kv("blob", s(&"x".repeat(3 * one as usize))));
+    let r = ingest(&store, request(Some("api"), "lib", vec![big]));
+    assert_eq!(r.count, 1);
+    assert_eq!(span_count(&store, 3), 0);
+}
+
+#[test]
+fn apply_enforces_the_limit_when_requests_race_past_sanitize() {
+    let store = TraceStore::with_limits(TraceLimits {
+        max_spans_per_trace: 2,
+        max_bytes_per_trace: 0,
+    });
+    let mut a = request(
+        Some("api"),
+        "lib",
+        vec![span(1, 1, None, "a", 0, 1), span(1, 2, None, "b", 0, 1)],
+    );
+    let mut b = request(Some("api"), "lib", vec![span(1, 3, None, "c", 0, 1)]);
+    assert_eq!(store.sanitize(&mut a).count, 0);
+    assert_eq!(store.sanitize(&mut b).count, 0);
+    store.apply(&a);
+    store.apply(&b);
+    assert_eq!(span_count(&store, 1), 2);
+    assert_eq!(store.limit_counts().dropped, 1);
+    assert_eq!(store.services(), ["api"]);
+}
+
+#[test]
+fn default_limits_are_tempo_like_and_zero_means_none() {
+    assert_eq!(
+        TraceLimits::default(),
+        TraceLimits {
+            max_spans_per_trace: 50_000,
+            max_bytes_per_trace: 5_000_000
+        }
+    );
+    let store = TraceStore::with_limits(TraceLimits::UNLIMITED);
+    let spans = (1..=200).map(|i| span(1, i, None, "s", 0, 1)).collect();
+    assert_eq!(ingest(&store, request(Some("api"), "lib", spans)).count, 0);
+    assert_eq!(span_count(&store, 1), 200);
+}
+
+#[test]
+fn tag_names_and_values_by_scope_and_window() {
+    let store = TraceStore::new();
+    let mut root = span(1, 1, None, "GET /", 0, 100);
+    root.attributes.push(kv("http.method", s("GET")));
+    root.attributes
+        .push(kv("http.status_code", Value::IntValue(200)));
+    root.status = Some(Status {
+        code: 2,
+        message: "boom".into(),
+    });
+    root.events
+        .push(opentelemetry_proto::tonic::trace::v1::span::Event {
+            name: "exception".into(),
+            attributes: vec![kv("exception.type", s("E"))],
+            ..Default::default()
+        });
+    let mut child = span(1, 2, Some(1), "SELECT", 10, 20);
+    child.kind = 3;
+    child.attributes.push(kv("http.method", s("POST")));
+    child.attributes.push(kv("ratio", Value::DoubleValue(0.5)));
+    ingest(&store, request(Some("api"), "lib", vec![root]));
+    ingest(&store, request(Some("db"), "lib", vec![child]));
+    // A trace a day later, outside the window below.
+    let mut late = span(2, 1, None, "late", 86_400_000, 1);
+    late.attributes.push(kv("late.only", s("x")));
+    ingest(&store, request(Some("cron"), "lib", vec![late]));
+
+    let (names, inspected) = store.tag_names(&TagScope::ALL, None);
+    assert!(inspected > 0);
+    let list = |s: TagScope| -> Vec<&str> { names[&s].iter().map(String::as_str).collect() };
+    assert_eq!(list(TagScope::Resource), ["host.name", "service.name"]);
+    assert_eq!(
+        list(TagScope::Span),
+        ["http.method", "http.status_code", "late.only", "ratio"]
+    );
+    assert_eq!(list(TagScope::Event), ["exception.type"]);
+    assert!(list(TagScope::Intrinsic).contains(&"rootServiceName"));
+    assert!(
+        !names.contains_key(&TagScope::Link),
+        "empty scopes are left out"
+    );
+
+    let window = Some((T0 * 1_000_000_000, (T0 + 60) * 1_000_000_000));
+    let (names, _) = store.tag_names(&[TagScope::Span], window);
+    assert!(!names[&TagScope::Span].contains("late.only"));
+    assert_eq!(names.len(), 1);
+
+    let values = |tag: &str, window| -> Vec<(String, String)> {
+        store
+            .tag_values(&TagRef::parse(tag).expect(tag), window)
+            .0
+            .into_iter()
+            .map(|v| (v.kind.to_string(), v.value))
+            .collect()
+    };
+    let pairs = |xs: &[(&str, &str)]| -> Vec<(String, String)> {
+        xs.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        values("resource.service.name", None),
+        pairs(&[("string", "api"), ("string", "cron"), ("string", "db")])
+    );
+    assert_eq!(
+        values("resource.service.name", window),
+        pairs(&[("string", "api"), ("string", "db")])
+    );
+    assert_eq!(
+        values("span.http.method", None),
+        pairs(&[("string", "GET"), ("string", "POST")])
+    );
+    assert_eq!(values("resource.http.method", None), pairs(&[]));
+    assert_eq!(values(".http.status_code", None), pairs(&[("int", "200")]));
+    assert_eq!(values("span.ratio", None), pairs(&[("float", "0.5")]));
+    assert_eq!(
+        values("name", window),
+        pairs(&[("string", "GET /"), ("string", "SELECT")])
+    );
+    assert_eq!(
+        values("status", None),
+        pairs(&[("keyword", "error"), ("keyword", "unset")])
+    );
+    assert_eq!(
+        values("span:kind", None),
+        pairs(&[("keyword", "client"), ("keyword", "server")])
+    );
+    assert_eq!(
+        values("rootServiceName", None),
+        pairs(&[("string", "api"), ("string", "cron")])
+    );
+    assert_eq!(
+        values("event:name", None),
+        pairs(&[("string", "exception")])
+    );
+    assert_eq!(values("statusMessage", None), pairs(&[("string", "boom")]));
+    assert!(values("duration", None).is_empty());
+    assert!(TagRef::parse("http.method").is_none());
+    assert!(TagRef::parse("span.").is_none());
+}
