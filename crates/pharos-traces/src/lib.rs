@@ -5,6 +5,9 @@
 //! in-memory head grouped by trace id. [`api::router`] serves them back as Tempo
 //! (`/api/traces/{id}`, `/api/v2/traces/{id}`) and Jaeger (`/jaeger/api/*`) responses.
 //!
+//! [`traceql`] parses TraceQL and evaluates it on one trace at a time; [`connectors`] derives
+//! span metrics and a service graph from the spans that arrive.
+//!
 //! Start reading at [`store::TraceStore`], then [`api`].
 //!
 //! Architecture invariants:
@@ -14,8 +17,8 @@
 //! - [`Store::apply`](pharos_model::Store::apply) is deterministic: replaying the same
 //!   requests in the same order builds the same head (the WAL relies on it).
 //!
-//! Deliberately absent for now: blocks on disk, retention, TraceQL and Tempo search
-//! (`/api/search`), which come with later issues.
+//! Deliberately absent for now: blocks on disk, retention, and Tempo search with TraceQL
+//! (`/api/search?q=`: the language is here, the search over the store is not wired yet).
 
 pub mod api;
 pub mod connectors;
