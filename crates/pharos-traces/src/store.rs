@@ -47,7 +47,10 @@ pub struct Operation {
 /// cut, never lost. Zero turns a bound off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceLimits {
-    /// The most spans one trace may hold; default 50,000.
+    /// The most spans one trace may hold; default 50,000. Tempo bounds bytes only; a
+    /// small span encodes to about 100 bytes, so 50,000 is where 5 MB of such spans
+    /// ends: the count bites only on floods of tiny spans, and it bounds the work of
+    /// rebuilding, rendering and showing one trace (the Jaeger UI struggles well before).
     pub max_spans_per_trace: usize,
     /// The most bytes one trace may hold, counted as the sum of its spans' OTLP
     /// protobuf encodings (resource and scope not included); default 5,000,000,
