@@ -181,3 +181,71 @@ impl Running {
         flush(&self.connectors, ingest).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use pharos_model::Signal;
+    use prost::Message;
+
+    fn request() -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
+                        name: "s".into(),
+                        start_time_unix_nano: 1,
+                        end_time_unix_nano: 2,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn replayed_spans_are_not_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = pharos_storage::WalOptions {
+            fsync: pharos_storage::FsyncPolicy::Never,
+            ..Default::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (wal, _) = pharos_storage::Wal::open(dir.path(), opts.clone(), |_| {}).unwrap();
+            wal.append(request().encode_to_vec()).await.unwrap();
+            wal.close().await.unwrap();
+        });
+        let config = Config::default();
+        let trace_store = Arc::new(pharos_traces::TraceStore::new());
+        let (store, running) = traces_store(&config, trace_store.clone());
+        let running = running.expect("on by default");
+        let path = crate::ingest::open_path(Signal::Traces, store, dir.path(), opts, true).unwrap();
+        assert!(
+            trace_store.approx_bytes() > 0,
+            "the head has the replayed span"
+        );
+        assert!(running.connectors.export(10).is_none(), "not counted");
+        running.observed.go_live();
+        path.store.apply(&request());
+        let req = running.connectors.export(10).expect("counted once live");
+        let names: Vec<&str> = req.resource_metrics[0].scope_metrics[0]
+            .metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["traces_spanmetrics_calls", "traces_spanmetrics_duration"],
+            "an internal span makes no edge"
+        );
+    }
+}
