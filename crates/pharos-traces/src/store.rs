@@ -196,6 +196,41 @@ impl TraceStore {
             .unwrap_or_default()
     }
 
+    /// Returns the service dependencies of the traces overlapping `[start_ns, end_ns]`, as
+    /// Jaeger derives them: a span whose parent span (in the same trace) belongs to another
+    /// service is one call from the parent's service to the span's. Sorted by (parent,
+    /// child), with their call counts.
+    pub fn dependencies(&self, start_ns: u64, end_ns: u64) -> Vec<(String, String, u64)> {
+        let inner = self.inner.read();
+        let mut calls: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        for trace in inner.traces.values() {
+            if trace.end_ns < start_ns || trace.start_ns > end_ns {
+                continue;
+            }
+            let service_of: HashMap<&[u8], &str> = trace
+                .spans
+                .iter()
+                .map(|s| (s.span.span_id.as_slice(), s.resource.service.as_str()))
+                .collect();
+            for s in &trace.spans {
+                if s.span.parent_span_id.is_empty() {
+                    continue;
+                }
+                let Some(&parent) = service_of.get(s.span.parent_span_id.as_slice()) else {
+                    continue;
+                };
+                let child = s.resource.service.as_str();
+                if parent != child {
+                    *calls.entry((parent, child)).or_default() += 1;
+                }
+            }
+        }
+        calls
+            .into_iter()
+            .map(|((p, c), n)| (p.to_string(), c.to_string(), n))
+            .collect()
+    }
+
     /// Returns how many traces the head holds.
     pub fn trace_count(&self) -> usize {
         self.inner.read().traces.len()

@@ -31,6 +31,45 @@ pub(super) fn router() -> Router<Arc<TraceStore>> {
         .route("/jaeger/api/operations", get(operations))
         .route("/jaeger/api/traces", get(search))
         .route("/jaeger/api/traces/{traceid}", get(trace_by_id))
+        .route("/jaeger/api/dependencies", get(dependencies))
+}
+
+/// `GET /jaeger/api/dependencies?endTs=<ms>&lookback=<ms>`: the service dependency links
+/// of the traces in `[endTs - lookback, endTs]` (defaults: now and 24 hours), as
+/// `{"parent","child","callCount"}` objects.
+async fn dependencies(State(store): State<Arc<TraceStore>>, Query(params): Params) -> Response {
+    let ms = |name: &str| -> Result<Option<u64>, Response> {
+        param(&params, name)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("unable to parse param '{name}': {v:?} is not milliseconds"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let end_ms = match ms("endTs") {
+        Ok(Some(v)) => v,
+        Ok(None) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        Err(r) => return r,
+    };
+    let lookback_ms = match ms("lookback") {
+        Ok(v) => v.unwrap_or(24 * 3_600_000),
+        Err(r) => return r,
+    };
+    let end_ns = end_ms.saturating_mul(1_000_000);
+    let start_ns = end_ms.saturating_sub(lookback_ms).saturating_mul(1_000_000);
+    let links: Vec<Value> = store
+        .dependencies(start_ns, end_ns)
+        .into_iter()
+        .map(|(parent, child, n)| json!({ "parent": parent, "child": child, "callCount": n }))
+        .collect();
+    let n = links.len();
+    ok(json!(links), n)
 }
 
 type Params = Query<Vec<(String, String)>>;

@@ -437,3 +437,29 @@ async fn tempo_search_tag_values_v1_and_v2() {
     let (status, _, _) = get("/api/v2/search/tag/name/values?start=9&end=1", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn jaeger_dependencies_count_calls_between_services() {
+    // Trace 1: api's root calls db; trace 2 is api alone (no link).
+    let end = T0 * 1_000 + 10_000;
+    let (status, body) = get_json(&format!(
+        "/jaeger/api/dependencies?endTs={end}&lookback=60000"
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["data"],
+        json!([{ "parent": "api", "child": "db", "callCount": 1 }])
+    );
+    assert_eq!(body["total"], 1);
+    // A window that ends before the traces holds none.
+    let before = T0 * 1_000 - 1;
+    let (_, body) = get_json(&format!(
+        "/jaeger/api/dependencies?endTs={before}&lookback=1000"
+    ))
+    .await;
+    assert_eq!(body["data"], json!([]));
+    let (status, body) = get_json("/jaeger/api/dependencies?endTs=soon").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["errors"][0]["code"], 400);
+}
