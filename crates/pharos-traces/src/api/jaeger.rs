@@ -38,14 +38,11 @@ pub(super) fn router() -> Router<Arc<TraceStore>> {
 /// of the traces in `[endTs - lookback, endTs]` (defaults: now and 24 hours), as
 /// `{"parent","child","callCount"}` objects.
 async fn dependencies(State(store): State<Arc<TraceStore>>, Query(params): Params) -> Response {
-    let ms = |name: &str| -> Result<Option<u64>, Response> {
+    let ms = |name: &str| -> Result<Option<u64>, String> {
         param(&params, name)
             .map(|v| {
                 v.parse::<u64>().map_err(|_| {
-                    error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("unable to parse param '{name}': {v:?} is not milliseconds"),
-                    )
+                    format!("unable to parse param '{name}': {v:?} is not milliseconds")
                 })
             })
             .transpose()
@@ -55,11 +52,11 @@ async fn dependencies(State(store): State<Arc<TraceStore>>, Query(params): Param
         Ok(None) => std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
-        Err(r) => return r,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
     };
     let lookback_ms = match ms("lookback") {
         Ok(v) => v.unwrap_or(24 * 3_600_000),
-        Err(r) => return r,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
     };
     let end_ns = end_ms.saturating_mul(1_000_000);
     let start_ns = end_ms.saturating_sub(lookback_ms).saturating_mul(1_000_000);
