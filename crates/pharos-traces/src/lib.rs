@@ -17,8 +17,8 @@
 //! - [`Store::apply`](pharos_model::Store::apply) is deterministic: replaying the same
 //!   requests in the same order builds the same head (the WAL relies on it).
 //!
-//! Deliberately absent for now: blocks on disk, retention, and Tempo search with TraceQL
-//! (`/api/search?q=`: the language is here, the search over the store is not wired yet).
+//! Deliberately absent for now: blocks on disk and retention; Tempo search
+//! (`/api/search`) scans the in-memory head.
 
 pub mod api;
 pub mod connectors;

@@ -19,9 +19,11 @@ use prost::Message;
 
 pub(crate) mod search;
 pub(crate) mod tags;
+pub mod traceql_search;
 
 pub use search::TraceQuery;
 pub use tags::{INTRINSIC_TAGS, Intrinsic, TagRef, TagScope, TagValue};
+pub use traceql_search::{HitSpan, HitSpanset, SearchHit, TraceqlSearch};
 
 /// A trace id: 16 bytes, as in OTLP.
 pub type TraceId = [u8; 16];

@@ -1,5 +1,8 @@
-//! Tempo's trace-by-id, tag and status endpoints.
+//! Tempo's trace-by-id, search, tag and status endpoints.
 //!
+//! - `GET /api/search`: TraceQL (`q`) or logfmt `tags`, `start`, `end`, `minDuration`,
+//!   `maxDuration`, `limit` (20), `spss` (3); `{"traces":[{traceID, rootServiceName,
+//!   rootTraceName, startTimeUnixNano, durationMs, spanSet, spanSets}], "metrics"}`.
 //! - `GET /api/traces/{traceid}`: Tempo's v1 shape, `{"batches":[ResourceSpans...]}`.
 //! - `GET /api/v2/traces/{traceid}`: Tempo 2.x's v2 shape, `{"trace":{"resourceSpans":[...]}}`.
 //! - `GET /api/echo`: `echo`, Grafana's data source test.
@@ -36,7 +39,7 @@ use prost::Message;
 use serde_json::json;
 
 use super::parse_trace_id;
-use crate::store::{TagRef, TagScope, TraceStore};
+use crate::store::{HitSpanset, SearchHit, TagRef, TagScope, TraceStore, TraceqlSearch};
 
 /// The media type Tempo's clients send in `Accept` for a protobuf answer.
 pub const PROTOBUF: &str = "application/protobuf";
@@ -52,6 +55,7 @@ pub(super) fn router() -> Router<Arc<TraceStore>> {
     Router::new()
         .route("/api/traces/{traceid}", get(trace_v1))
         .route("/api/v2/traces/{traceid}", get(trace_v2))
+        .route("/api/search", get(search))
         .route("/api/echo", get(echo))
         .route("/api/status/buildinfo", get(buildinfo))
         .route("/api/search/tags", get(tags_v1))
@@ -106,6 +110,151 @@ fn limit(params: &HashMap<String, String>) -> Result<usize, String> {
             Err(_) => Err(format!("invalid limit: {s}")),
         },
     }
+}
+
+/// `GET /api/search`: traces matching a TraceQL query (`q`), or tags in logfmt (`tags`,
+/// each an unscoped attribute equality), within `start`/`end` (unix seconds) and
+/// `minDuration`/`maxDuration` (of the trace), newest first, at most `limit` (20) of them
+/// with at most `spss` (3) spans listed per spanset, in Tempo's response shape.
+async fn search(
+    State(store): State<Arc<TraceStore>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    match search_request(&params) {
+        Ok(req) => {
+            let (hits, inspected) = store.search_traceql(&req);
+            let traces: Vec<serde_json::Value> = hits.iter().map(search_trace).collect();
+            Json(json!({
+                "traces": traces,
+                "metrics": { "inspectedTraces": inspected, "inspectedBytes": "0" },
+            }))
+            .into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+fn search_request(params: &HashMap<String, String>) -> Result<TraceqlSearch, String> {
+    let get = |k: &str| params.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+    let text = match (get("q"), get("tags")) {
+        (Some(q), _) => q.to_string(),
+        (None, Some(tags)) => tags_query(tags)?,
+        (None, None) => "{}".to_string(),
+    };
+    let query = crate::traceql::parse(&text).map_err(|e| format!("invalid TraceQL query: {e}"))?;
+    let duration = |k: &str| -> Result<Option<u64>, String> {
+        get(k)
+            .map(|v| super::jaeger::parse_go_duration(v).ok_or_else(|| format!("invalid {k}: {v}")))
+            .transpose()
+    };
+    let count = |k: &str, default: usize| -> Result<usize, String> {
+        match get(k) {
+            None => Ok(default),
+            Some(v) => match v.parse::<usize>() {
+                Ok(0) => Ok(default),
+                Ok(n) => Ok(n),
+                Err(_) => Err(format!("invalid {k}: {v}")),
+            },
+        }
+    };
+    let window = window(params)?;
+    Ok(TraceqlSearch {
+        query,
+        start_ns: window.map(|w| w.0),
+        end_ns: window.map(|w| w.1),
+        min_duration_ns: duration("minDuration")?,
+        max_duration_ns: duration("maxDuration")?,
+        limit: count("limit", 20)?,
+        spans_per_spanset: count("spss", 3)?,
+    })
+}
+
+/// Turns Tempo's logfmt `tags` (`service.name=api http.status_code=500`) into a TraceQL
+/// filter of unscoped string equalities.
+fn tags_query(tags: &str) -> Result<String, String> {
+    let mut conds = Vec::new();
+    for pair in tags.split_whitespace() {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("invalid tags: {pair} is not key=value"))?;
+        let v = v
+            .trim_matches('"')
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        let plain = !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c));
+        if plain {
+            conds.push(format!(".{k} = \"{v}\""));
+        } else {
+            conds.push(format!(".\"{}\" = \"{v}\"", k.replace('"', "")));
+        }
+    }
+    Ok(format!("{{ {} }}", conds.join(" && ")))
+}
+
+fn search_trace(hit: &SearchHit) -> serde_json::Value {
+    let (root_service, root_name) = match &hit.root {
+        Some((s, n)) => (s.as_str(), n.as_str()),
+        None => ("<root span not yet received>", ""),
+    };
+    let spansets: Vec<serde_json::Value> = hit.spansets.iter().map(search_spanset).collect();
+    let mut t = json!({
+        "traceID": hex::encode(hit.trace_id),
+        "rootServiceName": root_service,
+        "startTimeUnixNano": hit.start_ns.to_string(),
+        "durationMs": hit.end_ns.saturating_sub(hit.start_ns) / 1_000_000,
+        "spanSets": spansets,
+    });
+    if !root_name.is_empty() {
+        t["rootTraceName"] = json!(root_name);
+    }
+    if let Some(first) = spansets.first() {
+        t["spanSet"] = first.clone();
+    }
+    t
+}
+
+fn search_spanset(set: &HitSpanset) -> serde_json::Value {
+    let spans: Vec<serde_json::Value> = set
+        .spans
+        .iter()
+        .map(|s| {
+            json!({
+                "spanID": hex::encode(s.span_id),
+                "name": s.name,
+                "startTimeUnixNano": s.start_ns.to_string(),
+                "durationNanos": s.duration_ns.to_string(),
+                "attributes": attributes(&s.attributes),
+            })
+        })
+        .collect();
+    let mut out = json!({ "spans": spans, "matched": set.matched });
+    if !set.attributes.is_empty() {
+        out["attributes"] = json!(attributes(&set.attributes));
+    }
+    out
+}
+
+/// Attributes as OTLP/JSON `KeyValue`s; durations as their nanoseconds, status and kind
+/// in their TraceQL spelling.
+fn attributes(kvs: &[(String, crate::traceql::Value)]) -> Vec<serde_json::Value> {
+    use crate::traceql::Value as V;
+    kvs.iter()
+        .filter_map(|(k, v)| {
+            let value = match v {
+                V::Nil => return None,
+                V::String(s) => json!({ "stringValue": s }),
+                V::Int(i) => json!({ "intValue": i.to_string() }),
+                V::Float(f) => json!({ "doubleValue": f }),
+                V::Bool(b) => json!({ "boolValue": b }),
+                V::Duration(ns) => json!({ "intValue": ns.to_string() }),
+                V::Status(s) => json!({ "stringValue": s.as_str() }),
+                V::Kind(k) => json!({ "stringValue": k.as_str() }),
+            };
+            Some(json!({ "key": k, "value": value }))
+        })
+        .collect()
 }
 
 fn metrics(inspected_bytes: u64) -> serde_json::Value {

@@ -463,3 +463,81 @@ async fn jaeger_dependencies_count_calls_between_services() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["errors"][0]["code"], 400);
 }
+
+#[tokio::test]
+async fn tempo_search_runs_traceql_over_the_head() {
+    let ids = |body: &Value| -> Vec<String> {
+        body["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["traceID"].as_str().unwrap().to_string())
+            .collect()
+    };
+    const TRACE2: &str = "00000000000000000000000000000002";
+    let q = |q: &str| format!("/api/search?q={}", urlencode(q));
+    let (status, body) = get_json(&q("{ status = error }")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ids(&body), [TRACE1]);
+    let t = &body["traces"][0];
+    assert_eq!(t["rootServiceName"], "api");
+    assert_eq!(t["rootTraceName"], "GET /");
+    assert_eq!(t["durationMs"], 100);
+    assert_eq!(t["spanSet"]["matched"], 1);
+    assert_eq!(t["spanSet"]["spans"][0]["spanID"], "0000000000000001");
+    assert_eq!(t["spanSet"]["spans"][0]["durationNanos"], "100000000");
+    assert_eq!(t["spanSets"].as_array().unwrap().len(), 1);
+    assert_eq!(body["metrics"]["inspectedTraces"], 2);
+    // Newest first, and the limit.
+    let (_, body) = get_json(&q("{ resource.service.name = \"api\" }")).await;
+    assert_eq!(ids(&body), [TRACE2, TRACE1]);
+    let (_, body) = get_json(&format!("{}&limit=1", q("{ }"))).await;
+    assert_eq!(ids(&body), [TRACE2]);
+    // Structural: the client span under the failing root.
+    let (_, body) = get_json(&q("{ span.http.status_code = 500 } >> { kind = client }")).await;
+    assert_eq!(ids(&body), [TRACE1]);
+    assert_eq!(
+        body["traces"][0]["spanSet"]["spans"][0]["spanID"],
+        "0000000000000002"
+    );
+    // spss lists fewer spans than matched.
+    let (_, body) = get_json(&format!("{}&spss=1&limit=5", q("{ duration > 5ms }"))).await;
+    assert_eq!(ids(&body), [TRACE1]);
+    assert_eq!(body["traces"][0]["spanSet"]["matched"], 2);
+    assert_eq!(
+        body["traces"][0]["spanSet"]["spans"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Trace duration bounds, and tags in logfmt.
+    let (_, body) = get_json("/api/search?minDuration=50ms").await;
+    assert_eq!(ids(&body), [TRACE1]);
+    let (_, body) = get_json("/api/search?maxDuration=50ms").await;
+    assert_eq!(ids(&body), [TRACE2]);
+    let (_, body) = get_json("/api/search?tags=service.name%3Ddb").await;
+    assert_eq!(ids(&body), [TRACE1]);
+    // A window after both traces finds nothing.
+    let (_, body) = get_json(&format!("/api/search?start={}&end={}", T0 + 10, T0 + 20)).await;
+    assert_eq!(ids(&body), Vec::<String>::new());
+    // Bad input is a 400 naming the problem.
+    for bad in [
+        q("{ status = }"),
+        q("rate()"),
+        "/api/search?minDuration=soon".into(),
+    ] {
+        let (status, _, body) = get(&bad, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(!body.is_empty(), "{bad}");
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

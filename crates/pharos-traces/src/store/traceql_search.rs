@@ -1,0 +1,213 @@
+//! Tempo search over the head: each trace is adapted to TraceQL's plain model and the
+//! query evaluated on it ([`crate::traceql`]); matching traces come back newest first
+//! with their spansets, as Tempo's `/api/search` lists them.
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use pharos_model::attrs;
+
+use super::{Trace, TraceId, TraceStore};
+use crate::traceql::{self, Kind, Status, Value};
+
+/// A TraceQL search: the query and Tempo's other `/api/search` parameters.
+#[derive(Debug, Clone)]
+pub struct TraceqlSearch {
+    /// The parsed query.
+    pub query: traceql::Query,
+    /// Traces that end before this (unix nanoseconds) are skipped.
+    pub start_ns: Option<u64>,
+    /// Traces that start after this (unix nanoseconds) are skipped.
+    pub end_ns: Option<u64>,
+    /// Shortest trace duration, nanoseconds, inclusive.
+    pub min_duration_ns: Option<u64>,
+    /// Longest trace duration, nanoseconds, inclusive.
+    pub max_duration_ns: Option<u64>,
+    /// At most this many traces.
+    pub limit: usize,
+    /// At most this many spans listed per spanset (`spss`); `matched` counts them all.
+    pub spans_per_spanset: usize,
+}
+
+/// One trace a search found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    pub trace_id: TraceId,
+    /// The root span's service and name, when the root span has arrived.
+    pub root: Option<(String, String)>,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub spansets: Vec<HitSpanset>,
+}
+
+/// One spanset of a [`SearchHit`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HitSpanset {
+    /// How many spans matched.
+    pub matched: usize,
+    /// The first [`TraceqlSearch::spans_per_spanset`] of them.
+    pub spans: Vec<HitSpan>,
+    /// The `by(...)` group and the aggregate, as Tempo lists them on the spanset.
+    pub attributes: Vec<(String, Value)>,
+}
+
+/// One span of a [`HitSpanset`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HitSpan {
+    pub span_id: [u8; 8],
+    pub name: String,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    /// `select(...)`ed values, and `service.name` as Tempo always adds it.
+    pub attributes: Vec<(String, Value)>,
+}
+
+impl TraceStore {
+    /// Runs a TraceQL search over the head; also returns how many traces were inspected.
+    pub fn search_traceql(&self, search: &TraceqlSearch) -> (Vec<SearchHit>, usize) {
+        let inner = self.inner.read();
+        let mut inspected = 0;
+        let mut hits: Vec<SearchHit> = Vec::new();
+        for (id, trace) in &inner.traces {
+            if search.start_ns.is_some_and(|s| trace.end_ns < s)
+                || search.end_ns.is_some_and(|e| trace.start_ns > e)
+            {
+                continue;
+            }
+            let duration = trace.end_ns.saturating_sub(trace.start_ns);
+            if search.min_duration_ns.is_some_and(|d| duration < d)
+                || search.max_duration_ns.is_some_and(|d| duration > d)
+            {
+                continue;
+            }
+            inspected += 1;
+            let model = to_model(trace);
+            let spansets = traceql::evaluate(&search.query, &model);
+            if spansets.is_empty() {
+                continue;
+            }
+            hits.push(hit(*id, trace, &model, spansets, search.spans_per_spanset));
+        }
+        hits.sort_by(|a, b| {
+            b.start_ns
+                .cmp(&a.start_ns)
+                .then_with(|| a.trace_id.cmp(&b.trace_id))
+        });
+        hits.truncate(search.limit);
+        (hits, inspected)
+    }
+}
+
+fn hit(
+    trace_id: TraceId,
+    trace: &Trace,
+    model: &traceql::Trace,
+    spansets: Vec<traceql::Spanset>,
+    spss: usize,
+) -> SearchHit {
+    let root = trace
+        .spans
+        .iter()
+        .find(|s| s.span.parent_span_id.is_empty())
+        .map(|s| (s.resource.service.clone(), s.span.name.clone()));
+    let spansets = spansets
+        .into_iter()
+        .map(|set| {
+            let mut attributes = set.group.clone();
+            if let Some(v) = &set.scalar {
+                attributes.push(("scalar".to_string(), v.clone()));
+            }
+            HitSpanset {
+                matched: set.spans.len(),
+                spans: set
+                    .spans
+                    .iter()
+                    .take(spss)
+                    .map(|m| {
+                        let span = &model.spans[m.index];
+                        let mut attributes = vec![(
+                            "service.name".to_string(),
+                            Value::String(trace.spans[m.index].resource.service.clone()),
+                        )];
+                        attributes.extend(m.selected.iter().cloned());
+                        HitSpan {
+                            span_id: m.span_id,
+                            name: span.name.clone(),
+                            start_ns: span.start_ns,
+                            duration_ns: span.end_ns.saturating_sub(span.start_ns),
+                            attributes,
+                        }
+                    })
+                    .collect(),
+                attributes,
+            }
+        })
+        .collect();
+    SearchHit {
+        trace_id,
+        root,
+        start_ns: trace.start_ns,
+        end_ns: trace.end_ns,
+        spansets,
+    }
+}
+
+/// The trace in TraceQL's model, span for span in the head's order.
+fn to_model(trace: &Trace) -> traceql::Trace {
+    let spans = trace
+        .spans
+        .iter()
+        .map(|s| {
+            let span = &s.span;
+            let resource_attrs = s
+                .resource
+                .resource
+                .as_ref()
+                .map(|r| values(&r.attributes))
+                .unwrap_or_default();
+            traceql::Span {
+                span_id: span.span_id.as_slice().try_into().unwrap_or([0; 8]),
+                parent_span_id: span.parent_span_id.as_slice().try_into().ok(),
+                name: span.name.clone(),
+                kind: match span.kind {
+                    1 => Kind::Internal,
+                    2 => Kind::Server,
+                    3 => Kind::Client,
+                    4 => Kind::Producer,
+                    5 => Kind::Consumer,
+                    _ => Kind::Unspecified,
+                },
+                status: match span.status.as_ref().map_or(0, |st| st.code) {
+                    1 => Status::Ok,
+                    2 => Status::Error,
+                    _ => Status::Unset,
+                },
+                status_message: span
+                    .status
+                    .as_ref()
+                    .map(|st| st.message.clone())
+                    .unwrap_or_default(),
+                start_ns: span.start_time_unix_nano,
+                end_ns: span.end_time_unix_nano,
+                attrs: values(&span.attributes),
+                resource_attrs,
+            }
+        })
+        .collect();
+    traceql::Trace { spans }
+}
+
+fn values(kvs: &[KeyValue]) -> Vec<(String, Value)> {
+    kvs.iter()
+        .filter_map(|kv| Some((kv.key.clone(), value(kv.value.as_ref()?))))
+        .collect()
+}
+
+fn value(v: &AnyValue) -> Value {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => Value::String(s.clone()),
+        Some(any_value::Value::IntValue(i)) => Value::Int(*i),
+        Some(any_value::Value::DoubleValue(f)) => Value::Float(*f),
+        Some(any_value::Value::BoolValue(b)) => Value::Bool(*b),
+        None => Value::Nil,
+        Some(_) => Value::String(attrs::value_to_string(v)),
+    }
+}
