@@ -257,6 +257,13 @@ fn attributes(kvs: &[(String, crate::traceql::Value)]) -> Vec<serde_json::Value>
         .collect()
 }
 
+/// The `scope`, `start`/`end` window and `limit` the tag endpoints take.
+type TagParams = (Option<TagScope>, Option<(u64, u64)>, usize);
+
+fn tag_params(params: &HashMap<String, String>) -> Result<TagParams, String> {
+    Ok((scope(params)?, window(params)?, limit(params)?))
+}
+
 fn metrics(inspected_bytes: u64) -> serde_json::Value {
     json!({ "inspectedBytes": inspected_bytes.to_string() })
 }
@@ -265,11 +272,9 @@ async fn tags_v1(
     State(store): State<Arc<TraceStore>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let (scope, window, limit) = match (scope(&params), window(&params), limit(&params)) {
-        (Ok(s), Ok(w), Ok(l)) => (s, w, l),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return error(StatusCode::BAD_REQUEST, e);
-        }
+    let (scope, window, limit) = match tag_params(&params) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     // Without a scope Tempo's v1 lists the span and resource attribute names.
     let scopes = match scope {
@@ -286,11 +291,9 @@ async fn tags_v2(
     State(store): State<Arc<TraceStore>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let (scope, window, limit) = match (scope(&params), window(&params), limit(&params)) {
-        (Ok(s), Ok(w), Ok(l)) => (s, w, l),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return error(StatusCode::BAD_REQUEST, e);
-        }
+    let (scope, window, limit) = match tag_params(&params) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let scopes = match scope {
         Some(s) => vec![s],
