@@ -335,14 +335,19 @@ impl BlockWriter {
             }
         }
         let body = index;
-        let mut index = Vec::with_capacity(body.len() / 2);
+        let compressed = zstd::bulk::compress(&body, INDEX_ZSTD_LEVEL)
+            .expect("BUG: compressing into memory cannot fail");
+        let mut index = Vec::with_capacity(compressed.len() + 16);
         index.extend_from_slice(INDEX_MAGIC);
-        index.push(FORMAT_VERSION);
-        put_uvarint(&mut index, body.len() as u64);
-        index.extend_from_slice(
-            &zstd::bulk::compress(&body, INDEX_ZSTD_LEVEL)
-                .expect("BUG: compressing into memory cannot fail"),
-        );
+        if body.len() as u64 <= max_index_body(compressed.len()) {
+            index.push(FORMAT_VERSION);
+            put_uvarint(&mut index, body.len() as u64);
+            index.extend_from_slice(&compressed);
+        } else {
+            // More compressible than a reader trusts (never seen): store it as version 1.
+            index.push(1);
+            index.extend_from_slice(&body);
+        }
         let crc = crc32c::crc32c(&index);
         index.extend_from_slice(&crc.to_be_bytes());
 
@@ -868,6 +873,11 @@ struct IndexReader<'a> {
     rest: &'a [u8],
 }
 
+/// The largest body a reader accepts from a zstd frame of `stored` bytes.
+fn max_index_body(stored: usize) -> u64 {
+    (stored as u64).saturating_mul(MAX_INDEX_RATIO).max(1 << 20)
+}
+
 /// Checks an index file's magic, version and checksum and returns its sections: as stored
 /// (version 1) or decompressed (version 2: `body_len <uvarint>`, then a zstd frame of
 /// exactly that many bytes).
@@ -891,11 +901,7 @@ fn index_body(index: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, BlockError> {
     }
     let len = uvarint(&mut rest)
         .ok()
-        .filter(|&n| {
-            n <= (rest.len() as u64)
-                .saturating_mul(MAX_INDEX_RATIO)
-                .max(1 << 20)
-        })
+        .filter(|&n| n <= max_index_body(rest.len()))
         .ok_or_else(|| corrupt("index", "bad body length"))? as usize;
     let body =
         zstd::bulk::decompress(rest, len).map_err(|e| corrupt("index", format!("zstd: {e}")))?;
