@@ -313,6 +313,16 @@ impl Merged {
         }
     }
 
+    /// Appends one source's samples (in time order), taking the vector when it is the
+    /// first source.
+    fn append(&mut self, samples: Vec<(i64, f64)>) {
+        if self.samples.is_empty() {
+            self.samples = samples;
+        } else {
+            self.append_with(|out| out.extend_from_slice(&samples));
+        }
+    }
+
     fn finish(mut self) -> Vec<(i64, f64)> {
         if self.overlaps {
             // Stable: among equal timestamps the oldest source's sample stays first.
@@ -507,10 +517,7 @@ impl Querier for MetricsStore {
             }
         }
         for s in from_head {
-            let samples = s.samples;
-            acc.entry(s.labels)
-                .or_default()
-                .append_with(|out| out.extend_from_slice(&samples));
+            acc.entry(s.labels).or_default().append(s.samples);
         }
         acc.into_iter()
             .filter_map(|(labels, merged)| {

@@ -264,9 +264,7 @@ impl BlockWriter {
 
     /// The timestamps of the chunk this writer put at frame offset `frame`.
     fn frame_timestamps(&self, frame: u64) -> Option<Vec<i64>> {
-        let mut rest = &self.chunks[frame as usize..];
-        let len = uvarint(&mut rest).ok()? as usize;
-        Chunk::parse(rest.get(..len)?).ok()?.timestamps().ok()
+        frame_chunk(&self.chunks, frame)?.timestamps().ok()
     }
 
     /// Writes the index and returns the block's files.

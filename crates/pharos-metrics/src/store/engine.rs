@@ -535,8 +535,7 @@ fn merge(
         let mut merged = super::Merged::default();
         while j < all.len() && all[j].0 == all[i].0 {
             let (_, b, ord) = &all[j];
-            let part = group[*b].all_samples(*ord)?;
-            merged.append_with(|out| out.extend_from_slice(&part));
+            merged.append(group[*b].all_samples(*ord)?);
             j += 1;
         }
         let samples = merged.finish();

@@ -98,18 +98,26 @@ fn scope(params: &HashMap<String, String>) -> Result<Option<TagScope>, String> {
 
 /// Reads `limit`; absent or 0 means no limit.
 fn limit(params: &HashMap<String, String>) -> Result<usize, String> {
-    match params
-        .get("limit")
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-    {
-        None => Ok(usize::MAX),
+    count(params, "limit", usize::MAX)
+}
+
+/// A count parameter: `default` when absent, empty or 0.
+fn count(params: &HashMap<String, String>, key: &str, default: usize) -> Result<usize, String> {
+    match params.get(key).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(default),
         Some(s) => match s.parse::<usize>() {
-            Ok(0) => Ok(usize::MAX),
+            Ok(0) => Ok(default),
             Ok(n) => Ok(n),
-            Err(_) => Err(format!("invalid limit: {s}")),
+            Err(_) => Err(format!("invalid {key}: {s}")),
         },
     }
+}
+
+/// The `start`/`end` window and `limit` every tag endpoint takes.
+fn window_and_limit(
+    params: &HashMap<String, String>,
+) -> Result<(Option<(u64, u64)>, usize), String> {
+    Ok((window(params)?, limit(params)?))
 }
 
 /// `GET /api/search`: traces matching a TraceQL query (`q`), or tags in logfmt (`tags`,
@@ -147,16 +155,6 @@ fn search_request(params: &HashMap<String, String>) -> Result<TraceqlSearch, Str
             .map(|v| super::jaeger::parse_go_duration(v).ok_or_else(|| format!("invalid {k}: {v}")))
             .transpose()
     };
-    let count = |k: &str, default: usize| -> Result<usize, String> {
-        match get(k) {
-            None => Ok(default),
-            Some(v) => match v.parse::<usize>() {
-                Ok(0) => Ok(default),
-                Ok(n) => Ok(n),
-                Err(_) => Err(format!("invalid {k}: {v}")),
-            },
-        }
-    };
     let window = window(params)?;
     Ok(TraceqlSearch {
         query,
@@ -164,8 +162,8 @@ fn search_request(params: &HashMap<String, String>) -> Result<TraceqlSearch, Str
         end_ns: window.map(|w| w.1),
         min_duration_ns: duration("minDuration")?,
         max_duration_ns: duration("maxDuration")?,
-        limit: count("limit", 20)?,
-        spans_per_spanset: count("spss", 3)?,
+        limit: count(params, "limit", 20)?,
+        spans_per_spanset: count(params, "spss", 3)?,
     })
 }
 
@@ -261,7 +259,9 @@ fn attributes(kvs: &[(String, crate::traceql::Value)]) -> Vec<serde_json::Value>
 type TagParams = (Option<TagScope>, Option<(u64, u64)>, usize);
 
 fn tag_params(params: &HashMap<String, String>) -> Result<TagParams, String> {
-    Ok((scope(params)?, window(params)?, limit(params)?))
+    let scope = scope(params)?;
+    let (window, limit) = window_and_limit(params)?;
+    Ok((scope, window, limit))
 }
 
 fn metrics(inspected_bytes: u64) -> serde_json::Value {
@@ -315,9 +315,9 @@ async fn tag_values_v1(
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let (window, limit) = match (window(&params), limit(&params)) {
-        (Ok(w), Ok(l)) => (w, l),
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    let (window, limit) = match window_and_limit(&params) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     // v1 names a plain attribute, looked up on spans and resources; its values are
     // the string ones.
@@ -337,9 +337,9 @@ async fn tag_values_v2(
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let (window, limit) = match (window(&params), limit(&params)) {
-        (Ok(w), Ok(l)) => (w, l),
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    let (window, limit) = match window_and_limit(&params) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let Some(tag) = TagRef::parse(&name) else {
         return error(
