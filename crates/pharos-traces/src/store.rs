@@ -7,8 +7,8 @@
 //! read merges equal resources and equal scopes, whatever request they came in.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -17,10 +17,14 @@ use parking_lot::RwLock;
 use pharos_model::{ExportTraceServiceRequest, Rejected, Store, attrs};
 use prost::Message;
 
+pub(crate) mod block;
+pub mod engine;
+mod scan;
 pub(crate) mod search;
 pub(crate) mod tags;
 pub mod traceql_search;
 
+pub use engine::{BlockOptions, EngineError, FlushReport, MaintenanceReport, OpenReport};
 pub use search::TraceQuery;
 pub use tags::{INTRINSIC_TAGS, Intrinsic, TagRef, TagScope, TagValue};
 pub use traceql_search::{HitSpan, HitSpanset, SearchHit, TraceqlSearch};
@@ -98,13 +102,21 @@ pub struct LimitCounts {
     pub dropped: u64,
 }
 
-/// The traces slice's in-memory store.
+/// The traces slice's store: an in-memory head, frozen parts on their way to blocks, and
+/// blocks ([`engine`]).
 ///
 /// Implements [`Store`] for OTLP trace requests; the query methods return
-/// spans as OTLP [`ResourceSpans`], grouped back by resource and scope.
+/// spans as OTLP [`ResourceSpans`], grouped back by resource and scope. Reads see the
+/// head, the frozen parts and the blocks; a trace whose spans are in several of them is
+/// joined on read by id.
 #[derive(Default)]
 pub struct TraceStore {
     inner: RwLock<Inner>,
+    /// Taken out of the head, not yet in blocks; oldest first.
+    frozen: RwLock<Vec<Arc<engine::Frozen>>>,
+    /// Served blocks, newest (latest span end) first.
+    blocks: RwLock<Vec<Arc<block::TraceBlock>>>,
+    engine: OnceLock<engine::Engine>,
     limits: TraceLimits,
     too_large_refused: AtomicU64,
     too_large_dropped: AtomicU64,
@@ -113,12 +125,16 @@ pub struct TraceStore {
 #[derive(Default)]
 struct Inner {
     traces: HashMap<TraceId, Trace>,
-    /// Service name → its operations.
+    /// Service name → its operations, of the head and of every block loaded since start.
     services: BTreeMap<String, BTreeSet<Operation>>,
+    /// Approximate bytes of the head (span encodings plus overhead, and resources).
     bytes: u64,
+    /// When the head's oldest span arrived (since the last freeze).
+    since: Option<std::time::Instant>,
 }
 
-struct Trace {
+#[derive(Clone)]
+pub(crate) struct Trace {
     spans: Vec<StoredSpan>,
     /// The sum of the spans' encoded lengths, for `max_bytes_per_trace`.
     bytes: u64,
@@ -128,21 +144,22 @@ struct Trace {
     end_ns: u64,
 }
 
-struct StoredSpan {
+#[derive(Clone)]
+pub(crate) struct StoredSpan {
     resource: Arc<ResourceInfo>,
     scope: Arc<ScopeInfo>,
     span: Span,
 }
 
 #[derive(PartialEq)]
-struct ResourceInfo {
+pub(crate) struct ResourceInfo {
     resource: Option<Resource>,
     schema_url: String,
     service: String,
 }
 
 #[derive(PartialEq)]
-struct ScopeInfo {
+pub(crate) struct ScopeInfo {
     scope: Option<InstrumentationScope>,
     schema_url: String,
 }
@@ -173,14 +190,41 @@ impl TraceStore {
     /// stored. With `window = Some((start_ns, end_ns))` the trace is returned only if
     /// its time range overlaps the window (bounds inclusive), as Tempo's `start`/`end` do.
     pub fn get(&self, id: &TraceId, window: Option<(u64, u64)>) -> Option<Vec<ResourceSpans>> {
-        let inner = self.inner.read();
-        let trace = inner.traces.get(id)?;
+        let trace = self.trace(id)?;
         if let Some((start, end)) = window
             && (trace.end_ns < start || trace.start_ns > end)
         {
             return None;
         }
         Some(trace.to_resource_spans())
+    }
+
+    /// Returns every span of trace `id`: the blocks' fragments (oldest block first), then
+    /// the frozen parts', then the head's, duplicates (same span id and kind) dropped.
+    fn trace(&self, id: &TraceId) -> Option<Trace> {
+        let mut found: Option<Trace> = None;
+        let mut add = |t: Trace| match &mut found {
+            None => found = Some(t),
+            Some(acc) => acc.absorb(t),
+        };
+        let mut blocks = self.blocks.read().clone();
+        blocks.sort_by(|a, b| a.meta().ulid.cmp(&b.meta().ulid));
+        for b in &blocks {
+            match b.find(id) {
+                Ok(Some(t)) => add(t),
+                Ok(None) => {}
+                Err(error) => tracing::error!(%error, "reading a trace block failed"),
+            }
+        }
+        for f in self.frozen.read().iter() {
+            if let Some(t) = f.traces.get(id) {
+                add(t.clone());
+            }
+        }
+        if let Some(t) = self.inner.read().traces.get(id) {
+            add(t.clone());
+        }
+        found
     }
 
     /// Returns the known service names, sorted.
@@ -203,34 +247,32 @@ impl TraceStore {
     /// service is one call from the parent's service to the span's. Sorted by (parent,
     /// child), with their call counts.
     pub fn dependencies(&self, start_ns: u64, end_ns: u64) -> Vec<(String, String, u64)> {
-        let inner = self.inner.read();
-        let mut calls: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-        for trace in inner.traces.values() {
-            if trace.end_ns < start_ns || trace.start_ns > end_ns {
-                continue;
-            }
-            let service_of: HashMap<&[u8], &str> = trace
-                .spans
-                .iter()
-                .map(|s| (s.span.span_id.as_slice(), s.resource.service.as_str()))
-                .collect();
-            for s in &trace.spans {
-                if s.span.parent_span_id.is_empty() {
-                    continue;
+        let mut calls: BTreeMap<(String, String), u64> = BTreeMap::new();
+        self.scan(
+            Some((start_ns, end_ns)),
+            &mut scan::Each(|_: &TraceId, trace: &Trace| {
+                let service_of: HashMap<&[u8], &str> = trace
+                    .spans
+                    .iter()
+                    .map(|s| (s.span.span_id.as_slice(), s.resource.service.as_str()))
+                    .collect();
+                for s in &trace.spans {
+                    if s.span.parent_span_id.is_empty() {
+                        continue;
+                    }
+                    let Some(&parent) = service_of.get(s.span.parent_span_id.as_slice()) else {
+                        continue;
+                    };
+                    let child = s.resource.service.as_str();
+                    if parent != child {
+                        *calls
+                            .entry((parent.to_string(), child.to_string()))
+                            .or_default() += 1;
+                    }
                 }
-                let Some(&parent) = service_of.get(s.span.parent_span_id.as_slice()) else {
-                    continue;
-                };
-                let child = s.resource.service.as_str();
-                if parent != child {
-                    *calls.entry((parent, child)).or_default() += 1;
-                }
-            }
-        }
-        calls
-            .into_iter()
-            .map(|((p, c), n)| (p.to_string(), c.to_string(), n))
-            .collect()
+            }),
+        );
+        calls.into_iter().map(|((p, c), n)| (p, c, n)).collect()
     }
 
     /// Returns how many traces the head holds.
@@ -241,18 +283,55 @@ impl TraceStore {
     /// Returns the traces matching `query`, newest (latest start) first, at most
     /// `query.limit` of them; see [`TraceQuery`] for the matching rules.
     pub fn search(&self, query: &TraceQuery) -> Vec<(TraceId, Vec<ResourceSpans>)> {
-        let inner = self.inner.read();
-        let mut hits: Vec<(&TraceId, &Trace)> = inner
-            .traces
-            .iter()
-            .filter(|(_, t)| t.spans.iter().any(|s| query.matches(s)))
-            .collect();
-        hits.sort_by(|a, b| b.1.start_ns.cmp(&a.1.start_ns).then_with(|| a.0.cmp(b.0)));
-        hits.truncate(query.limit);
-        hits.into_iter()
-            .map(|(id, t)| (*id, t.to_resource_spans()))
+        let mut hits = scan::Newest::new(query.limit);
+        let window = query
+            .start_ns
+            .map(|s| (s, query.end_ns.unwrap_or(u64::MAX)))
+            .or(query.end_ns.map(|e| (0, e)));
+        self.scan(
+            window,
+            &mut scan::Filtered {
+                page_ok: |p: &block::PageSummary| query.page_may_match(p),
+                newest: &mut hits,
+                visit: |_: &TraceId, t: &Trace| {
+                    t.spans.iter().any(|s| query.matches(s)).then_some(())
+                },
+            },
+        );
+        hits.into_sorted()
+            .into_iter()
+            .filter_map(|(id, _, ())| Some((id, self.trace(&id)?.to_resource_spans())))
             .collect()
     }
+}
+
+impl Trace {
+    /// Adds `other`'s spans, except those this trace already holds (same span id and
+    /// kind, as Tempo's combiner dedupes).
+    fn absorb(&mut self, other: Trace) {
+        let seen: std::collections::HashSet<(Vec<u8>, i32)> = self
+            .spans
+            .iter()
+            .map(|s| (s.span.span_id.clone(), s.span.kind))
+            .collect();
+        for s in other.spans {
+            if seen.contains(&(s.span.span_id.clone(), s.span.kind)) {
+                continue;
+            }
+            self.bytes += s.span.encoded_len() as u64;
+            self.start_ns = self.start_ns.min(s.span.start_time_unix_nano);
+            self.end_ns = self
+                .end_ns
+                .max(s.span.end_time_unix_nano.max(s.span.start_time_unix_nano));
+            self.spans.push(s);
+        }
+    }
+}
+
+/// Returns a resource's `service.name`, or [`UNKNOWN_SERVICE`].
+fn service_of(resource: Option<&Resource>) -> String {
+    let attrs = resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+    attrs::get_str(attrs, "service.name").unwrap_or_else(|| UNKNOWN_SERVICE.to_string())
 }
 
 impl Trace {
@@ -390,13 +469,7 @@ impl Store<ExportTraceServiceRequest> for TraceStore {
     fn apply(&self, req: &ExportTraceServiceRequest) {
         let mut inner = self.inner.write();
         for rs in &req.resource_spans {
-            let attrs = rs
-                .resource
-                .as_ref()
-                .map(|r| r.attributes.as_slice())
-                .unwrap_or(&[]);
-            let service = attrs::get_str(attrs, "service.name")
-                .unwrap_or_else(|| UNKNOWN_SERVICE.to_string());
+            let service = service_of(rs.resource.as_ref());
             let resource = Arc::new(ResourceInfo {
                 resource: rs.resource.clone(),
                 schema_url: rs.schema_url.clone(),
@@ -424,6 +497,7 @@ impl Store<ExportTraceServiceRequest> for TraceStore {
                         continue;
                     }
                     inner.bytes += len + 64;
+                    inner.since.get_or_insert_with(std::time::Instant::now);
                     inner
                         .services
                         .entry(service.clone())
@@ -458,5 +532,7 @@ impl Store<ExportTraceServiceRequest> for TraceStore {
     }
 }
 
+#[cfg(test)]
+mod block_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -22,6 +22,7 @@ pub mod eval;
 pub mod lexer;
 pub mod model;
 pub mod parser;
+pub mod prune;
 pub mod value;
 
 pub use ast::Query;

@@ -3,6 +3,7 @@
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use pharos_model::attrs;
 
+use super::block::PageSummary;
 use super::{StoredSpan, is_error};
 
 /// What a trace search asks for. A trace matches when at least one of its spans
@@ -58,6 +59,37 @@ pub fn span_kind_name(kind: i32) -> Option<&'static str> {
 }
 
 impl TraceQuery {
+    /// Returns whether a block page may hold a span this query matches, by the page's
+    /// summary: service, span name, span start and duration.
+    pub(super) fn page_may_match(&self, p: &PageSummary) -> bool {
+        if self
+            .service
+            .as_ref()
+            .is_some_and(|s| !p.services.contains(s.as_str()))
+        {
+            return false;
+        }
+        if self
+            .operation
+            .as_ref()
+            .is_some_and(|o| !p.names.contains(o.as_str()))
+        {
+            return false;
+        }
+        // A span's start lies between the page's earliest start and latest end.
+        if self.start_ns.is_some_and(|t| p.max_end_ns < t)
+            || self.end_ns.is_some_and(|t| p.min_start_ns > t)
+        {
+            return false;
+        }
+        !(self
+            .min_duration_ns
+            .is_some_and(|d| p.max_span_duration_ns < d)
+            || self
+                .max_duration_ns
+                .is_some_and(|d| p.min_span_duration_ns > d))
+    }
+
     pub(super) fn matches(&self, s: &StoredSpan) -> bool {
         let span = &s.span;
         if self

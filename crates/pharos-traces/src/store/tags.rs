@@ -11,7 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 
-use super::{StoredSpan, Trace, TraceStore};
+use std::ops::ControlFlow;
+
+use super::block::BlockMeta;
+use super::scan::Visitor;
+use super::{StoredSpan, Trace, TraceId, TraceStore};
 
 /// A TraceQL attribute scope, as Tempo's tag endpoints group names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -234,9 +238,47 @@ fn scope_attrs(s: &StoredSpan) -> &[KeyValue] {
         .map_or(&[], |sc| sc.attributes.as_slice())
 }
 
-impl Trace {
-    fn overlaps(&self, window: Option<(u64, u64)>) -> bool {
-        window.is_none_or(|(start, end)| self.end_ns >= start && self.start_ns <= end)
+/// Span bytes of blocks a tag query reads at most (Tempo bounds its tag queries by bytes
+/// too); the head and frozen parts are always read whole.
+const MAX_BLOCK_BYTES_PER_TAG_QUERY: u64 = 64 << 20;
+
+/// Visits every fragment, and stops at the first block once the blocks' bytes read pass
+/// [`MAX_BLOCK_BYTES_PER_TAG_QUERY`].
+struct Capped<'a, F> {
+    inspected: &'a mut u64,
+    block_bytes: u64,
+    in_blocks: bool,
+    f: F,
+}
+
+impl<'a, F: FnMut(&Trace)> Capped<'a, F> {
+    fn new(inspected: &'a mut u64, f: F) -> Self {
+        Capped {
+            inspected,
+            block_bytes: 0,
+            in_blocks: false,
+            f,
+        }
+    }
+}
+
+impl<F: FnMut(&Trace)> Visitor for Capped<'_, F> {
+    fn enter_block(&mut self, _meta: &BlockMeta) -> ControlFlow<()> {
+        self.in_blocks = true;
+        if self.block_bytes >= MAX_BLOCK_BYTES_PER_TAG_QUERY {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    fn visit(&mut self, _id: &TraceId, trace: &Trace) -> ControlFlow<()> {
+        *self.inspected += trace.bytes;
+        if self.in_blocks {
+            self.block_bytes += trace.bytes;
+        }
+        (self.f)(trace);
+        ControlFlow::Continue(())
     }
 }
 
@@ -261,41 +303,42 @@ impl TraceStore {
         if scopes.iter().all(|s| *s == TagScope::Intrinsic) {
             return (out, inspected);
         }
-        let inner = self.inner.read();
-        for trace in inner.traces.values().filter(|t| t.overlaps(window)) {
-            inspected += trace.bytes;
-            let mut last_resource = None;
-            for s in &trace.spans {
-                if wants(TagScope::Resource)
-                    && last_resource.is_none_or(|r| !std::ptr::eq(r, &*s.resource))
-                {
-                    keys(
-                        out.entry(TagScope::Resource).or_default(),
-                        resource_attrs(s),
-                    );
-                    last_resource = Some(&*s.resource);
-                }
-                if wants(TagScope::Instrumentation) {
-                    keys(
-                        out.entry(TagScope::Instrumentation).or_default(),
-                        scope_attrs(s),
-                    );
-                }
-                if wants(TagScope::Span) {
-                    keys(out.entry(TagScope::Span).or_default(), &s.span.attributes);
-                }
-                if wants(TagScope::Event) {
-                    for e in &s.span.events {
-                        keys(out.entry(TagScope::Event).or_default(), &e.attributes);
+        self.scan(
+            window,
+            &mut Capped::new(&mut inspected, |trace: &Trace| {
+                let mut last_resource = None;
+                for s in &trace.spans {
+                    if wants(TagScope::Resource)
+                        && last_resource.is_none_or(|r| !std::ptr::eq(r, &*s.resource))
+                    {
+                        keys(
+                            out.entry(TagScope::Resource).or_default(),
+                            resource_attrs(s),
+                        );
+                        last_resource = Some(&*s.resource);
+                    }
+                    if wants(TagScope::Instrumentation) {
+                        keys(
+                            out.entry(TagScope::Instrumentation).or_default(),
+                            scope_attrs(s),
+                        );
+                    }
+                    if wants(TagScope::Span) {
+                        keys(out.entry(TagScope::Span).or_default(), &s.span.attributes);
+                    }
+                    if wants(TagScope::Event) {
+                        for e in &s.span.events {
+                            keys(out.entry(TagScope::Event).or_default(), &e.attributes);
+                        }
+                    }
+                    if wants(TagScope::Link) {
+                        for l in &s.span.links {
+                            keys(out.entry(TagScope::Link).or_default(), &l.attributes);
+                        }
                     }
                 }
-                if wants(TagScope::Link) {
-                    for l in &s.span.links {
-                        keys(out.entry(TagScope::Link).or_default(), &l.attributes);
-                    }
-                }
-            }
-        }
+            }),
+        );
         out.retain(|_, names| !names.is_empty());
         (out, inspected)
     }
@@ -308,68 +351,69 @@ impl TraceStore {
         if matches!(tag, TagRef::Intrinsic(Intrinsic::Duration)) {
             return (Vec::new(), 0);
         }
-        let inner = self.inner.read();
-        for trace in inner.traces.values().filter(|t| t.overlaps(window)) {
-            inspected += trace.bytes;
-            for s in &trace.spans {
-                let span = &s.span;
-                match tag {
-                    TagRef::Attribute { scope, name } => {
-                        let wants = |sc: TagScope| scope.is_none_or(|x| x == sc);
-                        if wants(TagScope::Resource) {
-                            values_of(&mut out, resource_attrs(s), name);
-                        }
-                        if wants(TagScope::Span) {
-                            values_of(&mut out, &span.attributes, name);
-                        }
-                        if scope == &Some(TagScope::Event) {
-                            for e in &span.events {
-                                values_of(&mut out, &e.attributes, name);
+        self.scan(
+            window,
+            &mut Capped::new(&mut inspected, |trace: &Trace| {
+                for s in &trace.spans {
+                    let span = &s.span;
+                    match tag {
+                        TagRef::Attribute { scope, name } => {
+                            let wants = |sc: TagScope| scope.is_none_or(|x| x == sc);
+                            if wants(TagScope::Resource) {
+                                values_of(&mut out, resource_attrs(s), name);
+                            }
+                            if wants(TagScope::Span) {
+                                values_of(&mut out, &span.attributes, name);
+                            }
+                            if scope == &Some(TagScope::Event) {
+                                for e in &span.events {
+                                    values_of(&mut out, &e.attributes, name);
+                                }
+                            }
+                            if scope == &Some(TagScope::Link) {
+                                for l in &span.links {
+                                    values_of(&mut out, &l.attributes, name);
+                                }
+                            }
+                            if scope == &Some(TagScope::Instrumentation) {
+                                values_of(&mut out, scope_attrs(s), name);
                             }
                         }
-                        if scope == &Some(TagScope::Link) {
-                            for l in &span.links {
-                                values_of(&mut out, &l.attributes, name);
-                            }
+                        TagRef::Intrinsic(i) => {
+                            let root = span.parent_span_id.is_empty();
+                            let v = match i {
+                                Intrinsic::Name => string(&span.name),
+                                Intrinsic::Status => Some(TagValue {
+                                    kind: "keyword",
+                                    value: status_keyword(span).into(),
+                                }),
+                                Intrinsic::Kind => Some(TagValue {
+                                    kind: "keyword",
+                                    value: kind_keyword(span.kind).into(),
+                                }),
+                                Intrinsic::StatusMessage => {
+                                    span.status.as_ref().and_then(|st| string(&st.message))
+                                }
+                                Intrinsic::RootName if root => string(&span.name),
+                                Intrinsic::RootService if root => string(&s.resource.service),
+                                Intrinsic::ScopeName => {
+                                    s.scope.scope.as_ref().and_then(|sc| string(&sc.name))
+                                }
+                                Intrinsic::ScopeVersion => {
+                                    s.scope.scope.as_ref().and_then(|sc| string(&sc.version))
+                                }
+                                Intrinsic::EventName => {
+                                    out.extend(span.events.iter().filter_map(|e| string(&e.name)));
+                                    None
+                                }
+                                _ => None,
+                            };
+                            out.extend(v);
                         }
-                        if scope == &Some(TagScope::Instrumentation) {
-                            values_of(&mut out, scope_attrs(s), name);
-                        }
-                    }
-                    TagRef::Intrinsic(i) => {
-                        let root = span.parent_span_id.is_empty();
-                        let v = match i {
-                            Intrinsic::Name => string(&span.name),
-                            Intrinsic::Status => Some(TagValue {
-                                kind: "keyword",
-                                value: status_keyword(span).into(),
-                            }),
-                            Intrinsic::Kind => Some(TagValue {
-                                kind: "keyword",
-                                value: kind_keyword(span.kind).into(),
-                            }),
-                            Intrinsic::StatusMessage => {
-                                span.status.as_ref().and_then(|st| string(&st.message))
-                            }
-                            Intrinsic::RootName if root => string(&span.name),
-                            Intrinsic::RootService if root => string(&s.resource.service),
-                            Intrinsic::ScopeName => {
-                                s.scope.scope.as_ref().and_then(|sc| string(&sc.name))
-                            }
-                            Intrinsic::ScopeVersion => {
-                                s.scope.scope.as_ref().and_then(|sc| string(&sc.version))
-                            }
-                            Intrinsic::EventName => {
-                                out.extend(span.events.iter().filter_map(|e| string(&e.name)));
-                                None
-                            }
-                            _ => None,
-                        };
-                        out.extend(v);
                     }
                 }
-            }
-        }
+            }),
+        );
         (out.into_iter().collect(), inspected)
     }
 }

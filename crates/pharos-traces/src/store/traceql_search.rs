@@ -5,7 +5,10 @@
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use pharos_model::attrs;
 
+use super::block::PageSummary;
+use super::scan::{Filtered, Newest};
 use super::{Trace, TraceId, TraceStore};
+use crate::traceql::prune::{Need, needs};
 use crate::traceql::{self, Kind, Status, Value};
 
 /// A TraceQL search: the query and Tempo's other `/api/search` parameters.
@@ -63,36 +66,87 @@ pub struct HitSpan {
 impl TraceStore {
     /// Runs a TraceQL search over the head; also returns how many traces were inspected.
     pub fn search_traceql(&self, search: &TraceqlSearch) -> (Vec<SearchHit>, usize) {
-        let inner = self.inner.read();
         let mut inspected = 0;
-        let mut hits: Vec<SearchHit> = Vec::new();
-        for (id, trace) in &inner.traces {
-            if search.start_ns.is_some_and(|s| trace.end_ns < s)
-                || search.end_ns.is_some_and(|e| trace.start_ns > e)
-            {
-                continue;
-            }
-            let duration = trace.end_ns.saturating_sub(trace.start_ns);
-            if search.min_duration_ns.is_some_and(|d| duration < d)
-                || search.max_duration_ns.is_some_and(|d| duration > d)
-            {
-                continue;
-            }
-            inspected += 1;
-            let model = to_model(trace);
-            let spansets = traceql::evaluate(&search.query, &model);
-            if spansets.is_empty() {
-                continue;
-            }
-            hits.push(hit(*id, trace, &model, spansets, search.spans_per_spanset));
-        }
-        hits.sort_by(|a, b| {
-            b.start_ns
-                .cmp(&a.start_ns)
-                .then_with(|| a.trace_id.cmp(&b.trace_id))
+        let mut newest = Newest::new(search.limit);
+        let window = (search.start_ns.is_some() || search.end_ns.is_some()).then(|| {
+            (
+                search.start_ns.unwrap_or(0),
+                search.end_ns.unwrap_or(u64::MAX),
+            )
         });
-        hits.truncate(search.limit);
+        let needs = needs(&search.query);
+        self.scan(
+            window,
+            &mut Filtered {
+                page_ok: |p: &PageSummary| {
+                    needs.iter().all(|n| page_may_hold(n, p))
+                        && !(search
+                            .min_duration_ns
+                            .is_some_and(|d| p.max_trace_duration_ns < d)
+                            || search
+                                .max_duration_ns
+                                .is_some_and(|d| p.min_trace_duration_ns > d))
+                },
+                newest: &mut newest,
+                visit: |id: &TraceId, trace: &Trace| {
+                    let duration = trace.end_ns.saturating_sub(trace.start_ns);
+                    if search.min_duration_ns.is_some_and(|d| duration < d)
+                        || search.max_duration_ns.is_some_and(|d| duration > d)
+                    {
+                        return None;
+                    }
+                    inspected += 1;
+                    let model = to_model(trace);
+                    let spansets = traceql::evaluate(&search.query, &model);
+                    if spansets.is_empty() {
+                        return None;
+                    }
+                    Some(hit(*id, trace, &model, spansets, search.spans_per_spanset))
+                },
+            },
+        );
+        let hits = newest
+            .into_sorted()
+            .into_iter()
+            .map(|(_, _, h)| h)
+            .collect();
         (hits, inspected)
+    }
+}
+
+/// Returns whether some span of the page may satisfy `need`, by the page's summary.
+fn page_may_hold(need: &Need, p: &PageSummary) -> bool {
+    match need {
+        Need::Service(s) => p.services.contains(s.as_str()),
+        Need::Name(n) => p.names.contains(n.as_str()),
+        Need::SpanAttr(k, v) => p
+            .pairs
+            .as_ref()
+            .is_none_or(|pairs| pairs.contains(&(k.clone(), v.clone()))),
+        Need::MinDuration { ns } => p.max_span_duration_ns >= *ns,
+        Need::MaxDuration { ns } => p.min_span_duration_ns <= *ns,
+        Need::Status(st) => {
+            // The model reads an unknown code as unset.
+            let unset = p.statuses & !0b110 != 0;
+            match st {
+                Status::Unset => unset,
+                Status::Ok => p.statuses & 0b010 != 0,
+                Status::Error => p.statuses & 0b100 != 0,
+            }
+        }
+        Need::Kind(k) => {
+            // The model reads an unknown kind as unspecified.
+            let bit = match k {
+                Kind::Unspecified => return p.kinds & !0b11_1110 != 0,
+                Kind::Internal => 1,
+                Kind::Server => 2,
+                Kind::Client => 3,
+                Kind::Producer => 4,
+                Kind::Consumer => 5,
+            };
+            p.kinds & (1 << bit) != 0
+        }
+        Need::Any(any) => any.iter().any(|n| page_may_hold(n, p)),
     }
 }
 

@@ -1,0 +1,1054 @@
+//! One immutable trace block: traces sorted by id, cut into zstd-compressed columnar
+//! pages, with an index of page summaries (for pruning), a bloom filter of trace ids (so a
+//! lookup by id opens only the blocks that can hold it) and the block's dictionaries of
+//! services and operations. The format is specified in `docs/format/traces.md`.
+//!
+//! A page rebuilds every span exactly as it arrived (OTLP protobuf in, the same protobuf
+//! out): the columns hold the fields search reads (ids, parent, times, name, kind, status,
+//! the `http.*`, `db.*` and `rpc.*` string attributes), and each span's remaining fields
+//! (attributes, events, links, status, trace state, flags) stay one protobuf "rest" blob.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use super::{Operation, ResourceInfo, ScopeInfo, StoredSpan, Trace, TraceId, service_of};
+
+/// The data file: the pages, one after another.
+pub const DATA_FILE: &str = "data";
+/// The index file: page summaries, dictionaries, bloom filter.
+pub const INDEX_FILE: &str = "index";
+/// The meta file; its presence makes a block complete.
+pub const META_FILE: &str = pharos_storage::blocks::META_FILE;
+
+const DATA_MAGIC: &[u8; 4] = b"PTRD";
+const INDEX_MAGIC: &[u8; 4] = b"PTRI";
+const FORMAT_VERSION: u8 = 1;
+/// A page is cut once its spans' encoded bytes reach this, by default (Tempo's
+/// `row_group_size_bytes` plays this part).
+pub const DEFAULT_PAGE_BYTES: u64 = 1 << 20;
+/// A page lists at most this many distinct dedicated attribute pairs in its summary; past
+/// it the summary says "anything" for them.
+const MAX_SUMMARY_PAIRS: usize = 512;
+/// zstd level of pages and index.
+const ZSTD_LEVEL: i32 = 3;
+/// A decompressed page or index may be at most this many times its compressed size (and at
+/// most [`MAX_DECOMPRESSED`]): the reader trusts no length it has not bounded.
+const MAX_RATIO: usize = 64;
+const MAX_DECOMPRESSED: usize = 1 << 30;
+/// Bloom filter: bits per trace and hash functions (about 1% false positives).
+const BLOOM_BITS_PER_TRACE: usize = 10;
+const BLOOM_HASHES: u32 = 7;
+
+/// Why a block cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    /// The bytes do not follow the format.
+    #[error("trace block {block}: {what}")]
+    Corrupt {
+        /// The block id.
+        block: String,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+fn corrupt(block: &str, what: impl Into<String>) -> BlockError {
+    BlockError::Corrupt {
+        block: block.to_string(),
+        what: what.into(),
+    }
+}
+
+/// `meta.json` of a trace block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockMeta {
+    /// The block id (a ULID).
+    pub ulid: String,
+    /// The format version, [`FORMAT_VERSION`].
+    pub version: u8,
+    /// The earliest span start, unix nanoseconds.
+    pub min_time_ns: u64,
+    /// The latest span end, unix nanoseconds.
+    pub max_time_ns: u64,
+    /// Traces (or trace fragments: a trace may continue in another block).
+    pub traces: u64,
+    /// Spans.
+    pub spans: u64,
+    /// Bytes of the data and index files.
+    pub bytes: u64,
+    /// How the block came to be.
+    pub compaction: Compaction,
+}
+
+/// The `compaction` section of [`BlockMeta`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compaction {
+    /// 1 for a block flushed from the head; one more than the highest parent when merged.
+    pub level: u32,
+    /// The blocks merged into this one (deleted once it is complete).
+    #[serde(default)]
+    pub parents: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Wire messages (protobuf, hand-declared with prost so readers need no code generation).
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct PageProto {
+    /// 16 bytes per trace, ascending.
+    #[prost(bytes = "vec", tag = "1")]
+    trace_ids: Vec<u8>,
+    /// Spans per trace.
+    #[prost(uint32, repeated, tag = "2")]
+    trace_spans: Vec<u32>,
+    /// Each trace's earliest span start, as a delta from `base_ns`.
+    #[prost(uint64, repeated, tag = "3")]
+    trace_start: Vec<u64>,
+    #[prost(uint64, tag = "4")]
+    base_ns: u64,
+    /// Distinct resources: `ResourceSpans` without scope spans.
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    resources: Vec<Vec<u8>>,
+    /// Distinct scopes: `ScopeSpans` without spans.
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    scopes: Vec<Vec<u8>>,
+    /// Span names and dedicated attribute keys and values.
+    #[prost(string, repeated, tag = "7")]
+    strings: Vec<String>,
+    // One entry per span, trace by trace.
+    #[prost(uint32, repeated, tag = "8")]
+    resource: Vec<u32>,
+    #[prost(uint32, repeated, tag = "9")]
+    scope: Vec<u32>,
+    /// 8 bytes per span: its id, or zeros when the id is not 8 bytes long (then in
+    /// `odd_span_ids`).
+    #[prost(bytes = "vec", tag = "10")]
+    span_ids: Vec<u8>,
+    /// 0: no parent; k > 0: the trace's span k-1; -1: the next of `foreign_parents`.
+    #[prost(sint32, repeated, tag = "11")]
+    parent: Vec<i32>,
+    #[prost(bytes = "vec", repeated, tag = "12")]
+    foreign_parents: Vec<Vec<u8>>,
+    /// Span start minus its trace's start.
+    #[prost(uint64, repeated, tag = "13")]
+    start: Vec<u64>,
+    /// End minus start (0 when the end is kept in `rest`).
+    #[prost(uint64, repeated, tag = "14")]
+    duration: Vec<u64>,
+    /// Index into `strings`.
+    #[prost(uint32, repeated, tag = "15")]
+    name: Vec<u32>,
+    #[prost(int32, repeated, tag = "16")]
+    kind: Vec<i32>,
+    /// Status code, for search (the status itself stays in `rest`).
+    #[prost(int32, repeated, tag = "17")]
+    status: Vec<i32>,
+    /// Dedicated attributes: span index delta, position in the span's attributes, key and
+    /// value (indexes into `strings`).
+    #[prost(uint32, repeated, tag = "18")]
+    ded_span: Vec<u32>,
+    #[prost(uint32, repeated, tag = "19")]
+    ded_pos: Vec<u32>,
+    #[prost(uint32, repeated, tag = "20")]
+    ded_key: Vec<u32>,
+    #[prost(uint32, repeated, tag = "21")]
+    ded_value: Vec<u32>,
+    /// The span's protobuf without the fields above.
+    #[prost(bytes = "vec", repeated, tag = "22")]
+    rest: Vec<Vec<u8>>,
+    /// Page span numbers (ascending) of spans whose id is not 8 bytes, and those ids.
+    #[prost(uint32, repeated, tag = "23")]
+    odd_span_at: Vec<u32>,
+    #[prost(bytes = "vec", repeated, tag = "24")]
+    odd_span_ids: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct IndexProto {
+    /// Service names, sorted.
+    #[prost(string, repeated, tag = "1")]
+    services: Vec<String>,
+    /// Span names, sorted.
+    #[prost(string, repeated, tag = "2")]
+    names: Vec<String>,
+    #[prost(message, repeated, tag = "3")]
+    operations: Vec<OperationProto>,
+    #[prost(message, repeated, tag = "4")]
+    pages: Vec<PageInfoProto>,
+    #[prost(bytes = "vec", tag = "5")]
+    bloom: Vec<u8>,
+    #[prost(uint32, tag = "6")]
+    bloom_hashes: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct OperationProto {
+    #[prost(uint32, tag = "1")]
+    service: u32,
+    #[prost(uint32, tag = "2")]
+    name: u32,
+    #[prost(int32, tag = "3")]
+    kind: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct PageInfoProto {
+    #[prost(uint64, tag = "1")]
+    offset: u64,
+    #[prost(uint64, tag = "2")]
+    len: u64,
+    #[prost(bytes = "vec", tag = "3")]
+    first_trace: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    last_trace: Vec<u8>,
+    #[prost(uint32, tag = "5")]
+    traces: u32,
+    #[prost(uint32, tag = "6")]
+    spans: u32,
+    #[prost(uint64, tag = "7")]
+    min_start_ns: u64,
+    #[prost(uint64, tag = "8")]
+    max_end_ns: u64,
+    #[prost(uint64, tag = "9")]
+    min_span_duration_ns: u64,
+    #[prost(uint64, tag = "10")]
+    max_span_duration_ns: u64,
+    #[prost(uint64, tag = "11")]
+    min_trace_duration_ns: u64,
+    #[prost(uint64, tag = "12")]
+    max_trace_duration_ns: u64,
+    /// Indexes into the block's services and names.
+    #[prost(uint32, repeated, tag = "13")]
+    services: Vec<u32>,
+    #[prost(uint32, repeated, tag = "14")]
+    names: Vec<u32>,
+    /// Bit k set: some span has kind k / status code k.
+    #[prost(uint32, tag = "15")]
+    kinds: u32,
+    #[prost(uint32, tag = "16")]
+    statuses: u32,
+    /// Distinct dedicated (key, value) pairs, unless `pairs_overflow`.
+    #[prost(string, repeated, tag = "17")]
+    pair_keys: Vec<String>,
+    #[prost(string, repeated, tag = "18")]
+    pair_values: Vec<String>,
+    #[prost(bool, tag = "19")]
+    pairs_overflow: bool,
+}
+
+// ---------------------------------------------------------------------------------------
+// Page summaries, the pruning side.
+
+/// What a page holds, for pruning: every field is a superset of what its spans carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageSummary {
+    pub first_trace: TraceId,
+    pub last_trace: TraceId,
+    pub traces: u32,
+    pub spans: u32,
+    pub min_start_ns: u64,
+    pub max_end_ns: u64,
+    pub min_span_duration_ns: u64,
+    pub max_span_duration_ns: u64,
+    pub min_trace_duration_ns: u64,
+    pub max_trace_duration_ns: u64,
+    /// Service names present, sorted.
+    pub services: BTreeSet<Arc<str>>,
+    /// Span names present, sorted.
+    pub names: BTreeSet<Arc<str>>,
+    /// Bit k: a span of kind k; bit 31: a kind outside OTLP's enum.
+    pub kinds: u32,
+    /// Bit k: a span with status code k; bit 31: a code outside OTLP's enum.
+    pub statuses: u32,
+    /// The dedicated attribute pairs present, or `None` when there were too many to list.
+    pub pairs: Option<BTreeSet<(String, String)>>,
+    offset: u64,
+    len: u64,
+}
+
+/// Returns whether a span attribute key gets a dedicated column.
+pub fn is_dedicated_key(key: &str) -> bool {
+    key.starts_with("http.") || key.starts_with("db.") || key.starts_with("rpc.")
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing.
+
+/// Builds a block from traces given in ascending id order.
+pub struct BlockWriter {
+    data: Vec<u8>,
+    pages: Vec<PageInfoProto>,
+    services: BTreeSet<String>,
+    names: BTreeSet<String>,
+    operations: BTreeSet<(String, String, i32)>,
+    page: PageBuilder,
+    page_bytes: u64,
+    ids: Vec<TraceId>,
+    /// Each cut page's services and names, made indexes at `finish`.
+    pending_names: Vec<(Vec<String>, Vec<String>)>,
+    min_ns: u64,
+    max_ns: u64,
+    spans: u64,
+    last: Option<TraceId>,
+}
+
+#[derive(Default)]
+struct PageBuilder {
+    proto: PageProto,
+    resources: HashMap<Vec<u8>, u32>,
+    scopes: HashMap<Vec<u8>, u32>,
+    strings: HashMap<String, u32>,
+    bytes: u64,
+    last_ded_span: u32,
+    span_count: u32,
+    info: PageInfoProto,
+    services: BTreeSet<String>,
+    names: BTreeSet<String>,
+    pairs: BTreeSet<(String, String)>,
+}
+
+impl PageBuilder {
+    fn string(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.strings.get(s) {
+            return i;
+        }
+        let i = self.proto.strings.len() as u32;
+        self.proto.strings.push(s.to_string());
+        self.strings.insert(s.to_string(), i);
+        i
+    }
+
+    fn push(&mut self, id: &TraceId, trace: &Trace) {
+        let p = &mut self.info;
+        if self.proto.trace_spans.is_empty() {
+            self.proto.base_ns = trace.start_ns;
+            p.first_trace = id.to_vec();
+            p.min_start_ns = u64::MAX;
+            p.min_span_duration_ns = u64::MAX;
+            p.min_trace_duration_ns = u64::MAX;
+        }
+        p.last_trace = id.to_vec();
+        p.traces += 1;
+        p.spans += trace.spans.len() as u32;
+        p.min_start_ns = p.min_start_ns.min(trace.start_ns);
+        p.max_end_ns = p.max_end_ns.max(trace.end_ns);
+        let trace_duration = trace.end_ns.saturating_sub(trace.start_ns);
+        p.min_trace_duration_ns = p.min_trace_duration_ns.min(trace_duration);
+        p.max_trace_duration_ns = p.max_trace_duration_ns.max(trace_duration);
+        self.proto.trace_ids.extend_from_slice(id);
+        self.proto.trace_spans.push(trace.spans.len() as u32);
+        let base = self.proto.base_ns.min(trace.start_ns);
+        if base < self.proto.base_ns {
+            // Traces come in id order, not time order: rebase the earlier deltas.
+            let shift = self.proto.base_ns - base;
+            for d in &mut self.proto.trace_start {
+                *d += shift;
+            }
+            self.proto.base_ns = base;
+        }
+        self.proto.trace_start.push(trace.start_ns - base);
+        let position: HashMap<&[u8], usize> = trace
+            .spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.span.span_id.as_slice(), i))
+            .collect();
+        for s in &trace.spans {
+            self.push_span(s, trace.start_ns, &position);
+        }
+    }
+
+    fn push_span(&mut self, s: &StoredSpan, trace_start: u64, position: &HashMap<&[u8], usize>) {
+        let span = &s.span;
+        let resource = ResourceSpans {
+            resource: s.resource.resource.clone(),
+            schema_url: s.resource.schema_url.clone(),
+            scope_spans: Vec::new(),
+        }
+        .encode_to_vec();
+        let next = self.resources.len() as u32;
+        let r = *self.resources.entry(resource.clone()).or_insert_with(|| {
+            self.proto.resources.push(resource);
+            next
+        });
+        self.proto.resource.push(r);
+        let scope = ScopeSpans {
+            scope: s.scope.scope.clone(),
+            schema_url: s.scope.schema_url.clone(),
+            spans: Vec::new(),
+        }
+        .encode_to_vec();
+        let next = self.scopes.len() as u32;
+        let sc = *self.scopes.entry(scope.clone()).or_insert_with(|| {
+            self.proto.scopes.push(scope);
+            next
+        });
+        self.proto.scope.push(sc);
+
+        if span.span_id.len() == 8 {
+            self.proto.span_ids.extend_from_slice(&span.span_id);
+        } else {
+            // Ids are checked at ingest; an older log may still hold another length.
+            self.proto.span_ids.extend_from_slice(&[0; 8]);
+            self.proto.odd_span_at.push(self.span_count);
+            self.proto.odd_span_ids.push(span.span_id.clone());
+        }
+        let parent = if span.parent_span_id.is_empty() {
+            0
+        } else if let Some(&i) = position.get(span.parent_span_id.as_slice()) {
+            i as i32 + 1
+        } else {
+            self.proto.foreign_parents.push(span.parent_span_id.clone());
+            -1
+        };
+        self.proto.parent.push(parent);
+        self.proto
+            .start
+            .push(span.start_time_unix_nano.saturating_sub(trace_start));
+        let keep_end = span.end_time_unix_nano < span.start_time_unix_nano;
+        let duration = if keep_end {
+            0
+        } else {
+            span.end_time_unix_nano - span.start_time_unix_nano
+        };
+        self.proto.duration.push(duration);
+        let name = self.string(&span.name);
+        self.proto.name.push(name);
+        self.proto.kind.push(span.kind);
+        let code = span.status.as_ref().map_or(0, |st| st.code);
+        self.proto.status.push(code);
+
+        let info = &mut self.info;
+        info.min_span_duration_ns = info.min_span_duration_ns.min(duration);
+        info.max_span_duration_ns = info.max_span_duration_ns.max(duration);
+        // Values outside OTLP's enums (refused at ingest) set bit 31.
+        let bit = |v: i32, max: i32| {
+            if (0..=max).contains(&v) {
+                1u32 << v
+            } else {
+                1 << 31
+            }
+        };
+        info.kinds |= bit(span.kind, 5);
+        info.statuses |= bit(code, 2);
+        self.services.insert(s.resource.service.clone());
+        self.names.insert(span.name.clone());
+
+        let mut rest = Span {
+            trace_id: Vec::new(),
+            span_id: Vec::new(),
+            parent_span_id: Vec::new(),
+            name: String::new(),
+            kind: 0,
+            start_time_unix_nano: 0,
+            end_time_unix_nano: if keep_end { span.end_time_unix_nano } else { 0 },
+            attributes: Vec::with_capacity(span.attributes.len()),
+            ..span.clone()
+        };
+        for (pos, kv) in span.attributes.iter().enumerate() {
+            match dedicated_value(kv) {
+                Some(value) => {
+                    let key = self.string(&kv.key);
+                    let value_idx = self.string(value);
+                    self.proto
+                        .ded_span
+                        .push(self.span_count - self.last_ded_span);
+                    self.last_ded_span = self.span_count;
+                    self.proto.ded_pos.push(pos as u32);
+                    self.proto.ded_key.push(key);
+                    self.proto.ded_value.push(value_idx);
+                    if self.pairs.len() <= MAX_SUMMARY_PAIRS {
+                        self.pairs.insert((kv.key.clone(), value.to_string()));
+                    }
+                }
+                None => rest.attributes.push(kv.clone()),
+            }
+        }
+        self.proto.rest.push(rest.encode_to_vec());
+        self.bytes += span.encoded_len() as u64;
+        self.span_count += 1;
+    }
+}
+
+/// A span attribute that goes to the dedicated columns: an `http.*`, `db.*` or `rpc.*` key
+/// with a string value.
+fn dedicated_value(kv: &KeyValue) -> Option<&str> {
+    if !is_dedicated_key(&kv.key) {
+        return None;
+    }
+    match kv.value.as_ref()?.value.as_ref()? {
+        any_value::Value::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+impl BlockWriter {
+    /// Returns an empty writer cutting pages of about `page_bytes` bytes of spans.
+    pub fn new(page_bytes: u64) -> Self {
+        BlockWriter {
+            data: DATA_MAGIC.iter().copied().chain([FORMAT_VERSION]).collect(),
+            pages: Vec::new(),
+            services: BTreeSet::new(),
+            names: BTreeSet::new(),
+            operations: BTreeSet::new(),
+            page: PageBuilder::default(),
+            page_bytes: page_bytes.max(1),
+            ids: Vec::new(),
+            pending_names: Vec::new(),
+            min_ns: u64::MAX,
+            max_ns: 0,
+            spans: 0,
+            last: None,
+        }
+    }
+
+    /// Adds a trace. Ids must ascend strictly.
+    ///
+    /// # Panics
+    ///
+    /// When `id` does not come after the previous one (a caller bug).
+    pub fn push(&mut self, id: &TraceId, trace: &Trace) {
+        assert!(self.last.is_none_or(|l| l < *id), "trace ids out of order");
+        if trace.spans.is_empty() {
+            return;
+        }
+        self.last = Some(*id);
+        self.ids.push(*id);
+        self.min_ns = self.min_ns.min(trace.start_ns);
+        self.max_ns = self.max_ns.max(trace.end_ns);
+        self.spans += trace.spans.len() as u64;
+        for s in &trace.spans {
+            self.operations
+                .insert((s.resource.service.clone(), s.span.name.clone(), s.span.kind));
+        }
+        self.page.push(id, trace);
+        if self.page.bytes >= self.page_bytes {
+            self.cut_page();
+        }
+    }
+
+    fn cut_page(&mut self) {
+        let page = std::mem::take(&mut self.page);
+        if page.proto.trace_spans.is_empty() {
+            return;
+        }
+        let raw = page.proto.encode_to_vec();
+        let compressed = zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("zstd compresses memory");
+        let mut info = page.info;
+        info.offset = self.data.len() as u64;
+        info.len = compressed.len() as u64 + 4;
+        self.data.extend_from_slice(&compressed);
+        self.data
+            .extend_from_slice(&crc32c::crc32c(&compressed).to_le_bytes());
+        // Page services and names become indexes into the block's sorted lists at finish;
+        // keep the strings until then.
+        info.pair_keys.clear();
+        info.pair_values.clear();
+        if page.pairs.len() > MAX_SUMMARY_PAIRS {
+            info.pairs_overflow = true;
+        } else {
+            for (k, v) in page.pairs {
+                info.pair_keys.push(k);
+                info.pair_values.push(v);
+            }
+        }
+        self.services.extend(page.services.iter().cloned());
+        self.names.extend(page.names.iter().cloned());
+        self.pending_names.push((
+            page.services.into_iter().collect(),
+            page.names.into_iter().collect(),
+        ));
+        self.pages.push(info);
+    }
+
+    /// Finishes the block: returns its data and index files and its meta (without `bytes`
+    /// known to the caller's store: set here to the two files' sizes).
+    pub fn finish(mut self, ulid: String, compaction: Compaction) -> EncodedBlock {
+        self.cut_page();
+        let services: Vec<String> = self.services.into_iter().collect();
+        let names: Vec<String> = self.names.into_iter().collect();
+        let service_idx = |s: &str| {
+            services
+                .binary_search_by(|x| x.as_str().cmp(s))
+                .unwrap_or(0) as u32
+        };
+        let name_idx = |s: &str| names.binary_search_by(|x| x.as_str().cmp(s)).unwrap_or(0) as u32;
+        for (info, (svcs, nms)) in self.pages.iter_mut().zip(&self.pending_names) {
+            info.services = svcs.iter().map(|s: &String| service_idx(s)).collect();
+            info.names = nms.iter().map(|s: &String| name_idx(s)).collect();
+        }
+        let operations = self
+            .operations
+            .iter()
+            .map(|(s, n, k)| OperationProto {
+                service: service_idx(s),
+                name: name_idx(n),
+                kind: *k,
+            })
+            .collect();
+        let bloom = Bloom::build(&self.ids);
+        let index = IndexProto {
+            services,
+            names,
+            operations,
+            pages: self.pages,
+            bloom: bloom.bits,
+            bloom_hashes: bloom.hashes,
+        };
+        let body = zstd::bulk::compress(&index.encode_to_vec(), ZSTD_LEVEL)
+            .expect("zstd compresses memory");
+        let mut index_file = Vec::with_capacity(body.len() + 9);
+        index_file.extend_from_slice(INDEX_MAGIC);
+        index_file.push(FORMAT_VERSION);
+        index_file.extend_from_slice(&body);
+        let crc = crc32c::crc32c(&index_file);
+        index_file.extend_from_slice(&crc.to_le_bytes());
+        let empty = self.ids.is_empty();
+        let meta = BlockMeta {
+            ulid,
+            version: FORMAT_VERSION,
+            min_time_ns: if empty { 0 } else { self.min_ns },
+            max_time_ns: self.max_ns,
+            traces: self.ids.len() as u64,
+            spans: self.spans,
+            bytes: (self.data.len() + index_file.len()) as u64,
+            compaction,
+        };
+        EncodedBlock {
+            data: Bytes::from(self.data),
+            index: Bytes::from(index_file),
+            meta,
+        }
+    }
+}
+
+/// A block's files, ready to be put.
+pub struct EncodedBlock {
+    pub data: Bytes,
+    pub index: Bytes,
+    pub meta: BlockMeta,
+}
+
+// ---------------------------------------------------------------------------------------
+// Bloom filter of trace ids.
+
+struct Bloom {
+    bits: Vec<u8>,
+    hashes: u32,
+}
+
+impl Bloom {
+    fn build(ids: &[TraceId]) -> Bloom {
+        let bytes = (ids.len() * BLOOM_BITS_PER_TRACE).div_ceil(8).max(8);
+        let mut bloom = Bloom {
+            bits: vec![0; bytes],
+            hashes: BLOOM_HASHES,
+        };
+        for id in ids {
+            for bit in bloom.positions(id) {
+                bloom.bits[bit / 8] |= 1 << (bit % 8);
+            }
+        }
+        bloom
+    }
+
+    fn positions(&self, id: &TraceId) -> impl Iterator<Item = usize> + use<> {
+        // Ids from 64-bit tracers are half zeros: hash rather than slice them.
+        let h = xxhash_rust::xxh3::xxh3_128(id);
+        let (h1, h2) = (h as u64, ((h >> 64) as u64) | 1);
+        let m = (self.bits.len() * 8) as u64;
+        (0..u64::from(self.hashes)).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % m) as usize)
+    }
+
+    fn may_contain(&self, id: &TraceId) -> bool {
+        self.positions(id)
+            .all(|bit| self.bits[bit / 8] & (1 << (bit % 8)) != 0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading.
+
+/// A loaded block: its meta, its decoded index, and its data file's bytes (memory-mapped
+/// when local).
+pub struct TraceBlock {
+    meta: BlockMeta,
+    pages: Vec<PageSummary>,
+    bloom: Bloom,
+    operations: Vec<(String, Operation)>,
+    data: Bytes,
+    pages_read: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for TraceBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceBlock")
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+fn decompress(block: &str, what: &str, compressed: &[u8]) -> Result<Vec<u8>, BlockError> {
+    let cap = compressed
+        .len()
+        .saturating_mul(MAX_RATIO)
+        .clamp(1 << 16, MAX_DECOMPRESSED);
+    zstd::bulk::decompress(compressed, cap).map_err(|e| corrupt(block, format!("{what}: {e}")))
+}
+
+fn trace_id(block: &str, bytes: &[u8]) -> Result<TraceId, BlockError> {
+    bytes
+        .try_into()
+        .map_err(|_| corrupt(block, "a trace id is not 16 bytes"))
+}
+
+impl TraceBlock {
+    /// Decodes a block from its three files, checking every checksum and bound.
+    ///
+    /// # Errors
+    ///
+    /// When a file does not follow the format.
+    pub fn open(meta: BlockMeta, index: &[u8], data: Bytes) -> Result<TraceBlock, BlockError> {
+        let id = meta.ulid.clone();
+        let id = id.as_str();
+        if meta.version != FORMAT_VERSION {
+            return Err(corrupt(
+                id,
+                format!("unknown format version {}", meta.version),
+            ));
+        }
+        if index.len() < 9 || &index[..4] != INDEX_MAGIC || index[4] != FORMAT_VERSION {
+            return Err(corrupt(id, "index: bad magic or version"));
+        }
+        let (body, crc) = index.split_at(index.len() - 4);
+        if crc32c::crc32c(body).to_le_bytes() != crc {
+            return Err(corrupt(id, "index: checksum mismatch"));
+        }
+        let raw = decompress(id, "index", &body[5..])?;
+        let proto =
+            IndexProto::decode(raw.as_slice()).map_err(|e| corrupt(id, format!("index: {e}")))?;
+        if data.len() < 5 || &data[..4] != DATA_MAGIC || data[4] != FORMAT_VERSION {
+            return Err(corrupt(id, "data: bad magic or version"));
+        }
+        let services: Vec<Arc<str>> = proto
+            .services
+            .iter()
+            .map(|s| Arc::from(s.as_str()))
+            .collect();
+        let names: Vec<Arc<str>> = proto.names.iter().map(|s| Arc::from(s.as_str())).collect();
+        let lookup = |list: &[Arc<str>], i: u32| {
+            list.get(i as usize)
+                .cloned()
+                .ok_or_else(|| corrupt(id, "index: dictionary reference out of range"))
+        };
+        let mut pages = Vec::with_capacity(proto.pages.len());
+        let mut prev: Option<TraceId> = None;
+        for p in &proto.pages {
+            let first = trace_id(id, &p.first_trace)?;
+            let last = trace_id(id, &p.last_trace)?;
+            if first > last || prev.is_some_and(|x| x >= first) {
+                return Err(corrupt(id, "index: pages out of trace id order"));
+            }
+            prev = Some(last);
+            let end = p.offset.checked_add(p.len);
+            if p.offset < 5 || p.len < 5 || end.is_none_or(|e| e > data.len() as u64) {
+                return Err(corrupt(id, "index: page outside the data file"));
+            }
+            if p.pair_keys.len() != p.pair_values.len() {
+                return Err(corrupt(id, "index: page pairs unbalanced"));
+            }
+            pages.push(PageSummary {
+                first_trace: first,
+                last_trace: last,
+                traces: p.traces,
+                spans: p.spans,
+                min_start_ns: p.min_start_ns,
+                max_end_ns: p.max_end_ns,
+                min_span_duration_ns: p.min_span_duration_ns,
+                max_span_duration_ns: p.max_span_duration_ns,
+                min_trace_duration_ns: p.min_trace_duration_ns,
+                max_trace_duration_ns: p.max_trace_duration_ns,
+                services: p
+                    .services
+                    .iter()
+                    .map(|&i| lookup(&services, i))
+                    .collect::<Result<_, _>>()?,
+                names: p
+                    .names
+                    .iter()
+                    .map(|&i| lookup(&names, i))
+                    .collect::<Result<_, _>>()?,
+                kinds: p.kinds,
+                statuses: p.statuses,
+                pairs: (!p.pairs_overflow).then(|| {
+                    p.pair_keys
+                        .iter()
+                        .cloned()
+                        .zip(p.pair_values.iter().cloned())
+                        .collect()
+                }),
+                offset: p.offset,
+                len: p.len,
+            });
+        }
+        let operations = proto
+            .operations
+            .iter()
+            .map(|o| {
+                Ok((
+                    lookup(&services, o.service)?.to_string(),
+                    Operation {
+                        name: lookup(&names, o.name)?.to_string(),
+                        kind: o.kind,
+                    },
+                ))
+            })
+            .collect::<Result<_, BlockError>>()?;
+        if proto.bloom.is_empty() || proto.bloom_hashes == 0 || proto.bloom_hashes > 32 {
+            return Err(corrupt(id, "index: bad bloom filter"));
+        }
+        Ok(TraceBlock {
+            meta,
+            pages,
+            bloom: Bloom {
+                bits: proto.bloom,
+                hashes: proto.bloom_hashes,
+            },
+            operations,
+            data,
+            pages_read: Default::default(),
+        })
+    }
+
+    /// Returns how many pages were decoded since the block was loaded.
+    #[cfg(test)]
+    pub fn pages_read(&self) -> u64 {
+        self.pages_read.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Returns the block's meta.
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    /// Returns the page summaries, in trace id order.
+    pub fn pages(&self) -> &[PageSummary] {
+        &self.pages
+    }
+
+    /// Returns every (service, operation) the block holds.
+    pub fn operations(&self) -> &[(String, Operation)] {
+        &self.operations
+    }
+
+    /// Returns whether the block's time range overlaps `[start_ns, end_ns]`.
+    pub fn overlaps(&self, start_ns: u64, end_ns: u64) -> bool {
+        self.meta.min_time_ns <= end_ns && self.meta.max_time_ns >= start_ns
+    }
+
+    /// Returns the trace `id`'s spans in this block, if any.
+    ///
+    /// # Errors
+    ///
+    /// When the page that would hold it is corrupt.
+    pub fn find(&self, id: &TraceId) -> Result<Option<Trace>, BlockError> {
+        if !self.bloom.may_contain(id) {
+            return Ok(None);
+        }
+        let i = self.pages.partition_point(|p| p.last_trace < *id);
+        match self.pages.get(i) {
+            Some(p) if p.first_trace <= *id => Ok(self
+                .read_page(i)?
+                .into_iter()
+                .find(|(t, _)| t == id)
+                .map(|(_, t)| t)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Decodes page `i` into its traces, in id order.
+    ///
+    /// # Errors
+    ///
+    /// When the page is corrupt.
+    pub fn read_page(&self, i: usize) -> Result<Vec<(TraceId, Trace)>, BlockError> {
+        let id = self.meta.ulid.as_str();
+        let p = &self.pages[i];
+        self.pages_read
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let bytes = &self.data[p.offset as usize..(p.offset + p.len) as usize];
+        let (compressed, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32c::crc32c(compressed).to_le_bytes() != crc {
+            return Err(corrupt(id, format!("page {i}: checksum mismatch")));
+        }
+        let raw = decompress(id, "page", compressed)?;
+        let page =
+            PageProto::decode(raw.as_slice()).map_err(|e| corrupt(id, format!("page {i}: {e}")))?;
+        decode_page(page).map_err(|what| corrupt(id, format!("page {i}: {what}")))
+    }
+}
+
+fn decode_page(page: PageProto) -> Result<Vec<(TraceId, Trace)>, String> {
+    let n = page.trace_spans.len();
+    if page.trace_ids.len() != n * 16 || page.trace_start.len() != n {
+        return Err("trace columns disagree".into());
+    }
+    let spans: usize = page.trace_spans.iter().map(|&c| c as usize).sum();
+    for (what, len) in [
+        ("resource", page.resource.len()),
+        ("scope", page.scope.len()),
+        ("parent", page.parent.len()),
+        ("start", page.start.len()),
+        ("duration", page.duration.len()),
+        ("name", page.name.len()),
+        ("kind", page.kind.len()),
+        ("status", page.status.len()),
+        ("rest", page.rest.len()),
+    ] {
+        if len != spans {
+            return Err(format!("column {what} has {len} entries for {spans} spans"));
+        }
+    }
+    let ded = page.ded_span.len();
+    if page.ded_pos.len() != ded || page.ded_key.len() != ded || page.ded_value.len() != ded {
+        return Err("dedicated columns disagree".into());
+    }
+    let string = |i: u32| {
+        page.strings
+            .get(i as usize)
+            .ok_or_else(|| "string reference out of range".to_string())
+    };
+    let resources = page
+        .resources
+        .iter()
+        .map(|b| {
+            let rs = ResourceSpans::decode(b.as_slice()).map_err(|e| format!("resource: {e}"))?;
+            let service = service_of(rs.resource.as_ref());
+            Ok(Arc::new(ResourceInfo {
+                resource: rs.resource,
+                schema_url: rs.schema_url,
+                service,
+            }))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let scopes = page
+        .scopes
+        .iter()
+        .map(|b| {
+            let ss = ScopeSpans::decode(b.as_slice()).map_err(|e| format!("scope: {e}"))?;
+            Ok(Arc::new(ScopeInfo {
+                scope: ss.scope,
+                schema_url: ss.schema_url,
+            }))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    // Dedicated attributes, grouped by span.
+    let mut ded_at = 0usize;
+    let mut ded_span = 0u64;
+    let span_ids = page.span_ids.as_slice();
+    if span_ids.len() != spans * 8 || page.odd_span_at.len() != page.odd_span_ids.len() {
+        return Err("span id columns disagree".into());
+    }
+    let mut odd = page.odd_span_at.iter().zip(&page.odd_span_ids).peekable();
+    let mut foreign = page.foreign_parents.into_iter();
+    let mut rest = page.rest.into_iter();
+    let mut out = Vec::with_capacity(n);
+    let mut k = 0usize;
+    for t in 0..n {
+        let id: TraceId = page.trace_ids[t * 16..t * 16 + 16]
+            .try_into()
+            .expect("16 bytes");
+        let trace_start = page.base_ns.saturating_add(page.trace_start[t]);
+        let count = page.trace_spans[t] as usize;
+        let mut trace = Trace {
+            spans: Vec::with_capacity(count),
+            bytes: 0,
+            start_ns: u64::MAX,
+            end_ns: 0,
+        };
+        let mut parents = Vec::with_capacity(count);
+        for _ in 0..count {
+            let mut span = Span::decode(rest.next().expect("counted").as_slice())
+                .map_err(|e| format!("span: {e}"))?;
+            span.trace_id = id.to_vec();
+            if odd.peek().is_some_and(|(at, _)| **at as usize == k) {
+                span.span_id = odd.next().expect("peeked").1.clone();
+            } else {
+                span.span_id = span_ids[k * 8..k * 8 + 8].to_vec();
+            }
+            span.name = string(page.name[k])?.clone();
+            span.kind = page.kind[k];
+            span.start_time_unix_nano = trace_start.saturating_add(page.start[k]);
+            if span.end_time_unix_nano == 0 {
+                span.end_time_unix_nano =
+                    span.start_time_unix_nano.saturating_add(page.duration[k]);
+            }
+            parents.push(page.parent[k]);
+            // `ded_span` holds the deltas between the page numbers of the spans that have
+            // dedicated attributes (0 for a span's second and later ones).
+            let mut inserts: Vec<(usize, KeyValue)> = Vec::new();
+            while ded_at < ded && ded_span + u64::from(page.ded_span[ded_at]) == k as u64 {
+                ded_span = k as u64;
+                inserts.push((
+                    page.ded_pos[ded_at] as usize,
+                    KeyValue {
+                        key: string(page.ded_key[ded_at])?.clone(),
+                        value: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue(
+                                string(page.ded_value[ded_at])?.clone(),
+                            )),
+                        }),
+                        ..Default::default()
+                    },
+                ));
+                ded_at += 1;
+            }
+            for (pos, kv) in inserts {
+                if pos > span.attributes.len() {
+                    return Err("dedicated attribute position out of range".into());
+                }
+                span.attributes.insert(pos, kv);
+            }
+            let resource = resources
+                .get(page.resource[k] as usize)
+                .ok_or("resource reference out of range")?;
+            let scope = scopes
+                .get(page.scope[k] as usize)
+                .ok_or("scope reference out of range")?;
+            trace.bytes += span.encoded_len() as u64;
+            trace.start_ns = trace.start_ns.min(span.start_time_unix_nano);
+            trace.end_ns = trace
+                .end_ns
+                .max(span.end_time_unix_nano.max(span.start_time_unix_nano));
+            trace.spans.push(StoredSpan {
+                resource: Arc::clone(resource),
+                scope: Arc::clone(scope),
+                span,
+            });
+            k += 1;
+        }
+        for (i, p) in parents.into_iter().enumerate() {
+            let parent = match p {
+                0 => Vec::new(),
+                -1 => foreign.next().ok_or("foreign parents exhausted")?,
+                p if p > 0 && (p as usize) <= count => {
+                    trace.spans[p as usize - 1].span.span_id.clone()
+                }
+                _ => return Err("parent reference out of range".into()),
+            };
+            trace.spans[i].span.parent_span_id = parent;
+        }
+        out.push((id, trace));
+    }
+    if ded_at != ded || odd.next().is_some() {
+        return Err("dedicated attributes or odd span ids left over".into());
+    }
+    Ok(out)
+}

@@ -1,0 +1,591 @@
+//! Trace blocks: what a block holds reads back exactly, through every query, after a
+//! flush, a reopen and a compaction.
+
+use std::collections::BTreeMap;
+
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, any_value::Value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use pharos_model::{ExportTraceServiceRequest, Store};
+use prost::Message;
+
+use super::tests::{kv, s};
+use super::*;
+use crate::traceql;
+
+/// A small deterministic generator (xorshift), so the fixtures need no crate.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn bytes<const N: usize>(&mut self) -> [u8; N] {
+        let mut b = [0u8; N];
+        for x in &mut b {
+            *x = self.next() as u8;
+        }
+        b
+    }
+}
+
+const SERVICES: [&str; 5] = ["frontend", "checkout", "cart", "payment", "db-proxy"];
+/// Nanoseconds of 2026-12-01: recent enough for retention to keep it.
+const BASE_NS: u64 = 1_796_083_200_000_000_000;
+
+/// Builds `traces` traces of 1..12 spans over the five services, one request per
+/// (trace, service) fragment, with ids, times, kinds, statuses, events, links, typed and
+/// dedicated attributes all varied.
+fn requests(g: &mut Gen, traces: usize, base_ns: u64) -> Vec<ExportTraceServiceRequest> {
+    let mut out = Vec::new();
+    for t in 0..traces {
+        let trace_id: [u8; 16] = g.bytes();
+        let n = 1 + g.below(12) as usize;
+        let start = base_ns + t as u64 * 7_000_000 + g.below(1_000_000);
+        let mut ids: Vec<[u8; 8]> = Vec::new();
+        let mut by_service: BTreeMap<usize, Vec<Span>> = BTreeMap::new();
+        for i in 0..n {
+            let id: [u8; 8] = g.bytes();
+            let parent = if i == 0 {
+                // Some roots point at a parent that is not in the trace.
+                if g.below(10) == 0 {
+                    g.bytes::<8>().to_vec()
+                } else {
+                    Vec::new()
+                }
+            } else {
+                ids[g.below(i as u64) as usize].to_vec()
+            };
+            ids.push(id);
+            let service = if i == 0 { 0 } else { g.below(5) as usize };
+            let s_start = start + g.below(50_000_000);
+            let mut attributes = vec![kv("http.request.method", s(["GET", "POST"][i % 2]))];
+            match g.below(4) {
+                0 => attributes.push(kv("http.response.status_code", Value::IntValue(200))),
+                1 => attributes.push(kv("db.statement", s(&format!("SELECT {}", g.below(9))))),
+                2 => attributes.push(kv("rpc.method", s("Charge"))),
+                _ => attributes.push(kv("order.id", s(&format!("o-{}", g.below(1000))))),
+            }
+            attributes.push(kv("retry", Value::BoolValue(g.below(2) == 0)));
+            attributes.push(kv("http.route", s("/api/{id}")));
+            let status = match g.below(6) {
+                0 => Some(Status {
+                    message: "boom".into(),
+                    code: 2,
+                }),
+                1 => Some(Status {
+                    message: String::new(),
+                    code: 1,
+                }),
+                2 => None,
+                _ => Some(Status::default()),
+            };
+            let events = if g.below(3) == 0 {
+                vec![Event {
+                    time_unix_nano: s_start + 10,
+                    name: "exception".into(),
+                    attributes: vec![kv("exception.message", s("x"))],
+                    dropped_attributes_count: 0,
+                }]
+            } else {
+                Vec::new()
+            };
+            let links = if g.below(5) == 0 {
+                vec![Link {
+                    trace_id: g.bytes::<16>().to_vec(),
+                    span_id: g.bytes::<8>().to_vec(),
+                    trace_state: String::new(),
+                    attributes: vec![kv("link.kind", s("follows"))],
+                    dropped_attributes_count: 0,
+                    flags: 0,
+                }]
+            } else {
+                Vec::new()
+            };
+            by_service.entry(service).or_default().push(Span {
+                trace_id: trace_id.to_vec(),
+                span_id: id.to_vec(),
+                parent_span_id: parent,
+                name: format!("{} op{}", SERVICES[service], g.below(4)),
+                kind: 1 + g.below(5) as i32,
+                start_time_unix_nano: s_start,
+                end_time_unix_nano: s_start + g.below(900_000_000),
+                attributes,
+                status,
+                events,
+                links,
+                flags: 0x100,
+                trace_state: if g.below(7) == 0 {
+                    "k=v".into()
+                } else {
+                    String::new()
+                },
+                dropped_attributes_count: g.below(2) as u32,
+                ..Default::default()
+            });
+        }
+        for (service, spans) in by_service {
+            out.push(ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: Some(Resource {
+                        attributes: vec![
+                            kv("service.name", s(SERVICES[service])),
+                            kv("host.name", s(&format!("h{}", service % 2))),
+                        ],
+                        ..Default::default()
+                    }),
+                    scope_spans: vec![ScopeSpans {
+                        scope: Some(InstrumentationScope {
+                            name: "lib".into(),
+                            version: "1.0".into(),
+                            ..Default::default()
+                        }),
+                        spans,
+                        schema_url: String::new(),
+                    }],
+                    schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+                }],
+            });
+        }
+    }
+    out
+}
+
+fn ids_of(reqs: &[ExportTraceServiceRequest]) -> Vec<TraceId> {
+    let mut ids: Vec<TraceId> = reqs
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|s| s.trace_id.as_slice().try_into().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+fn apply_all(store: &TraceStore, reqs: &[ExportTraceServiceRequest]) {
+    for r in reqs {
+        let mut r = r.clone();
+        let rejected = store.sanitize(&mut r);
+        assert_eq!(rejected.count, 0, "{:?}", rejected.message);
+        store.apply(&r);
+    }
+}
+
+/// Everything the query side answers, as comparable values.
+#[derive(Debug, PartialEq)]
+struct Answers {
+    by_id: Vec<Option<Vec<u8>>>,
+    services: Vec<String>,
+    operations: Vec<Vec<Operation>>,
+    jaeger: Vec<Vec<TraceId>>,
+    traceql: Vec<Vec<SearchHit>>,
+    dependencies: Vec<(String, String, u64)>,
+    tag_names: String,
+    tag_values: String,
+}
+
+const QUERIES: [&str; 6] = [
+    r#"{ resource.service.name = "payment" && status = error }"#,
+    r#"{ span.http.request.method = "POST" } >> { name =~ "cart.*" }"#,
+    "{ duration > 500ms }",
+    r#"{ span.db.statement = "SELECT 3" }"#,
+    "{ } | count() > 4",
+    r#"{ .order.id = "o-7" } | select(span.http.route)"#,
+];
+
+fn answers(store: &TraceStore, ids: &[TraceId]) -> Answers {
+    let encode =
+        |b: Vec<ResourceSpans>| -> Vec<u8> { b.iter().flat_map(|rs| rs.encode_to_vec()).collect() };
+    let jaeger_queries = [
+        TraceQuery {
+            service: Some("payment".into()),
+            ..TraceQuery::default()
+        },
+        TraceQuery {
+            service: Some("cart".into()),
+            operation: Some("cart op1".into()),
+            limit: 5,
+            ..TraceQuery::default()
+        },
+        TraceQuery {
+            tags: vec![("error".into(), "true".into())],
+            min_duration_ns: Some(300_000_000),
+            limit: 1000,
+            ..TraceQuery::default()
+        },
+        TraceQuery {
+            tags: vec![("rpc.method".into(), "Charge".into())],
+            start_ns: Some(BASE_NS + 100_000_000),
+            end_ns: Some(BASE_NS + 900_000_000),
+            ..TraceQuery::default()
+        },
+    ];
+    let traceql = QUERIES
+        .iter()
+        .map(|q| {
+            let search = TraceqlSearch {
+                query: traceql::parse(q).unwrap(),
+                start_ns: None,
+                end_ns: None,
+                min_duration_ns: None,
+                max_duration_ns: None,
+                limit: 20,
+                spans_per_spanset: 3,
+            };
+            store.search_traceql(&search).0
+        })
+        .collect();
+    let tag = TagRef::parse("span.http.request.method").unwrap();
+    Answers {
+        by_id: ids
+            .iter()
+            .map(|id| store.get(id, None).map(encode))
+            .collect(),
+        services: store.services(),
+        operations: SERVICES.iter().map(|s| store.operations(s)).collect(),
+        jaeger: jaeger_queries
+            .iter()
+            .map(|q| store.search(q).into_iter().map(|(id, _)| id).collect())
+            .collect(),
+        traceql,
+        dependencies: store.dependencies(0, u64::MAX),
+        tag_names: format!("{:?}", store.tag_names(&TagScope::ALL, None).0),
+        tag_values: format!("{:?}", store.tag_values(&tag, None).0),
+    }
+}
+
+/// Asserts two answer sets are equal, naming the first field that differs (the values
+/// are too long to print whole).
+#[track_caller]
+fn assert_same(got: &Answers, want: &Answers) {
+    let differing: Vec<usize> = got
+        .by_id
+        .iter()
+        .zip(&want.by_id)
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        differing.is_empty() && got.by_id.len() == want.by_id.len(),
+        "{} traces differ by id, first at {:?}",
+        differing.len(),
+        differing.first()
+    );
+    assert_eq!(got.services, want.services);
+    assert_eq!(got.operations, want.operations);
+    assert_eq!(got.jaeger, want.jaeger, "jaeger searches");
+    for (i, (a, b)) in got.traceql.iter().zip(&want.traceql).enumerate() {
+        assert!(
+            a == b,
+            "TraceQL {} differs: {} vs {} hits",
+            QUERIES[i],
+            a.len(),
+            b.len()
+        );
+    }
+    assert_eq!(got.dependencies, want.dependencies);
+    assert_eq!(got.tag_names, want.tag_names);
+    assert_eq!(got.tag_values, want.tag_values);
+}
+
+/// Small pages, so a debug build's lookups by id stay quick and blocks have many pages.
+fn opts() -> BlockOptions {
+    BlockOptions {
+        page_bytes: 64 << 10,
+        ..BlockOptions::default()
+    }
+}
+
+fn block_store(dir: &std::path::Path) -> pharos_storage::BlockStore {
+    pharos_storage::BlockStore::local(dir).unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn flushed_traces_answer_every_query_as_the_head_did() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+    // Enough spans for several pages.
+    let reqs = requests(&mut g, 1500, BASE_NS);
+    let ids = ids_of(&reqs);
+    let store = TraceStore::new();
+    apply_all(&store, &reqs);
+    let before = answers(&store, &ids);
+    assert!(before.by_id.iter().all(Option::is_some));
+    assert!(
+        before.jaeger.iter().all(|h| !h.is_empty()),
+        "{:?}",
+        before.jaeger
+    );
+    assert!(before.traceql.iter().all(|h| !h.is_empty()));
+
+    rt.block_on(store.open_blocks(block_store(dir.path()), opts()))
+        .unwrap();
+    let spans = store.freeze();
+    assert!(spans > 8_000, "{spans}");
+    assert_eq!(store.trace_count(), 0, "the head is empty after a freeze");
+    // Frozen parts answer as the head did.
+    assert_same(&answers(&store, &ids), &before);
+    let flushed = rt.block_on(store.flush_frozen()).unwrap();
+    assert_eq!(flushed.blocks, 1);
+    assert_eq!(flushed.spans, spans);
+    let pages = store.blocks.read()[0].pages().len();
+    assert!(pages >= 10, "{pages} pages");
+    assert_same(&answers(&store, &ids), &before);
+
+    // A fresh store over the same directory serves the same answers.
+    let reopened = TraceStore::new();
+    let report = rt
+        .block_on(reopened.open_blocks(block_store(dir.path()), opts()))
+        .unwrap();
+    assert_eq!(report.blocks, 1);
+    assert_eq!(report.spans, spans);
+    assert_same(&answers(&reopened, &ids), &before);
+}
+
+#[test]
+fn fragments_of_a_trace_join_across_blocks_and_compaction_merges_them() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Gen(42);
+    let reqs = requests(&mut g, 300, BASE_NS);
+    let ids = ids_of(&reqs);
+    let reference = TraceStore::new();
+    apply_all(&reference, &reqs);
+    let want = answers(&reference, &ids);
+
+    let opts = BlockOptions {
+        max_window_blocks: 3,
+        ..opts()
+    };
+    let store = TraceStore::new();
+    rt.block_on(store.open_blocks(block_store(dir.path()), opts))
+        .unwrap();
+    // Three flushes: the fragments of most traces land in different blocks; the last
+    // third also repeats the first request (a replay after a crash), whose spans must
+    // not show twice.
+    let third = reqs.len() / 3;
+    for (i, chunk) in [&reqs[..third], &reqs[third..2 * third], &reqs[2 * third..]]
+        .into_iter()
+        .enumerate()
+    {
+        apply_all(&store, chunk);
+        if i == 2 {
+            store.apply(&reqs[0]);
+        }
+        store.freeze();
+        rt.block_on(store.flush_frozen()).unwrap();
+    }
+    assert_eq!(store.block_stats().0, 3);
+    let mut got = answers(&store, &ids);
+    // Fragment-wise search sees a trace's spans per block; compare by-id answers, the
+    // lists and the Jaeger searches (which return whole traces) here, the rest below.
+    assert_eq!(got.by_id, want.by_id);
+    assert_eq!(got.services, want.services);
+    assert_eq!(got.operations, want.operations);
+
+    let report = rt.block_on(store.maintain()).unwrap();
+    assert_eq!(report.compacted, 3);
+    assert_eq!(report.created, 1);
+    let blocks = store.blocks.read().clone();
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].meta().compaction.level, 2);
+    assert_eq!(blocks[0].meta().compaction.parents.len(), 3);
+    assert_eq!(blocks[0].meta().traces as usize, ids.len());
+    got = answers(&store, &ids);
+    assert_same(&got, &want);
+    let on_disk = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(on_disk, 1, "parents deleted");
+}
+
+#[test]
+fn retention_drops_blocks_whose_spans_ended_long_ago() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Gen(7);
+    let store = TraceStore::new();
+    rt.block_on(store.open_blocks(block_store(dir.path()), opts()))
+        .unwrap();
+    // 2023: past the 14 days. Then a recent block.
+    let old = requests(&mut g, 20, 1_700_000_000_000_000_000);
+    apply_all(&store, &old);
+    store.freeze();
+    rt.block_on(store.flush_frozen()).unwrap();
+    let recent = requests(&mut g, 20, BASE_NS);
+    apply_all(&store, &recent);
+    store.freeze();
+    rt.block_on(store.flush_frozen()).unwrap();
+    let report = rt.block_on(store.maintain()).unwrap();
+    assert_eq!(report.dropped, 1);
+    assert_eq!(store.block_stats().0, 1);
+    assert!(store.get(&ids_of(&old)[0], None).is_none());
+    assert!(store.get(&ids_of(&recent)[0], None).is_some());
+}
+
+#[test]
+fn pages_are_pruned_by_their_summaries() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Gen(99);
+    let store = TraceStore::new();
+    rt.block_on(store.open_blocks(block_store(dir.path()), opts()))
+        .unwrap();
+    apply_all(&store, &requests(&mut g, 3000, BASE_NS));
+    store.freeze();
+    rt.block_on(store.flush_frozen()).unwrap();
+    let block = store.blocks.read()[0].clone();
+    let read = || block.pages_read();
+    let before = read();
+    let none = store.search(&TraceQuery {
+        service: Some("no-such-service".into()),
+        ..TraceQuery::default()
+    });
+    assert!(none.is_empty());
+    assert_eq!(read(), before, "no page names the service");
+    let none = store.search(&TraceQuery {
+        min_duration_ns: Some(10_000_000_000),
+        ..TraceQuery::default()
+    });
+    assert!(none.is_empty());
+    assert_eq!(read(), before, "no page has a span that long");
+    for q in [
+        r#"{ resource.service.name = "no-such-service" }"#,
+        r#"{ span.http.request.method = "PATCH" } >> { }"#,
+        "{ duration > 10s } || { kind = unspecified }",
+        r#"{ name = "cart op1" } && { status = error && span.rpc.method = "Refund" }"#,
+    ] {
+        let search = TraceqlSearch {
+            query: traceql::parse(q).unwrap(),
+            start_ns: None,
+            end_ns: None,
+            min_duration_ns: None,
+            max_duration_ns: None,
+            limit: 20,
+            spans_per_spanset: 3,
+        };
+        assert!(store.search_traceql(&search).0.is_empty(), "{q}");
+        assert_eq!(read(), before, "{q}: pages read");
+    }
+    // A query the summaries cannot rule out reads pages.
+    let search = TraceqlSearch {
+        query: traceql::parse(r#"{ span.rpc.method = "Charge" }"#).unwrap(),
+        start_ns: None,
+        end_ns: None,
+        min_duration_ns: None,
+        max_duration_ns: None,
+        limit: 20,
+        spans_per_spanset: 3,
+    };
+    assert!(!store.search_traceql(&search).0.is_empty());
+    assert!(read() > before);
+    let before = read();
+    // A lookup by id reads one page; one that is not there reads at most one.
+    let id = ids_of(&requests(&mut Gen(99), 3000, BASE_NS))[1234];
+    assert!(store.get(&id, None).is_some());
+    assert_eq!(read(), before + 1);
+    let absent = [0x55; 16];
+    assert!(store.get(&absent, None).is_none());
+    assert!(read() <= before + 2);
+}
+
+#[test]
+fn corrupt_blocks_are_refused_not_served_wrong() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Gen(5);
+    let store = TraceStore::new();
+    rt.block_on(store.open_blocks(block_store(dir.path()), opts()))
+        .unwrap();
+    let reqs = requests(&mut g, 50, BASE_NS);
+    apply_all(&store, &reqs);
+    store.freeze();
+    rt.block_on(store.flush_frozen()).unwrap();
+    let ulid = store.blocks.read()[0].meta().ulid.clone();
+    let block_dir = dir.path().join(&ulid);
+
+    // A flipped byte in a page: the block loads, the page does not read.
+    let data_path = block_dir.join(block::DATA_FILE);
+    let mut data = std::fs::read(&data_path).unwrap();
+    data[20] ^= 0x40;
+    std::fs::write(&data_path, &data).unwrap();
+    let reopened = TraceStore::new();
+    rt.block_on(reopened.open_blocks(block_store(dir.path()), opts()))
+        .unwrap();
+    let b = reopened.blocks.read()[0].clone();
+    let err = b
+        .read_page(0)
+        .err()
+        .expect("the page is corrupt")
+        .to_string();
+    assert!(err.contains("checksum"), "{err}");
+
+    // A truncated index: the block is reported unreadable and not served.
+    let index_path = block_dir.join(block::INDEX_FILE);
+    let index = std::fs::read(&index_path).unwrap();
+    std::fs::write(&index_path, &index[..index.len() / 2]).unwrap();
+    let reopened = TraceStore::new();
+    let report = rt
+        .block_on(reopened.open_blocks(block_store(dir.path()), opts()))
+        .unwrap();
+    assert_eq!(report.unreadable, vec![ulid]);
+    assert_eq!(reopened.block_stats().0, 0);
+
+    // A block without meta.json (a crash mid-write) is deleted on open.
+    std::fs::remove_file(block_dir.join(block::META_FILE)).unwrap();
+    let reopened = TraceStore::new();
+    let report = rt
+        .block_on(reopened.open_blocks(block_store(dir.path()), opts()))
+        .unwrap();
+    assert_eq!(report.incomplete_removed, 1);
+    assert!(!block_dir.exists());
+}
+
+#[test]
+fn newest_first_search_stops_at_blocks_that_cannot_add_a_hit() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::new();
+    rt.block_on(store.open_blocks(block_store(dir.path()), opts()))
+        .unwrap();
+    let mut g = Gen(11);
+    // Four blocks, an hour apart, oldest first.
+    let mut all = Vec::new();
+    for hour in 0..4u64 {
+        let reqs = requests(&mut g, 200, BASE_NS + hour * 3_600_000_000_000);
+        apply_all(&store, &reqs);
+        store.freeze();
+        rt.block_on(store.flush_frozen()).unwrap();
+        all.extend(reqs);
+    }
+    let reference = TraceStore::new();
+    apply_all(&reference, &all);
+    let q = TraceQuery {
+        service: Some("frontend".into()),
+        limit: 20,
+        ..TraceQuery::default()
+    };
+    let ids = |hits: Vec<(TraceId, Vec<ResourceSpans>)>| -> Vec<TraceId> {
+        hits.into_iter().map(|(id, _)| id).collect()
+    };
+    let oldest = store.blocks.read().last().unwrap().clone();
+    let before = oldest.pages_read();
+    assert_eq!(ids(store.search(&q)), ids(reference.search(&q)));
+    assert_eq!(oldest.pages_read(), before, "the oldest block was not read");
+}

@@ -1,0 +1,523 @@
+//! The trace head's way into blocks, and the blocks' life: freeze, flush, compaction,
+//! retention. The same life cycle as the metrics store's:
+//!
+//! - **Freeze** ([`TraceStore::freeze`]): every trace leaves the head at once and becomes
+//!   a frozen part that reads still see. The caller freezes at a point of the write-ahead
+//!   log (the binary rotates the log in the same ticket), so the log segments before that
+//!   point hold exactly what the frozen parts hold.
+//! - **Flush** ([`TraceStore::flush_frozen`]): each frozen part becomes one level-1 block;
+//!   once every frozen part is in blocks, the caller may delete those log segments. A trace
+//!   whose spans straddle a freeze is in two blocks; reads by id merge the fragments.
+//! - **Compaction** ([`TraceStore::maintain`]): blocks are grouped by the aligned
+//!   `compaction_window` their earliest span falls in; a window's blocks are merged into one
+//!   once the window is over (or when it holds [`BlockOptions::max_window_blocks`] blocks),
+//!   joining the fragments of a trace and dropping duplicate spans (same span id and kind),
+//!   as Tempo's compactor combines traces. Pages are merged in trace id order, one page of
+//!   each parent in memory at a time.
+//! - **Retention**: blocks whose latest span ended longer than the retention time ago are
+//!   deleted.
+//!
+//! A crash at any point leaves either incomplete blocks (no `meta.json`: deleted on open),
+//! a merged block beside its parents (parents deleted on open), or blocks that the log also
+//! still holds (replayed into the head; duplicate spans are dropped on read and on the next
+//! compaction). Nothing acknowledged is lost.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pharos_storage::{BlockStore, BlockStoreError, new_block_id};
+
+use super::block::{
+    BlockError, BlockMeta, BlockWriter, Compaction, DATA_FILE, EncodedBlock, INDEX_FILE, META_FILE,
+    TraceBlock,
+};
+use super::{Trace, TraceId, TraceStore};
+
+/// How the trace store cuts, merges and drops blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockOptions {
+    /// The head is flushed once its first span arrived this long ago (Tempo's
+    /// `max_block_duration`).
+    pub max_head_age: Duration,
+    /// The head is flushed once its spans take this many bytes (Tempo's `max_block_bytes`).
+    pub head_max_bytes: u64,
+    /// Blocks whose latest span ended this long before now are dropped; zero keeps them.
+    pub retention: Duration,
+    /// Blocks are compacted within aligned windows of this length (Tempo's
+    /// `compaction_window`).
+    pub compaction_window: Duration,
+    /// A window still in progress is compacted once it holds this many blocks.
+    pub max_window_blocks: usize,
+    /// A compacted block holds at most about this many spans; windows beyond it stay in
+    /// several blocks.
+    pub max_block_spans: u64,
+    /// Spans' bytes per page: what a lookup by id decodes, and zstd's context.
+    pub page_bytes: u64,
+}
+
+impl Default for BlockOptions {
+    fn default() -> Self {
+        BlockOptions {
+            max_head_age: Duration::from_secs(5 * 60),
+            head_max_bytes: 256 << 20,
+            retention: Duration::from_secs(14 * 24 * 3600),
+            compaction_window: Duration::from_secs(3600),
+            max_window_blocks: 8,
+            max_block_spans: 20_000_000,
+            page_bytes: super::block::DEFAULT_PAGE_BYTES,
+        }
+    }
+}
+
+/// Why blocks could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// [`TraceStore::open_blocks`] was not called.
+    #[error("no trace block store is open")]
+    NotOpen,
+    /// The object store failed.
+    #[error(transparent)]
+    Store(#[from] BlockStoreError),
+    /// A block does not read back.
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    /// `meta.json` is not valid.
+    #[error("trace block {0}: meta.json: {1}")]
+    Meta(String, String),
+    /// An encoding task panicked.
+    #[error("trace block encoding failed: {0}")]
+    Task(String),
+}
+
+pub(crate) struct Engine {
+    store: BlockStore,
+    opts: BlockOptions,
+    /// One flush or maintenance pass at a time.
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// Traces taken out of the head, readable until their block is loaded.
+pub(crate) struct Frozen {
+    pub(crate) traces: HashMap<TraceId, Trace>,
+    pub(crate) spans: u64,
+}
+
+/// What [`TraceStore::open_blocks`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Blocks loaded.
+    pub blocks: usize,
+    /// Spans in them.
+    pub spans: u64,
+    /// Incomplete blocks deleted.
+    pub incomplete_removed: usize,
+    /// Blocks deleted because a merged block replaces them.
+    pub parents_removed: usize,
+    /// Blocks that do not load (kept on disk, not served).
+    pub unreadable: Vec<String>,
+}
+
+/// What [`TraceStore::flush_frozen`] wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    pub blocks: usize,
+    pub spans: u64,
+}
+
+/// What [`TraceStore::maintain`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Blocks merged away.
+    pub compacted: usize,
+    /// Blocks created by merging.
+    pub created: usize,
+    /// Blocks dropped by retention.
+    pub dropped: usize,
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+async fn load(store: &BlockStore, id: &str) -> Result<TraceBlock, EngineError> {
+    let meta = store.get(id, META_FILE).await?;
+    let meta: BlockMeta =
+        serde_json::from_slice(&meta).map_err(|e| EngineError::Meta(id.into(), e.to_string()))?;
+    if meta.ulid != id {
+        return Err(EngineError::Meta(
+            id.into(),
+            format!("names block {:?}", meta.ulid),
+        ));
+    }
+    let index = store.get(id, INDEX_FILE).await?;
+    let data = store.get_mapped(id, DATA_FILE).await?;
+    Ok(
+        tokio::task::spawn_blocking(move || TraceBlock::open(meta, &index, data))
+            .await
+            .map_err(|e| EngineError::Task(e.to_string()))??,
+    )
+}
+
+async fn write_block(store: &BlockStore, enc: EncodedBlock) -> Result<TraceBlock, EngineError> {
+    let id = enc.meta.ulid.clone();
+    store.put(&id, DATA_FILE, enc.data.clone()).await?;
+    store.put(&id, INDEX_FILE, enc.index.clone()).await?;
+    let meta = serde_json::to_vec_pretty(&enc.meta).expect("meta serializes");
+    store.put(&id, META_FILE, Bytes::from(meta)).await?;
+    // Serve it from the store's bytes (mapped when local), checked as a reader would.
+    load(store, &id).await
+}
+
+impl TraceStore {
+    /// Opens the blocks of `store`: deletes incomplete blocks and blocks a merged block
+    /// replaces, loads the rest (their services and operations join the head's lists),
+    /// and enables [`TraceStore::flush_frozen`] and [`TraceStore::maintain`].
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be listed or a block deleted. A block that does not load is
+    /// reported, logged and skipped.
+    pub async fn open_blocks(
+        &self,
+        store: BlockStore,
+        opts: BlockOptions,
+    ) -> Result<OpenReport, EngineError> {
+        let listing = store.list().await?;
+        let mut report = OpenReport::default();
+        for id in &listing.incomplete {
+            tracing::warn!(block = %id, "deleting an incomplete trace block");
+            store.delete(id).await?;
+            report.incomplete_removed += 1;
+        }
+        let mut blocks = Vec::new();
+        for id in &listing.complete {
+            match load(&store, id).await {
+                Ok(b) => blocks.push(Arc::new(b)),
+                Err(error) => {
+                    tracing::error!(block = %id, %error, "trace block does not load; not serving it");
+                    report.unreadable.push(id.clone());
+                }
+            }
+        }
+        let parents: std::collections::HashSet<String> = blocks
+            .iter()
+            .flat_map(|b| b.meta().compaction.parents.iter().cloned())
+            .collect();
+        let mut kept = Vec::new();
+        for b in blocks {
+            if parents.contains(&b.meta().ulid) {
+                store.delete(&b.meta().ulid).await?;
+                report.parents_removed += 1;
+            } else {
+                kept.push(b);
+            }
+        }
+        report.blocks = kept.len();
+        report.spans = kept.iter().map(|b| b.meta().spans).sum();
+        {
+            let mut inner = self.inner.write();
+            for b in &kept {
+                for (service, op) in b.operations() {
+                    inner
+                        .services
+                        .entry(service.clone())
+                        .or_default()
+                        .insert(op.clone());
+                }
+            }
+        }
+        self.set_blocks(kept);
+        let _ = self.engine.set(Engine {
+            store,
+            opts,
+            lock: tokio::sync::Mutex::new(()),
+        });
+        Ok(report)
+    }
+
+    /// Replaces the served blocks, kept sorted newest (latest span end) first, the order
+    /// searches read them in.
+    fn set_blocks(&self, mut blocks: Vec<Arc<TraceBlock>>) {
+        sort_blocks(&mut blocks);
+        *self.blocks.write() = blocks;
+    }
+
+    fn engine(&self) -> Result<&Engine, EngineError> {
+        self.engine.get().ok_or(EngineError::NotOpen)
+    }
+
+    /// Returns whether the head should be flushed: its first span arrived
+    /// [`BlockOptions::max_head_age`] ago, or it holds [`BlockOptions::head_max_bytes`].
+    pub fn should_flush(&self) -> bool {
+        let Some(engine) = self.engine.get() else {
+            return false;
+        };
+        let inner = self.inner.read();
+        inner.bytes >= engine.opts.head_max_bytes
+            || inner
+                .since
+                .is_some_and(|t| t.elapsed() >= engine.opts.max_head_age)
+    }
+
+    /// Moves every trace of the head into a frozen part (still read), and returns how many
+    /// spans moved. Call it at a rotation of the log.
+    pub fn freeze(&self) -> u64 {
+        let mut inner = self.inner.write();
+        if inner.traces.is_empty() {
+            inner.since = None;
+            return 0;
+        }
+        let traces = std::mem::take(&mut inner.traces);
+        let spans: u64 = traces.values().map(|t| t.spans.len() as u64).sum();
+        inner.bytes = 0;
+        inner.since = None;
+        // Frozen parts are read under this lock's successor order: head, then frozen.
+        self.frozen.write().push(Arc::new(Frozen { traces, spans }));
+        spans
+    }
+
+    /// Writes every frozen part as a block, oldest first, and serves it from the block.
+    ///
+    /// # Errors
+    ///
+    /// When a block cannot be written; that part and later ones stay frozen (and readable)
+    /// for the next call.
+    pub async fn flush_frozen(&self) -> Result<FlushReport, EngineError> {
+        let engine = self.engine()?;
+        let _one = engine.lock.lock().await;
+        let mut report = FlushReport::default();
+        loop {
+            let Some(part) = self.frozen.read().first().cloned() else {
+                return Ok(report);
+            };
+            let page_bytes = engine.opts.page_bytes;
+            let enc = {
+                let part = Arc::clone(&part);
+                tokio::task::spawn_blocking(move || {
+                    let mut ids: Vec<&TraceId> = part.traces.keys().collect();
+                    ids.sort_unstable();
+                    let mut w = BlockWriter::new(page_bytes);
+                    for id in ids {
+                        w.push(id, &part.traces[id]);
+                    }
+                    w.finish(
+                        new_block_id(),
+                        Compaction {
+                            level: 1,
+                            parents: Vec::new(),
+                        },
+                    )
+                })
+                .await
+                .map_err(|e| EngineError::Task(e.to_string()))?
+            };
+            let block = Arc::new(write_block(&engine.store, enc).await?);
+            report.blocks += 1;
+            report.spans += part.spans;
+            // Swap under both locks, in the order readers take them (frozen, then blocks).
+            let mut frozen = self.frozen.write();
+            let mut blocks = self.blocks.write();
+            blocks.push(block);
+            sort_blocks(&mut blocks);
+            frozen.retain(|f| !Arc::ptr_eq(f, &part));
+        }
+    }
+
+    /// Compacts what can be compacted, then applies retention.
+    ///
+    /// # Errors
+    ///
+    /// When a block cannot be read, written or deleted; blocks stay consistent.
+    pub async fn maintain(&self) -> Result<MaintenanceReport, EngineError> {
+        let engine = self.engine()?;
+        let _one = engine.lock.lock().await;
+        let mut report = MaintenanceReport::default();
+        let now = now_ns();
+        loop {
+            let snapshot = self.blocks.read().clone();
+            let Some(group) = plan(&snapshot, &engine.opts, now) else {
+                break;
+            };
+            let parents: Vec<String> = group.iter().map(|b| b.meta().ulid.clone()).collect();
+            let level = group
+                .iter()
+                .map(|b| b.meta().compaction.level)
+                .max()
+                .unwrap_or(1)
+                + 1;
+            let started = Instant::now();
+            let page_bytes = engine.opts.page_bytes;
+            let enc = {
+                let group = group.clone();
+                tokio::task::spawn_blocking(move || merge(&group, level, parents, page_bytes))
+                    .await
+                    .map_err(|e| EngineError::Task(e.to_string()))??
+            };
+            let merged = Arc::new(write_block(&engine.store, enc).await?);
+            tracing::info!(
+                block = %merged.meta().ulid,
+                parents = group.len(),
+                spans = merged.meta().spans,
+                traces = merged.meta().traces,
+                took_ms = started.elapsed().as_millis() as u64,
+                "trace blocks compacted"
+            );
+            {
+                let mut blocks = self.blocks.write();
+                blocks.retain(|b| !group.iter().any(|g| Arc::ptr_eq(g, b)));
+                blocks.push(merged);
+                sort_blocks(&mut blocks);
+            }
+            for b in &group {
+                engine.store.delete(&b.meta().ulid).await?;
+            }
+            report.compacted += group.len();
+            report.created += 1;
+        }
+        if !engine.opts.retention.is_zero() {
+            let cutoff = now.saturating_sub(engine.opts.retention.as_nanos() as u64);
+            let expired: Vec<Arc<TraceBlock>> = self
+                .blocks
+                .read()
+                .iter()
+                .filter(|b| b.meta().max_time_ns < cutoff)
+                .cloned()
+                .collect();
+            for b in expired {
+                self.blocks.write().retain(|x| !Arc::ptr_eq(x, &b));
+                engine.store.delete(&b.meta().ulid).await?;
+                tracing::info!(block = %b.meta().ulid, max_time_ns = b.meta().max_time_ns, "trace block dropped by retention");
+                report.dropped += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Returns how many blocks are served and their bytes.
+    pub fn block_stats(&self) -> (usize, u64) {
+        let blocks = self.blocks.read();
+        (blocks.len(), blocks.iter().map(|b| b.meta().bytes).sum())
+    }
+}
+
+fn sort_blocks(blocks: &mut [Arc<TraceBlock>]) {
+    blocks.sort_by(|a, b| {
+        b.meta()
+            .max_time_ns
+            .cmp(&a.meta().max_time_ns)
+            .then_with(|| b.meta().ulid.cmp(&a.meta().ulid))
+    });
+}
+
+/// Picks the next blocks to merge: the blocks of one compaction window (by their earliest
+/// span) once the window is over, or once it holds `max_window_blocks`; oldest ids first,
+/// up to `max_block_spans`.
+fn plan(blocks: &[Arc<TraceBlock>], opts: &BlockOptions, now: u64) -> Option<Vec<Arc<TraceBlock>>> {
+    let window = (opts.compaction_window.as_nanos() as u64).max(1);
+    // A window is over once spans stamped in it can no longer arrive in a head that is
+    // not yet flushed: its end plus twice the head's age.
+    let slack = 2 * opts.max_head_age.as_nanos() as u64;
+    let mut by_window: std::collections::BTreeMap<u64, Vec<Arc<TraceBlock>>> =
+        std::collections::BTreeMap::new();
+    for b in blocks {
+        if b.meta().spans >= opts.max_block_spans {
+            continue;
+        }
+        by_window
+            .entry(b.meta().min_time_ns / window)
+            .or_default()
+            .push(Arc::clone(b));
+    }
+    for (w, mut group) in by_window {
+        if group.len() < 2 {
+            continue;
+        }
+        let over = (w + 1).saturating_mul(window).saturating_add(slack) <= now;
+        if !over && group.len() < opts.max_window_blocks {
+            continue;
+        }
+        group.sort_by(|a, b| a.meta().ulid.cmp(&b.meta().ulid));
+        let mut spans = 0;
+        let mut take = Vec::new();
+        for b in group {
+            if !take.is_empty() && spans + b.meta().spans > opts.max_block_spans {
+                break;
+            }
+            spans += b.meta().spans;
+            take.push(b);
+        }
+        if take.len() >= 2 {
+            return Some(take);
+        }
+    }
+    None
+}
+
+/// One parent's position in a merge: its decoded current page and the next page.
+struct Cursor<'a> {
+    block: &'a TraceBlock,
+    next_page: usize,
+    traces: std::collections::VecDeque<(TraceId, Trace)>,
+}
+
+impl Cursor<'_> {
+    /// Makes sure a trace is at the front, unless the block is exhausted.
+    fn fill(&mut self) -> Result<(), BlockError> {
+        while self.traces.is_empty() && self.next_page < self.block.pages().len() {
+            self.traces = self.block.read_page(self.next_page)?.into();
+            self.next_page += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Merges blocks into one block of `level`: traces in id order, the fragments of one trace
+/// joined (older block first) with duplicate spans dropped.
+fn merge(
+    group: &[Arc<TraceBlock>],
+    level: u32,
+    parents: Vec<String>,
+    page_bytes: u64,
+) -> Result<EncodedBlock, EngineError> {
+    let mut cursors: Vec<Cursor<'_>> = group
+        .iter()
+        .map(|b| Cursor {
+            block: b,
+            next_page: 0,
+            traces: Default::default(),
+        })
+        .collect();
+    // Oldest block first, so a trace's spans keep their arrival order.
+    cursors.sort_by(|a, b| a.block.meta().ulid.cmp(&b.block.meta().ulid));
+    let mut w = BlockWriter::new(page_bytes);
+    loop {
+        for c in &mut cursors {
+            c.fill()?;
+        }
+        let Some(id) = cursors
+            .iter()
+            .filter_map(|c| c.traces.front().map(|(id, _)| *id))
+            .min()
+        else {
+            break;
+        };
+        let mut trace: Option<Trace> = None;
+        for c in &mut cursors {
+            if c.traces.front().is_some_and(|(t, _)| *t == id) {
+                let (_, t) = c.traces.pop_front().expect("front");
+                match &mut trace {
+                    None => trace = Some(t),
+                    Some(acc) => acc.absorb(t),
+                }
+            }
+        }
+        if let Some(t) = trace {
+            w.push(&id, &t);
+        }
+    }
+    Ok(w.finish(new_block_id(), Compaction { level, parents }))
+}
