@@ -103,6 +103,8 @@ pub struct StorageConfig {
     pub wal: WalConfig,
     /// Metrics blocks.
     pub metrics: MetricsStorageConfig,
+    /// Trace blocks.
+    pub traces: TracesStorageConfig,
 }
 
 impl Default for StorageConfig {
@@ -111,7 +113,52 @@ impl Default for StorageConfig {
             path: PathBuf::from("./pharos-data"),
             wal: WalConfig::default(),
             metrics: MetricsStorageConfig::default(),
+            traces: TracesStorageConfig::default(),
         }
+    }
+}
+
+/// `storage.traces`: how the trace head becomes blocks.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracesStorageConfig {
+    /// The head is written out as a block once its first span arrived this long ago
+    /// (Tempo's `max_block_duration`). A Go duration; default `5m`.
+    pub max_block_duration: String,
+    /// ... or once it holds this many bytes of spans (Tempo's `max_block_bytes`); default
+    /// 256 MiB.
+    pub max_block_bytes: u64,
+    /// Blocks are merged within aligned windows of this length (Tempo's
+    /// `compaction_window`); default `1h`.
+    pub compaction_window: String,
+}
+
+impl Default for TracesStorageConfig {
+    fn default() -> Self {
+        TracesStorageConfig {
+            max_block_duration: "5m".into(),
+            max_block_bytes: 256 << 20,
+            compaction_window: "1h".into(),
+        }
+    }
+}
+
+impl TracesStorageConfig {
+    /// Returns `max_block_duration` and `compaction_window`.
+    ///
+    /// # Errors
+    ///
+    /// When either is not a duration of at least one second.
+    pub fn durations(&self) -> Result<(std::time::Duration, std::time::Duration), String> {
+        let parse = |name: &str, v: &str| {
+            components::parse_duration(v)
+                .filter(|d| d.as_secs() >= 1)
+                .ok_or_else(|| format!("{name}: {v:?} is not a duration of at least 1s such as 5m"))
+        };
+        Ok((
+            parse("max_block_duration", &self.max_block_duration)?,
+            parse("compaction_window", &self.compaction_window)?,
+        ))
     }
 }
 
@@ -443,6 +490,13 @@ impl Config {
             .metrics
             .out_of_order_window_ms()
             .map_err(|e| format!("storage.metrics.{e}"))?;
+        self.storage
+            .traces
+            .durations()
+            .map_err(|e| format!("storage.traces.{e}"))?;
+        if self.storage.traces.max_block_bytes == 0 {
+            return Err("storage.traces.max_block_bytes: must be above 0".into());
+        }
         if self.storage.metrics.head_max_samples == 0 {
             return Err("storage.metrics.head_max_samples: must be above 0".into());
         }

@@ -1,22 +1,132 @@
-//! The metrics head's way into blocks, driven from the binary because it needs both the
-//! store and the write-ahead log: freeze the head at a rotation of the log, write the
-//! frozen samples as blocks, then delete the log segments they came from; compact and
-//! apply retention after each flush and once a minute.
+//! A head's way into blocks, driven from the binary because it needs both the store and
+//! the write-ahead log: freeze the head at a rotation of the log, write the frozen data
+//! as blocks, then delete the log segments it came from; compact and apply retention
+//! after each flush and once a minute. One [`Flusher`] per signal with blocks (metrics,
+//! traces); what differs between them is the [`Flushable`] store.
 //!
 //! Metric metadata is not in blocks: before the segments are deleted, the store's whole
 //! metadata map is appended to the log as metadata-only records (a checkpoint, after the
 //! rotation, so in a segment that stays), and replays from there.
 
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, SignalPath};
 use pharos_metrics::MetricsStore;
+use pharos_model::ExportTraceServiceRequest;
 use pharos_model::telemetry::{BlockWriteLabels, SelfMetrics, SignalLabels};
+use pharos_traces::TraceStore;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// One flush or maintenance pass at a time, for the metrics store.
-pub struct Flusher {
+/// What a compaction and retention pass did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Maintained {
+    pub compacted: usize,
+    pub created: usize,
+    pub dropped: usize,
+}
+
+/// A store whose head becomes blocks.
+pub trait Flushable: Send + Sync + 'static {
+    /// The store's log record.
+    type Record: Send + 'static;
+    /// The signal's name in self-metrics and logs.
+    const SIGNAL: &'static str;
+    /// What the head counts (`samples`, `spans`).
+    const UNIT: &'static str;
+    /// The store's path through ingest (its log).
+    fn path(ingest: &Ingest) -> &SignalPath<Self::Record>;
+    fn should_flush(&self) -> bool;
+    /// Moves the head into a frozen part; returns how many items moved.
+    fn freeze(&self) -> u64;
+    /// Writes the frozen parts as blocks; returns how many blocks.
+    fn flush_frozen(&self) -> impl Future<Output = anyhow::Result<usize>> + Send;
+    /// Records to append to the log before the frozen segments go.
+    fn checkpoint(&self) -> Vec<Self::Record> {
+        Vec::new()
+    }
+    fn encode(record: &Self::Record) -> Vec<u8>;
+    fn maintain(&self) -> impl Future<Output = anyhow::Result<Maintained>> + Send;
+    /// Blocks served and their bytes.
+    fn block_stats(&self) -> (usize, u64);
+}
+
+impl Flushable for MetricsStore {
+    type Record = pharos_metrics::store::record::MetricsRecord;
+    const SIGNAL: &'static str = "metrics";
+    const UNIT: &'static str = "samples";
+
+    fn path(ingest: &Ingest) -> &SignalPath<Self::Record> {
+        &ingest.metrics
+    }
+    fn should_flush(&self) -> bool {
+        MetricsStore::should_flush(self)
+    }
+    fn freeze(&self) -> u64 {
+        MetricsStore::freeze(self)
+    }
+    async fn flush_frozen(&self) -> anyhow::Result<usize> {
+        Ok(MetricsStore::flush_frozen(self).await?.blocks)
+    }
+    fn checkpoint(&self) -> Vec<Self::Record> {
+        // The segments about to go may hold metadata the store was fed; it lives on in
+        // this checkpoint. It needs no ticket: applying it would change nothing.
+        self.metadata_checkpoint()
+    }
+    fn encode(record: &Self::Record) -> Vec<u8> {
+        use prost::Message;
+        record.encode_to_vec()
+    }
+    async fn maintain(&self) -> anyhow::Result<Maintained> {
+        let m = MetricsStore::maintain(self).await?;
+        Ok(Maintained {
+            compacted: m.compacted,
+            created: m.created,
+            dropped: m.dropped,
+        })
+    }
+    fn block_stats(&self) -> (usize, u64) {
+        MetricsStore::block_stats(self)
+    }
+}
+
+impl Flushable for TraceStore {
+    type Record = ExportTraceServiceRequest;
+    const SIGNAL: &'static str = "traces";
+    const UNIT: &'static str = "spans";
+
+    fn path(ingest: &Ingest) -> &SignalPath<Self::Record> {
+        &ingest.traces
+    }
+    fn should_flush(&self) -> bool {
+        TraceStore::should_flush(self)
+    }
+    fn freeze(&self) -> u64 {
+        TraceStore::freeze(self)
+    }
+    async fn flush_frozen(&self) -> anyhow::Result<usize> {
+        Ok(TraceStore::flush_frozen(self).await?.blocks)
+    }
+    fn encode(record: &Self::Record) -> Vec<u8> {
+        use prost::Message;
+        record.encode_to_vec()
+    }
+    async fn maintain(&self) -> anyhow::Result<Maintained> {
+        let m = TraceStore::maintain(self).await?;
+        Ok(Maintained {
+            compacted: m.compacted,
+            created: m.created,
+            dropped: m.dropped,
+        })
+    }
+    fn block_stats(&self) -> (usize, u64) {
+        TraceStore::block_stats(self)
+    }
+}
+
+/// One flush or maintenance pass at a time, for one store.
+pub struct Flusher<S: Flushable> {
     ingest: Arc<Ingest>,
-    store: Arc<MetricsStore>,
+    store: Arc<S>,
     metrics: Arc<SelfMetrics>,
     /// The log segment from which on the log is still needed, once the frozen parts are
     /// written; held until then.
@@ -26,15 +136,16 @@ pub struct Flusher {
 /// What one pass did.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    pub frozen_samples: u64,
+    /// Samples or spans frozen.
+    pub frozen: u64,
     pub blocks_written: usize,
     pub wal_bytes_freed: u64,
     pub compacted: usize,
     pub dropped: usize,
 }
 
-impl Flusher {
-    pub fn new(ingest: Arc<Ingest>, store: Arc<MetricsStore>, metrics: Arc<SelfMetrics>) -> Self {
+impl<S: Flushable> Flusher<S> {
+    pub fn new(ingest: Arc<Ingest>, store: Arc<S>, metrics: Arc<SelfMetrics>) -> Self {
         Flusher {
             ingest,
             store,
@@ -45,7 +156,19 @@ impl Flusher {
 
     fn signal() -> SignalLabels {
         SignalLabels {
-            signal: "metrics".into(),
+            signal: S::SIGNAL.into(),
+        }
+    }
+
+    fn count_writes(&self, kind: &str, n: usize) {
+        if n > 0 {
+            self.metrics
+                .block_writes
+                .get_or_create(&BlockWriteLabels {
+                    signal: S::SIGNAL.into(),
+                    kind: kind.into(),
+                })
+                .inc_by(n as u64);
         }
     }
 
@@ -54,77 +177,59 @@ impl Flusher {
     pub async fn run_once(&self, force: bool) -> anyhow::Result<Outcome> {
         let mut pending = self.pending_segment.lock().await;
         let mut out = Outcome::default();
+        let path = S::path(&self.ingest);
         if force || self.store.should_flush() {
             let store = self.store.clone();
-            let (samples, segment) = self
-                .ingest
-                .metrics
-                .at_rotation(move || store.freeze())
-                .await?;
-            out.frozen_samples = samples;
+            let (frozen, segment) = path.at_rotation(move || store.freeze()).await?;
+            out.frozen = frozen;
             *pending = Some(segment);
         }
         let flushed = self.store.flush_frozen().await;
-        let flushed = self.count_failure(flushed)?;
-        out.blocks_written = flushed.blocks;
-        if flushed.blocks > 0 {
-            self.metrics
-                .block_writes
-                .get_or_create(&BlockWriteLabels {
-                    signal: "metrics".into(),
-                    kind: "flush".into(),
-                })
-                .inc_by(flushed.blocks as u64);
-        }
+        out.blocks_written = self.count_failure(flushed)?;
+        self.count_writes("flush", out.blocks_written);
         if let Some(segment) = *pending {
-            // The segments about to go may hold metadata the store was fed; it lives on in
-            // this checkpoint. It needs no ticket: applying it would change nothing.
-            for record in self.store.metadata_checkpoint() {
-                use prost::Message;
-                self.ingest
-                    .metrics
-                    .wal
-                    .append(record.encode_to_vec())
-                    .await?;
+            for record in self.store.checkpoint() {
+                path.wal.append(S::encode(&record)).await?;
             }
             *pending = None;
-            out.wal_bytes_freed = self.ingest.metrics.wal.remove_segments_before(segment)?;
+            out.wal_bytes_freed = path.wal.remove_segments_before(segment)?;
         }
         let maintained = self.store.maintain().await;
         let maintained = self.count_failure(maintained)?;
         out.compacted = maintained.compacted;
         out.dropped = maintained.dropped;
-        if maintained.created > 0 {
-            self.metrics
-                .block_writes
-                .get_or_create(&BlockWriteLabels {
-                    signal: "metrics".into(),
-                    kind: "compaction".into(),
-                })
-                .inc_by(maintained.created as u64);
-        }
+        self.count_writes("compaction", maintained.created);
         self.metrics
             .blocks_dropped
             .get_or_create(&Self::signal())
             .inc_by(maintained.dropped as u64);
         self.update_gauges();
-        if out.frozen_samples > 0 || out.compacted > 0 || out.dropped > 0 {
-            tracing::info!(?out, "metrics blocks written");
+        if out.frozen > 0 || out.compacted > 0 || out.dropped > 0 {
+            tracing::info!(signal = S::SIGNAL, ?out, "blocks written");
         }
         Ok(out)
     }
 
-    fn count_failure<T>(
-        &self,
-        r: Result<T, pharos_metrics::store::EngineError>,
-    ) -> anyhow::Result<T> {
+    /// Says what a pass did, as `/internal/force_flush` answers.
+    pub fn describe(out: &Outcome) -> String {
+        format!(
+            "flushed {} {} into {} blocks; freed {} bytes of log; compacted {} blocks; dropped {}",
+            out.frozen,
+            S::UNIT,
+            out.blocks_written,
+            out.wal_bytes_freed,
+            out.compacted,
+            out.dropped
+        )
+    }
+
+    fn count_failure<T>(&self, r: anyhow::Result<T>) -> anyhow::Result<T> {
         r.inspect_err(|_| {
             self.metrics
                 .block_failures
                 .get_or_create(&Self::signal())
                 .inc();
         })
-        .map_err(Into::into)
     }
 
     /// Sets the block gauges of the self-metrics.
@@ -152,7 +257,7 @@ impl Flusher {
                 continue;
             }
             if let Err(e) = self.run_once(false).await {
-                tracing::error!(error = %format!("{e:#}"), "writing metrics blocks failed; will retry");
+                tracing::error!(signal = S::SIGNAL, error = %format!("{e:#}"), "writing blocks failed; will retry");
             }
         }
     }

@@ -90,6 +90,33 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
             max_bytes_per_trace: config.limits.max_bytes_per_trace,
         },
     ));
+    let (max_head_age, compaction_window) = config
+        .storage
+        .traces
+        .durations()
+        .map_err(anyhow::Error::msg)?;
+    let trace_block_dir = data.join("blocks").join("traces");
+    let opened = trace_store
+        .open_blocks(
+            pharos_storage::BlockStore::local(&trace_block_dir)?,
+            pharos_traces::store::BlockOptions {
+                max_head_age,
+                head_max_bytes: config.storage.traces.max_block_bytes,
+                retention: Duration::from_secs(config.retention.traces_hours.saturating_mul(3600)),
+                compaction_window,
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("opening the trace blocks in {}", trace_block_dir.display()))?;
+    tracing::info!(
+        blocks = opened.blocks,
+        spans = opened.spans,
+        incomplete_removed = opened.incomplete_removed,
+        parents_removed = opened.parents_removed,
+        unreadable = opened.unreadable.len(),
+        "trace blocks loaded"
+    );
     let log_store = Arc::new(pharos_logs::LogStore::new());
 
     let wal_options = |signal: Signal| {
@@ -181,6 +208,13 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
     ));
     flusher.update_gauges();
     let flush_loop = tokio::spawn(flusher.clone().run());
+    let trace_flusher = Arc::new(crate::blocks::Flusher::new(
+        ingest.clone(),
+        trace_store.clone(),
+        self_metrics.clone(),
+    ));
+    trace_flusher.update_gauges();
+    let trace_flush_loop = tokio::spawn(trace_flusher.clone().run());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shutting_down = Arc::new(AtomicBool::new(false));
@@ -271,6 +305,7 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
             ingest: ingest.clone(),
             shutting_down: shutting_down.clone(),
             flusher: flusher.clone(),
+            trace_flusher: trace_flusher.clone(),
             metrics_store: metrics_store.clone(),
             trace_store: trace_store.clone(),
         });
@@ -350,6 +385,11 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
     let _ = flush_loop.await;
     if let Err(e) = flusher.run_once(true).await {
         tracing::error!(error = %format!("{e:#}"), "writing the metrics head to blocks failed; the log keeps it");
+    }
+    trace_flush_loop.abort();
+    let _ = trace_flush_loop.await;
+    if let Err(e) = trace_flusher.run_once(true).await {
+        tracing::error!(error = %format!("{e:#}"), "writing the trace head to blocks failed; the log keeps it");
     }
     ingest.close().await;
     tracing::info!("write-ahead logs flushed; bye");
@@ -446,7 +486,8 @@ struct Own {
     metrics: Arc<SelfMetrics>,
     ingest: Arc<Ingest>,
     shutting_down: Arc<AtomicBool>,
-    flusher: Arc<crate::blocks::Flusher>,
+    flusher: Arc<crate::blocks::Flusher<pharos_metrics::MetricsStore>>,
+    trace_flusher: Arc<crate::blocks::Flusher<pharos_traces::TraceStore>>,
     metrics_store: Arc<pharos_metrics::MetricsStore>,
     trace_store: Arc<pharos_traces::TraceStore>,
 }
@@ -460,15 +501,21 @@ fn sync_counter(c: &prometheus_client::metrics::counter::Counter, total: u64) {
     }
 }
 
-/// `/internal/force_flush` (VictoriaMetrics' name): writes the metrics head to blocks now,
-/// then compacts and applies retention.
+/// `/internal/force_flush` (VictoriaMetrics' name): writes the metrics head, then the trace
+/// head, to blocks now, then compacts and applies retention; one line per signal.
 async fn force_flush(State(own): State<Own>) -> Response {
-    match own.flusher.run_once(true).await {
-        Ok(o) => format!(
-            "flushed {} samples into {} blocks; freed {} bytes of log; compacted {} blocks; dropped {}\n",
-            o.frozen_samples, o.blocks_written, o.wal_bytes_freed, o.compacted, o.dropped
-        )
-        .into_response(),
+    use crate::blocks::Flusher;
+    let result = async {
+        let metrics = own.flusher.run_once(true).await?;
+        let traces = own.trace_flusher.run_once(true).await?;
+        anyhow::Ok(format!(
+            "{}\n{}\n",
+            Flusher::<pharos_metrics::MetricsStore>::describe(&metrics),
+            Flusher::<pharos_traces::TraceStore>::describe(&traces)
+        ))
+    };
+    match result.await {
+        Ok(said) => said.into_response(),
         Err(e) => (
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             format!("flush failed: {e:#}\n"),

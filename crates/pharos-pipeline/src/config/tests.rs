@@ -142,3 +142,23 @@ fn trace_limits_default_like_tempo_and_parse() {
     let e = err("limits:\n  max_span_per_trace: 10\n");
     assert!(e.contains("max_span_per_trace"), "{e}");
 }
+
+#[test]
+fn trace_storage_defaults_like_tempo_and_checks_durations() {
+    let d = Config::default().storage.traces;
+    assert_eq!(
+        d.durations().unwrap(),
+        (
+            std::time::Duration::from_secs(300),
+            std::time::Duration::from_secs(3600)
+        )
+    );
+    assert_eq!(d.max_block_bytes, 256 << 20);
+    let c = parse("storage:\n  traces:\n    max_block_duration: 30s\n    compaction_window: 2h\n    max_block_bytes: 1000\n").unwrap();
+    assert_eq!(c.storage.traces.durations().unwrap().0.as_secs(), 30);
+    assert_eq!(c.storage.traces.max_block_bytes, 1000);
+    let e = err("storage:\n  traces:\n    max_block_duration: soon\n");
+    assert!(e.contains("storage.traces.max_block_duration"), "{e}");
+    let e = err("storage:\n  traces:\n    max_block_bytes: 0\n");
+    assert!(e.contains("storage.traces.max_block_bytes"), "{e}");
+}

@@ -1022,7 +1022,6 @@ fn decode_page(page: PageProto) -> Result<Vec<(TraceId, Trace)>, String> {
             let scope = scopes
                 .get(page.scope[k] as usize)
                 .ok_or("scope reference out of range")?;
-            trace.bytes += span.encoded_len() as u64;
             trace.start_ns = trace.start_ns.min(span.start_time_unix_nano);
             trace.end_ns = trace
                 .end_ns
@@ -1045,6 +1044,11 @@ fn decode_page(page: PageProto) -> Result<Vec<(TraceId, Trace)>, String> {
             };
             trace.spans[i].span.parent_span_id = parent;
         }
+        trace.bytes = trace
+            .spans
+            .iter()
+            .map(|s| s.span.encoded_len() as u64)
+            .sum();
         out.push((id, trace));
     }
     if ded_at != ded || odd.next().is_some() {

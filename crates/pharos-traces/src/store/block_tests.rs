@@ -259,7 +259,7 @@ fn answers(store: &TraceStore, ids: &[TraceId]) -> Answers {
         traceql,
         dependencies: store.dependencies(0, u64::MAX),
         tag_names: format!("{:?}", store.tag_names(&TagScope::ALL, None).0),
-        tag_values: format!("{:?}", store.tag_values(&tag, None).0),
+        tag_values: format!("{:?}", store.tag_values(&tag, None)),
     }
 }
 
