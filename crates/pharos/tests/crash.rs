@@ -18,7 +18,15 @@ use prost::Message;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-const BASE_NS: u64 = 1_700_000_000_000_000_000;
+/// An hour ago, in unix nanoseconds: recent, so the flush at shutdown writes blocks that
+/// retention keeps.
+static BASE_NS: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        - 3_600_000_000_000
+});
 
 fn trace_id(i: u32) -> Vec<u8> {
     let mut id = vec![0xc0; 16];
@@ -35,8 +43,8 @@ fn traces(i: u32) -> ExportTraceServiceRequest {
                         trace_id: trace_id(i),
                         span_id: vec![k + 1; 8],
                         name: format!("op-{i}-{k}"),
-                        start_time_unix_nano: BASE_NS + u64::from(i) * 1000,
-                        end_time_unix_nano: BASE_NS + u64::from(i) * 1000 + 500,
+                        start_time_unix_nano: *BASE_NS + u64::from(i) * 1000,
+                        end_time_unix_nano: *BASE_NS + u64::from(i) * 1000 + 500,
                         ..Default::default()
                     })
                     .collect(),
@@ -52,7 +60,7 @@ fn logs(i: u32) -> ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             scope_logs: vec![ScopeLogs {
                 log_records: vec![LogRecord {
-                    time_unix_nano: BASE_NS + u64::from(i) * 1_000_000,
+                    time_unix_nano: *BASE_NS + u64::from(i) * 1_000_000,
                     body: Some(AnyValue {
                         value: Some(Value::StringValue(format!("crash-line-{i}"))),
                     }),
@@ -80,7 +88,7 @@ fn metrics(i: u32) -> ExportMetricsServiceRequest {
                                 }),
                                 ..Default::default()
                             }],
-                            time_unix_nano: BASE_NS,
+                            time_unix_nano: *BASE_NS,
                             value: Some(number_data_point::Value::AsDouble(f64::from(i))),
                             ..Default::default()
                         }],
@@ -179,6 +187,9 @@ async fn assert_all_present(p: &Pharos, acked: &Acked) {
             .len();
         assert_eq!(spans, 5, "trace {i}");
     }
+    let base_s = *BASE_NS / 1_000_000_000;
+    let (log_start, log_end) = ((base_s - 1).to_string(), (base_s + 1000).to_string());
+    let (series_start, series_end) = ((base_s - 1000).to_string(), (base_s + 100).to_string());
     let found = get_json_q(
         &p.q("/loki/api/v1/query_range"),
         &[
@@ -187,8 +198,8 @@ async fn assert_all_present(p: &Pharos, acked: &Acked) {
                 r#"{service_name="unknown_service"} |= "crash-line-""#,
             ),
             ("limit", "5000"),
-            ("start", "1699999999"),
-            ("end", "1700001000"),
+            ("start", &log_start),
+            ("end", &log_end),
         ],
     )
     .await;
@@ -209,8 +220,8 @@ async fn assert_all_present(p: &Pharos, acked: &Acked) {
         &p.q("/api/v1/series"),
         &[
             ("match[]", "crash_gauge"),
-            ("start", "1699999000"),
-            ("end", "1700000100"),
+            ("start", &series_start),
+            ("end", &series_end),
         ],
     )
     .await;
