@@ -185,6 +185,12 @@ pub trait Store<R>: Send + Sync + 'static {
     /// Applies an accepted, already durable request to the in-memory head.
     fn apply(&self, req: &R);
 
+    /// [`Store::apply`] for a request the caller is done with: a store that keeps parts
+    /// of it may move them instead of copying. Must leave the head as `apply` would.
+    fn apply_owned(&self, req: R) {
+        self.apply(&req);
+    }
+
     /// Returns an estimate of the head's memory use, in bytes, for the memory limiter.
     fn approx_bytes(&self) -> u64;
 }

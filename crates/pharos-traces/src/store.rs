@@ -131,6 +131,9 @@ struct Inner {
     bytes: u64,
     /// When the head's oldest span arrived (since the last freeze).
     since: Option<std::time::Instant>,
+    /// Hashes (xxh3 of service, name and kind) of the operations already in `services`,
+    /// so a span of a known operation copies no string.
+    operations_seen: std::collections::HashSet<u64>,
 }
 
 #[derive(Clone)]
@@ -467,24 +470,29 @@ impl Store<ExportTraceServiceRequest> for TraceStore {
     }
 
     fn apply(&self, req: &ExportTraceServiceRequest) {
+        self.apply_owned(req.clone());
+    }
+
+    fn apply_owned(&self, req: ExportTraceServiceRequest) {
         let mut inner = self.inner.write();
-        for rs in &req.resource_spans {
+        let inner = &mut *inner;
+        for rs in req.resource_spans {
             let service = service_of(rs.resource.as_ref());
-            let resource = Arc::new(ResourceInfo {
-                resource: rs.resource.clone(),
-                schema_url: rs.schema_url.clone(),
-                service: service.clone(),
-            });
             inner.bytes += rs.resource.as_ref().map_or(0, |r| r.encoded_len() as u64);
-            for ss in &rs.scope_spans {
+            let resource = Arc::new(ResourceInfo {
+                resource: rs.resource,
+                schema_url: rs.schema_url,
+                service,
+            });
+            for ss in rs.scope_spans {
                 let scope = Arc::new(ScopeInfo {
-                    scope: ss.scope.clone(),
-                    schema_url: ss.schema_url.clone(),
+                    scope: ss.scope,
+                    schema_url: ss.schema_url,
                 });
-                for span in &ss.spans {
+                for span in ss.spans {
                     // Sanitize removed these before the WAL; a replayed old record may
                     // still hold one, and skipping it keeps replay equal to ingest.
-                    let Some(id) = trace_id_of(span) else {
+                    let Some(id) = trace_id_of(&span) else {
                         continue;
                     };
                     let len = span.encoded_len() as u64;
@@ -498,14 +506,21 @@ impl Store<ExportTraceServiceRequest> for TraceStore {
                     }
                     inner.bytes += len + 64;
                     inner.since.get_or_insert_with(std::time::Instant::now);
-                    inner
-                        .services
-                        .entry(service.clone())
-                        .or_default()
-                        .insert(Operation {
-                            name: span.name.clone(),
-                            kind: span.kind,
-                        });
+                    let mut h = xxhash_rust::xxh3::Xxh3::new();
+                    h.update(resource.service.as_bytes());
+                    h.update(&[0]);
+                    h.update(span.name.as_bytes());
+                    h.update(&span.kind.to_le_bytes());
+                    if inner.operations_seen.insert(h.digest()) {
+                        inner
+                            .services
+                            .entry(resource.service.clone())
+                            .or_default()
+                            .insert(Operation {
+                                name: span.name.clone(),
+                                kind: span.kind,
+                            });
+                    }
                     let trace = inner.traces.entry(id).or_insert_with(|| Trace {
                         spans: Vec::new(),
                         bytes: 0,
@@ -520,7 +535,7 @@ impl Store<ExportTraceServiceRequest> for TraceStore {
                     trace.spans.push(StoredSpan {
                         resource: Arc::clone(&resource),
                         scope: Arc::clone(&scope),
-                        span: span.clone(),
+                        span,
                     });
                 }
             }

@@ -56,6 +56,14 @@ impl Store<ExportTraceServiceRequest> for ObservedStore {
         }
     }
 
+    fn apply_owned(&self, req: ExportTraceServiceRequest) {
+        // Observed first: the store moves the spans out.
+        if self.live.load(Ordering::Acquire) {
+            self.connectors.observe(&req);
+        }
+        self.inner.apply_owned(req);
+    }
+
     fn approx_bytes(&self) -> u64 {
         self.inner.approx_bytes()
     }

@@ -197,7 +197,7 @@ impl Ingest {
             let _ = rx.wait_for(|t| *t == ticket).await;
             let _advance = TurnGuard(turn);
             if written.is_ok() {
-                store.apply(&req);
+                store.apply_owned(req);
             }
             written
         });
@@ -257,7 +257,7 @@ where
     let started = std::time::Instant::now();
     let mut undecodable = 0u64;
     let (wal, report) = Wal::open(dir, opts, |record| match R::decode(record) {
-        Ok(req) => store.apply(&req),
+        Ok(req) => store.apply_owned(req),
         Err(_) => undecodable += 1,
     })
     .map_err(|e| {

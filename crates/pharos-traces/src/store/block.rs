@@ -288,6 +288,8 @@ pub struct BlockWriter {
     services: BTreeSet<String>,
     names: BTreeSet<String>,
     operations: BTreeSet<(String, String, i32)>,
+    /// Hashes of the operations already in `operations`.
+    seen_operations: std::collections::HashSet<u64>,
     page: PageBuilder,
     page_bytes: u64,
     ids: Vec<TraceId>,
@@ -312,6 +314,16 @@ struct PageBuilder {
     services: BTreeSet<String>,
     names: BTreeSet<String>,
     pairs: BTreeSet<(String, String)>,
+    /// Resource and scope handles by address, and the handles themselves so no address is
+    /// freed and reused while the page is built.
+    resource_ptrs: HashMap<usize, u32>,
+    scope_ptrs: HashMap<usize, u32>,
+    held: Vec<Held>,
+}
+
+enum Held {
+    Resource(#[allow(dead_code)] Arc<ResourceInfo>),
+    Scope(#[allow(dead_code)] Arc<ScopeInfo>),
 }
 
 impl PageBuilder {
@@ -354,42 +366,59 @@ impl PageBuilder {
             self.proto.base_ns = base;
         }
         self.proto.trace_start.push(trace.start_ns - base);
-        let position: HashMap<&[u8], usize> = trace
-            .spans
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.span.span_id.as_slice(), i))
-            .collect();
+        self.bytes += trace.bytes;
+        let position = Positions::new(trace);
         for s in &trace.spans {
             self.push_span(s, trace.start_ns, &position);
         }
     }
 
-    fn push_span(&mut self, s: &StoredSpan, trace_start: u64, position: &HashMap<&[u8], usize>) {
+    fn push_span(&mut self, s: &StoredSpan, trace_start: u64, position: &Positions<'_>) {
         let span = &s.span;
-        let resource = ResourceSpans {
-            resource: s.resource.resource.clone(),
-            schema_url: s.resource.schema_url.clone(),
-            scope_spans: Vec::new(),
-        }
-        .encode_to_vec();
-        let next = self.resources.len() as u32;
-        let r = *self.resources.entry(resource.clone()).or_insert_with(|| {
-            self.proto.resources.push(resource);
-            next
-        });
+        // Spans of one request share their resource and scope handles: look those up by
+        // address, and encode (to dedupe equal ones from other requests) only once each.
+        let r = match self.resource_ptrs.get(&(Arc::as_ptr(&s.resource) as usize)) {
+            Some(&r) => r,
+            None => {
+                let resource = ResourceSpans {
+                    resource: s.resource.resource.clone(),
+                    schema_url: s.resource.schema_url.clone(),
+                    scope_spans: Vec::new(),
+                }
+                .encode_to_vec();
+                let next = self.resources.len() as u32;
+                let r = *self.resources.entry(resource.clone()).or_insert_with(|| {
+                    self.proto.resources.push(resource);
+                    next
+                });
+                self.resource_ptrs
+                    .insert(Arc::as_ptr(&s.resource) as usize, r);
+                // The handle stays alive while the page is built (the caller holds the
+                // trace), so its address is not reused in between.
+                self.held.push(Held::Resource(Arc::clone(&s.resource)));
+                r
+            }
+        };
         self.proto.resource.push(r);
-        let scope = ScopeSpans {
-            scope: s.scope.scope.clone(),
-            schema_url: s.scope.schema_url.clone(),
-            spans: Vec::new(),
-        }
-        .encode_to_vec();
-        let next = self.scopes.len() as u32;
-        let sc = *self.scopes.entry(scope.clone()).or_insert_with(|| {
-            self.proto.scopes.push(scope);
-            next
-        });
+        let sc = match self.scope_ptrs.get(&(Arc::as_ptr(&s.scope) as usize)) {
+            Some(&sc) => sc,
+            None => {
+                let scope = ScopeSpans {
+                    scope: s.scope.scope.clone(),
+                    schema_url: s.scope.schema_url.clone(),
+                    spans: Vec::new(),
+                }
+                .encode_to_vec();
+                let next = self.scopes.len() as u32;
+                let sc = *self.scopes.entry(scope.clone()).or_insert_with(|| {
+                    self.proto.scopes.push(scope);
+                    next
+                });
+                self.scope_ptrs.insert(Arc::as_ptr(&s.scope) as usize, sc);
+                self.held.push(Held::Scope(Arc::clone(&s.scope)));
+                sc
+            }
+        };
         self.proto.scope.push(sc);
 
         if span.span_id.len() == 8 {
@@ -402,7 +431,7 @@ impl PageBuilder {
         }
         let parent = if span.parent_span_id.is_empty() {
             0
-        } else if let Some(&i) = position.get(span.parent_span_id.as_slice()) {
+        } else if let Some(i) = position.get(span.parent_span_id.as_slice()) {
             i as i32 + 1
         } else {
             self.proto.foreign_parents.push(span.parent_span_id.clone());
@@ -438,8 +467,12 @@ impl PageBuilder {
         };
         info.kinds |= bit(span.kind, 5);
         info.statuses |= bit(code, 2);
-        self.services.insert(s.resource.service.clone());
-        self.names.insert(span.name.clone());
+        if !self.services.contains(s.resource.service.as_str()) {
+            self.services.insert(s.resource.service.clone());
+        }
+        if !self.names.contains(span.name.as_str()) {
+            self.names.insert(span.name.clone());
+        }
 
         let mut rest = Span {
             trace_id: Vec::new(),
@@ -472,8 +505,37 @@ impl PageBuilder {
             }
         }
         self.proto.rest.push(rest.encode_to_vec());
-        self.bytes += span.encoded_len() as u64;
         self.span_count += 1;
+    }
+}
+
+/// Where each span id of a trace is: a scan for small traces, a map for large ones.
+enum Positions<'a> {
+    Scan(&'a [StoredSpan]),
+    Map(HashMap<&'a [u8], usize>),
+}
+
+impl<'a> Positions<'a> {
+    fn new(trace: &'a Trace) -> Self {
+        if trace.spans.len() <= 32 {
+            Positions::Scan(&trace.spans)
+        } else {
+            Positions::Map(
+                trace
+                    .spans
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (s.span.span_id.as_slice(), i))
+                    .collect(),
+            )
+        }
+    }
+
+    fn get(&self, id: &[u8]) -> Option<usize> {
+        match self {
+            Positions::Scan(spans) => spans.iter().position(|s| s.span.span_id == id),
+            Positions::Map(m) => m.get(id).copied(),
+        }
     }
 }
 
@@ -498,6 +560,7 @@ impl BlockWriter {
             services: BTreeSet::new(),
             names: BTreeSet::new(),
             operations: BTreeSet::new(),
+            seen_operations: Default::default(),
             page: PageBuilder::default(),
             page_bytes: page_bytes.max(1),
             ids: Vec::new(),
@@ -525,8 +588,19 @@ impl BlockWriter {
         self.max_ns = self.max_ns.max(trace.end_ns);
         self.spans += trace.spans.len() as u64;
         for s in &trace.spans {
-            self.operations
-                .insert((s.resource.service.clone(), s.span.name.clone(), s.span.kind));
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(s.resource.service.as_bytes());
+            h.update(&[0]);
+            h.update(s.span.name.as_bytes());
+            h.update(&s.span.kind.to_le_bytes());
+            let key = h.digest();
+            if self.seen_operations.insert(key) {
+                self.operations.insert((
+                    s.resource.service.clone(),
+                    s.span.name.clone(),
+                    s.span.kind,
+                ));
+            }
         }
         self.page.push(id, trace);
         if self.page.bytes >= self.page_bytes {

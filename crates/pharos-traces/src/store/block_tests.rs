@@ -180,6 +180,19 @@ fn apply_all(store: &TraceStore, reqs: &[ExportTraceServiceRequest]) {
     }
 }
 
+/// A TraceQL search with Tempo's defaults: no window, 20 traces, 3 spans per spanset.
+fn tql(q: &str) -> TraceqlSearch {
+    TraceqlSearch {
+        query: traceql::parse(q).unwrap(),
+        start_ns: None,
+        end_ns: None,
+        min_duration_ns: None,
+        max_duration_ns: None,
+        limit: 20,
+        spans_per_spanset: 3,
+    }
+}
+
 /// Everything the query side answers, as comparable values.
 #[derive(Debug, PartialEq)]
 struct Answers {
@@ -232,15 +245,7 @@ fn answers(store: &TraceStore, ids: &[TraceId]) -> Answers {
     let traceql = QUERIES
         .iter()
         .map(|q| {
-            let search = TraceqlSearch {
-                query: traceql::parse(q).unwrap(),
-                start_ns: None,
-                end_ns: None,
-                min_duration_ns: None,
-                max_duration_ns: None,
-                limit: 20,
-                spans_per_spanset: 3,
-            };
+            let search = tql(q);
             store.search_traceql(&search).0
         })
         .collect();
@@ -471,28 +476,12 @@ fn pages_are_pruned_by_their_summaries() {
         "{ duration > 10s } || { kind = unspecified }",
         r#"{ name = "cart op1" } && { status = error && span.rpc.method = "Refund" }"#,
     ] {
-        let search = TraceqlSearch {
-            query: traceql::parse(q).unwrap(),
-            start_ns: None,
-            end_ns: None,
-            min_duration_ns: None,
-            max_duration_ns: None,
-            limit: 20,
-            spans_per_spanset: 3,
-        };
+        let search = tql(q);
         assert!(store.search_traceql(&search).0.is_empty(), "{q}");
         assert_eq!(read(), before, "{q}: pages read");
     }
     // A query the summaries cannot rule out reads pages.
-    let search = TraceqlSearch {
-        query: traceql::parse(r#"{ span.rpc.method = "Charge" }"#).unwrap(),
-        start_ns: None,
-        end_ns: None,
-        min_duration_ns: None,
-        max_duration_ns: None,
-        limit: 20,
-        spans_per_spanset: 3,
-    };
+    let search = tql(r#"{ span.rpc.method = "Charge" }"#);
     assert!(!store.search_traceql(&search).0.is_empty());
     assert!(read() > before);
     let before = read();
