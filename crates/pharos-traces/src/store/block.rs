@@ -497,7 +497,7 @@ impl PageBuilder {
                     self.proto.ded_pos.push(pos as u32);
                     self.proto.ded_key.push(key);
                     self.proto.ded_value.push(value_idx);
-                    if self.pairs.len() <= MAX_SUMMARY_PAIRS {
+                    if is_dedicated_key(&kv.key) && self.pairs.len() <= MAX_SUMMARY_PAIRS {
                         self.pairs.insert((kv.key.clone(), value.to_string()));
                     }
                 }
@@ -539,12 +539,9 @@ impl<'a> Positions<'a> {
     }
 }
 
-/// A span attribute that goes to the dedicated columns: an `http.*`, `db.*` or `rpc.*` key
-/// with a string value.
+/// A span attribute that goes to the attribute columns: any with a string value. (Page
+/// summaries list the pairs of the `http.*`, `db.*` and `rpc.*` ones.)
 fn dedicated_value(kv: &KeyValue) -> Option<&str> {
-    if !is_dedicated_key(&kv.key) {
-        return None;
-    }
     match kv.value.as_ref()?.value.as_ref()? {
         any_value::Value::StringValue(s) => Some(s),
         _ => None,
@@ -953,6 +950,20 @@ impl TraceBlock {
     ///
     /// When the page is corrupt.
     pub fn read_page(&self, i: usize) -> Result<Vec<(TraceId, Trace)>, BlockError> {
+        self.read_page_where(i, &mut |_, _| true)
+    }
+
+    /// Decodes page `i`, and rebuilds only the traces for which `keep` (given the page's
+    /// columns and a trace's index) holds.
+    ///
+    /// # Errors
+    ///
+    /// When the page is corrupt.
+    pub(crate) fn read_page_where(
+        &self,
+        i: usize,
+        keep: &mut dyn FnMut(&PageRows, usize) -> bool,
+    ) -> Result<Vec<(TraceId, Trace)>, BlockError> {
         let id = self.meta.ulid.as_str();
         let p = &self.pages[i];
         self.pages_read
@@ -965,168 +976,269 @@ impl TraceBlock {
         let raw = decompress(id, "page", compressed)?;
         let page =
             PageProto::decode(raw.as_slice()).map_err(|e| corrupt(id, format!("page {i}: {e}")))?;
-        decode_page(page).map_err(|what| corrupt(id, format!("page {i}: {what}")))
+        let rows = PageRows::new(page).map_err(|what| corrupt(id, format!("page {i}: {what}")))?;
+        (0..rows.traces())
+            .filter(|&t| keep(&rows, t))
+            .map(|t| rows.trace(t))
+            .collect::<Result<_, _>>()
+            .map_err(|what| corrupt(id, format!("page {i}: {what}")))
     }
 }
 
-fn decode_page(page: PageProto) -> Result<Vec<(TraceId, Trace)>, String> {
-    let n = page.trace_spans.len();
-    if page.trace_ids.len() != n * 16 || page.trace_start.len() != n {
-        return Err("trace columns disagree".into());
-    }
-    let spans: usize = page.trace_spans.iter().map(|&c| c as usize).sum();
-    for (what, len) in [
-        ("resource", page.resource.len()),
-        ("scope", page.scope.len()),
-        ("parent", page.parent.len()),
-        ("start", page.start.len()),
-        ("duration", page.duration.len()),
-        ("name", page.name.len()),
-        ("kind", page.kind.len()),
-        ("status", page.status.len()),
-        ("rest", page.rest.len()),
-    ] {
-        if len != spans {
-            return Err(format!("column {what} has {len} entries for {spans} spans"));
+/// A decoded page's columns, checked, with random access to traces and to the columns
+/// of their spans: a search tests the columns first and rebuilds only the traces that
+/// pass ([`TraceBlock::read_page_where`]).
+pub(crate) struct PageRows {
+    page: PageProto,
+    resources: Vec<Arc<ResourceInfo>>,
+    scopes: Vec<Arc<ScopeInfo>>,
+    /// Trace t's spans are `first_span[t]..first_span[t + 1]`.
+    first_span: Vec<usize>,
+    /// Span k's column attributes are `first_attr[k]..first_attr[k + 1]`.
+    first_attr: Vec<usize>,
+    /// How many spans before span k have a foreign parent.
+    foreign_before: Vec<u32>,
+}
+
+impl PageRows {
+    fn new(page: PageProto) -> Result<PageRows, String> {
+        let n = page.trace_spans.len();
+        if page.trace_ids.len() != n * 16 || page.trace_start.len() != n {
+            return Err("trace columns disagree".into());
         }
-    }
-    let ded = page.ded_span.len();
-    if page.ded_pos.len() != ded || page.ded_key.len() != ded || page.ded_value.len() != ded {
-        return Err("dedicated columns disagree".into());
-    }
-    let string = |i: u32| {
-        page.strings
-            .get(i as usize)
-            .ok_or_else(|| "string reference out of range".to_string())
-    };
-    let resources = page
-        .resources
-        .iter()
-        .map(|b| {
-            let rs = ResourceSpans::decode(b.as_slice()).map_err(|e| format!("resource: {e}"))?;
-            let service = service_of(rs.resource.as_ref());
-            Ok(Arc::new(ResourceInfo {
-                resource: rs.resource,
-                schema_url: rs.schema_url,
-                service,
-            }))
+        let mut first_span = Vec::with_capacity(n + 1);
+        first_span.push(0usize);
+        for &c in &page.trace_spans {
+            first_span.push(first_span.last().expect("pushed") + c as usize);
+        }
+        let spans = *first_span.last().expect("pushed");
+        for (what, len) in [
+            ("resource", page.resource.len()),
+            ("scope", page.scope.len()),
+            ("parent", page.parent.len()),
+            ("start", page.start.len()),
+            ("duration", page.duration.len()),
+            ("name", page.name.len()),
+            ("kind", page.kind.len()),
+            ("status", page.status.len()),
+            ("rest", page.rest.len()),
+        ] {
+            if len != spans {
+                return Err(format!("column {what} has {len} entries for {spans} spans"));
+            }
+        }
+        let ded = page.ded_span.len();
+        if page.ded_pos.len() != ded || page.ded_key.len() != ded || page.ded_value.len() != ded {
+            return Err("attribute columns disagree".into());
+        }
+        if page.span_ids.len() != spans * 8
+            || page.odd_span_at.len() != page.odd_span_ids.len()
+            || page.odd_span_at.windows(2).any(|w| w[0] >= w[1])
+            || page
+                .odd_span_at
+                .last()
+                .is_some_and(|&k| k as usize >= spans)
+        {
+            return Err("span id columns disagree".into());
+        }
+        let strings = page.strings.len() as u32;
+        if page
+            .name
+            .iter()
+            .chain(&page.ded_key)
+            .chain(&page.ded_value)
+            .any(|&i| i >= strings)
+        {
+            return Err("string reference out of range".into());
+        }
+        if page
+            .resource
+            .iter()
+            .any(|&r| r as usize >= page.resources.len())
+            || page.scope.iter().any(|&r| r as usize >= page.scopes.len())
+        {
+            return Err("resource or scope reference out of range".into());
+        }
+        // `ded_span` holds the deltas between the page numbers of the spans that have
+        // column attributes (0 for a span's second and later ones).
+        let mut first_attr = vec![0usize; spans + 1];
+        let mut at = 0u64;
+        let mut counts = vec![0usize; spans];
+        for &d in &page.ded_span {
+            at += u64::from(d);
+            let k = usize::try_from(at).ok().filter(|&k| k < spans);
+            let k = k.ok_or("attribute span out of range")?;
+            counts[k] += 1;
+        }
+        for k in 0..spans {
+            first_attr[k + 1] = first_attr[k] + counts[k];
+        }
+        let mut foreign_before = Vec::with_capacity(spans);
+        let mut foreign = 0u32;
+        for (k, &p) in page.parent.iter().enumerate() {
+            foreign_before.push(foreign);
+            let t = first_span.partition_point(|&f| f <= k) - 1;
+            let count = page.trace_spans[t] as i32;
+            match p {
+                -1 => foreign += 1,
+                p if (0..=count).contains(&p) => {}
+                _ => return Err("parent reference out of range".into()),
+            }
+        }
+        if foreign as usize != page.foreign_parents.len() {
+            return Err("foreign parents disagree".into());
+        }
+        let resources = page
+            .resources
+            .iter()
+            .map(|b| {
+                let rs =
+                    ResourceSpans::decode(b.as_slice()).map_err(|e| format!("resource: {e}"))?;
+                let service = service_of(rs.resource.as_ref());
+                Ok(Arc::new(ResourceInfo {
+                    resource: rs.resource,
+                    schema_url: rs.schema_url,
+                    service,
+                }))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let scopes = page
+            .scopes
+            .iter()
+            .map(|b| {
+                let ss = ScopeSpans::decode(b.as_slice()).map_err(|e| format!("scope: {e}"))?;
+                Ok(Arc::new(ScopeInfo {
+                    scope: ss.scope,
+                    schema_url: ss.schema_url,
+                }))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(PageRows {
+            page,
+            resources,
+            scopes,
+            first_span,
+            first_attr,
+            foreign_before,
         })
-        .collect::<Result<Vec<_>, String>>()?;
-    let scopes = page
-        .scopes
-        .iter()
-        .map(|b| {
-            let ss = ScopeSpans::decode(b.as_slice()).map_err(|e| format!("scope: {e}"))?;
-            Ok(Arc::new(ScopeInfo {
-                scope: ss.scope,
-                schema_url: ss.schema_url,
-            }))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    // Dedicated attributes, grouped by span.
-    let mut ded_at = 0usize;
-    let mut ded_span = 0u64;
-    let span_ids = page.span_ids.as_slice();
-    if span_ids.len() != spans * 8 || page.odd_span_at.len() != page.odd_span_ids.len() {
-        return Err("span id columns disagree".into());
     }
-    let mut odd = page.odd_span_at.iter().zip(&page.odd_span_ids).peekable();
-    let mut foreign = page.foreign_parents.into_iter();
-    let mut rest = page.rest.into_iter();
-    let mut out = Vec::with_capacity(n);
-    let mut k = 0usize;
-    for t in 0..n {
+
+    /// Returns how many traces the page holds.
+    pub(crate) fn traces(&self) -> usize {
+        self.first_span.len() - 1
+    }
+
+    /// Returns trace t's span numbers.
+    pub(crate) fn spans(&self, t: usize) -> std::ops::Range<usize> {
+        self.first_span[t]..self.first_span[t + 1]
+    }
+
+    pub(crate) fn service(&self, k: usize) -> &str {
+        &self.resources[self.page.resource[k] as usize].service
+    }
+
+    pub(crate) fn name(&self, k: usize) -> &str {
+        &self.page.strings[self.page.name[k] as usize]
+    }
+
+    pub(crate) fn kind(&self, k: usize) -> i32 {
+        self.page.kind[k]
+    }
+
+    pub(crate) fn status(&self, k: usize) -> i32 {
+        self.page.status[k]
+    }
+
+    /// The span's duration as the columns hold it (0 for a span that ends before it
+    /// starts).
+    pub(crate) fn duration(&self, k: usize) -> u64 {
+        self.page.duration[k]
+    }
+
+    pub(crate) fn start(&self, t: usize, k: usize) -> u64 {
+        self.page
+            .base_ns
+            .saturating_add(self.page.trace_start[t])
+            .saturating_add(self.page.start[k])
+    }
+
+    /// Returns the value of the string span attribute `key` of span k, if it is one the
+    /// columns hold (a string value).
+    pub(crate) fn attr(&self, k: usize, key: &str) -> Option<&str> {
+        (self.first_attr[k]..self.first_attr[k + 1])
+            .find(|&a| self.page.strings[self.page.ded_key[a] as usize] == key)
+            .map(|a| self.page.strings[self.page.ded_value[a] as usize].as_str())
+    }
+
+    /// Rebuilds trace t.
+    fn trace(&self, t: usize) -> Result<(TraceId, Trace), String> {
+        let page = &self.page;
         let id: TraceId = page.trace_ids[t * 16..t * 16 + 16]
             .try_into()
             .expect("16 bytes");
         let trace_start = page.base_ns.saturating_add(page.trace_start[t]);
-        let count = page.trace_spans[t] as usize;
+        let range = self.spans(t);
         let mut trace = Trace {
-            spans: Vec::with_capacity(count),
+            spans: Vec::with_capacity(range.len()),
             bytes: 0,
             start_ns: u64::MAX,
             end_ns: 0,
         };
-        let mut parents = Vec::with_capacity(count);
-        for _ in 0..count {
-            let mut span = Span::decode(rest.next().expect("counted").as_slice())
-                .map_err(|e| format!("span: {e}"))?;
+        for k in range.clone() {
+            let mut span =
+                Span::decode(page.rest[k].as_slice()).map_err(|e| format!("span: {e}"))?;
             span.trace_id = id.to_vec();
-            if odd.peek().is_some_and(|(at, _)| **at as usize == k) {
-                span.span_id = odd.next().expect("peeked").1.clone();
-            } else {
-                span.span_id = span_ids[k * 8..k * 8 + 8].to_vec();
-            }
-            span.name = string(page.name[k])?.clone();
+            span.span_id = match page.odd_span_at.binary_search(&(k as u32)) {
+                Ok(i) => page.odd_span_ids[i].clone(),
+                Err(_) => page.span_ids[k * 8..k * 8 + 8].to_vec(),
+            };
+            span.name = page.strings[page.name[k] as usize].clone();
             span.kind = page.kind[k];
             span.start_time_unix_nano = trace_start.saturating_add(page.start[k]);
             if span.end_time_unix_nano == 0 {
                 span.end_time_unix_nano =
                     span.start_time_unix_nano.saturating_add(page.duration[k]);
             }
-            parents.push(page.parent[k]);
-            // `ded_span` holds the deltas between the page numbers of the spans that have
-            // dedicated attributes (0 for a span's second and later ones).
-            let mut inserts: Vec<(usize, KeyValue)> = Vec::new();
-            while ded_at < ded && ded_span + u64::from(page.ded_span[ded_at]) == k as u64 {
-                ded_span = k as u64;
-                inserts.push((
-                    page.ded_pos[ded_at] as usize,
+            for a in self.first_attr[k]..self.first_attr[k + 1] {
+                let pos = page.ded_pos[a] as usize;
+                if pos > span.attributes.len() {
+                    return Err("attribute position out of range".into());
+                }
+                span.attributes.insert(
+                    pos,
                     KeyValue {
-                        key: string(page.ded_key[ded_at])?.clone(),
+                        key: page.strings[page.ded_key[a] as usize].clone(),
                         value: Some(AnyValue {
                             value: Some(any_value::Value::StringValue(
-                                string(page.ded_value[ded_at])?.clone(),
+                                page.strings[page.ded_value[a] as usize].clone(),
                             )),
                         }),
                         ..Default::default()
                     },
-                ));
-                ded_at += 1;
+                );
             }
-            for (pos, kv) in inserts {
-                if pos > span.attributes.len() {
-                    return Err("dedicated attribute position out of range".into());
+            span.parent_span_id = match page.parent[k] {
+                0 => Vec::new(),
+                -1 => page.foreign_parents[self.foreign_before[k] as usize].clone(),
+                p => {
+                    let i = range.start + p as usize - 1;
+                    match page.odd_span_at.binary_search(&(i as u32)) {
+                        Ok(o) => page.odd_span_ids[o].clone(),
+                        Err(_) => page.span_ids[i * 8..i * 8 + 8].to_vec(),
+                    }
                 }
-                span.attributes.insert(pos, kv);
-            }
-            let resource = resources
-                .get(page.resource[k] as usize)
-                .ok_or("resource reference out of range")?;
-            let scope = scopes
-                .get(page.scope[k] as usize)
-                .ok_or("scope reference out of range")?;
+            };
             trace.start_ns = trace.start_ns.min(span.start_time_unix_nano);
             trace.end_ns = trace
                 .end_ns
                 .max(span.end_time_unix_nano.max(span.start_time_unix_nano));
+            trace.bytes += span.encoded_len() as u64;
             trace.spans.push(StoredSpan {
-                resource: Arc::clone(resource),
-                scope: Arc::clone(scope),
+                resource: Arc::clone(&self.resources[page.resource[k] as usize]),
+                scope: Arc::clone(&self.scopes[page.scope[k] as usize]),
                 span,
             });
-            k += 1;
         }
-        for (i, p) in parents.into_iter().enumerate() {
-            let parent = match p {
-                0 => Vec::new(),
-                -1 => foreign.next().ok_or("foreign parents exhausted")?,
-                p if p > 0 && (p as usize) <= count => {
-                    trace.spans[p as usize - 1].span.span_id.clone()
-                }
-                _ => return Err("parent reference out of range".into()),
-            };
-            trace.spans[i].span.parent_span_id = parent;
-        }
-        trace.bytes = trace
-            .spans
-            .iter()
-            .map(|s| s.span.encoded_len() as u64)
-            .sum();
-        out.push((id, trace));
+        Ok((id, trace))
     }
-    if ded_at != ded || odd.next().is_some() {
-        return Err("dedicated attributes or odd span ids left over".into());
-    }
-    Ok(out)
 }

@@ -6,13 +6,19 @@
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
-use super::block::{BlockMeta, PageSummary};
+use super::block::{BlockMeta, PageRows, PageSummary};
 use super::{Trace, TraceId, TraceStore};
 
 /// What a scan calls back.
 pub(crate) trait Visitor {
     /// Returns whether a page may hold a trace the visitor wants.
     fn page_ok(&mut self, _page: &PageSummary) -> bool {
+        true
+    }
+
+    /// Returns whether trace `t` of a block page may be wanted, by its columns; only
+    /// those are rebuilt and visited.
+    fn row_ok(&mut self, _rows: &PageRows, _t: usize) -> bool {
         true
     }
 
@@ -98,19 +104,25 @@ impl<T> Newest<T> {
 
 /// A search: pages pruned by `page_ok`, each fragment tested by `visit` (a payload for a
 /// hit), the newest hits kept, blocks that cannot add one skipped.
-pub(crate) struct Filtered<'a, P, V, T> {
+pub(crate) struct Filtered<'a, P, R, V, T> {
     pub(crate) page_ok: P,
+    pub(crate) row_ok: R,
     pub(crate) newest: &'a mut Newest<T>,
     pub(crate) visit: V,
 }
 
-impl<P, V, T> Visitor for Filtered<'_, P, V, T>
+impl<P, R, V, T> Visitor for Filtered<'_, P, R, V, T>
 where
     P: FnMut(&PageSummary) -> bool,
+    R: FnMut(&PageRows, usize) -> bool,
     V: FnMut(&TraceId, &Trace) -> Option<T>,
 {
     fn page_ok(&mut self, page: &PageSummary) -> bool {
         (self.page_ok)(page)
+    }
+
+    fn row_ok(&mut self, rows: &PageRows, t: usize) -> bool {
+        (self.row_ok)(rows, t)
     }
 
     fn enter_block(&mut self, meta: &BlockMeta) -> ControlFlow<()> {
@@ -170,7 +182,7 @@ impl TraceStore {
                 {
                     continue;
                 }
-                match b.read_page(i) {
+                match b.read_page_where(i, &mut |rows, t| v.row_ok(rows, t)) {
                     Ok(traces) => {
                         for (id, t) in &traces {
                             if overlaps(t, window) && v.visit(id, t).is_break() {

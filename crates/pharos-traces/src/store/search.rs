@@ -3,7 +3,7 @@
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use pharos_model::attrs;
 
-use super::block::PageSummary;
+use super::block::{PageRows, PageSummary};
 use super::{StoredSpan, is_error};
 
 /// What a trace search asks for. A trace matches when at least one of its spans
@@ -88,6 +88,21 @@ impl TraceQuery {
             || self
                 .max_duration_ns
                 .is_some_and(|d| p.min_span_duration_ns > d))
+    }
+
+    /// Returns whether trace `t` of a block page has a span that may match, by the
+    /// columns (service, name, start, duration; tags are checked once rebuilt).
+    pub(super) fn row_may_match(&self, rows: &PageRows, t: usize) -> bool {
+        rows.spans(t).any(|k| {
+            let start = rows.start(t, k);
+            let duration = rows.duration(k);
+            self.service.as_ref().is_none_or(|s| s == rows.service(k))
+                && self.operation.as_ref().is_none_or(|o| o == rows.name(k))
+                && self.start_ns.is_none_or(|x| start >= x)
+                && self.end_ns.is_none_or(|x| start <= x)
+                && self.min_duration_ns.is_none_or(|d| duration >= d)
+                && self.max_duration_ns.is_none_or(|d| duration <= d)
+        })
     }
 
     pub(super) fn matches(&self, s: &StoredSpan) -> bool {

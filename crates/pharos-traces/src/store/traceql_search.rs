@@ -5,7 +5,7 @@
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use pharos_model::attrs;
 
-use super::block::PageSummary;
+use super::block::{PageRows, PageSummary, is_dedicated_key};
 use super::scan::{Filtered, Newest};
 use super::{Trace, TraceId, TraceStore};
 use crate::traceql::prune::{Need, needs};
@@ -87,6 +87,7 @@ impl TraceStore {
                                 .max_duration_ns
                                 .is_some_and(|d| p.min_trace_duration_ns > d))
                 },
+                row_ok: |rows: &PageRows, t: usize| needs.iter().all(|n| row_may_hold(n, rows, t)),
                 newest: &mut newest,
                 visit: |id: &TraceId, trace: &Trace| {
                     let duration = trace.end_ns.saturating_sub(trace.start_ns);
@@ -119,10 +120,12 @@ fn page_may_hold(need: &Need, p: &PageSummary) -> bool {
     match need {
         Need::Service(s) => p.services.contains(s.as_str()),
         Need::Name(n) => p.names.contains(n.as_str()),
-        Need::SpanAttr(k, v) => p
-            .pairs
-            .as_ref()
-            .is_none_or(|pairs| pairs.contains(&(k.clone(), v.clone()))),
+        Need::SpanAttr(k, v) => {
+            !is_dedicated_key(k)
+                || p.pairs
+                    .as_ref()
+                    .is_none_or(|pairs| pairs.contains(&(k.clone(), v.clone())))
+        }
         Need::MinDuration { ns } => p.max_span_duration_ns >= *ns,
         Need::MaxDuration { ns } => p.min_span_duration_ns <= *ns,
         Need::Status(st) => {
@@ -147,6 +150,41 @@ fn page_may_hold(need: &Need, p: &PageSummary) -> bool {
             p.kinds & (1 << bit) != 0
         }
         Need::Any(any) => any.iter().any(|n| page_may_hold(n, p)),
+    }
+}
+
+/// Returns whether some span of trace `t` may satisfy `need`, by the page's columns
+/// (every string span attribute is in them).
+fn row_may_hold(need: &Need, rows: &PageRows, t: usize) -> bool {
+    let any = |f: &dyn Fn(usize) -> bool| rows.spans(t).any(f);
+    match need {
+        Need::Service(s) => any(&|k| rows.service(k) == s),
+        Need::Name(n) => any(&|k| rows.name(k) == n),
+        Need::SpanAttr(key, v) => any(&|k| rows.attr(k, key) == Some(v.as_str())),
+        Need::MinDuration { ns } => any(&|k| rows.duration(k) >= *ns),
+        Need::MaxDuration { ns } => any(&|k| rows.duration(k) <= *ns),
+        Need::Status(st) => any(&|k| {
+            // The model reads an unknown code as unset.
+            let code = rows.status(k);
+            match st {
+                Status::Unset => !(1..=2).contains(&code),
+                Status::Ok => code == 1,
+                Status::Error => code == 2,
+            }
+        }),
+        Need::Kind(kind) => any(&|k| {
+            // The model reads an unknown kind as unspecified.
+            let want = match kind {
+                Kind::Unspecified => return !(1..=5).contains(&rows.kind(k)),
+                Kind::Internal => 1,
+                Kind::Server => 2,
+                Kind::Client => 3,
+                Kind::Producer => 4,
+                Kind::Consumer => 5,
+            };
+            rows.kind(k) == want
+        }),
+        Need::Any(needs) => needs.iter().any(|n| row_may_hold(n, rows, t)),
     }
 }
 

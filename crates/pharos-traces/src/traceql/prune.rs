@@ -67,7 +67,8 @@ pub enum Need {
     Service(String),
     /// The span name is `.0`.
     Name(String),
-    /// The span attribute `.0` (a key under [`SUMMARIZED_SPAN_ATTR_PREFIXES`]) is the
+    /// The span attribute `.0` (any key; page summaries hold those under
+    /// [`SUMMARIZED_SPAN_ATTR_PREFIXES`], attribute columns all) is the
     /// string `.1`.
     SpanAttr(String, String),
     /// The span duration is at least `ns` nanoseconds.
@@ -316,10 +317,11 @@ const ALL_KINDS: [Kind; 6] = [
     Kind::Consumer,
 ];
 
-fn is_summarized_span_attr(key: &str) -> bool {
-    SUMMARIZED_SPAN_ATTR_PREFIXES
-        .iter()
-        .any(|p| key.starts_with(p))
+/// Every span attribute with a string value is in a block's attribute columns, which a
+/// search checks row by row; page summaries list only the keys under
+/// [`SUMMARIZED_SPAN_ATTR_PREFIXES`] (a page check passes for the others).
+fn is_summarized_span_attr(_key: &str) -> bool {
+    true
 }
 
 /// Needs of a span whose duration (`0..=i64::MAX` ns) satisfies `duration op d`; nothing
@@ -576,17 +578,29 @@ mod tests {
     }
 
     #[test]
+    fn any_span_scoped_string_equality_is_a_need() {
+        for (src, key, value) in [
+            (
+                "{ span.service.name = \"frontend\" }",
+                "service.name",
+                "frontend",
+            ),
+            ("{ span.peer.service = \"x\" }", "peer.service", "x"),
+            ("{ span.httpx = \"x\" }", "httpx", "x"),
+        ] {
+            assert_eq!(of(src), [Need::SpanAttr(key.into(), value.into())], "{src}");
+        }
+    }
+
+    #[test]
     fn unsummarized_or_ambiguous_attributes_give_nothing() {
         for src in [
             // Unscoped: the span attribute first, then the resource's.
             "{ .service.name = \"frontend\" }",
             "{ .http.method = \"GET\" }",
-            // Not summarized.
-            "{ span.service.name = \"frontend\" }",
+            // Resource attributes other than service.name are not summarized.
             "{ resource.http.method = \"GET\" }",
             "{ resource.deployment.environment = \"production\" }",
-            "{ span.peer.service = \"x\" }",
-            "{ span.httpx = \"x\" }",
             // nil checks.
             "{ span.http.method = nil }",
             "{ span.http.method != nil }",
