@@ -114,11 +114,11 @@ struct PageProto {
     #[prost(uint64, tag = "4")]
     base_ns: u64,
     /// Distinct resources: `ResourceSpans` without scope spans.
-    #[prost(bytes = "vec", repeated, tag = "5")]
-    resources: Vec<Vec<u8>>,
+    #[prost(bytes = "bytes", repeated, tag = "5")]
+    resources: Vec<Bytes>,
     /// Distinct scopes: `ScopeSpans` without spans.
-    #[prost(bytes = "vec", repeated, tag = "6")]
-    scopes: Vec<Vec<u8>>,
+    #[prost(bytes = "bytes", repeated, tag = "6")]
+    scopes: Vec<Bytes>,
     /// Span names and dedicated attribute keys and values.
     #[prost(string, repeated, tag = "7")]
     strings: Vec<String>,
@@ -134,8 +134,8 @@ struct PageProto {
     /// 0: no parent; k > 0: the trace's span k-1; -1: the next of `foreign_parents`.
     #[prost(sint32, repeated, tag = "11")]
     parent: Vec<i32>,
-    #[prost(bytes = "vec", repeated, tag = "12")]
-    foreign_parents: Vec<Vec<u8>>,
+    #[prost(bytes = "bytes", repeated, tag = "12")]
+    foreign_parents: Vec<Bytes>,
     /// Span start minus its trace's start.
     #[prost(uint64, repeated, tag = "13")]
     start: Vec<u64>,
@@ -161,13 +161,13 @@ struct PageProto {
     #[prost(uint32, repeated, tag = "21")]
     ded_value: Vec<u32>,
     /// The span's protobuf without the fields above.
-    #[prost(bytes = "vec", repeated, tag = "22")]
-    rest: Vec<Vec<u8>>,
+    #[prost(bytes = "bytes", repeated, tag = "22")]
+    rest: Vec<Bytes>,
     /// Page span numbers (ascending) of spans whose id is not 8 bytes, and those ids.
     #[prost(uint32, repeated, tag = "23")]
     odd_span_at: Vec<u32>,
-    #[prost(bytes = "vec", repeated, tag = "24")]
-    odd_span_ids: Vec<Vec<u8>>,
+    #[prost(bytes = "bytes", repeated, tag = "24")]
+    odd_span_ids: Vec<Bytes>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -388,7 +388,7 @@ impl PageBuilder {
                 .encode_to_vec();
                 let next = self.resources.len() as u32;
                 let r = *self.resources.entry(resource.clone()).or_insert_with(|| {
-                    self.proto.resources.push(resource);
+                    self.proto.resources.push(Bytes::from(resource));
                     next
                 });
                 self.resource_ptrs
@@ -411,7 +411,7 @@ impl PageBuilder {
                 .encode_to_vec();
                 let next = self.scopes.len() as u32;
                 let sc = *self.scopes.entry(scope.clone()).or_insert_with(|| {
-                    self.proto.scopes.push(scope);
+                    self.proto.scopes.push(Bytes::from(scope));
                     next
                 });
                 self.scope_ptrs.insert(Arc::as_ptr(&s.scope) as usize, sc);
@@ -427,14 +427,18 @@ impl PageBuilder {
             // Ids are checked at ingest; an older log may still hold another length.
             self.proto.span_ids.extend_from_slice(&[0; 8]);
             self.proto.odd_span_at.push(self.span_count);
-            self.proto.odd_span_ids.push(span.span_id.clone());
+            self.proto
+                .odd_span_ids
+                .push(Bytes::copy_from_slice(&span.span_id));
         }
         let parent = if span.parent_span_id.is_empty() {
             0
         } else if let Some(i) = position.get(span.parent_span_id.as_slice()) {
             i as i32 + 1
         } else {
-            self.proto.foreign_parents.push(span.parent_span_id.clone());
+            self.proto
+                .foreign_parents
+                .push(Bytes::copy_from_slice(&span.parent_span_id));
             -1
         };
         self.proto.parent.push(parent);
@@ -504,7 +508,7 @@ impl PageBuilder {
                 None => rest.attributes.push(kv.clone()),
             }
         }
-        self.proto.rest.push(rest.encode_to_vec());
+        self.proto.rest.push(Bytes::from(rest.encode_to_vec()));
         self.span_count += 1;
     }
 }
@@ -974,8 +978,9 @@ impl TraceBlock {
             return Err(corrupt(id, format!("page {i}: checksum mismatch")));
         }
         let raw = decompress(id, "page", compressed)?;
-        let page =
-            PageProto::decode(raw.as_slice()).map_err(|e| corrupt(id, format!("page {i}: {e}")))?;
+        // Decoded from `Bytes`, the byte fields are slices of the buffer, not copies.
+        let page = PageProto::decode(Bytes::from(raw))
+            .map_err(|e| corrupt(id, format!("page {i}: {e}")))?;
         let rows = PageRows::new(page).map_err(|what| corrupt(id, format!("page {i}: {what}")))?;
         (0..rows.traces())
             .filter(|&t| keep(&rows, t))
@@ -1092,8 +1097,7 @@ impl PageRows {
             .resources
             .iter()
             .map(|b| {
-                let rs =
-                    ResourceSpans::decode(b.as_slice()).map_err(|e| format!("resource: {e}"))?;
+                let rs = ResourceSpans::decode(b.as_ref()).map_err(|e| format!("resource: {e}"))?;
                 let service = service_of(rs.resource.as_ref());
                 Ok(Arc::new(ResourceInfo {
                     resource: rs.resource,
@@ -1106,7 +1110,7 @@ impl PageRows {
             .scopes
             .iter()
             .map(|b| {
-                let ss = ScopeSpans::decode(b.as_slice()).map_err(|e| format!("scope: {e}"))?;
+                let ss = ScopeSpans::decode(b.as_ref()).map_err(|e| format!("scope: {e}"))?;
                 Ok(Arc::new(ScopeInfo {
                     scope: ss.scope,
                     schema_url: ss.schema_url,
@@ -1185,11 +1189,10 @@ impl PageRows {
             end_ns: 0,
         };
         for k in range.clone() {
-            let mut span =
-                Span::decode(page.rest[k].as_slice()).map_err(|e| format!("span: {e}"))?;
+            let mut span = Span::decode(page.rest[k].as_ref()).map_err(|e| format!("span: {e}"))?;
             span.trace_id = id.to_vec();
             span.span_id = match page.odd_span_at.binary_search(&(k as u32)) {
-                Ok(i) => page.odd_span_ids[i].clone(),
+                Ok(i) => page.odd_span_ids[i].to_vec(),
                 Err(_) => page.span_ids[k * 8..k * 8 + 8].to_vec(),
             };
             span.name = page.strings[page.name[k] as usize].clone();
@@ -1219,11 +1222,11 @@ impl PageRows {
             }
             span.parent_span_id = match page.parent[k] {
                 0 => Vec::new(),
-                -1 => page.foreign_parents[self.foreign_before[k] as usize].clone(),
+                -1 => page.foreign_parents[self.foreign_before[k] as usize].to_vec(),
                 p => {
                     let i = range.start + p as usize - 1;
                     match page.odd_span_at.binary_search(&(i as u32)) {
-                        Ok(o) => page.odd_span_ids[o].clone(),
+                        Ok(o) => page.odd_span_ids[o].to_vec(),
                         Err(_) => page.span_ids[i * 8..i * 8 + 8].to_vec(),
                     }
                 }

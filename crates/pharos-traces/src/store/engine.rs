@@ -413,26 +413,29 @@ fn sort_blocks(blocks: &mut [Arc<TraceBlock>]) {
     });
 }
 
-/// Picks the next blocks to merge: the blocks of one compaction window (by their earliest
-/// span) once the window is over, or once it holds `max_window_blocks`; oldest ids first,
-/// up to `max_block_spans`.
+/// Picks the next blocks to merge: the blocks of one level in one compaction window (by
+/// their earliest span) once the window is over, or once they are `max_window_blocks`;
+/// oldest ids first, up to `max_block_spans`.
 fn plan(blocks: &[Arc<TraceBlock>], opts: &BlockOptions, now: u64) -> Option<Vec<Arc<TraceBlock>>> {
     let window = (opts.compaction_window.as_nanos() as u64).max(1);
     // A window is over once spans stamped in it can no longer arrive in a head that is
     // not yet flushed: its end plus twice the head's age.
     let slack = 2 * opts.max_head_age.as_nanos() as u64;
-    let mut by_window: std::collections::BTreeMap<u64, Vec<Arc<TraceBlock>>> =
+    // Blocks merge with blocks of their own level, so a large block is not rewritten for
+    // every small one that joins its window (merges form a tree, as in Tempo's and
+    // Prometheus' compactors).
+    let mut by_window: std::collections::BTreeMap<(u64, u32), Vec<Arc<TraceBlock>>> =
         std::collections::BTreeMap::new();
     for b in blocks {
         if b.meta().spans >= opts.max_block_spans {
             continue;
         }
         by_window
-            .entry(b.meta().min_time_ns / window)
+            .entry((b.meta().min_time_ns / window, b.meta().compaction.level))
             .or_default()
             .push(Arc::clone(b));
     }
-    for (w, mut group) in by_window {
+    for ((w, _level), mut group) in by_window {
         if group.len() < 2 {
             continue;
         }
