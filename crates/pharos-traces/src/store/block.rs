@@ -306,7 +306,7 @@ struct PageBuilder {
     proto: PageProto,
     resources: HashMap<Vec<u8>, u32>,
     scopes: HashMap<Vec<u8>, u32>,
-    strings: HashMap<String, u32>,
+    strings: HashMap<String, u32, xxhash_rust::xxh3::Xxh3Builder>,
     bytes: u64,
     last_ded_span: u32,
     span_count: u32,
@@ -317,6 +317,10 @@ struct PageBuilder {
     /// Resource and scope handles by address, and the handles themselves so no address is
     /// freed and reused while the page is built.
     resource_ptrs: HashMap<usize, u32>,
+    /// Hashes of the pairs in `pairs`, so a pair seen before copies nothing.
+    pairs_seen: std::collections::HashSet<u64>,
+    /// Where a span's rest is encoded.
+    scratch: Vec<u8>,
     scope_ptrs: HashMap<usize, u32>,
     held: Vec<Held>,
 }
@@ -478,37 +482,31 @@ impl PageBuilder {
             self.names.insert(span.name.clone());
         }
 
-        let mut rest = Span {
-            trace_id: Vec::new(),
-            span_id: Vec::new(),
-            parent_span_id: Vec::new(),
-            name: String::new(),
-            kind: 0,
-            start_time_unix_nano: 0,
-            end_time_unix_nano: if keep_end { span.end_time_unix_nano } else { 0 },
-            attributes: Vec::with_capacity(span.attributes.len()),
-            ..span.clone()
-        };
         for (pos, kv) in span.attributes.iter().enumerate() {
-            match dedicated_value(kv) {
-                Some(value) => {
-                    let key = self.string(&kv.key);
-                    let value_idx = self.string(value);
-                    self.proto
-                        .ded_span
-                        .push(self.span_count - self.last_ded_span);
-                    self.last_ded_span = self.span_count;
-                    self.proto.ded_pos.push(pos as u32);
-                    self.proto.ded_key.push(key);
-                    self.proto.ded_value.push(value_idx);
-                    if is_dedicated_key(&kv.key) && self.pairs.len() <= MAX_SUMMARY_PAIRS {
+            if let Some(value) = dedicated_value(kv) {
+                let key = self.string(&kv.key);
+                let value_idx = self.string(value);
+                self.proto
+                    .ded_span
+                    .push(self.span_count - self.last_ded_span);
+                self.last_ded_span = self.span_count;
+                self.proto.ded_pos.push(pos as u32);
+                self.proto.ded_key.push(key);
+                self.proto.ded_value.push(value_idx);
+                if is_dedicated_key(&kv.key) && self.pairs.len() <= MAX_SUMMARY_PAIRS {
+                    let mut h = xxhash_rust::xxh3::Xxh3::new();
+                    h.update(kv.key.as_bytes());
+                    h.update(&[0]);
+                    h.update(value.as_bytes());
+                    if self.pairs_seen.insert(h.digest()) {
                         self.pairs.insert((kv.key.clone(), value.to_string()));
                     }
                 }
-                None => rest.attributes.push(kv.clone()),
             }
         }
-        self.proto.rest.push(Bytes::from(rest.encode_to_vec()));
+        self.scratch.clear();
+        encode_rest(span, keep_end, &mut self.scratch);
+        self.proto.rest.push(Bytes::copy_from_slice(&self.scratch));
         self.span_count += 1;
     }
 }
@@ -540,6 +538,44 @@ impl<'a> Positions<'a> {
             Positions::Scan(spans) => spans.iter().position(|s| s.span.span_id == id),
             Positions::Map(m) => m.get(id).copied(),
         }
+    }
+}
+
+/// Encodes what `rest` keeps of a span (see the format: everything but the columns),
+/// field by field as prost would, without building a trimmed copy of the span.
+fn encode_rest(span: &Span, keep_end: bool, buf: &mut Vec<u8>) {
+    use prost::encoding::{fixed32, fixed64, message, string, uint32};
+    if !span.trace_state.is_empty() {
+        string::encode(3, &span.trace_state, buf);
+    }
+    if keep_end && span.end_time_unix_nano != 0 {
+        fixed64::encode(8, &span.end_time_unix_nano, buf);
+    }
+    for kv in &span.attributes {
+        if dedicated_value(kv).is_none() {
+            message::encode(9, kv, buf);
+        }
+    }
+    if span.dropped_attributes_count != 0 {
+        uint32::encode(10, &span.dropped_attributes_count, buf);
+    }
+    for e in &span.events {
+        message::encode(11, e, buf);
+    }
+    if span.dropped_events_count != 0 {
+        uint32::encode(12, &span.dropped_events_count, buf);
+    }
+    for l in &span.links {
+        message::encode(13, l, buf);
+    }
+    if span.dropped_links_count != 0 {
+        uint32::encode(14, &span.dropped_links_count, buf);
+    }
+    if let Some(status) = &span.status {
+        message::encode(15, status, buf);
+    }
+    if span.flags != 0 {
+        fixed32::encode(16, &span.flags, buf);
     }
 }
 
