@@ -284,6 +284,81 @@ impl BlockStore {
     }
 }
 
+/// What [`BlockStore::open_all`] found.
+#[derive(Debug)]
+pub struct Opened<B> {
+    /// The blocks loaded and kept, in id (creation) order.
+    pub blocks: Vec<B>,
+    /// Blocks without a meta file (a write cut short), deleted.
+    pub incomplete_removed: usize,
+    /// Blocks that a loaded block names as its parents (a merge whose inputs were not yet
+    /// deleted), deleted.
+    pub parents_removed: usize,
+    /// Blocks that did not load: left in the store, not served.
+    pub unreadable: Vec<String>,
+}
+
+impl BlockStore {
+    /// Opens every block, as a signal store does before serving: deletes the incomplete
+    /// ones, loads each complete one with `load` (one that fails is logged with `signal`
+    /// and reported, not deleted), then deletes the blocks a loaded block names among its
+    /// `parents`.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be listed or a leftover cannot be deleted.
+    pub async fn open_all<B, E, Fut>(
+        &self,
+        signal: &str,
+        load: impl Fn(String) -> Fut,
+        parents: impl Fn(&B) -> (&str, &[String]),
+    ) -> Result<Opened<B>, BlockStoreError>
+    where
+        Fut: std::future::Future<Output = Result<B, E>>,
+        E: fmt::Display,
+    {
+        let listing = self.list().await?;
+        let mut incomplete_removed = 0;
+        for id in &listing.incomplete {
+            tracing::warn!(block = %id, signal, "deleting an incomplete block");
+            self.delete(id).await?;
+            incomplete_removed += 1;
+        }
+        let mut loaded = Vec::new();
+        let mut unreadable = Vec::new();
+        for id in listing.complete {
+            match load(id.clone()).await {
+                Ok(b) => loaded.push(b),
+                Err(error) => {
+                    tracing::error!(block = %id, signal, %error, "block does not load; not serving it");
+                    unreadable.push(id);
+                }
+            }
+        }
+        let merged: std::collections::HashSet<String> = loaded
+            .iter()
+            .flat_map(|b| parents(b).1.iter().cloned())
+            .collect();
+        let mut blocks = Vec::new();
+        let mut parents_removed = 0;
+        for b in loaded {
+            let id = parents(&b).0.to_owned();
+            if merged.contains(&id) {
+                self.delete(&id).await?;
+                parents_removed += 1;
+            } else {
+                blocks.push(b);
+            }
+        }
+        Ok(Opened {
+            blocks,
+            incomplete_removed,
+            parents_removed,
+            unreadable,
+        })
+    }
+}
+
 /// Returns a new ULID for the current time: 26 Crockford base32 characters that sort by
 /// creation time (to the millisecond).
 ///

@@ -182,37 +182,33 @@ impl MetricsStore {
         store: BlockStore,
         opts: BlockOptions,
     ) -> Result<OpenReport, EngineError> {
-        let listing = store.list().await?;
-        let mut report = OpenReport::default();
-        for id in &listing.incomplete {
-            tracing::warn!(block = %id, "deleting an incomplete metrics block");
-            store.delete(id).await?;
-            report.incomplete_removed += 1;
-        }
         let budget = super::block::DecodedBudget::new(opts.decoded_cache_bytes);
-        let mut blocks = Vec::new();
-        for id in &listing.complete {
-            match load(&store, id).await {
-                Ok(b) => blocks.push(Arc::new(b.with_decoded_budget(Arc::clone(&budget)))),
-                Err(error) => {
-                    tracing::error!(block = %id, %error, "metrics block does not load; not serving it");
-                    report.unreadable.push(id.clone());
-                }
-            }
-        }
-        let parents: std::collections::HashSet<String> = blocks
-            .iter()
-            .flat_map(|b| b.meta().compaction.parents.iter().cloned())
-            .collect();
-        let mut kept = Vec::new();
-        for b in blocks {
-            if parents.contains(&b.meta().ulid) {
-                store.delete(&b.meta().ulid).await?;
-                report.parents_removed += 1;
-            } else {
-                kept.push(b);
-            }
-        }
+        let opened = store
+            .open_all(
+                "metrics",
+                |id| {
+                    let (store, budget) = (store.clone(), Arc::clone(&budget));
+                    async move {
+                        load(&store, &id)
+                            .await
+                            .map(|b| Arc::new(b.with_decoded_budget(budget)))
+                    }
+                },
+                |b: &Arc<Block>| {
+                    (
+                        b.meta().ulid.as_str(),
+                        b.meta().compaction.parents.as_slice(),
+                    )
+                },
+            )
+            .await?;
+        let mut report = OpenReport {
+            incomplete_removed: opened.incomplete_removed,
+            parents_removed: opened.parents_removed,
+            unreadable: opened.unreadable,
+            ..OpenReport::default()
+        };
+        let mut kept = opened.blocks;
         kept.sort_by(|a, b| a.meta().ulid.cmp(&b.meta().ulid));
         report.blocks = kept.len();
         report.samples = kept.iter().map(|b| b.meta().stats.num_samples).sum();

@@ -186,36 +186,28 @@ impl TraceStore {
         store: BlockStore,
         opts: BlockOptions,
     ) -> Result<OpenReport, EngineError> {
-        let listing = store.list().await?;
-        let mut report = OpenReport::default();
-        for id in &listing.incomplete {
-            tracing::warn!(block = %id, "deleting an incomplete trace block");
-            store.delete(id).await?;
-            report.incomplete_removed += 1;
-        }
-        let mut blocks = Vec::new();
-        for id in &listing.complete {
-            match load(&store, id).await {
-                Ok(b) => blocks.push(Arc::new(b)),
-                Err(error) => {
-                    tracing::error!(block = %id, %error, "trace block does not load; not serving it");
-                    report.unreadable.push(id.clone());
-                }
-            }
-        }
-        let parents: std::collections::HashSet<String> = blocks
-            .iter()
-            .flat_map(|b| b.meta().compaction.parents.iter().cloned())
-            .collect();
-        let mut kept = Vec::new();
-        for b in blocks {
-            if parents.contains(&b.meta().ulid) {
-                store.delete(&b.meta().ulid).await?;
-                report.parents_removed += 1;
-            } else {
-                kept.push(b);
-            }
-        }
+        let opened = store
+            .open_all(
+                "traces",
+                |id| {
+                    let store = store.clone();
+                    async move { load(&store, &id).await.map(Arc::new) }
+                },
+                |b: &Arc<TraceBlock>| {
+                    (
+                        b.meta().ulid.as_str(),
+                        b.meta().compaction.parents.as_slice(),
+                    )
+                },
+            )
+            .await?;
+        let mut report = OpenReport {
+            incomplete_removed: opened.incomplete_removed,
+            parents_removed: opened.parents_removed,
+            unreadable: opened.unreadable,
+            ..OpenReport::default()
+        };
+        let kept = opened.blocks;
         report.blocks = kept.len();
         report.spans = kept.iter().map(|b| b.meta().spans).sum();
         {
