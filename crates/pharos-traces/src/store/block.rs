@@ -35,8 +35,9 @@ pub const DEFAULT_PAGE_BYTES: u64 = 1 << 20;
 /// A page lists at most this many distinct dedicated attribute pairs in its summary; past
 /// it the summary says "anything" for them.
 const MAX_SUMMARY_PAIRS: usize = 512;
-/// zstd level of pages and index.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level of pages and index: 9 takes about 7% off the bytes of level 3 on the
+/// traces bench, and pages are written in the background.
+const ZSTD_LEVEL: i32 = 9;
 /// A decompressed page or index may be at most this many times its compressed size (and at
 /// most [`MAX_DECOMPRESSED`]): the reader trusts no length it has not bounded.
 const MAX_RATIO: usize = 64;
