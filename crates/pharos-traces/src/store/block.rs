@@ -976,10 +976,10 @@ impl TraceBlock {
         }
         let i = self.pages.partition_point(|p| p.last_trace < *id);
         match self.pages.get(i) {
+            // Only the one trace is rebuilt; the rest of the page stays columns.
             Some(p) if p.first_trace <= *id => Ok(self
-                .read_page(i)?
-                .into_iter()
-                .find(|(t, _)| t == id)
+                .read_page_where(i, &mut |rows, t| rows.trace_id(t) == id)?
+                .pop()
                 .map(|(_, t)| t)),
             _ => Ok(None),
         }
@@ -1167,6 +1167,11 @@ impl PageRows {
     /// Returns how many traces the page holds.
     pub(crate) fn traces(&self) -> usize {
         self.first_span.len() - 1
+    }
+
+    /// Returns trace t's id.
+    pub(crate) fn trace_id(&self, t: usize) -> &[u8] {
+        &self.page.trace_ids[t * 16..t * 16 + 16]
     }
 
     /// Returns trace t's span numbers.
