@@ -51,7 +51,8 @@ pub struct BlockOptions {
     /// A window still in progress is compacted once it holds this many blocks.
     pub max_window_blocks: usize,
     /// A compacted block holds at most about this many spans; windows beyond it stay in
-    /// several blocks.
+    /// several blocks. It bounds one merge's time (about 5 µs a span) and memory, during
+    /// which the head is not flushed.
     pub max_block_spans: u64,
     /// Spans' bytes per page: what a lookup by id decodes, and zstd's context.
     pub page_bytes: u64,
@@ -65,7 +66,7 @@ impl Default for BlockOptions {
             retention: Duration::from_secs(14 * 24 * 3600),
             compaction_window: Duration::from_secs(3600),
             max_window_blocks: 8,
-            max_block_spans: 20_000_000,
+            max_block_spans: 2_000_000,
             page_bytes: super::block::DEFAULT_PAGE_BYTES,
         }
     }
