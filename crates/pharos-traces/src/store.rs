@@ -332,6 +332,17 @@ impl Trace {
     }
 }
 
+/// Returns the xxh3 hash of an operation (service, span name, kind): what the head and
+/// the block writer remember to copy an operation's strings only the first time.
+fn operation_key(service: &str, name: &str, kind: i32) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(service.as_bytes());
+    h.update(&[0]);
+    h.update(name.as_bytes());
+    h.update(&kind.to_le_bytes());
+    h.digest()
+}
+
 /// Returns a resource's `service.name`, or [`UNKNOWN_SERVICE`].
 fn service_of(resource: Option<&Resource>) -> String {
     let attrs = resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
@@ -507,12 +518,11 @@ impl Store<ExportTraceServiceRequest> for TraceStore {
                     }
                     inner.bytes += len + 64;
                     inner.since.get_or_insert_with(std::time::Instant::now);
-                    let mut h = xxhash_rust::xxh3::Xxh3::new();
-                    h.update(resource.service.as_bytes());
-                    h.update(&[0]);
-                    h.update(span.name.as_bytes());
-                    h.update(&span.kind.to_le_bytes());
-                    if inner.operations_seen.insert(h.digest()) {
+                    if inner.operations_seen.insert(operation_key(
+                        &resource.service,
+                        &span.name,
+                        span.kind,
+                    )) {
                         inner
                             .services
                             .entry(resource.service.clone())

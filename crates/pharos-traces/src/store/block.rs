@@ -17,7 +17,9 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
-use super::{Operation, ResourceInfo, ScopeInfo, StoredSpan, Trace, TraceId, service_of};
+use super::{
+    Operation, ResourceInfo, ScopeInfo, StoredSpan, Trace, TraceId, operation_key, service_of,
+};
 
 /// The data file: the pages, one after another.
 pub const DATA_FILE: &str = "data";
@@ -276,7 +278,9 @@ pub struct PageSummary {
 
 /// Returns whether a span attribute key gets a dedicated column.
 pub fn is_dedicated_key(key: &str) -> bool {
-    key.starts_with("http.") || key.starts_with("db.") || key.starts_with("rpc.")
+    crate::traceql::prune::SUMMARIZED_SPAN_ATTR_PREFIXES
+        .iter()
+        .any(|p| key.starts_with(p))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -315,20 +319,37 @@ struct PageBuilder {
     services: BTreeSet<String>,
     names: BTreeSet<String>,
     pairs: BTreeSet<(String, String)>,
-    /// Resource and scope handles by address, and the handles themselves so no address is
-    /// freed and reused while the page is built.
-    resource_ptrs: HashMap<usize, u32>,
+    /// Resource and scope handles by address, with their table index; the handle is kept
+    /// so no address is freed and reused while the page is built.
+    resource_ptrs: HashMap<usize, (u32, Arc<ResourceInfo>)>,
     /// Hashes of the pairs in `pairs`, so a pair seen before copies nothing.
     pairs_seen: std::collections::HashSet<u64>,
     /// Where a span's rest is encoded.
     scratch: Vec<u8>,
-    scope_ptrs: HashMap<usize, u32>,
-    held: Vec<Held>,
+    scope_ptrs: HashMap<usize, (u32, Arc<ScopeInfo>)>,
 }
 
-enum Held {
-    Resource(#[allow(dead_code)] Arc<ResourceInfo>),
-    Scope(#[allow(dead_code)] Arc<ScopeInfo>),
+/// Returns `handle`'s index in a page's table of encoded resources or scopes: found by
+/// address, else by its encoding (`encode`), else appended to `table`.
+fn intern<T>(
+    by_ptr: &mut HashMap<usize, (u32, Arc<T>)>,
+    by_bytes: &mut HashMap<Vec<u8>, u32>,
+    table: &mut Vec<Bytes>,
+    handle: &Arc<T>,
+    encode: impl FnOnce(&T) -> Vec<u8>,
+) -> u32 {
+    let ptr = Arc::as_ptr(handle) as usize;
+    if let Some((i, _)) = by_ptr.get(&ptr) {
+        return *i;
+    }
+    let bytes = encode(handle);
+    let next = table.len() as u32;
+    let i = *by_bytes.entry(bytes.clone()).or_insert_with(|| {
+        table.push(Bytes::from(bytes));
+        next
+    });
+    by_ptr.insert(ptr, (i, Arc::clone(handle)));
+    i
 }
 
 impl PageBuilder {
@@ -382,48 +403,35 @@ impl PageBuilder {
         let span = &s.span;
         // Spans of one request share their resource and scope handles: look those up by
         // address, and encode (to dedupe equal ones from other requests) only once each.
-        let r = match self.resource_ptrs.get(&(Arc::as_ptr(&s.resource) as usize)) {
-            Some(&r) => r,
-            None => {
-                let resource = ResourceSpans {
-                    resource: s.resource.resource.clone(),
-                    schema_url: s.resource.schema_url.clone(),
+        let r = intern(
+            &mut self.resource_ptrs,
+            &mut self.resources,
+            &mut self.proto.resources,
+            &s.resource,
+            |r| {
+                ResourceSpans {
+                    resource: r.resource.clone(),
+                    schema_url: r.schema_url.clone(),
                     scope_spans: Vec::new(),
                 }
-                .encode_to_vec();
-                let next = self.resources.len() as u32;
-                let r = *self.resources.entry(resource.clone()).or_insert_with(|| {
-                    self.proto.resources.push(Bytes::from(resource));
-                    next
-                });
-                self.resource_ptrs
-                    .insert(Arc::as_ptr(&s.resource) as usize, r);
-                // The handle stays alive while the page is built (the caller holds the
-                // trace), so its address is not reused in between.
-                self.held.push(Held::Resource(Arc::clone(&s.resource)));
-                r
-            }
-        };
+                .encode_to_vec()
+            },
+        );
         self.proto.resource.push(r);
-        let sc = match self.scope_ptrs.get(&(Arc::as_ptr(&s.scope) as usize)) {
-            Some(&sc) => sc,
-            None => {
-                let scope = ScopeSpans {
-                    scope: s.scope.scope.clone(),
-                    schema_url: s.scope.schema_url.clone(),
+        let sc = intern(
+            &mut self.scope_ptrs,
+            &mut self.scopes,
+            &mut self.proto.scopes,
+            &s.scope,
+            |sc| {
+                ScopeSpans {
+                    scope: sc.scope.clone(),
+                    schema_url: sc.schema_url.clone(),
                     spans: Vec::new(),
                 }
-                .encode_to_vec();
-                let next = self.scopes.len() as u32;
-                let sc = *self.scopes.entry(scope.clone()).or_insert_with(|| {
-                    self.proto.scopes.push(Bytes::from(scope));
-                    next
-                });
-                self.scope_ptrs.insert(Arc::as_ptr(&s.scope) as usize, sc);
-                self.held.push(Held::Scope(Arc::clone(&s.scope)));
-                sc
-            }
-        };
+                .encode_to_vec()
+            },
+        );
         self.proto.scope.push(sc);
 
         if span.span_id.len() == 8 {
@@ -626,13 +634,11 @@ impl BlockWriter {
         self.max_ns = self.max_ns.max(trace.end_ns);
         self.spans += trace.spans.len() as u64;
         for s in &trace.spans {
-            let mut h = xxhash_rust::xxh3::Xxh3::new();
-            h.update(s.resource.service.as_bytes());
-            h.update(&[0]);
-            h.update(s.span.name.as_bytes());
-            h.update(&s.span.kind.to_le_bytes());
-            let key = h.digest();
-            if self.seen_operations.insert(key) {
+            if self.seen_operations.insert(operation_key(
+                &s.resource.service,
+                &s.span.name,
+                s.span.kind,
+            )) {
                 self.operations.insert((
                     s.resource.service.clone(),
                     s.span.name.clone(),

@@ -163,28 +163,31 @@ fn row_may_hold(need: &Need, rows: &PageRows, t: usize) -> bool {
         Need::SpanAttr(key, v) => any(&|k| rows.attr(k, key) == Some(v.as_str())),
         Need::MinDuration { ns } => any(&|k| rows.duration(k) >= *ns),
         Need::MaxDuration { ns } => any(&|k| rows.duration(k) <= *ns),
-        Need::Status(st) => any(&|k| {
-            // The model reads an unknown code as unset.
-            let code = rows.status(k);
-            match st {
-                Status::Unset => !(1..=2).contains(&code),
-                Status::Ok => code == 1,
-                Status::Error => code == 2,
-            }
-        }),
-        Need::Kind(kind) => any(&|k| {
-            // The model reads an unknown kind as unspecified.
-            let want = match kind {
-                Kind::Unspecified => return !(1..=5).contains(&rows.kind(k)),
-                Kind::Internal => 1,
-                Kind::Server => 2,
-                Kind::Client => 3,
-                Kind::Producer => 4,
-                Kind::Consumer => 5,
-            };
-            rows.kind(k) == want
-        }),
+        // Read as the model reads them, unknown values included.
+        Need::Status(st) => any(&|k| status_of(rows.status(k)) == *st),
+        Need::Kind(kind) => any(&|k| kind_of(rows.kind(k)) == *kind),
         Need::Any(needs) => needs.iter().any(|n| row_may_hold(n, rows, t)),
+    }
+}
+
+/// An OTLP span kind as TraceQL's model reads it: an unknown value is unspecified.
+fn kind_of(kind: i32) -> Kind {
+    match kind {
+        1 => Kind::Internal,
+        2 => Kind::Server,
+        3 => Kind::Client,
+        4 => Kind::Producer,
+        5 => Kind::Consumer,
+        _ => Kind::Unspecified,
+    }
+}
+
+/// An OTLP status code as TraceQL's model reads it: an unknown value is unset.
+fn status_of(code: i32) -> Status {
+    match code {
+        1 => Status::Ok,
+        2 => Status::Error,
+        _ => Status::Unset,
     }
 }
 
@@ -259,19 +262,8 @@ fn to_model(trace: &Trace) -> traceql::Trace {
                 span_id: span.span_id.as_slice().try_into().unwrap_or([0; 8]),
                 parent_span_id: span.parent_span_id.as_slice().try_into().ok(),
                 name: span.name.clone(),
-                kind: match span.kind {
-                    1 => Kind::Internal,
-                    2 => Kind::Server,
-                    3 => Kind::Client,
-                    4 => Kind::Producer,
-                    5 => Kind::Consumer,
-                    _ => Kind::Unspecified,
-                },
-                status: match span.status.as_ref().map_or(0, |st| st.code) {
-                    1 => Status::Ok,
-                    2 => Status::Error,
-                    _ => Status::Unset,
-                },
+                kind: kind_of(span.kind),
+                status: status_of(span.status.as_ref().map_or(0, |st| st.code)),
                 status_message: span
                     .status
                     .as_ref()
