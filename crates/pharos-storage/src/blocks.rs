@@ -379,6 +379,19 @@ pub fn new_block_id() -> String {
     encode_ulid(value)
 }
 
+/// Returns when a block id from [`new_block_id`] was made, in unix milliseconds (its
+/// first ten characters), or `None` for an id that is not a ULID.
+pub fn block_id_ms(id: &str) -> Option<u64> {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    if id.len() != 26 {
+        return None;
+    }
+    id.bytes().take(10).try_fold(0u64, |ms, c| {
+        let digit = ALPHABET.iter().position(|&a| a == c.to_ascii_uppercase())?;
+        Some((ms << 5) | digit as u64)
+    })
+}
+
 fn ulid_value(ms: u64, random: u128) -> u128 {
     (u128::from(ms & 0xFFFF_FFFF_FFFF) << 80) | (random & ((1u128 << 80) - 1))
 }
@@ -399,6 +412,25 @@ fn encode_ulid(value: u128) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn block_ids_tell_when_they_were_made() {
+        let id = ulid(1_765_000_000_123, 0xdead_beef);
+        assert_eq!(block_id_ms(&id), Some(1_765_000_000_123));
+        assert_eq!(block_id_ms(&id.to_lowercase()), Some(1_765_000_000_123));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let made = block_id_ms(&new_block_id()).unwrap();
+        assert!(made.abs_diff(now) < 60_000, "{made} vs {now}");
+        assert_eq!(block_id_ms("not-a-ulid"), None);
+        assert_eq!(
+            block_id_ms("01M97H1Z15ZFQTPG681JWYNMU!"),
+            Some(block_id_ms("01M97H1Z15ZFQTPG681JWYNM58").unwrap())
+        );
+        assert_eq!(block_id_ms("01M97H1Z1UZFQTPG681JWYNM58"), None);
+    }
 
     #[test]
     fn ulids_sort_by_time_and_use_crockford_base32() {

@@ -16,7 +16,7 @@
 pub mod blocks;
 pub mod wal;
 
-pub use blocks::{BlockStore, BlockStoreError, Listing, new_block_id};
+pub use blocks::{BlockStore, BlockStoreError, Listing, block_id_ms, new_block_id};
 pub use wal::{
     FsyncPolicy, Pending, ReplayReport, Truncation, TruncationReason, Wal, WalError, WalOptions,
 };

@@ -17,6 +17,8 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
+mod wire;
+
 use super::{
     Operation, ResourceInfo, ScopeInfo, StoredSpan, Trace, TraceId, operation_key, service_of,
 };
@@ -30,16 +32,18 @@ pub const META_FILE: &str = pharos_storage::blocks::META_FILE;
 
 const DATA_MAGIC: &[u8; 4] = b"PTRD";
 const INDEX_MAGIC: &[u8; 4] = b"PTRI";
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
+/// The oldest format version still read: version 1 stored pages as [`PageProto`] itself.
+const OLDEST_VERSION: u8 = 1;
 /// A page is cut once its spans' encoded bytes reach this, by default (Tempo's
 /// `row_group_size_bytes` plays this part).
-pub const DEFAULT_PAGE_BYTES: u64 = 1 << 20;
+pub const DEFAULT_PAGE_BYTES: u64 = 4 << 20;
 /// A page lists at most this many distinct dedicated attribute pairs in its summary; past
 /// it the summary says "anything" for them.
 const MAX_SUMMARY_PAIRS: usize = 512;
-/// zstd level of pages and index: 9 takes about 7% off the bytes of level 3 on the
-/// traces bench, and pages are written in the background.
-const ZSTD_LEVEL: i32 = 9;
+/// zstd level of pages and index: level 9 took 2% off a version-2 page on the traces
+/// bench (the columns leave it little to find) at several times the CPU.
+const ZSTD_LEVEL: i32 = 3;
 /// A decompressed page or index may be at most this many times its compressed size (and at
 /// most [`MAX_DECOMPRESSED`]): the reader trusts no length it has not bounded.
 const MAX_RATIO: usize = 64;
@@ -171,6 +175,17 @@ struct PageProto {
     odd_span_at: Vec<u32>,
     #[prost(bytes = "bytes", repeated, tag = "24")]
     odd_span_ids: Vec<Bytes>,
+    /// Version 2 only (a version-1 page keeps these attributes in `rest`): the spans'
+    /// other attributes, as `ded_span` and `ded_pos`, with their key (index into
+    /// `strings`) and their encoded `KeyValue` after the key.
+    #[prost(uint32, repeated, tag = "25")]
+    other_span: Vec<u32>,
+    #[prost(uint32, repeated, tag = "26")]
+    other_pos: Vec<u32>,
+    #[prost(uint32, repeated, tag = "27")]
+    other_key: Vec<u32>,
+    #[prost(bytes = "bytes", repeated, tag = "28")]
+    other_value: Vec<Bytes>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -304,6 +319,8 @@ pub struct BlockWriter {
     max_ns: u64,
     spans: u64,
     last: Option<TraceId>,
+    /// The format version written: [`FORMAT_VERSION`], or 1 for tests of old blocks.
+    version: u8,
 }
 
 #[derive(Default)]
@@ -588,9 +605,14 @@ fn encode_rest(span: &Span, keep_end: bool, buf: &mut Vec<u8>) {
     }
 }
 
-/// A span attribute that goes to the attribute columns: any with a string value. (Page
+/// A span attribute that goes to the attribute columns: any with a string value and a
+/// key given as a string. (Page
 /// summaries list the pairs of the `http.*`, `db.*` and `rpc.*` ones.)
 fn dedicated_value(kv: &KeyValue) -> Option<&str> {
+    // A key given by reference (a profiling field) stays in the rest, where it is kept.
+    if kv.key_strindex != 0 {
+        return None;
+    }
     match kv.value.as_ref()?.value.as_ref()? {
         any_value::Value::StringValue(s) => Some(s),
         _ => None,
@@ -602,6 +624,7 @@ impl BlockWriter {
     pub fn new(page_bytes: u64) -> Self {
         BlockWriter {
             data: DATA_MAGIC.iter().copied().chain([FORMAT_VERSION]).collect(),
+            version: FORMAT_VERSION,
             pages: Vec::new(),
             services: BTreeSet::new(),
             names: BTreeSet::new(),
@@ -616,6 +639,15 @@ impl BlockWriter {
             spans: 0,
             last: None,
         }
+    }
+
+    /// Returns an empty writer of format version 1, to test that old blocks still read.
+    #[cfg(test)]
+    pub(crate) fn new_v1(page_bytes: u64) -> Self {
+        let mut w = Self::new(page_bytes);
+        w.version = 1;
+        w.data[4] = 1;
+        w
     }
 
     /// Adds a trace. Ids must ascend strictly.
@@ -657,7 +689,11 @@ impl BlockWriter {
         if page.proto.trace_spans.is_empty() {
             return;
         }
-        let raw = page.proto.encode_to_vec();
+        let raw = if self.version == 1 {
+            page.proto.encode_to_vec()
+        } else {
+            wire::encode(&page.proto)
+        };
         let compressed = zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("zstd compresses memory");
         let mut info = page.info;
         info.offset = self.data.len() as u64;
@@ -724,14 +760,14 @@ impl BlockWriter {
             .expect("zstd compresses memory");
         let mut index_file = Vec::with_capacity(body.len() + 9);
         index_file.extend_from_slice(INDEX_MAGIC);
-        index_file.push(FORMAT_VERSION);
+        index_file.push(self.version);
         index_file.extend_from_slice(&body);
         let crc = crc32c::crc32c(&index_file);
         index_file.extend_from_slice(&crc.to_le_bytes());
         let empty = self.ids.is_empty();
         let meta = BlockMeta {
             ulid,
-            version: FORMAT_VERSION,
+            version: self.version,
             min_time_ns: if empty { 0 } else { self.min_ns },
             max_time_ns: self.max_ns,
             traces: self.ids.len() as u64,
@@ -836,13 +872,14 @@ impl TraceBlock {
     pub fn open(meta: BlockMeta, index: &[u8], data: Bytes) -> Result<TraceBlock, BlockError> {
         let id = meta.ulid.clone();
         let id = id.as_str();
-        if meta.version != FORMAT_VERSION {
+        let version = meta.version;
+        if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(corrupt(
                 id,
                 format!("unknown format version {}", meta.version),
             ));
         }
-        if index.len() < 9 || &index[..4] != INDEX_MAGIC || index[4] != FORMAT_VERSION {
+        if index.len() < 9 || &index[..4] != INDEX_MAGIC || index[4] != version {
             return Err(corrupt(id, "index: bad magic or version"));
         }
         let (body, crc) = index.split_at(index.len() - 4);
@@ -852,7 +889,7 @@ impl TraceBlock {
         let raw = decompress(id, "index", &body[5..])?;
         let proto =
             IndexProto::decode(raw.as_slice()).map_err(|e| corrupt(id, format!("index: {e}")))?;
-        if data.len() < 5 || &data[..4] != DATA_MAGIC || data[4] != FORMAT_VERSION {
+        if data.len() < 5 || &data[..4] != DATA_MAGIC || data[4] != version {
             return Err(corrupt(id, "data: bad magic or version"));
         }
         let services: Vec<Arc<str>> = proto
@@ -1022,8 +1059,12 @@ impl TraceBlock {
         }
         let raw = decompress(id, "page", compressed)?;
         // Decoded from `Bytes`, the byte fields are slices of the buffer, not copies.
-        let page = PageProto::decode(Bytes::from(raw))
-            .map_err(|e| corrupt(id, format!("page {i}: {e}")))?;
+        let page = if self.meta.version == 1 {
+            PageProto::decode(Bytes::from(raw)).map_err(|e| e.to_string())
+        } else {
+            wire::decode(Bytes::from(raw))
+        }
+        .map_err(|e| corrupt(id, format!("page {i}: {e}")))?;
         let rows = PageRows::new(page).map_err(|what| corrupt(id, format!("page {i}: {what}")))?;
         (0..rows.traces())
             .filter(|&t| keep(&rows, t))
@@ -1044,8 +1085,29 @@ pub(crate) struct PageRows {
     first_span: Vec<usize>,
     /// Span k's column attributes are `first_attr[k]..first_attr[k + 1]`.
     first_attr: Vec<usize>,
+    /// Span k's other attributes (version 2) are `first_other[k]..first_other[k + 1]`.
+    first_other: Vec<usize>,
     /// How many spans before span k have a foreign parent.
     foreign_before: Vec<u32>,
+}
+
+/// Returns where each span's entries of an attribute column start, from the column's
+/// span deltas (0 for a span's second and later entries): span k's are
+/// `ranges[k]..ranges[k + 1]`.
+fn attribute_ranges(span_deltas: &[u32], spans: usize) -> Result<Vec<usize>, String> {
+    let mut ranges = vec![0usize; spans + 1];
+    let mut at = 0u64;
+    let mut counts = vec![0usize; spans];
+    for &d in span_deltas {
+        at += u64::from(d);
+        let k = usize::try_from(at).ok().filter(|&k| k < spans);
+        let k = k.ok_or("attribute span out of range")?;
+        counts[k] += 1;
+    }
+    for k in 0..spans {
+        ranges[k + 1] = ranges[k] + counts[k];
+    }
+    Ok(ranges)
 }
 
 impl PageRows {
@@ -1109,18 +1171,18 @@ impl PageRows {
         }
         // `ded_span` holds the deltas between the page numbers of the spans that have
         // column attributes (0 for a span's second and later ones).
-        let mut first_attr = vec![0usize; spans + 1];
-        let mut at = 0u64;
-        let mut counts = vec![0usize; spans];
-        for &d in &page.ded_span {
-            at += u64::from(d);
-            let k = usize::try_from(at).ok().filter(|&k| k < spans);
-            let k = k.ok_or("attribute span out of range")?;
-            counts[k] += 1;
+        let first_attr = attribute_ranges(&page.ded_span, spans)?;
+        let other = page.other_span.len();
+        if page.other_pos.len() != other
+            || page.other_key.len() != other
+            || page.other_value.len() != other
+        {
+            return Err("attribute columns disagree".into());
         }
-        for k in 0..spans {
-            first_attr[k + 1] = first_attr[k] + counts[k];
+        if page.other_key.iter().any(|&i| i >= strings) {
+            return Err("string reference out of range".into());
         }
+        let first_other = attribute_ranges(&page.other_span, spans)?;
         let mut foreign_before = Vec::with_capacity(spans);
         let mut foreign = 0u32;
         for (k, &p) in page.parent.iter().enumerate() {
@@ -1166,6 +1228,7 @@ impl PageRows {
             scopes,
             first_span,
             first_attr,
+            first_other,
             foreign_before,
         })
     }
@@ -1250,23 +1313,40 @@ impl PageRows {
                 span.end_time_unix_nano =
                     span.start_time_unix_nano.saturating_add(page.duration[k]);
             }
-            for a in self.first_attr[k]..self.first_attr[k + 1] {
-                let pos = page.ded_pos[a] as usize;
+            // Both kinds of column attributes go in by ascending position.
+            let mut strings = self.first_attr[k]..self.first_attr[k + 1];
+            let mut others = self.first_other[k]..self.first_other[k + 1];
+            let (mut a, mut o) = (strings.next(), others.next());
+            loop {
+                let (pos, kv) = match (a, o) {
+                    (None, None) => break,
+                    (Some(x), y) if y.is_none_or(|y| page.ded_pos[x] < page.other_pos[y]) => {
+                        a = strings.next();
+                        let kv = KeyValue {
+                            key: page.strings[page.ded_key[x] as usize].clone(),
+                            value: Some(AnyValue {
+                                value: Some(any_value::Value::StringValue(
+                                    page.strings[page.ded_value[x] as usize].clone(),
+                                )),
+                            }),
+                            ..Default::default()
+                        };
+                        (page.ded_pos[x], kv)
+                    }
+                    (_, Some(y)) => {
+                        o = others.next();
+                        let mut kv = KeyValue::decode(page.other_value[y].as_ref())
+                            .map_err(|e| format!("attribute: {e}"))?;
+                        kv.key = page.strings[page.other_key[y] as usize].clone();
+                        (page.other_pos[y], kv)
+                    }
+                    (Some(_), None) => unreachable!("matched above"),
+                };
+                let pos = pos as usize;
                 if pos > span.attributes.len() {
                     return Err("attribute position out of range".into());
                 }
-                span.attributes.insert(
-                    pos,
-                    KeyValue {
-                        key: page.strings[page.ded_key[a] as usize].clone(),
-                        value: Some(AnyValue {
-                            value: Some(any_value::Value::StringValue(
-                                page.strings[page.ded_value[a] as usize].clone(),
-                            )),
-                        }),
-                        ..Default::default()
-                    },
-                );
+                span.attributes.insert(pos, kv);
             }
             span.parent_span_id = match page.parent[k] {
                 0 => Vec::new(),

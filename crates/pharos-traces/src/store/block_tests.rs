@@ -578,3 +578,142 @@ fn newest_first_search_stops_at_blocks_that_cannot_add_a_hit() {
     assert_eq!(ids(store.search(&q)), ids(reference.search(&q)));
     assert_eq!(oldest.pages_read(), before, "the oldest block was not read");
 }
+
+/// Spans the version-2 page encoding has to take apart and put back exactly: parents that
+/// loop or point at themselves, a child listed (and starting) before its parent, spans
+/// ending before they start, and attributes of every kind: empty keys, no value, a key
+/// by reference, non-string values between string ones.
+fn awkward_request() -> ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+    let trace_id = [7u8; 16];
+    let span = |id: u8, parent: Option<u8>, start: u64, end: u64| Span {
+        trace_id: trace_id.to_vec(),
+        span_id: [id; 8].to_vec(),
+        parent_span_id: parent.map_or(Vec::new(), |p| [p; 8].to_vec()),
+        name: format!("op {}", id % 3),
+        kind: i32::from(id % 6),
+        start_time_unix_nano: BASE_NS + start,
+        end_time_unix_nano: BASE_NS + end,
+        ..Default::default()
+    };
+    let value = |v: Value| Some(AnyValue { value: Some(v) });
+    let mut spans = vec![
+        // A child before its parent, starting before it (clock skew).
+        span(2, Some(1), 500, 9_000),
+        span(1, None, 1_000, 10_000),
+        // Parents that loop: 3 -> 4 -> 3; 5 is its own parent; 6 hangs off the loop.
+        span(3, Some(4), 2_000, 3_000),
+        span(4, Some(3), 2_500, 2_600),
+        span(5, Some(5), 4_000, 4_100),
+        span(6, Some(3), 2_100, 2_200),
+        // Ends before it starts; a parent from another fragment.
+        span(8, Some(9), 7_000, 6_000),
+    ];
+    spans[1].attributes = vec![
+        kv("http.request.method", s("GET")),
+        KeyValue {
+            key: "http.response.status_code".into(),
+            value: value(Value::IntValue(200)),
+            ..Default::default()
+        },
+        kv("", s("empty key")),
+        KeyValue {
+            key: String::new(),
+            value: value(Value::BoolValue(true)),
+            ..Default::default()
+        },
+        KeyValue {
+            key: "no.value".into(),
+            value: None,
+            ..Default::default()
+        },
+        KeyValue {
+            key: "by.reference".into(),
+            value: value(Value::StringValue("x".into())),
+            key_strindex: 3,
+        },
+        kv("app.user.id", s("u-1")),
+    ];
+    // The same keys again, with values seen before (by the same and by another name).
+    spans[2].attributes = vec![
+        kv("app.user.id", s("u-1")),
+        kv("http.request.method", s("GET")),
+    ];
+    spans[3].attributes = vec![
+        kv("app.user.id", s("u-2")),
+        kv("http.request.method", s("GET")),
+    ];
+    spans[4].attributes = vec![kv("app.user.id", s("u-1")), kv("app.user.id", s("u-2"))];
+    spans[5].events = vec![Event {
+        time_unix_nano: BASE_NS + 2_150,
+        name: "e".into(),
+        ..Default::default()
+    }];
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s("frontend"))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[test]
+fn version_1_blocks_still_read_and_version_2_rebuilds_every_span_exactly() {
+    let mut reqs = requests(&mut Gen(77), 400, BASE_NS);
+    reqs.push(awkward_request());
+    let head = TraceStore::new();
+    apply_all(&head, &reqs);
+    let ids = ids_of(&reqs);
+    let mut sizes = Vec::new();
+    for v1 in [true, false] {
+        let mut w = if v1 {
+            block::BlockWriter::new_v1(64 << 10)
+        } else {
+            block::BlockWriter::new(64 << 10)
+        };
+        for id in &ids {
+            w.push(id, &head.trace(id).unwrap());
+        }
+        let enc = w.finish(
+            pharos_storage::new_block_id(),
+            block::Compaction {
+                level: 1,
+                parents: Vec::new(),
+            },
+        );
+        assert_eq!(enc.meta.version, if v1 { 1 } else { 2 });
+        sizes.push(enc.data.len());
+        let b = block::TraceBlock::open(enc.meta, &enc.index, enc.data).unwrap();
+        assert!(b.pages().len() > 3, "several pages");
+        let mut read = 0;
+        for p in 0..b.pages().len() {
+            for (id, t) in b.read_page(p).unwrap() {
+                let want = head.trace(&id).unwrap().to_resource_spans();
+                // Byte for byte, as protobuf.
+                let enc = |rs: Vec<ResourceSpans>| -> Vec<Vec<u8>> {
+                    rs.iter().map(|r| r.encode_to_vec()).collect()
+                };
+                assert_eq!(enc(t.to_resource_spans()), enc(want), "v1 {v1}");
+                read += 1;
+            }
+        }
+        assert_eq!(read, ids.len());
+        // By id, too.
+        let awkward = [7u8; 16];
+        let t = b.find(&awkward).unwrap().unwrap();
+        assert_eq!(t.spans.len(), 7);
+    }
+    assert!(
+        sizes[1] < sizes[0],
+        "version 2 ({}) is smaller than version 1 ({})",
+        sizes[1],
+        sizes[0]
+    );
+}

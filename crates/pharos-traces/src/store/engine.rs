@@ -10,7 +10,8 @@
 //!   whose spans straddle a freeze is in two blocks; reads by id merge the fragments.
 //! - **Compaction** ([`TraceStore::maintain`]): blocks are grouped by the aligned
 //!   `compaction_window` their earliest span falls in; a window's blocks are merged into one
-//!   once the window is over (or when it holds [`BlockOptions::max_window_blocks`] blocks),
+//!   once the window is over and quiet (no block joined it for twice the head's age), or
+//!   when it holds [`BlockOptions::max_window_blocks`] blocks of one level,
 //!   joining the fragments of a trace and dropping duplicate spans (same span id and kind),
 //!   as Tempo's compactor combines traces. Pages are merged in trace id order, one page of
 //!   each parent in memory at a time.
@@ -407,7 +408,8 @@ fn sort_blocks(blocks: &mut [Arc<TraceBlock>]) {
 }
 
 /// Picks the next blocks to merge: the blocks of one level in one compaction window (by
-/// their earliest span) once the window is over, or once they are `max_window_blocks`;
+/// their earliest span) once the window is over and no block has joined it for twice the
+/// head's age, or once they are `max_window_blocks`;
 /// oldest ids first, up to `max_block_spans`.
 fn plan(blocks: &[Arc<TraceBlock>], opts: &BlockOptions, now: u64) -> Option<Vec<Arc<TraceBlock>>> {
     let window = (opts.compaction_window.as_nanos() as u64).max(1);
@@ -433,7 +435,17 @@ fn plan(blocks: &[Arc<TraceBlock>], opts: &BlockOptions, now: u64) -> Option<Vec
             continue;
         }
         let over = (w + 1).saturating_mul(window).saturating_add(slack) <= now;
-        if !over && group.len() < opts.max_window_blocks {
+        // Blocks still arriving in a window that is over (late spans, or a backlog being
+        // sent) wait until they are `max_window_blocks` too, or until the window has been
+        // quiet for the slack: merging each pair as it comes would rewrite every span
+        // once per level.
+        let newest_ms = group
+            .iter()
+            .filter_map(|b| pharos_storage::block_id_ms(&b.meta().ulid))
+            .max()
+            .unwrap_or(0);
+        let quiet = newest_ms.saturating_mul(1_000_000).saturating_add(slack) <= now;
+        if group.len() < opts.max_window_blocks && !(over && quiet) {
             continue;
         }
         group.sort_by(|a, b| a.meta().ulid.cmp(&b.meta().ulid));

@@ -1,0 +1,560 @@
+//! Page encoding of format version 2: how a page's columns ([`PageProto`], the shape the
+//! writer builds and the reader serves) are laid out on disk so that they compress well.
+//!
+//! Version 1 wrote `PageProto` itself. Version 2 transforms three parts of it, each
+//! losslessly (`decode(encode(p)) == p`):
+//! - **Attributes by key.** Instead of one page-wide string table with a reference per
+//!   attribute, each span names its *shape* (the sequence of attribute keys and whether
+//!   each value is a string), and each (key, string-or-not) *stream* holds its values in
+//!   first-occurrence order plus one small reference per use: 0 for a value not seen
+//!   before, r > 0 for the value r places back in the stream's list. Non-string values
+//!   move out of the spans' `rest` into streams too (their encoded `KeyValue` minus the
+//!   key; decoding leaves them out of `rest`, in their own columns, decoded only for the
+//!   spans rebuilt). Low-cardinality keys then cost almost nothing, and high-cardinality values
+//!   sit next to values of the same kind.
+//! - **Start times from the parent.** A span's start is stored relative to its parent's
+//!   start when the parent is in the same trace (and the chain of parents ends), else
+//!   relative to its trace's start: the gap to the parent is much smaller.
+//! - **pco for times.** Starts and durations are pco streams (`i64` and `u64`), which
+//!   come close to the entropy of such distributions.
+//!
+//! Everything else is stored as version 1 stores it. The whole [`PageWire`] message is
+//! one zstd frame, as in version 1. Decoding gives back columns that rebuild the same
+//! spans byte for byte (the string table's order may differ).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use prost::Message;
+use prost::encoding::{decode_key, decode_varint, skip_field};
+use xxhash_rust::xxh3::Xxh3Builder;
+
+use super::PageProto;
+
+/// The `rest` field number of a span's attributes (`Span.attributes`).
+const ATTRIBUTES_FIELD: u32 = 9;
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct PageWire {
+    #[prost(bytes = "bytes", tag = "1")]
+    trace_ids: Bytes,
+    #[prost(uint32, repeated, tag = "2")]
+    trace_spans: Vec<u32>,
+    #[prost(uint64, repeated, tag = "3")]
+    trace_start: Vec<u64>,
+    #[prost(uint64, tag = "4")]
+    base_ns: u64,
+    #[prost(bytes = "bytes", repeated, tag = "5")]
+    resources: Vec<Bytes>,
+    #[prost(bytes = "bytes", repeated, tag = "6")]
+    scopes: Vec<Bytes>,
+    /// Span names.
+    #[prost(string, repeated, tag = "7")]
+    names: Vec<String>,
+    /// Distinct (resource, scope, name, kind, attribute shape) of the page's spans.
+    #[prost(message, repeated, tag = "8")]
+    ops: Vec<OpWire>,
+    /// Each span's entry in `ops`.
+    #[prost(uint32, repeated, tag = "9")]
+    op: Vec<u32>,
+    #[prost(bytes = "bytes", tag = "10")]
+    span_ids: Bytes,
+    #[prost(sint32, repeated, tag = "11")]
+    parent: Vec<i32>,
+    #[prost(bytes = "bytes", repeated, tag = "12")]
+    foreign_parents: Vec<Bytes>,
+    /// pco `i64`: start minus the parent's start, or minus the trace's start.
+    #[prost(bytes = "bytes", tag = "13")]
+    start: Bytes,
+    /// pco `u64`.
+    #[prost(bytes = "bytes", tag = "14")]
+    duration: Bytes,
+    #[prost(int32, repeated, tag = "17")]
+    status: Vec<i32>,
+    /// Attribute keys.
+    #[prost(string, repeated, tag = "18")]
+    keys: Vec<String>,
+    /// Distinct attribute shapes: stream numbers, `key * 2 + 1` for a string value,
+    /// `key * 2` for any other.
+    #[prost(message, repeated, tag = "19")]
+    shapes: Vec<ShapeWire>,
+    /// Stream n is `streams[n]`; streams past the end are empty.
+    #[prost(message, repeated, tag = "21")]
+    streams: Vec<StreamWire>,
+    /// Each span's protobuf without the columns and without its attributes.
+    #[prost(bytes = "bytes", repeated, tag = "22")]
+    rest: Vec<Bytes>,
+    #[prost(uint32, repeated, tag = "23")]
+    odd_span_at: Vec<u32>,
+    #[prost(bytes = "bytes", repeated, tag = "24")]
+    odd_span_ids: Vec<Bytes>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
+struct OpWire {
+    #[prost(uint32, tag = "1")]
+    resource: u32,
+    #[prost(uint32, tag = "2")]
+    scope: u32,
+    /// Index into `names`.
+    #[prost(uint32, tag = "3")]
+    name: u32,
+    #[prost(int32, tag = "4")]
+    kind: i32,
+    /// Index into `shapes`.
+    #[prost(uint32, tag = "5")]
+    shape: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ShapeWire {
+    #[prost(uint32, repeated, tag = "1")]
+    streams: Vec<u32>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct StreamWire {
+    /// Distinct values in first-occurrence order: a string's UTF-8, or a non-string
+    /// attribute's encoded `KeyValue` after its key field.
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    values: Vec<Bytes>,
+    /// One per use: 0 takes the next new value; 1 the value of this stream's last use by
+    /// a span of the same name; r > 1 the value r - 1 places back in `values`.
+    #[prost(uint64, repeated, tag = "2")]
+    refs: Vec<u64>,
+}
+
+fn pco_config() -> pco::ChunkConfig {
+    pco::ChunkConfig::default().with_compression_level(8)
+}
+
+/// For each span of each trace, whether its start is stored relative to its parent's:
+/// the parent is a span of the same trace and following parents from it ends at a span
+/// without one (no cycle). Computed from the parent column alone, so the reader repeats
+/// it exactly.
+fn parent_relative(parent: &[i32], first_span: &[usize]) -> Vec<bool> {
+    // Whether following parents from a span ends: 0 unknown, 1 on the current walk,
+    // 2 it ends, 3 it loops.
+    let mut state = vec![0u8; parent.len()];
+    let mut relative = vec![false; parent.len()];
+    let mut path = Vec::new();
+    for t in 0..first_span.len() - 1 {
+        let range = first_span[t]..first_span[t + 1];
+        let in_trace = |p: i32| p > 0 && p as usize <= range.len();
+        for k in range.clone() {
+            let mut at = k;
+            let outcome = loop {
+                match state[at] {
+                    0 => {}
+                    2 => break 2,
+                    _ => break 3,
+                }
+                if !in_trace(parent[at]) {
+                    state[at] = 2;
+                    break 2;
+                }
+                state[at] = 1;
+                path.push(at);
+                at = range.start + parent[at] as usize - 1;
+            };
+            for &n in &path {
+                state[n] = outcome;
+            }
+            path.clear();
+            relative[k] = in_trace(parent[k]) && state[k] == 2;
+        }
+    }
+    relative
+}
+
+fn first_spans(trace_spans: &[u32]) -> Option<Vec<usize>> {
+    let mut first = Vec::with_capacity(trace_spans.len() + 1);
+    let mut at = 0usize;
+    first.push(0);
+    for &c in trace_spans {
+        at = at.checked_add(c as usize)?;
+        first.push(at);
+    }
+    Some(first)
+}
+
+/// Splits an encoded `rest` into the bytes before its attributes, the attributes'
+/// payloads (each an encoded `KeyValue`) and the bytes after them. A rest is written
+/// in field order, so its attributes are one run.
+fn split_rest(rest: &[u8]) -> Result<(usize, Vec<&[u8]>, usize), String> {
+    let mut buf = rest;
+    let (mut before, mut after) = (None, None);
+    let mut attrs = Vec::new();
+    while !buf.is_empty() {
+        let at = rest.len() - buf.len();
+        let (tag, wire_type) = decode_key(&mut buf).map_err(|e| format!("span: {e}"))?;
+        if tag == ATTRIBUTES_FIELD {
+            if after.is_some() {
+                return Err("span attributes out of field order".into());
+            }
+            before.get_or_insert(at);
+            let len = decode_varint(&mut buf).map_err(|e| format!("span: {e}"))? as usize;
+            if len > buf.len() {
+                return Err("span: attribute past the end".into());
+            }
+            attrs.push(&buf[..len]);
+            buf = &buf[len..];
+        } else {
+            if tag > ATTRIBUTES_FIELD && after.is_none() {
+                after = Some(at);
+                before.get_or_insert(at);
+            }
+            skip_field(wire_type, tag, &mut buf, Default::default())
+                .map_err(|e| format!("span: {e}"))?;
+        }
+    }
+    let before = before.unwrap_or(rest.len());
+    Ok((before, attrs, after.unwrap_or(rest.len())))
+}
+
+/// Splits an encoded `KeyValue` into its key and the rest (the fields after the key).
+fn split_key_value(kv: &[u8]) -> Result<(&[u8], &[u8]), String> {
+    if kv.first() != Some(&0x0a) {
+        return Ok((&[], kv));
+    }
+    let mut buf = &kv[1..];
+    let len = decode_varint(&mut buf).map_err(|e| format!("attribute: {e}"))? as usize;
+    if len > buf.len() {
+        return Err("attribute key past the end".into());
+    }
+    Ok((&buf[..len], &buf[len..]))
+}
+
+#[derive(Default)]
+struct StreamBuilder<'a> {
+    seen: HashMap<&'a [u8], u64, Xxh3Builder>,
+    /// The value of the last use, by span name.
+    last: HashMap<u32, u64, Xxh3Builder>,
+    wire: StreamWire,
+}
+
+impl<'a> StreamBuilder<'a> {
+    fn push(&mut self, name: u32, value: &'a [u8]) {
+        let n = self.wire.values.len() as u64;
+        let i = match self.seen.get(value) {
+            Some(&i) => {
+                let r = if self.last.get(&name) == Some(&i) {
+                    1
+                } else {
+                    n - i + 1
+                };
+                self.wire.refs.push(r);
+                i
+            }
+            None => {
+                self.seen.insert(value, n);
+                self.wire.values.push(Bytes::copy_from_slice(value));
+                self.wire.refs.push(0);
+                n
+            }
+        };
+        self.last.insert(name, i);
+    }
+}
+
+/// Encodes a page's columns as version 2 (before compression).
+///
+/// # Panics
+///
+/// When the columns disagree with each other (the writer builds them consistent).
+// Span k indexes a dozen columns in step; a range loop says so best.
+#[allow(clippy::needless_range_loop)]
+pub(super) fn encode<'a>(p: &'a PageProto) -> Vec<u8> {
+    let spans = p.name.len();
+    let first_span = first_spans(&p.trace_spans).expect("span counts fit");
+    let mut names = Vec::new();
+    let mut name_of: HashMap<u32, u32> = HashMap::new();
+    let name: Vec<u32> = p
+        .name
+        .iter()
+        .map(|&i| {
+            *name_of.entry(i).or_insert_with(|| {
+                names.push(p.strings[i as usize].clone());
+                names.len() as u32 - 1
+            })
+        })
+        .collect();
+    let mut keys: Vec<&str> = Vec::new();
+    let mut key_of: HashMap<&str, u32> = HashMap::new();
+    let mut key = |k: &'a str| -> u32 {
+        if let Some(&i) = key_of.get(k) {
+            return i;
+        }
+        let i = keys.len() as u32;
+        keys.push(k);
+        key_of.insert(k, i);
+        i
+    };
+    let mut streams: Vec<StreamBuilder<'_>> = Vec::new();
+    let mut shapes: Vec<ShapeWire> = Vec::new();
+    let mut shape_of: HashMap<Vec<u32>, u32> = HashMap::new();
+    let mut ops: Vec<OpWire> = Vec::new();
+    let mut op_of: HashMap<OpWire, u32> = HashMap::new();
+    let mut op = Vec::with_capacity(spans);
+    let mut rest = Vec::with_capacity(spans);
+    let mut span_shape = Vec::new();
+    let mut ded = 0usize;
+    let mut ded_at = 0u64;
+    for k in 0..spans {
+        let (before, others, after) = split_rest(&p.rest[k]).expect("the writer's rest parses");
+        let mut stripped = Vec::with_capacity(p.rest[k].len());
+        stripped.extend_from_slice(&p.rest[k][..before]);
+        stripped.extend_from_slice(&p.rest[k][after..]);
+        rest.push(Bytes::from(stripped));
+        // This span's string attributes: the `ded_*` entries whose span number is k.
+        let mut strings = Vec::new();
+        while ded < p.ded_span.len() && ded_at + u64::from(p.ded_span[ded]) == k as u64 {
+            ded_at += u64::from(p.ded_span[ded]);
+            strings.push(ded);
+            ded += 1;
+        }
+        let total = strings.len() + others.len();
+        span_shape.clear();
+        let (mut si, mut oi) = (0, 0);
+        for pos in 0..total {
+            let (stream, value): (u32, &[u8]) =
+                if si < strings.len() && p.ded_pos[strings[si]] as usize == pos {
+                    let d = strings[si];
+                    si += 1;
+                    let kk = key(&p.strings[p.ded_key[d] as usize]);
+                    (kk * 2 + 1, p.strings[p.ded_value[d] as usize].as_bytes())
+                } else {
+                    let (kbytes, value) = split_key_value(others[oi]).expect("the writer's rest");
+                    oi += 1;
+                    let kk = key(std::str::from_utf8(kbytes).expect("prost wrote a string"));
+                    (kk * 2, value)
+                };
+            span_shape.push(stream);
+            let n = stream as usize;
+            if streams.len() <= n {
+                streams.resize_with(n + 1, StreamBuilder::default);
+            }
+            streams[n].push(name[k], value);
+        }
+        assert!(
+            si == strings.len() && oi == others.len(),
+            "attribute positions disagree"
+        );
+        let next = shapes.len() as u32;
+        let id = *shape_of.entry(span_shape.clone()).or_insert_with(|| {
+            shapes.push(ShapeWire {
+                streams: span_shape.clone(),
+            });
+            next
+        });
+        let o = OpWire {
+            resource: p.resource[k],
+            scope: p.scope[k],
+            name: name[k],
+            kind: p.kind[k],
+            shape: id,
+        };
+        let next = ops.len() as u32;
+        op.push(*op_of.entry(o.clone()).or_insert_with(|| {
+            ops.push(o);
+            next
+        }));
+    }
+    let relative = parent_relative(&p.parent, &first_span);
+    let mut start = Vec::with_capacity(spans);
+    for t in 0..first_span.len() - 1 {
+        for k in first_span[t]..first_span[t + 1] {
+            let s = p.start[k] as i64;
+            start.push(if relative[k] {
+                let parent = first_span[t] + p.parent[k] as usize - 1;
+                s.wrapping_sub(p.start[parent] as i64)
+            } else {
+                s
+            });
+        }
+    }
+    let pco = |b: Vec<u8>| Bytes::from(b);
+    let wire = PageWire {
+        trace_ids: Bytes::copy_from_slice(&p.trace_ids),
+        trace_spans: p.trace_spans.clone(),
+        trace_start: p.trace_start.clone(),
+        base_ns: p.base_ns,
+        resources: p.resources.clone(),
+        scopes: p.scopes.clone(),
+        names,
+        ops,
+        op,
+        span_ids: Bytes::copy_from_slice(&p.span_ids),
+        parent: p.parent.clone(),
+        foreign_parents: p.foreign_parents.clone(),
+        start: pco(pco::standalone::simple_compress(&start, &pco_config()).expect("pco")),
+        duration: pco(pco::standalone::simple_compress(&p.duration, &pco_config()).expect("pco")),
+        status: p.status.clone(),
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+        shapes,
+        streams: streams.into_iter().map(|s| s.wire).collect(),
+        rest,
+        odd_span_at: p.odd_span_at.clone(),
+        odd_span_ids: p.odd_span_ids.clone(),
+    };
+    wire.encode_to_vec()
+}
+
+fn decompress<T: pco::data_types::Number>(bytes: &[u8], what: &str) -> Result<Vec<T>, String> {
+    pco::standalone::simple_decompress(bytes).map_err(|e| format!("{what}: {e}"))
+}
+
+/// Decodes a version-2 page (after decompression) into its columns, checking every
+/// reference it resolves.
+pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
+    let w = PageWire::decode(raw).map_err(|e| e.to_string())?;
+    let first_span = first_spans(&w.trace_spans).ok_or("span counts overflow")?;
+    let spans = *first_span.last().expect("pushed");
+    for (what, len) in [
+        ("parent", w.parent.len()),
+        ("op", w.op.len()),
+        ("rest", w.rest.len()),
+    ] {
+        if len != spans {
+            return Err(format!("column {what} has {len} entries for {spans} spans"));
+        }
+    }
+    let start: Vec<i64> = decompress(&w.start, "start")?;
+    let duration: Vec<u64> = decompress(&w.duration, "duration")?;
+    if start.len() != spans || duration.len() != spans {
+        return Err("time columns disagree".into());
+    }
+    // Strings: span names, keys, then every string stream's values.
+    let mut strings: Vec<String> = w.names.clone();
+    let key_base = strings.len() as u32;
+    strings.extend(w.keys.iter().cloned());
+    let mut value_base = vec![0u32; w.streams.len()];
+    for (n, s) in w.streams.iter().enumerate() {
+        if n % 2 == 1 {
+            value_base[n] = strings.len() as u32;
+            for v in &s.values {
+                let v = std::str::from_utf8(v).map_err(|_| "attribute value is not UTF-8")?;
+                strings.push(v.to_string());
+            }
+        }
+    }
+    let names = w.names.len() as u32;
+    if w.ops.iter().any(|o| o.name >= names) {
+        return Err("span name reference out of range".into());
+    }
+    let mut last: HashMap<(u32, usize), u64, Xxh3Builder> = HashMap::default();
+    let mut used = vec![0usize; w.streams.len()];
+    let mut seen = vec![0u64; w.streams.len()];
+    let mut page = PageProto {
+        strings,
+        ..PageProto::default()
+    };
+    let (mut last_ded, mut last_other) = (0u32, 0u32);
+    for k in 0..spans {
+        let op = w
+            .ops
+            .get(w.op[k] as usize)
+            .ok_or("op reference out of range")?;
+        page.resource.push(op.resource);
+        page.scope.push(op.scope);
+        page.name.push(op.name);
+        page.kind.push(op.kind);
+        let shape = w
+            .shapes
+            .get(op.shape as usize)
+            .ok_or("shape reference out of range")?;
+        let (before, none, after) = split_rest(&w.rest[k])?;
+        if !none.is_empty() || before != after {
+            return Err("a span's rest holds attributes".into());
+        }
+        // Shared with the decompressed buffer, not copied.
+        page.rest.push(w.rest[k].clone());
+        for (pos, &n) in shape.streams.iter().enumerate() {
+            let n = n as usize;
+            let stream = w.streams.get(n).ok_or("stream reference out of range")?;
+            let r = *stream
+                .refs
+                .get(used[n])
+                .ok_or("stream has too few references")?;
+            used[n] += 1;
+            let index = match r {
+                0 => {
+                    seen[n] += 1;
+                    seen[n] - 1
+                }
+                1 => *last
+                    .get(&(op.name, n))
+                    .ok_or("value reference to no earlier use")?,
+                r => seen[n]
+                    .checked_sub(r - 1)
+                    .ok_or("value reference out of range")?,
+            };
+            last.insert((op.name, n), index);
+            if index >= stream.values.len() as u64 {
+                return Err("value reference out of range".into());
+            }
+            let key = (n / 2) as u32;
+            if key >= w.keys.len() as u32 {
+                return Err("key reference out of range".into());
+            }
+            if n % 2 == 1 {
+                page.ded_span.push(k as u32 - last_ded);
+                last_ded = k as u32;
+                page.ded_pos.push(pos as u32);
+                page.ded_key.push(key_base + key);
+                page.ded_value.push(value_base[n] + index as u32);
+            } else {
+                page.other_span.push(k as u32 - last_other);
+                last_other = k as u32;
+                page.other_pos.push(pos as u32);
+                page.other_key.push(key_base + key);
+                page.other_value.push(stream.values[index as usize].clone());
+            }
+        }
+    }
+    if w.streams.iter().zip(&used).any(|(s, &u)| s.refs.len() != u) {
+        return Err("stream has unused references".into());
+    }
+    // Starts back to trace-relative, resolving parents before children.
+    let relative = parent_relative(&w.parent, &first_span);
+    let mut resolved = vec![false; spans];
+    let mut out = vec![0u64; spans];
+    let mut path = Vec::new();
+    for t in 0..first_span.len() - 1 {
+        let base = first_span[t];
+        for k in first_span[t]..first_span[t + 1] {
+            let mut at = k;
+            while !resolved[at] && relative[at] {
+                path.push(at);
+                at = base + w.parent[at] as usize - 1;
+            }
+            let mut value = if resolved[at] {
+                out[at] as i64
+            } else {
+                resolved[at] = true;
+                out[at] = start[at] as u64;
+                start[at]
+            };
+            while let Some(n) = path.pop() {
+                value = value.wrapping_add(start[n]);
+                out[n] = value as u64;
+                resolved[n] = true;
+            }
+        }
+    }
+    page.trace_ids = w.trace_ids.to_vec();
+    page.trace_spans = w.trace_spans;
+    page.trace_start = w.trace_start;
+    page.base_ns = w.base_ns;
+    page.resources = w.resources;
+    page.scopes = w.scopes;
+    page.span_ids = w.span_ids.to_vec();
+    page.parent = w.parent;
+    page.foreign_parents = w.foreign_parents;
+    page.start = out;
+    page.duration = duration;
+    page.status = w.status;
+    page.odd_span_at = w.odd_span_at;
+    page.odd_span_ids = w.odd_span_ids;
+    Ok(page)
+}
