@@ -32,7 +32,7 @@ pub const META_FILE: &str = pharos_storage::blocks::META_FILE;
 
 const DATA_MAGIC: &[u8; 4] = b"PTRD";
 const INDEX_MAGIC: &[u8; 4] = b"PTRI";
-const FORMAT_VERSION: u8 = 2;
+const FORMAT_VERSION: u8 = 3;
 /// The oldest format version still read: version 1 stored pages as [`PageProto`] itself.
 const OLDEST_VERSION: u8 = 1;
 /// A page is cut once its spans' encoded bytes reach this, by default (Tempo's
@@ -641,12 +641,14 @@ impl BlockWriter {
         }
     }
 
-    /// Returns an empty writer of format version 1, to test that old blocks still read.
+    /// Returns an empty writer of an older format version, to test that old blocks still
+    /// read.
     #[cfg(test)]
-    pub(crate) fn new_v1(page_bytes: u64) -> Self {
+    pub(crate) fn with_version(page_bytes: u64, version: u8) -> Self {
+        assert!((OLDEST_VERSION..=FORMAT_VERSION).contains(&version));
         let mut w = Self::new(page_bytes);
-        w.version = 1;
-        w.data[4] = 1;
+        w.version = version;
+        w.data[4] = version;
         w
     }
 
@@ -692,7 +694,7 @@ impl BlockWriter {
         let raw = if self.version == 1 {
             page.proto.encode_to_vec()
         } else {
-            wire::encode(&page.proto)
+            wire::encode(&page.proto, self.version)
         };
         let compressed = zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("zstd compresses memory");
         let mut info = page.info;

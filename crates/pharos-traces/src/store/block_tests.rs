@@ -644,11 +644,16 @@ fn awkward_request() -> ExportTraceServiceRequest {
         kv("http.request.method", s("GET")),
     ];
     spans[4].attributes = vec![kv("app.user.id", s("u-1")), kv("app.user.id", s("u-2"))];
-    spans[5].events = vec![Event {
-        time_unix_nano: BASE_NS + 2_150,
-        name: "e".into(),
-        ..Default::default()
-    }];
+    // Events after, before and without a time, and one at the end of time: version 3
+    // stores each time from the span's start, wrapping.
+    spans[5].events = [BASE_NS + 2_150, 0, 1, u64::MAX, BASE_NS - 5]
+        .into_iter()
+        .map(|time_unix_nano| Event {
+            time_unix_nano,
+            name: "e".into(),
+            ..Default::default()
+        })
+        .collect();
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
@@ -665,19 +670,15 @@ fn awkward_request() -> ExportTraceServiceRequest {
 }
 
 #[test]
-fn version_1_blocks_still_read_and_version_2_rebuilds_every_span_exactly() {
+fn older_versions_still_read_and_each_version_rebuilds_every_span_exactly() {
     let mut reqs = requests(&mut Gen(77), 400, BASE_NS);
     reqs.push(awkward_request());
     let head = TraceStore::new();
     apply_all(&head, &reqs);
     let ids = ids_of(&reqs);
     let mut sizes = Vec::new();
-    for v1 in [true, false] {
-        let mut w = if v1 {
-            block::BlockWriter::new_v1(64 << 10)
-        } else {
-            block::BlockWriter::new(64 << 10)
-        };
+    for version in 1..=3 {
+        let mut w = block::BlockWriter::with_version(64 << 10, version);
         for id in &ids {
             w.push(id, &head.trace(id).unwrap());
         }
@@ -688,7 +689,7 @@ fn version_1_blocks_still_read_and_version_2_rebuilds_every_span_exactly() {
                 parents: Vec::new(),
             },
         );
-        assert_eq!(enc.meta.version, if v1 { 1 } else { 2 });
+        assert_eq!(enc.meta.version, version);
         sizes.push(enc.data.len());
         let b = block::TraceBlock::open(enc.meta, &enc.index, enc.data).unwrap();
         assert!(b.pages().len() > 3, "several pages");
@@ -700,7 +701,7 @@ fn version_1_blocks_still_read_and_version_2_rebuilds_every_span_exactly() {
                 let enc = |rs: Vec<ResourceSpans>| -> Vec<Vec<u8>> {
                     rs.iter().map(|r| r.encode_to_vec()).collect()
                 };
-                assert_eq!(enc(t.to_resource_spans()), enc(want), "v1 {v1}");
+                assert_eq!(enc(t.to_resource_spans()), enc(want), "version {version}");
                 read += 1;
             }
         }
@@ -711,9 +712,7 @@ fn version_1_blocks_still_read_and_version_2_rebuilds_every_span_exactly() {
         assert_eq!(t.spans.len(), 7);
     }
     assert!(
-        sizes[1] < sizes[0],
-        "version 2 ({}) is smaller than version 1 ({})",
-        sizes[1],
-        sizes[0]
+        sizes[2] < sizes[1] && sizes[1] < sizes[0],
+        "each version is smaller than the one before: {sizes:?}"
     );
 }

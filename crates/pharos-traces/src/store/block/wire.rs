@@ -1,4 +1,4 @@
-//! Page encoding of format version 2: how a page's columns ([`PageProto`], the shape the
+//! Page encoding of format versions 2 and 3: how a page's columns ([`PageProto`], the shape the
 //! writer builds and the reader serves) are laid out on disk so that they compress well.
 //!
 //! Version 1 wrote `PageProto` itself. Version 2 transforms three parts of it, each
@@ -18,6 +18,13 @@
 //! - **pco for times.** Starts and durations are pco streams (`i64` and `u64`), which
 //!   come close to the entropy of such distributions.
 //!
+//! Version 3 adds two, for what a child span and an event usually are:
+//! - **Ends from the parent's end.** Where the start is stored from the parent, the
+//!   span's end is stored as the parent's end minus its end (a call returns just before
+//!   its caller does); elsewhere the duration, as before.
+//! - **Event times from the span's start**, rewritten in place in `rest` (the same eight
+//!   bytes, so the span's encoding keeps its shape).
+//!
 //! Everything else is stored as version 1 stores it. The whole [`PageWire`] message is
 //! one zstd frame, as in version 1. Decoding gives back columns that rebuild the same
 //! spans byte for byte (the string table's order may differ).
@@ -33,6 +40,10 @@ use super::PageProto;
 
 /// The `rest` field number of a span's attributes (`Span.attributes`).
 const ATTRIBUTES_FIELD: u32 = 9;
+/// The `rest` field number of a span's events (`Span.events`).
+const EVENTS_FIELD: u32 = 11;
+/// The key byte of `Event.time_unix_nano` (field 1, fixed64).
+const EVENT_TIME_KEY: u8 = 0x09;
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct PageWire {
@@ -66,9 +77,13 @@ struct PageWire {
     /// pco `i64`: start minus the parent's start, or minus the trace's start.
     #[prost(bytes = "bytes", tag = "13")]
     start: Bytes,
-    /// pco `u64`.
+    /// pco `u64`; empty when `ends` is given (version 3).
     #[prost(bytes = "bytes", tag = "14")]
     duration: Bytes,
+    /// Version 3: pco `i64`, in place of `duration`: the parent's end minus the span's
+    /// end where the start is stored from the parent, else the duration.
+    #[prost(bytes = "bytes", tag = "15")]
+    ends: Bytes,
     #[prost(int32, repeated, tag = "17")]
     status: Vec<i32>,
     /// Attribute keys.
@@ -88,6 +103,10 @@ struct PageWire {
     odd_span_at: Vec<u32>,
     #[prost(bytes = "bytes", repeated, tag = "24")]
     odd_span_ids: Vec<Bytes>,
+    /// Version 3: each event's `time_unix_nano` in `rest` holds the time minus the
+    /// span's start (wrapping), in the same eight bytes.
+    #[prost(bool, tag = "25")]
+    event_times_from_start: bool,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
@@ -165,6 +184,45 @@ fn parent_relative(parent: &[i32], first_span: &[usize]) -> Vec<bool> {
         }
     }
     relative
+}
+
+/// Computes a value per span from its parent's (`child`) where the span's start is stored
+/// from its parent (`relative`), else from the span alone (`root`); parents first,
+/// whatever order the spans are in.
+fn resolve_from_parent(
+    relative: &[bool],
+    parent: &[i32],
+    first_span: &[usize],
+    root: &dyn Fn(usize) -> i64,
+    child: &dyn Fn(usize, i64) -> i64,
+) -> Vec<i64> {
+    let spans = relative.len();
+    let mut resolved = vec![false; spans];
+    let mut out = vec![0i64; spans];
+    let mut path = Vec::new();
+    for t in 0..first_span.len() - 1 {
+        let base = first_span[t];
+        for k in first_span[t]..first_span[t + 1] {
+            let mut at = k;
+            while !resolved[at] && relative[at] {
+                path.push(at);
+                at = base + parent[at] as usize - 1;
+            }
+            let mut value = if resolved[at] {
+                out[at]
+            } else {
+                resolved[at] = true;
+                out[at] = root(at);
+                out[at]
+            };
+            while let Some(n) = path.pop() {
+                value = child(n, value);
+                out[n] = value;
+                resolved[n] = true;
+            }
+        }
+    }
+    out
 }
 
 fn first_spans(trace_spans: &[u32]) -> Option<Vec<usize>> {
@@ -257,6 +315,51 @@ impl<'a> StreamBuilder<'a> {
     }
 }
 
+/// Where an event of an encoded span keeps its time: the offsets in `rest` of the eight
+/// bytes of each event's `time_unix_nano`, when the event's first field is that time
+/// (as prost writes a set time).
+/// A rest holding attributes is refused (their place is the streams).
+fn event_times(rest: &[u8], out: &mut Vec<usize>) -> Result<(), String> {
+    let mut buf = rest;
+    out.clear();
+    while !buf.is_empty() {
+        let (tag, wire_type) = decode_key(&mut buf).map_err(|e| format!("span: {e}"))?;
+        if tag == ATTRIBUTES_FIELD {
+            return Err("a span's rest holds attributes".into());
+        }
+        if tag == EVENTS_FIELD && wire_type == prost::encoding::WireType::LengthDelimited {
+            let len = decode_varint(&mut buf).map_err(|e| format!("span: {e}"))? as usize;
+            if len > buf.len() {
+                return Err("span: event past the end".into());
+            }
+            if len >= 9 && buf[0] == EVENT_TIME_KEY {
+                out.push(rest.len() - buf.len() + 1);
+            }
+            buf = &buf[len..];
+        } else {
+            skip_field(wire_type, tag, &mut buf, Default::default())
+                .map_err(|e| format!("span: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds `delta` (wrapping) to each event time of `rest`, found by [`event_times`].
+fn shift_event_times(rest: &mut [u8], at: &[usize], delta: u64) {
+    for &o in at {
+        let b: [u8; 8] = rest[o..o + 8].try_into().expect("eight bytes");
+        let t = u64::from_le_bytes(b).wrapping_add(delta);
+        rest[o..o + 8].copy_from_slice(&t.to_le_bytes());
+    }
+}
+
+/// The absolute start of span k of trace t, as the transforms compute it (wrapping).
+fn absolute_start(p: &PageProto, t: usize, k: usize) -> u64 {
+    p.base_ns
+        .wrapping_add(p.trace_start[t])
+        .wrapping_add(p.start[k])
+}
+
 /// Encodes a page's columns as version 2 (before compression).
 ///
 /// # Panics
@@ -264,7 +367,8 @@ impl<'a> StreamBuilder<'a> {
 /// When the columns disagree with each other (the writer builds them consistent).
 // Span k indexes a dozen columns in step; a range loop says so best.
 #[allow(clippy::needless_range_loop)]
-pub(super) fn encode<'a>(p: &'a PageProto) -> Vec<u8> {
+pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
+    let v3 = version >= 3;
     let spans = p.name.len();
     let first_span = first_spans(&p.trace_spans).expect("span counts fit");
     let mut names = Vec::new();
@@ -300,11 +404,21 @@ pub(super) fn encode<'a>(p: &'a PageProto) -> Vec<u8> {
     let mut span_shape = Vec::new();
     let mut ded = 0usize;
     let mut ded_at = 0u64;
+    let mut trace = 0;
+    let mut times = Vec::new();
     for k in 0..spans {
+        while first_span[trace + 1] <= k {
+            trace += 1;
+        }
         let (before, others, after) = split_rest(&p.rest[k]).expect("the writer's rest parses");
         let mut stripped = Vec::with_capacity(p.rest[k].len());
         stripped.extend_from_slice(&p.rest[k][..before]);
         stripped.extend_from_slice(&p.rest[k][after..]);
+        event_times(&stripped, &mut times).expect("the writer's rest parses");
+        let start = absolute_start(p, trace, k);
+        if v3 {
+            shift_event_times(&mut stripped, &times, start.wrapping_neg());
+        }
         rest.push(Bytes::from(stripped));
         // This span's string attributes: the `ded_*` entries whose span number is k.
         let mut strings = Vec::new();
@@ -362,18 +476,22 @@ pub(super) fn encode<'a>(p: &'a PageProto) -> Vec<u8> {
     }
     let relative = parent_relative(&p.parent, &first_span);
     let mut start = Vec::with_capacity(spans);
+    let mut ends = Vec::with_capacity(spans);
     for t in 0..first_span.len() - 1 {
         for k in first_span[t]..first_span[t + 1] {
             let s = p.start[k] as i64;
-            start.push(if relative[k] {
+            let end = p.start[k].wrapping_add(p.duration[k]) as i64;
+            if relative[k] {
                 let parent = first_span[t] + p.parent[k] as usize - 1;
-                s.wrapping_sub(p.start[parent] as i64)
+                let parent_end = p.start[parent].wrapping_add(p.duration[parent]) as i64;
+                start.push(s.wrapping_sub(p.start[parent] as i64));
+                ends.push(parent_end.wrapping_sub(end));
             } else {
-                s
-            });
+                start.push(s);
+                ends.push(p.duration[k] as i64);
+            }
         }
     }
-    let pco = |b: Vec<u8>| Bytes::from(b);
     let wire = PageWire {
         trace_ids: Bytes::copy_from_slice(&p.trace_ids),
         trace_spans: p.trace_spans.clone(),
@@ -387,8 +505,17 @@ pub(super) fn encode<'a>(p: &'a PageProto) -> Vec<u8> {
         span_ids: Bytes::copy_from_slice(&p.span_ids),
         parent: p.parent.clone(),
         foreign_parents: p.foreign_parents.clone(),
-        start: pco(pco::standalone::simple_compress(&start, &pco_config()).expect("pco")),
-        duration: pco(pco::standalone::simple_compress(&p.duration, &pco_config()).expect("pco")),
+        start: Bytes::from(pco::standalone::simple_compress(&start, &pco_config()).expect("pco")),
+        duration: if v3 {
+            Bytes::new()
+        } else {
+            Bytes::from(pco::standalone::simple_compress(&p.duration, &pco_config()).expect("pco"))
+        },
+        ends: if v3 {
+            Bytes::from(pco::standalone::simple_compress(&ends, &pco_config()).expect("pco"))
+        } else {
+            Bytes::new()
+        },
         status: p.status.clone(),
         keys: keys.iter().map(|k| k.to_string()).collect(),
         shapes,
@@ -396,6 +523,7 @@ pub(super) fn encode<'a>(p: &'a PageProto) -> Vec<u8> {
         rest,
         odd_span_at: p.odd_span_at.clone(),
         odd_span_ids: p.odd_span_ids.clone(),
+        event_times_from_start: v3,
     };
     wire.encode_to_vec()
 }
@@ -420,8 +548,15 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
         }
     }
     let start: Vec<i64> = decompress(&w.start, "start")?;
-    let duration: Vec<u64> = decompress(&w.duration, "duration")?;
-    if start.len() != spans || duration.len() != spans {
+    // Version 3 stores ends from the parent's end; version 2 durations.
+    let (duration, ends): (Vec<u64>, Vec<i64>) = if w.ends.is_empty() {
+        (decompress(&w.duration, "duration")?, Vec::new())
+    } else if w.duration.is_empty() {
+        (Vec::new(), decompress(&w.ends, "ends")?)
+    } else {
+        return Err("both durations and ends".into());
+    };
+    if start.len() != spans || duration.len().max(ends.len()) != spans {
         return Err("time columns disagree".into());
     }
     // Strings: span names, keys, then every string stream's values.
@@ -450,7 +585,14 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
         ..PageProto::default()
     };
     let (mut last_ded, mut last_other) = (0u32, 0u32);
+    let mut times = Vec::new();
+    // Spans whose events' times are stored from their start, with their trace.
+    let mut with_events = Vec::new();
+    let mut trace = 0;
     for k in 0..spans {
+        while first_span[trace + 1] <= k {
+            trace += 1;
+        }
         let op = w
             .ops
             .get(w.op[k] as usize)
@@ -463,11 +605,11 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
             .shapes
             .get(op.shape as usize)
             .ok_or("shape reference out of range")?;
-        let (before, none, after) = split_rest(&w.rest[k])?;
-        if !none.is_empty() || before != after {
-            return Err("a span's rest holds attributes".into());
+        event_times(&w.rest[k], &mut times)?;
+        if w.event_times_from_start && !times.is_empty() {
+            with_events.push((k, trace));
         }
-        // Shared with the decompressed buffer, not copied.
+        // Shared with the decompressed buffer, not copied (but for event times, below).
         page.rest.push(w.rest[k].clone());
         for (pos, &n) in shape.streams.iter().enumerate() {
             let n = n as usize;
@@ -477,6 +619,10 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
                 .get(used[n])
                 .ok_or("stream has too few references")?;
             used[n] += 1;
+            let key = (n / 2) as u32;
+            if key >= w.keys.len() as u32 {
+                return Err("key reference out of range".into());
+            }
             let index = match r {
                 0 => {
                     seen[n] += 1;
@@ -493,16 +639,13 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
             if index >= stream.values.len() as u64 {
                 return Err("value reference out of range".into());
             }
-            let key = (n / 2) as u32;
-            if key >= w.keys.len() as u32 {
-                return Err("key reference out of range".into());
-            }
             if n % 2 == 1 {
+                let value = value_base[n] + index as u32;
                 page.ded_span.push(k as u32 - last_ded);
                 last_ded = k as u32;
                 page.ded_pos.push(pos as u32);
                 page.ded_key.push(key_base + key);
-                page.ded_value.push(value_base[n] + index as u32);
+                page.ded_value.push(value);
             } else {
                 page.other_span.push(k as u32 - last_other);
                 last_other = k as u32;
@@ -515,32 +658,31 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
     if w.streams.iter().zip(&used).any(|(s, &u)| s.refs.len() != u) {
         return Err("stream has unused references".into());
     }
-    // Starts back to trace-relative, resolving parents before children.
+    // Starts back to trace-relative, then ends, resolving parents before children.
     let relative = parent_relative(&w.parent, &first_span);
-    let mut resolved = vec![false; spans];
-    let mut out = vec![0u64; spans];
-    let mut path = Vec::new();
-    for t in 0..first_span.len() - 1 {
-        let base = first_span[t];
-        for k in first_span[t]..first_span[t + 1] {
-            let mut at = k;
-            while !resolved[at] && relative[at] {
-                path.push(at);
-                at = base + w.parent[at] as usize - 1;
-            }
-            let mut value = if resolved[at] {
-                out[at] as i64
-            } else {
-                resolved[at] = true;
-                out[at] = start[at] as u64;
-                start[at]
-            };
-            while let Some(n) = path.pop() {
-                value = value.wrapping_add(start[n]);
-                out[n] = value as u64;
-                resolved[n] = true;
-            }
-        }
+    let from_parent = |root: &dyn Fn(usize) -> i64, child: &dyn Fn(usize, i64) -> i64| {
+        resolve_from_parent(&relative, &w.parent, &first_span, root, child)
+    };
+    let out = from_parent(&|k| start[k], &|k, p| p.wrapping_add(start[k]));
+    let duration = if ends.is_empty() {
+        duration
+    } else {
+        let end = from_parent(&|k| out[k].wrapping_add(ends[k]), &|k, p| {
+            p.wrapping_sub(ends[k])
+        });
+        end.iter()
+            .zip(&out)
+            .map(|(&e, &s)| e.wrapping_sub(s) as u64)
+            .collect()
+    };
+    let out: Vec<u64> = out.into_iter().map(|s| s as u64).collect();
+    for (k, t) in with_events {
+        let mut rest = page.rest[k].to_vec();
+        event_times(&rest, &mut times)?;
+        let trace_start = *w.trace_start.get(t).ok_or("trace starts disagree")?;
+        let start = w.base_ns.wrapping_add(trace_start).wrapping_add(out[k]);
+        shift_event_times(&mut rest, &times, start);
+        page.rest[k] = Bytes::from(rest);
     }
     page.trace_ids = w.trace_ids.to_vec();
     page.trace_spans = w.trace_spans;
