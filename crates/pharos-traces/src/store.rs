@@ -124,7 +124,7 @@ pub struct TraceStore {
 
 #[derive(Default)]
 struct Inner {
-    traces: HashMap<TraceId, Trace>,
+    traces: FastMap<TraceId, Trace>,
     /// Service name → its operations, of the head and of every block loaded since start.
     services: BTreeMap<String, BTreeSet<Operation>>,
     /// Approximate bytes of the head (span encodings plus overhead, and resources).
@@ -133,7 +133,7 @@ struct Inner {
     since: Option<std::time::Instant>,
     /// Hashes (xxh3 of service, name and kind) of the operations already in `services`,
     /// so a span of a known operation copies no string.
-    operations_seen: std::collections::HashSet<u64>,
+    operations_seen: FastSet<u64>,
 }
 
 #[derive(Clone)]
@@ -335,12 +335,20 @@ impl Trace {
 /// Returns the xxh3 hash of an operation (service, span name, kind): what the head and
 /// the block writer remember to copy an operation's strings only the first time.
 fn operation_key(service: &str, name: &str, kind: i32) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(service.as_bytes());
-    h.update(&[0]);
-    h.update(name.as_bytes());
-    h.update(&kind.to_le_bytes());
-    h.digest()
+    fixed_hash((service, name, kind))
+}
+
+/// A `HashMap` with foldhash, for maps on the write path (keys are not attacker-chosen
+/// in a way that matters: each map lives for one request, page or head).
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// A `HashSet` with foldhash; see [`FastMap`].
+pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
+/// A 64-bit hash that is the same for the same value within one process: what "seen"
+/// sets of hashes keep in place of copies of the strings.
+pub(crate) fn fixed_hash(v: impl std::hash::Hash) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::quality::FixedState::with_seed(0x9e37_79b9_7f4a_7c15).hash_one(v)
 }
 
 /// Returns a resource's `service.name`, or [`UNKNOWN_SERVICE`].
@@ -418,7 +426,7 @@ impl Store<ExportTraceServiceRequest> for TraceStore {
         let limits = self.limits;
         let inner = self.inner.read();
         // Spans and bytes per trace: stored, plus those of this request kept so far.
-        let mut sizes: HashMap<TraceId, (usize, u64)> = HashMap::new();
+        let mut sizes: FastMap<TraceId, (usize, u64)> = FastMap::default();
         let (mut too_many, mut too_big) = (0u64, 0u64);
         for rs in &mut req.resource_spans {
             for ss in &mut rs.scope_spans {

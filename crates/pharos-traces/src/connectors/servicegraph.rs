@@ -25,7 +25,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 const LABELS: [&str; 3] = ["client", "server", "connection_type"];
@@ -92,7 +92,7 @@ type Labels = [String; 3];
 #[derive(Debug)]
 pub struct ServiceGraph {
     config: ServiceGraphConfig,
-    pending: HashMap<Key, Edge>,
+    pending: crate::store::FastMap<Key, Edge>,
     /// Expiry order: (deadline, key); an entry whose edge is gone or newer is skipped.
     queue: VecDeque<(Instant, Key)>,
     series: BTreeMap<Labels, Series>,
@@ -105,7 +105,7 @@ impl ServiceGraph {
     pub fn new(config: ServiceGraphConfig) -> Self {
         ServiceGraph {
             config,
-            pending: HashMap::new(),
+            pending: Default::default(),
             queue: VecDeque::new(),
             series: BTreeMap::new(),
             unpaired: BTreeMap::new(),

@@ -8,7 +8,7 @@
 //! the `http.*`, `db.*` and `rpc.*` string attributes), and each span's remaining fields
 //! (attributes, events, links, status, trace state, flags) stay one protobuf "rest" blob.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 mod wire;
 
 use super::{
-    Operation, ResourceInfo, ScopeInfo, StoredSpan, Trace, TraceId, operation_key, service_of,
+    FastMap, FastSet, Operation, ResourceInfo, ScopeInfo, StoredSpan, Trace, TraceId, fixed_hash,
+    operation_key, service_of,
 };
 
 /// The data file: the pages, one after another.
@@ -309,7 +310,7 @@ pub struct BlockWriter {
     names: BTreeSet<String>,
     operations: BTreeSet<(String, String, i32)>,
     /// Hashes of the operations already in `operations`.
-    seen_operations: std::collections::HashSet<u64>,
+    seen_operations: FastSet<u64>,
     page: PageBuilder,
     page_bytes: u64,
     ids: Vec<TraceId>,
@@ -326,9 +327,9 @@ pub struct BlockWriter {
 #[derive(Default)]
 struct PageBuilder {
     proto: PageProto,
-    resources: HashMap<Vec<u8>, u32>,
-    scopes: HashMap<Vec<u8>, u32>,
-    strings: HashMap<String, u32, xxhash_rust::xxh3::Xxh3Builder>,
+    resources: FastMap<Vec<u8>, u32>,
+    scopes: FastMap<Vec<u8>, u32>,
+    strings: FastMap<String, u32>,
     bytes: u64,
     last_ded_span: u32,
     span_count: u32,
@@ -338,19 +339,19 @@ struct PageBuilder {
     pairs: BTreeSet<(String, String)>,
     /// Resource and scope handles by address, with their table index; the handle is kept
     /// so no address is freed and reused while the page is built.
-    resource_ptrs: HashMap<usize, (u32, Arc<ResourceInfo>)>,
+    resource_ptrs: FastMap<usize, (u32, Arc<ResourceInfo>)>,
     /// Hashes of the pairs in `pairs`, so a pair seen before copies nothing.
-    pairs_seen: std::collections::HashSet<u64>,
+    pairs_seen: FastSet<u64>,
     /// Where a span's rest is encoded.
     scratch: Vec<u8>,
-    scope_ptrs: HashMap<usize, (u32, Arc<ScopeInfo>)>,
+    scope_ptrs: FastMap<usize, (u32, Arc<ScopeInfo>)>,
 }
 
 /// Returns `handle`'s index in a page's table of encoded resources or scopes: found by
 /// address, else by its encoding (`encode`), else appended to `table`.
 fn intern<T>(
-    by_ptr: &mut HashMap<usize, (u32, Arc<T>)>,
-    by_bytes: &mut HashMap<Vec<u8>, u32>,
+    by_ptr: &mut FastMap<usize, (u32, Arc<T>)>,
+    by_bytes: &mut FastMap<Vec<u8>, u32>,
     table: &mut Vec<Bytes>,
     handle: &Arc<T>,
     encode: impl FnOnce(&T) -> Vec<u8>,
@@ -519,14 +520,11 @@ impl PageBuilder {
                 self.proto.ded_pos.push(pos as u32);
                 self.proto.ded_key.push(key);
                 self.proto.ded_value.push(value_idx);
-                if is_dedicated_key(&kv.key) && self.pairs.len() <= MAX_SUMMARY_PAIRS {
-                    let mut h = xxhash_rust::xxh3::Xxh3::new();
-                    h.update(kv.key.as_bytes());
-                    h.update(&[0]);
-                    h.update(value.as_bytes());
-                    if self.pairs_seen.insert(h.digest()) {
-                        self.pairs.insert((kv.key.clone(), value.to_string()));
-                    }
+                if is_dedicated_key(&kv.key)
+                    && self.pairs.len() <= MAX_SUMMARY_PAIRS
+                    && self.pairs_seen.insert(fixed_hash((kv.key.as_str(), value)))
+                {
+                    self.pairs.insert((kv.key.clone(), value.to_string()));
                 }
             }
         }
@@ -540,7 +538,7 @@ impl PageBuilder {
 /// Where each span id of a trace is: a scan for small traces, a map for large ones.
 enum Positions<'a> {
     Scan(&'a [StoredSpan]),
-    Map(HashMap<&'a [u8], usize>),
+    Map(FastMap<&'a [u8], usize>),
 }
 
 impl<'a> Positions<'a> {

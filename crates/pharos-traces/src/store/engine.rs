@@ -23,7 +23,6 @@
 //! still holds (replayed into the head; duplicate spans are dropped on read and on the next
 //! compaction). Nothing acknowledged is lost.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,7 +101,7 @@ pub(crate) struct Engine {
 
 /// Traces taken out of the head, readable until their block is loaded.
 pub(crate) struct Frozen {
-    pub(crate) traces: HashMap<TraceId, Trace>,
+    pub(crate) traces: super::FastMap<TraceId, Trace>,
     pub(crate) spans: u64,
 }
 

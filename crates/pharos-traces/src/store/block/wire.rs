@@ -31,10 +31,10 @@
 
 use std::collections::HashMap;
 
+use crate::store::FastMap;
 use bytes::Bytes;
 use prost::Message;
 use prost::encoding::{decode_key, decode_varint, skip_field};
-use xxhash_rust::xxh3::Xxh3Builder;
 
 use super::PageProto;
 
@@ -285,9 +285,9 @@ fn split_key_value(kv: &[u8]) -> Result<(&[u8], &[u8]), String> {
 
 #[derive(Default)]
 struct StreamBuilder<'a> {
-    seen: HashMap<&'a [u8], u64, Xxh3Builder>,
+    seen: FastMap<&'a [u8], u64>,
     /// The value of the last use, by span name.
-    last: HashMap<u32, u64, Xxh3Builder>,
+    last: FastMap<u32, u64>,
     wire: StreamWire,
 }
 
@@ -577,7 +577,7 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
     if w.ops.iter().any(|o| o.name >= names) {
         return Err("span name reference out of range".into());
     }
-    let mut last: HashMap<(u32, usize), u64, Xxh3Builder> = HashMap::default();
+    let mut last: FastMap<(u32, usize), u64> = FastMap::default();
     let mut used = vec![0usize; w.streams.len()];
     let mut seen = vec![0u64; w.streams.len()];
     let mut page = PageProto {
