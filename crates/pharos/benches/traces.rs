@@ -15,7 +15,11 @@
 //!   same request bytes (`ExportTraceServiceRequest::decode`, one thread of this process,
 //!   measured in that thread's CPU time from `/proc/thread-self/schedstat`). Target: at
 //!   least half the decode-only rate. The send-only figure (server CPU spent between the
-//!   first request of a chunk and its last acknowledgement) is shown beside it.
+//!   first request of a chunk and its last acknowledgement) is shown beside it. Three
+//!   reference costs on the same bytes, in the same thread, show what any ingest path
+//!   must at least spend: a zero-copy walk of every protobuf field with every string
+//!   UTF-8 checked and nothing allocated (the floor of any OTLP parser), snappy of each
+//!   payload (what the WAL compresses) and zstd level 3 of each payload.
 //! - **Disk.** After `POST /internal/force_flush` and a few seconds' wait: bytes under
 //!   `<data>/blocks/traces` and `<data>/wal/traces` (allocated, as `du` counts), per span,
 //!   against zstd level 3 of the concatenated raw request payloads. Target: at most half.
@@ -1182,6 +1186,118 @@ async fn send(clients: &[Client], chunk: Arc<Chunk>, stats: Arc<SendStats>) -> f
 }
 
 // ---------------------------------------------------------------------------------------
+// Reference costs: the least any ingest path must do with the same bytes
+// ---------------------------------------------------------------------------------------
+
+/// The OTLP trace messages, for [`walk`].
+#[derive(Clone, Copy)]
+enum Msg {
+    Request,
+    ResourceSpans,
+    Resource,
+    ScopeSpans,
+    Scope,
+    Span,
+    Event,
+    Link,
+    Status,
+    KeyValue,
+    AnyValue,
+    ArrayValue,
+    KeyValueList,
+}
+
+/// What a length-delimited field of `m` holds.
+enum Field {
+    Msg(Msg),
+    Str,
+    Bytes,
+}
+
+fn field(m: Msg, n: u32) -> Field {
+    use Field::{Bytes as B, Msg as M, Str as S};
+    match (m, n) {
+        (Msg::Request, 1) => M(Msg::ResourceSpans),
+        (Msg::ResourceSpans, 1) => M(Msg::Resource),
+        (Msg::ResourceSpans, 2) => M(Msg::ScopeSpans),
+        (Msg::ScopeSpans, 1) => M(Msg::Scope),
+        (Msg::ScopeSpans, 2) => M(Msg::Span),
+        (Msg::ResourceSpans | Msg::ScopeSpans, 3) => S,
+        (Msg::Resource, 1) | (Msg::Scope, 3) | (Msg::Span, 9) => M(Msg::KeyValue),
+        (Msg::Event, 3) | (Msg::Link, 4) | (Msg::KeyValueList, 1) => M(Msg::KeyValue),
+        (Msg::Scope, 1 | 2) | (Msg::Span, 3 | 5) | (Msg::Event, 2) | (Msg::Link, 3) => S,
+        (Msg::Status, 2) | (Msg::KeyValue, 1) | (Msg::AnyValue, 1) => S,
+        (Msg::Span, 11) => M(Msg::Event),
+        (Msg::Span, 13) => M(Msg::Link),
+        (Msg::Span, 15) => M(Msg::Status),
+        (Msg::KeyValue, 2) | (Msg::ArrayValue, 1) => M(Msg::AnyValue),
+        (Msg::AnyValue, 5) => M(Msg::ArrayValue),
+        (Msg::AnyValue, 6) => M(Msg::KeyValueList),
+        _ => B,
+    }
+}
+
+/// Walks every field of an OTLP trace message in place: what any decoder must at least
+/// do (read every tag and length, check every string is UTF-8), with no allocation.
+/// Returns the spans seen, or `None` where the bytes are not valid protobuf.
+fn walk(mut buf: &[u8], m: Msg) -> Option<u64> {
+    fn varint(buf: &mut &[u8]) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = buf.split_first()?;
+            *buf = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    let mut spans = 0;
+    while !buf.is_empty() {
+        let key = varint(&mut buf)?;
+        let n = (key >> 3) as u32;
+        match key & 7 {
+            0 => {
+                varint(&mut buf)?;
+            }
+            1 => buf = buf.get(8..)?,
+            5 => buf = buf.get(4..)?,
+            2 => {
+                let len = usize::try_from(varint(&mut buf)?).ok()?;
+                let (v, rest) = (buf.get(..len)?, &buf[len..]);
+                buf = rest;
+                match field(m, n) {
+                    Field::Msg(child) => {
+                        spans += walk(v, child)? + u64::from(matches!(child, Msg::Span));
+                    }
+                    Field::Str => {
+                        std::str::from_utf8(v).ok()?;
+                    }
+                    Field::Bytes => {}
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(spans)
+}
+
+/// CPU time per pass over `payloads` of `f`, in this thread's nanoseconds: the faster of
+/// two passes.
+fn best_of_two(payloads: &[(Bytes, u32)], mut f: impl FnMut(&[u8])) -> u64 {
+    let mut best = u64::MAX;
+    for _ in 0..2 {
+        let c0 = thread_cpu_ns();
+        for (bytes, _) in payloads {
+            f(&bytes[..]);
+        }
+        best = best.min(thread_cpu_ns() - c0);
+    }
+    best
+}
+
+// ---------------------------------------------------------------------------------------
 // Measurements
 // ---------------------------------------------------------------------------------------
 
@@ -1258,8 +1374,17 @@ struct Search {
     matching: Option<u64>,
 }
 
+/// This thread's CPU nanoseconds for the reference work on every payload sent so far.
+#[derive(Clone, Default)]
+struct Reference {
+    walk_ns: u64,
+    snappy_ns: u64,
+    zstd_ns: u64,
+}
+
 /// Everything measured at one point.
 struct Point {
+    reference: Reference,
     spans_sent: u64,
     acked: u64,
     rejected: u64,
@@ -1565,6 +1690,7 @@ fn main() {
     let (mut sent, mut raw_bytes, mut requests) = (0u64, 0u64, 0u64);
     let (mut decode_ns, mut send_cpu, mut send_wall) = (0u64, 0f64, 0f64);
     let mut query_cpu = 0f64;
+    let mut reference = Reference::default();
     let cpu_base = cpu_seconds(pid);
     let mut points: Vec<Point> = Vec::new();
     eprintln!(
@@ -1585,15 +1711,21 @@ fn main() {
             let gen_s = t.elapsed().as_secs_f64();
             // Decode-only: the same bytes, one thread, its own CPU time.
             // Two passes, the faster one counts (the first one also pays for page faults).
-            let mut chunk_decode_ns = u64::MAX;
-            for _ in 0..2 {
-                let c0 = thread_cpu_ns();
-                for (bytes, _) in &chunk.payloads {
-                    std::hint::black_box(ExportTraceServiceRequest::decode(&bytes[..]).unwrap());
-                }
-                chunk_decode_ns = chunk_decode_ns.min(thread_cpu_ns() - c0);
-            }
+            let chunk_decode_ns = best_of_two(&chunk.payloads, |b| {
+                std::hint::black_box(ExportTraceServiceRequest::decode(b).unwrap());
+            });
             decode_ns += chunk_decode_ns;
+            // The reference costs beside it, on the same bytes.
+            reference.walk_ns += best_of_two(&chunk.payloads, |b| {
+                assert!(std::hint::black_box(walk(b, Msg::Request)).is_some());
+            });
+            let mut snappy = snap::raw::Encoder::new();
+            reference.snappy_ns += best_of_two(&chunk.payloads, |b| {
+                std::hint::black_box(snappy.compress_vec(b).unwrap());
+            });
+            reference.zstd_ns += best_of_two(&chunk.payloads, |b| {
+                std::hint::black_box(zstd::bulk::compress(b, 3).unwrap());
+            });
             for (bytes, _) in &chunk.payloads {
                 zstd.write_all(bytes).unwrap();
             }
@@ -1667,6 +1799,7 @@ fn main() {
             raw_bytes,
             zstd_bytes,
             decode_rate: sent as f64 / (decode_ns as f64 / 1e9),
+            reference: reference.clone(),
             ingest_rate: acked as f64 / ingest_cpu,
             send_rate: acked as f64 / send_cpu,
             send_wall_rate: acked as f64 / send_wall,
@@ -1804,6 +1937,25 @@ fn report(o: &Opts, points: &[Point], sim: &Gen, first_error: Option<String>, el
     row(
         "decode-only: spans per CPU-second (1 thread, its CPU time, best of 2 passes)",
         &|p| fmt_int(p.decode_rate as u64),
+        "",
+        String::new(),
+    );
+    let rate = |p: &Point, ns: u64| p.spans_sent as f64 / (ns as f64 / 1e9);
+    row(
+        "reference: zero-copy walk of every field, UTF-8 checked, no allocation (1 thread): spans per CPU-second",
+        &|p| fmt_int(rate(p, p.reference.walk_ns) as u64),
+        "",
+        String::new(),
+    );
+    row(
+        "reference: snappy of each payload, as the WAL compresses a record: spans per CPU-second",
+        &|p| fmt_int(rate(p, p.reference.snappy_ns) as u64),
+        "",
+        String::new(),
+    );
+    row(
+        "reference: zstd -3 of each payload: spans per CPU-second",
+        &|p| fmt_int(rate(p, p.reference.zstd_ns) as u64),
         "",
         String::new(),
     );
