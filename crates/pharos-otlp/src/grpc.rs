@@ -5,9 +5,14 @@
 //! retry. A message above the size limit is refused by tonic before it is
 //! decoded, with `OUT_OF_RANGE` (grpc-go says `RESOURCE_EXHAUSTED`; both are
 //! final for an OTLP exporter without `RetryInfo`). gzip is accepted and sent.
+//!
+//! `TraceService` is served by [`TraceServer`] rather than the generated server: its codec
+//! keeps the request's bytes beside the decoded request, so the ingest path can log what
+//! it received instead of encoding the request again.
 
 use crate::signal::OtlpSignal;
 use crate::{ConsumeError, Consumer, Limits, RECEIVER_GRPC};
+use bytes::{Buf, Bytes};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
@@ -17,15 +22,15 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
 use pharos_model::telemetry::SelfMetrics;
 use pharos_model::{
     ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest,
 };
+use prost::Message;
 use std::sync::Arc;
 use tonic::codec::CompressionEncoding;
+use tonic::codec::{DecodeBuf, EncodeBuf};
+use tonic::codegen::{BoxFuture, Context, Poll, StdError};
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -46,7 +51,7 @@ impl<C> Clone for Otlp<C> {
 
 /// The three OTLP services, ready to add to a `tonic` server.
 pub type Services<C> = (
-    TraceServiceServer<Otlp<C>>,
+    TraceServer<C>,
     MetricsServiceServer<Otlp<C>>,
     LogsServiceServer<Otlp<C>>,
 );
@@ -61,10 +66,10 @@ where
     let otlp = Otlp { consumer, metrics };
     let max = limits.max_request_body_bytes;
     (
-        TraceServiceServer::new(otlp.clone())
-            .accept_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(max),
+        TraceServer {
+            otlp: otlp.clone(),
+            max_decoding_message_size: max,
+        },
         MetricsServiceServer::new(otlp.clone())
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip)
@@ -77,12 +82,16 @@ where
 }
 
 impl<C> Otlp<C> {
-    async fn handle<R>(&self, req: R) -> Result<Response<R::Response>, Status>
+    async fn handle<R>(
+        &self,
+        req: R,
+        encoded: Option<Bytes>,
+    ) -> Result<Response<R::Response>, Status>
     where
         R: OtlpSignal,
         C: Consumer<R>,
     {
-        match crate::receive(&*self.consumer, &self.metrics, RECEIVER_GRPC, req).await {
+        match crate::receive(&*self.consumer, &self.metrics, RECEIVER_GRPC, req, encoded).await {
             Ok(rejected) => Ok(Response::new(R::response(&rejected))),
             Err(e) => Err(refusal(&e)),
         }
@@ -107,16 +116,133 @@ fn refusal(e: &ConsumeError) -> Status {
     }
 }
 
-#[tonic::async_trait]
-impl<C> TraceService for Otlp<C>
+/// `opentelemetry.proto.collector.trace.v1.TraceService`, with the same compression and
+/// size settings as the other two services.
+pub struct TraceServer<C> {
+    otlp: Otlp<C>,
+    max_decoding_message_size: usize,
+}
+
+impl<C> Clone for TraceServer<C> {
+    fn clone(&self) -> Self {
+        TraceServer {
+            otlp: self.otlp.clone(),
+            max_decoding_message_size: self.max_decoding_message_size,
+        }
+    }
+}
+
+impl<C> tonic::server::NamedService for TraceServer<C> {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+impl<C, B> tonic::codegen::Service<http::Request<B>> for TraceServer<C>
+where
+    C: Consumer<ExportTraceServiceRequest>,
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != "/opentelemetry.proto.collector.trace.v1.TraceService/Export" {
+            // What the generated servers answer for a method they do not have.
+            return Box::pin(async {
+                let mut response = http::Response::new(tonic::body::Body::default());
+                let headers = response.headers_mut();
+                headers.insert(
+                    Status::GRPC_STATUS,
+                    (tonic::Code::Unimplemented as i32).into(),
+                );
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    tonic::metadata::GRPC_CONTENT_TYPE,
+                );
+                Ok(response)
+            });
+        }
+        let export = Export(self.otlp.clone());
+        let max = self.max_decoding_message_size;
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(KeepBytes)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(max);
+            Ok(grpc.unary(export, req).await)
+        })
+    }
+}
+
+/// A trace request as decoded, with the (decompressed) bytes it was decoded from.
+pub struct Received {
+    req: ExportTraceServiceRequest,
+    bytes: Bytes,
+}
+
+/// The `Export` method.
+struct Export<C>(Otlp<C>);
+
+impl<C> tonic::server::UnaryService<Received> for Export<C>
 where
     C: Consumer<ExportTraceServiceRequest>,
 {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        self.handle(request.into_inner()).await
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<Response<Self::Response>, Status>;
+
+    fn call(&mut self, request: Request<Received>) -> Self::Future {
+        let otlp = self.0.clone();
+        Box::pin(async move {
+            let Received { req, bytes } = request.into_inner();
+            otlp.handle(req, Some(bytes)).await
+        })
+    }
+}
+
+/// Protobuf like `tonic_prost::ProstCodec`, but the decoder keeps the request's bytes.
+#[derive(Clone, Copy)]
+struct KeepBytes;
+
+impl tonic::codec::Codec for KeepBytes {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = Received;
+    type Encoder = KeepBytes;
+    type Decoder = KeepBytes;
+
+    fn encoder(&mut self) -> KeepBytes {
+        KeepBytes
+    }
+
+    fn decoder(&mut self) -> KeepBytes {
+        KeepBytes
+    }
+}
+
+impl tonic::codec::Encoder for KeepBytes {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst)
+            .map_err(|e| Status::internal(format!("encoding the response: {e}")))
+    }
+}
+
+impl tonic::codec::Decoder for KeepBytes {
+    type Item = Received;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Received>, Status> {
+        let bytes = src.copy_to_bytes(src.remaining());
+        // As tonic_prost answers a message that does not decode.
+        let req = ExportTraceServiceRequest::decode(bytes.clone())
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Some(Received { req, bytes }))
     }
 }
 
@@ -129,7 +255,7 @@ where
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        self.handle(request.into_inner()).await
+        self.handle(request.into_inner(), None).await
     }
 }
 
@@ -142,6 +268,6 @@ where
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        self.handle(request.into_inner()).await
+        self.handle(request.into_inner(), None).await
     }
 }

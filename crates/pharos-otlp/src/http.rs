@@ -112,7 +112,16 @@ where
     {
         return status_response(encoding, StatusCode::BAD_REQUEST, &message, None);
     }
-    match crate::receive(&*shared.consumer, &shared.metrics, RECEIVER_HTTP, req).await {
+    let encoded = (encoding == Encoding::Protobuf).then(|| body.clone());
+    match crate::receive(
+        &*shared.consumer,
+        &shared.metrics,
+        RECEIVER_HTTP,
+        req,
+        encoded,
+    )
+    .await
+    {
         Ok(rejected) => {
             let body = match encoding {
                 Encoding::Protobuf => prost::Message::encode_to_vec(&R::response(&rejected)),

@@ -129,20 +129,28 @@ impl Ingest {
 
 impl Consumer<ExportTraceServiceRequest> for Ingest {
     async fn consume(&self, req: ExportTraceServiceRequest) -> Result<Rejected, ConsumeError> {
-        self.submit(&self.traces, req).await
+        self.submit(&self.traces, req, None).await
+    }
+
+    async fn consume_encoded(
+        &self,
+        req: ExportTraceServiceRequest,
+        encoded: Option<prost::bytes::Bytes>,
+    ) -> Result<Rejected, ConsumeError> {
+        self.submit(&self.traces, req, encoded).await
     }
 }
 
 impl Consumer<ExportMetricsServiceRequest> for Ingest {
     async fn consume(&self, req: ExportMetricsServiceRequest) -> Result<Rejected, ConsumeError> {
         let record = MetricsRecord::from(req);
-        self.submit(&self.metrics, record).await
+        self.submit(&self.metrics, record, None).await
     }
 }
 
 impl Consumer<ExportLogsServiceRequest> for Ingest {
     async fn consume(&self, req: ExportLogsServiceRequest) -> Result<Rejected, ConsumeError> {
-        self.submit(&self.logs, req).await
+        self.submit(&self.logs, req, None).await
     }
 }
 
@@ -151,14 +159,21 @@ impl WriteSink for Ingest {
         // Series and metadata move into the record; a metadata-only request is logged too
         // (unless the store knows all of it already) and answered 204.
         let record = MetricsRecord::from_write_request(req);
-        self.submit(&self.metrics, record).await
+        self.submit(&self.metrics, record, None).await
     }
 }
 
 impl Ingest {
     /// The ingest path of one request: pipeline and memory checks, `sanitize`,
     /// the log under a ticket, then `apply` in ticket order (see the module doc).
-    async fn submit<R>(&self, path: &SignalPath<R>, mut req: R) -> Result<Rejected, ConsumeError>
+    /// `encoded`, the protobuf `req` was received as, is what the log gets when
+    /// `sanitize` removed nothing; otherwise `req` is encoded again.
+    async fn submit<R>(
+        &self,
+        path: &SignalPath<R>,
+        mut req: R,
+        encoded: Option<prost::bytes::Bytes>,
+    ) -> Result<Rejected, ConsumeError>
     where
         R: prost::Message + ItemCount + Send + Sync + 'static,
     {
@@ -182,9 +197,13 @@ impl Ingest {
         let unavailable = |e: pharos_storage::WalError| {
             ConsumeError::Unavailable(format!("write-ahead log: {e}"))
         };
+        let record = match encoded {
+            Some(bytes) if rejected.count == 0 => Vec::from(bytes),
+            _ => req.encode_to_vec(),
+        };
         let (ticket, pending) = {
             let mut next = path.next_ticket.lock();
-            let pending = path.wal.submit(req.encode_to_vec()).map_err(unavailable)?;
+            let pending = path.wal.submit(record).map_err(unavailable)?;
             *next += 1;
             (*next - 1, pending)
         };
