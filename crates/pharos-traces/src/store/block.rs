@@ -33,12 +33,12 @@ pub const META_FILE: &str = pharos_storage::blocks::META_FILE;
 
 const DATA_MAGIC: &[u8; 4] = b"PTRD";
 const INDEX_MAGIC: &[u8; 4] = b"PTRI";
-const FORMAT_VERSION: u8 = 3;
+const FORMAT_VERSION: u8 = 4;
 /// The oldest format version still read: version 1 stored pages as [`PageProto`] itself.
 const OLDEST_VERSION: u8 = 1;
 /// A page is cut once its spans' encoded bytes reach this, by default (Tempo's
 /// `row_group_size_bytes` plays this part).
-pub const DEFAULT_PAGE_BYTES: u64 = 4 << 20;
+pub const DEFAULT_PAGE_BYTES: u64 = 8 << 20;
 /// A page lists at most this many distinct dedicated attribute pairs in its summary; past
 /// it the summary says "anything" for them.
 const MAX_SUMMARY_PAIRS: usize = 512;

@@ -107,6 +107,14 @@ struct PageWire {
     /// span's start (wrapping), in the same eight bytes.
     #[prost(bool, tag = "25")]
     event_times_from_start: bool,
+    /// 4 from version 4 on (0 before): times from siblings, values predicted by op,
+    /// packed value streams.
+    #[prost(uint32, tag = "26")]
+    version: u32,
+    /// Version 4: pco `u64` of each trace id's first eight bytes (big-endian, so in
+    /// ascending order); `trace_ids` then holds only the last eight bytes of each.
+    #[prost(bytes = "bytes", tag = "27")]
+    trace_ids_high: Bytes,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
@@ -141,6 +149,58 @@ struct StreamWire {
     /// a span of the same name; r > 1 the value r - 1 places back in `values`.
     #[prost(uint64, repeated, tag = "2")]
     refs: Vec<u64>,
+    /// Version 4, string streams: how `values` hold the strings ([`PACKED_IPV4`],
+    /// [`PACKED_HEX`]; 0 as UTF-8).
+    #[prost(uint32, tag = "3")]
+    packing: u32,
+}
+
+/// A string stream whose values are all canonical dotted-quad IPv4 addresses, stored as
+/// their four bytes.
+const PACKED_IPV4: u32 = 1;
+/// A string stream whose values are all non-empty lowercase hex of even length, stored as
+/// the bytes they spell.
+const PACKED_HEX: u32 = 2;
+
+/// Packs a string stream's values where they all are IPv4 addresses or all hex.
+fn pack_values(w: &mut StreamWire) {
+    if w.values.is_empty() {
+        return;
+    }
+    if w.values.iter().all(|v| ipv4(v).is_some()) {
+        w.packing = PACKED_IPV4;
+        for v in &mut w.values {
+            *v = Bytes::copy_from_slice(&ipv4(v).expect("checked"));
+        }
+    } else if w.values.iter().all(|v| is_lower_hex(v)) {
+        w.packing = PACKED_HEX;
+        for v in &mut w.values {
+            *v = Bytes::from(hex::decode(&v[..]).expect("checked"));
+        }
+    }
+}
+
+/// Whether `v` is non-empty lowercase hex of even length: what `hex::encode` gives back.
+fn is_lower_hex(v: &[u8]) -> bool {
+    !v.is_empty()
+        && v.len().is_multiple_of(2)
+        && v.iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+}
+
+/// A packed string value back as its text.
+fn unpack_value(packing: u32, v: &[u8]) -> Result<String, String> {
+    match packing {
+        0 => std::str::from_utf8(v)
+            .map(str::to_string)
+            .map_err(|_| "attribute value is not UTF-8".to_string()),
+        PACKED_IPV4 => match v {
+            [a, b, c, d] => Ok(format!("{a}.{b}.{c}.{d}")),
+            _ => Err("a packed IPv4 value is not four bytes".into()),
+        },
+        PACKED_HEX => Ok(hex::encode(v)),
+        other => Err(format!("unknown value packing {other}")),
+    }
 }
 
 fn pco_config() -> pco::ChunkConfig {
@@ -225,6 +285,114 @@ fn resolve_from_parent(
     out
 }
 
+/// For each span stored from its parent, the previous span (in page order) of the same
+/// trace with the same parent, and whether a later one follows. Computed from the parent
+/// column alone, so the reader repeats it exactly.
+fn siblings(
+    parent: &[i32],
+    relative: &[bool],
+    first_span: &[usize],
+) -> (Vec<Option<usize>>, Vec<bool>) {
+    let mut prev = vec![None; parent.len()];
+    let mut has_next = vec![false; parent.len()];
+    let mut last: HashMap<i32, usize> = HashMap::new();
+    for t in 0..first_span.len() - 1 {
+        last.clear();
+        for k in first_span[t]..first_span[t + 1] {
+            if !relative[k] {
+                continue;
+            }
+            if let Some(s) = last.insert(parent[k], k) {
+                prev[k] = Some(s);
+                has_next[s] = true;
+            }
+        }
+    }
+    (prev, has_next)
+}
+
+/// The four bytes of a canonical dotted-quad IPv4 address ("10.0.0.1": no leading zeros,
+/// each part at most 255), or `None`.
+fn ipv4(v: &[u8]) -> Option<[u8; 4]> {
+    let s = std::str::from_utf8(v).ok()?;
+    let mut out = [0u8; 4];
+    let mut parts = s.split('.');
+    for o in &mut out {
+        let p = parts.next()?;
+        if p.is_empty()
+            || p.len() > 3
+            || (p.len() > 1 && p.starts_with('0'))
+            || !p.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        *o = p.parse::<u16>().ok().filter(|&n| n <= 255)? as u8;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// Version 4's starts and ends, each span after its parent and its previous sibling (the
+/// order the writer's `siblings` defines; parents and earlier siblings never depend on a
+/// span, so the walk ends).
+fn resolve_v4(
+    relative: &[bool],
+    parent: &[i32],
+    first_span: &[usize],
+    start: &[i64],
+    ends: &[i64],
+) -> Result<(Vec<i64>, Vec<i64>), String> {
+    let spans = relative.len();
+    let (prev, has_next) = siblings(parent, relative, first_span);
+    let mut st = vec![0i64; spans];
+    let mut en = vec![0i64; spans];
+    let mut done = vec![false; spans];
+    let mut stack = Vec::new();
+    for t in 0..first_span.len() - 1 {
+        let base = first_span[t];
+        for k in first_span[t]..first_span[t + 1] {
+            stack.push(k);
+            while let Some(&x) = stack.last() {
+                if done[x] {
+                    stack.pop();
+                    continue;
+                }
+                if stack.len() > spans {
+                    return Err("span times depend on each other in a loop".into());
+                }
+                let p = relative[x].then(|| base + parent[x] as usize - 1);
+                if let Some(p) = p.filter(|&p| !done[p]) {
+                    stack.push(p);
+                    continue;
+                }
+                if let Some(b) = prev[x].filter(|&b| !done[b]) {
+                    stack.push(b);
+                    continue;
+                }
+                let (s, e) = match p {
+                    None => (start[x], start[x].wrapping_add(ends[x])),
+                    Some(p) => {
+                        let s = match prev[x] {
+                            Some(b) => en[b].wrapping_add(start[x]),
+                            None => st[p].wrapping_add(start[x]),
+                        };
+                        let e = if has_next[x] {
+                            s.wrapping_add(ends[x])
+                        } else {
+                            en[p].wrapping_sub(ends[x])
+                        };
+                        (s, e)
+                    }
+                };
+                st[x] = s;
+                en[x] = e;
+                done[x] = true;
+                stack.pop();
+            }
+        }
+    }
+    Ok((st, en))
+}
+
 fn first_spans(trace_spans: &[u32]) -> Option<Vec<usize>> {
     let mut first = Vec::with_capacity(trace_spans.len() + 1);
     let mut at = 0usize;
@@ -286,18 +454,25 @@ fn split_key_value(kv: &[u8]) -> Result<(&[u8], &[u8]), String> {
 #[derive(Default)]
 struct StreamBuilder<'a> {
     seen: FastMap<&'a [u8], u64>,
-    /// The value of the last use, by span name.
+    /// The value of the last use, by span name (version 3) or op (version 4).
     last: FastMap<u32, u64>,
+    /// The value of the stream's latest use (version 4).
+    recent: Option<u64>,
     wire: StreamWire,
 }
 
 impl<'a> StreamBuilder<'a> {
-    fn push(&mut self, name: u32, value: &'a [u8]) {
+    /// Adds a use of `value` by a span whose predictor (name or op) is `by`.
+    fn push(&mut self, by: u32, value: &'a [u8], v4: bool) {
         let n = self.wire.values.len() as u64;
         let i = match self.seen.get(value) {
             Some(&i) => {
-                let r = if self.last.get(&name) == Some(&i) {
+                let r = if self.last.get(&by) == Some(&i) {
                     1
+                } else if v4 && self.recent == Some(i) {
+                    2
+                } else if v4 {
+                    n - i + 2
                 } else {
                     n - i + 1
                 };
@@ -311,7 +486,8 @@ impl<'a> StreamBuilder<'a> {
                 n
             }
         };
-        self.last.insert(name, i);
+        self.last.insert(by, i);
+        self.recent = Some(i);
     }
 }
 
@@ -369,6 +545,7 @@ fn absolute_start(p: &PageProto, t: usize, k: usize) -> u64 {
 #[allow(clippy::needless_range_loop)]
 pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
     let v3 = version >= 3;
+    let v4 = version >= 4;
     let spans = p.name.len();
     let first_span = first_spans(&p.trace_spans).expect("span counts fit");
     let mut names = Vec::new();
@@ -402,6 +579,7 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
     let mut op = Vec::with_capacity(spans);
     let mut rest = Vec::with_capacity(spans);
     let mut span_shape = Vec::new();
+    let mut span_values: Vec<(u32, &[u8])> = Vec::new();
     let mut ded = 0usize;
     let mut ded_at = 0u64;
     let mut trace = 0;
@@ -444,11 +622,7 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
                     (kk * 2, value)
                 };
             span_shape.push(stream);
-            let n = stream as usize;
-            if streams.len() <= n {
-                streams.resize_with(n + 1, StreamBuilder::default);
-            }
-            streams[n].push(name[k], value);
+            span_values.push((stream, value));
         }
         assert!(
             si == strings.len() && oi == others.len(),
@@ -469,19 +643,46 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
             shape: id,
         };
         let next = ops.len() as u32;
-        op.push(*op_of.entry(o.clone()).or_insert_with(|| {
+        let this_op = *op_of.entry(o.clone()).or_insert_with(|| {
             ops.push(o);
             next
-        }));
+        });
+        op.push(this_op);
+        // Version 4 predicts a value from the last use by the same op, version 3 by the
+        // same span name.
+        let predictor = if v4 { this_op } else { name[k] };
+        for (stream, value) in span_values.drain(..) {
+            let n = stream as usize;
+            if streams.len() <= n {
+                streams.resize_with(n + 1, StreamBuilder::default);
+            }
+            streams[n].push(predictor, value, v4);
+        }
     }
     let relative = parent_relative(&p.parent, &first_span);
+    let (prev_sibling, has_next) = siblings(&p.parent, &relative, &first_span);
     let mut start = Vec::with_capacity(spans);
     let mut ends = Vec::with_capacity(spans);
     for t in 0..first_span.len() - 1 {
         for k in first_span[t]..first_span[t + 1] {
             let s = p.start[k] as i64;
             let end = p.start[k].wrapping_add(p.duration[k]) as i64;
-            if relative[k] {
+            if v4 && relative[k] {
+                // Version 4: the start from the previous sibling's end (or the parent's
+                // start), the end as the duration where a later sibling follows (or from
+                // the parent's end): sequential calls make small numbers.
+                let parent = first_span[t] + p.parent[k] as usize - 1;
+                let parent_end = p.start[parent].wrapping_add(p.duration[parent]) as i64;
+                start.push(match prev_sibling[k] {
+                    Some(b) => s.wrapping_sub(p.start[b].wrapping_add(p.duration[b]) as i64),
+                    None => s.wrapping_sub(p.start[parent] as i64),
+                });
+                ends.push(if has_next[k] {
+                    p.duration[k] as i64
+                } else {
+                    parent_end.wrapping_sub(end)
+                });
+            } else if relative[k] {
                 let parent = first_span[t] + p.parent[k] as usize - 1;
                 let parent_end = p.start[parent].wrapping_add(p.duration[parent]) as i64;
                 start.push(s.wrapping_sub(p.start[parent] as i64));
@@ -493,7 +694,24 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
         }
     }
     let wire = PageWire {
-        trace_ids: Bytes::copy_from_slice(&p.trace_ids),
+        trace_ids: if v4 {
+            p.trace_ids
+                .chunks_exact(16)
+                .flat_map(|id| id[8..].iter().copied())
+                .collect()
+        } else {
+            Bytes::copy_from_slice(&p.trace_ids)
+        },
+        trace_ids_high: if v4 {
+            let high: Vec<u64> = p
+                .trace_ids
+                .chunks_exact(16)
+                .map(|id| u64::from_be_bytes(id[..8].try_into().expect("eight bytes")))
+                .collect();
+            Bytes::from(pco::standalone::simple_compress(&high, &pco_config()).expect("pco"))
+        } else {
+            Bytes::new()
+        },
         trace_spans: p.trace_spans.clone(),
         trace_start: p.trace_start.clone(),
         base_ns: p.base_ns,
@@ -519,11 +737,24 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
         status: p.status.clone(),
         keys: keys.iter().map(|k| k.to_string()).collect(),
         shapes,
-        streams: streams.into_iter().map(|s| s.wire).collect(),
+        streams: streams
+            .into_iter()
+            .enumerate()
+            .map(|(n, s)| {
+                let mut w = s.wire;
+                // Version 4: a string stream of only IPv4 addresses or only hex is stored
+                // as their bytes.
+                if v4 && n % 2 == 1 {
+                    pack_values(&mut w);
+                }
+                w
+            })
+            .collect(),
         rest,
         odd_span_at: p.odd_span_at.clone(),
         odd_span_ids: p.odd_span_ids.clone(),
         event_times_from_start: v3,
+        version: if v4 { u32::from(version) } else { 0 },
     };
     wire.encode_to_vec()
 }
@@ -536,6 +767,13 @@ fn decompress<T: pco::data_types::Number>(bytes: &[u8], what: &str) -> Result<Ve
 /// reference it resolves.
 pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
     let w = PageWire::decode(raw).map_err(|e| e.to_string())?;
+    if w.version > u32::from(super::FORMAT_VERSION) {
+        return Err(format!(
+            "page version {} is newer than this reader",
+            w.version
+        ));
+    }
+    let v4 = w.version >= 4;
     let first_span = first_spans(&w.trace_spans).ok_or("span counts overflow")?;
     let spans = *first_span.last().expect("pushed");
     for (what, len) in [
@@ -568,9 +806,10 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
         if n % 2 == 1 {
             value_base[n] = strings.len() as u32;
             for v in &s.values {
-                let v = std::str::from_utf8(v).map_err(|_| "attribute value is not UTF-8")?;
-                strings.push(v.to_string());
+                strings.push(unpack_value(s.packing, v)?);
             }
+        } else if s.packing != 0 {
+            return Err("a packed stream of non-string values".into());
         }
     }
     let names = w.names.len() as u32;
@@ -580,6 +819,7 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
     let mut last: FastMap<(u32, usize), u64> = FastMap::default();
     let mut used = vec![0usize; w.streams.len()];
     let mut seen = vec![0u64; w.streams.len()];
+    let mut recent: Vec<Option<u64>> = vec![None; w.streams.len()];
     let mut page = PageProto {
         strings,
         ..PageProto::default()
@@ -611,6 +851,7 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
         }
         // Shared with the decompressed buffer, not copied (but for event times, below).
         page.rest.push(w.rest[k].clone());
+        let predictor = if v4 { w.op[k] } else { op.name };
         for (pos, &n) in shape.streams.iter().enumerate() {
             let n = n as usize;
             let stream = w.streams.get(n).ok_or("stream reference out of range")?;
@@ -629,13 +870,15 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
                     seen[n] - 1
                 }
                 1 => *last
-                    .get(&(op.name, n))
+                    .get(&(predictor, n))
                     .ok_or("value reference to no earlier use")?,
+                2 if v4 => recent[n].ok_or("value reference to no earlier use")?,
                 r => seen[n]
-                    .checked_sub(r - 1)
+                    .checked_sub(r - if v4 { 2 } else { 1 })
                     .ok_or("value reference out of range")?,
             };
-            last.insert((op.name, n), index);
+            last.insert((predictor, n), index);
+            recent[n] = Some(index);
             if index >= stream.values.len() as u64 {
                 return Err("value reference out of range".into());
             }
@@ -663,18 +906,30 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
     let from_parent = |root: &dyn Fn(usize) -> i64, child: &dyn Fn(usize, i64) -> i64| {
         resolve_from_parent(&relative, &w.parent, &first_span, root, child)
     };
-    let out = from_parent(&|k| start[k], &|k, p| p.wrapping_add(start[k]));
-    let duration = if ends.is_empty() {
-        duration
+    let (out, end) = if v4 {
+        if ends.is_empty() {
+            return Err("a version 4 page without ends".into());
+        }
+        resolve_v4(&relative, &w.parent, &first_span, &start, &ends)?
     } else {
-        let end = from_parent(&|k| out[k].wrapping_add(ends[k]), &|k, p| {
-            p.wrapping_sub(ends[k])
-        });
-        end.iter()
-            .zip(&out)
-            .map(|(&e, &s)| e.wrapping_sub(s) as u64)
-            .collect()
+        let out = from_parent(&|k| start[k], &|k, p| p.wrapping_add(start[k]));
+        let end = if ends.is_empty() {
+            out.iter()
+                .zip(&duration)
+                .map(|(&s, &d)| s.wrapping_add(d as i64))
+                .collect()
+        } else {
+            from_parent(&|k| out[k].wrapping_add(ends[k]), &|k, p| {
+                p.wrapping_sub(ends[k])
+            })
+        };
+        (out, end)
     };
+    let duration: Vec<u64> = end
+        .iter()
+        .zip(&out)
+        .map(|(&e, &s)| e.wrapping_sub(s) as u64)
+        .collect();
     let out: Vec<u64> = out.into_iter().map(|s| s as u64).collect();
     for (k, t) in with_events {
         let mut rest = page.rest[k].to_vec();
@@ -684,7 +939,18 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
         shift_event_times(&mut rest, &times, start);
         page.rest[k] = Bytes::from(rest);
     }
-    page.trace_ids = w.trace_ids.to_vec();
+    page.trace_ids = if v4 {
+        let high: Vec<u64> = decompress(&w.trace_ids_high, "trace id")?;
+        if high.len() * 8 != w.trace_ids.len() || high.len() != w.trace_spans.len() {
+            return Err("trace id halves disagree".into());
+        }
+        high.iter()
+            .zip(w.trace_ids.chunks_exact(8))
+            .flat_map(|(h, low)| h.to_be_bytes().into_iter().chain(low.iter().copied()))
+            .collect()
+    } else {
+        w.trace_ids.to_vec()
+    };
     page.trace_spans = w.trace_spans;
     page.trace_start = w.trace_start;
     page.base_ns = w.base_ns;
