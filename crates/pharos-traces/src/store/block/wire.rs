@@ -966,3 +966,130 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
     page.odd_span_ids = w.odd_span_ids;
     Ok(page)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pco_i64(v: &[i64]) -> Bytes {
+        Bytes::from(pco::standalone::simple_compress(v, &pco_config()).unwrap())
+    }
+
+    /// One trace of one span with one string attribute, as a version-4 page.
+    fn page() -> PageWire {
+        PageWire {
+            trace_ids: Bytes::from_static(&[9; 8]),
+            trace_ids_high: Bytes::from(
+                pco::standalone::simple_compress(&[7u64], &pco_config()).unwrap(),
+            ),
+            trace_spans: vec![1],
+            trace_start: vec![0],
+            base_ns: 1_000,
+            names: vec!["op".into()],
+            ops: vec![OpWire::default()],
+            op: vec![0],
+            span_ids: Bytes::from_static(&[1; 8]),
+            parent: vec![0],
+            start: pco_i64(&[0]),
+            ends: pco_i64(&[5]),
+            status: vec![0],
+            keys: vec!["client.address".into()],
+            shapes: vec![ShapeWire { streams: vec![1] }],
+            streams: vec![
+                StreamWire::default(),
+                StreamWire {
+                    values: vec![Bytes::from_static(&[10, 0, 0, 1])],
+                    refs: vec![0],
+                    packing: PACKED_IPV4,
+                },
+            ],
+            rest: vec![Bytes::new()],
+            event_times_from_start: true,
+            version: 4,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn version_4_pages_read_back_and_bad_ones_are_refused() {
+        let ok = decode(Bytes::from(page().encode_to_vec())).unwrap();
+        assert!(
+            ok.strings.iter().any(|s| s == "10.0.0.1"),
+            "{:?}",
+            ok.strings
+        );
+        let mut id = vec![0, 0, 0, 0, 0, 0, 0, 7];
+        id.extend_from_slice(&[9; 8]);
+        assert_eq!(ok.trace_ids, id);
+        assert_eq!(ok.duration, vec![5]);
+
+        type Mutation = fn(&mut PageWire);
+        let bad: [(&str, Mutation); 7] = [
+            ("newer", |p| p.version = 5),
+            ("four bytes", |p| {
+                p.streams[1].values[0] = Bytes::from_static(&[10, 0, 1])
+            }),
+            ("unknown value packing", |p| p.streams[1].packing = 9),
+            ("non-string", |p| {
+                p.streams[0] = p.streams[1].clone();
+                p.streams[0].values.clear();
+                p.streams[0].refs.clear();
+            }),
+            ("trace id halves", |p| {
+                p.trace_ids = Bytes::from_static(&[9; 7])
+            }),
+            ("trace id halves", |p| {
+                p.trace_ids_high = Bytes::from(
+                    pco::standalone::simple_compress(&[7u64, 8], &pco_config()).unwrap(),
+                );
+            }),
+            ("without ends", |p| {
+                p.ends = Bytes::new();
+                p.duration =
+                    Bytes::from(pco::standalone::simple_compress(&[5u64], &pco_config()).unwrap());
+            }),
+        ];
+        for (want, mutate) in bad {
+            let mut p = page();
+            mutate(&mut p);
+            let err = decode(Bytes::from(p.encode_to_vec()))
+                .err()
+                .unwrap_or_default();
+            assert!(err.contains(want), "{want}: {err:?}");
+        }
+
+        // Hex packing gives back the same lowercase text.
+        let mut p = page();
+        p.streams[1].packing = PACKED_HEX;
+        p.streams[1].values[0] = Bytes::from_static(&[0x00, 0xab]);
+        let ok = decode(Bytes::from(p.encode_to_vec())).unwrap();
+        assert!(ok.strings.iter().any(|s| s == "00ab"), "{:?}", ok.strings);
+    }
+
+    #[test]
+    fn ipv4_and_hex_packing_take_only_what_they_give_back() {
+        for (v, want) in [
+            ("10.0.0.1", Some([10, 0, 0, 1])),
+            ("0.0.0.0", Some([0; 4])),
+            ("255.255.255.255", Some([255; 4])),
+            ("01.2.3.4", None),
+            ("1.2.3.256", None),
+            ("1.2.3", None),
+            ("1.2.3.4.5", None),
+            ("1..3.4", None),
+            ("+1.2.3.4", None),
+            ("1.2.3.4 ", None),
+        ] {
+            assert_eq!(ipv4(v.as_bytes()), want, "{v}");
+        }
+        for (v, want) in [
+            ("00ff", true),
+            ("", false),
+            ("abc", false),
+            ("ABCD", false),
+            ("0g", false),
+        ] {
+            assert_eq!(is_lower_hex(v.as_bytes()), want, "{v}");
+        }
+    }
+}
