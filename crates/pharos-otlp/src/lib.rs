@@ -21,6 +21,7 @@ pub mod grpc;
 pub mod http;
 pub mod signal;
 pub mod validate;
+pub mod view;
 
 pub use consumer::{ConsumeError, Consumer, Limits};
 

@@ -15,11 +15,12 @@
 //!   same request bytes (`ExportTraceServiceRequest::decode`, one thread of this process,
 //!   measured in that thread's CPU time from `/proc/thread-self/schedstat`). Target: at
 //!   least half the decode-only rate. The send-only figure (server CPU spent between the
-//!   first request of a chunk and its last acknowledgement) is shown beside it. Three
+//!   first request of a chunk and its last acknowledgement) is shown beside it. Four
 //!   reference costs on the same bytes, in the same thread, show what any ingest path
 //!   must at least spend: a zero-copy walk of every protobuf field with every string
-//!   UTF-8 checked and nothing allocated (the floor of any OTLP parser), snappy of each
-//!   payload (what the WAL compresses) and zstd level 3 of each payload.
+//!   UTF-8 checked and nothing allocated (the floor of any OTLP parser), Pharos' own
+//!   zero-copy view of a request (`pharos_otlp::view`), snappy of each payload (what the
+//!   WAL compresses) and zstd level 3 of each payload.
 //! - **Disk.** After `POST /internal/force_flush` and a few seconds' wait: bytes under
 //!   `<data>/blocks/traces` and `<data>/wal/traces` (allocated, as `du` counts), per span,
 //!   against zstd level 3 of the concatenated raw request payloads. Target: at most half.
@@ -1378,6 +1379,7 @@ struct Search {
 #[derive(Clone, Default)]
 struct Reference {
     walk_ns: u64,
+    view_ns: u64,
     snappy_ns: u64,
     zstd_ns: u64,
 }
@@ -1719,6 +1721,10 @@ fn main() {
             reference.walk_ns += best_of_two(&chunk.payloads, |b| {
                 assert!(std::hint::black_box(walk(b, Msg::Request)).is_some());
             });
+            reference.view_ns += best_of_two(&chunk.payloads, |b| {
+                let view = pharos_otlp::view::TraceView::parse(b).unwrap();
+                std::hint::black_box(view.spans.len());
+            });
             let mut snappy = snap::raw::Encoder::new();
             reference.snappy_ns += best_of_two(&chunk.payloads, |b| {
                 std::hint::black_box(snappy.compress_vec(b).unwrap());
@@ -1944,6 +1950,12 @@ fn report(o: &Opts, points: &[Point], sim: &Gen, first_error: Option<String>, el
     row(
         "reference: zero-copy walk of every field, UTF-8 checked, no allocation (1 thread): spans per CPU-second",
         &|p| fmt_int(rate(p, p.reference.walk_ns) as u64),
+        "",
+        String::new(),
+    );
+    row(
+        "reference: `pharos_otlp::view::TraceView::parse` (the walk, keeping each span's ids, name, kind, times and status): spans per CPU-second",
+        &|p| fmt_int(rate(p, p.reference.view_ns) as u64),
         "",
         String::new(),
     );

@@ -1,0 +1,696 @@
+//! A zero-copy view of an OTLP `ExportTraceServiceRequest`: the fields the ingest path
+//! reads of every span (ids, name, kind, times, status code), as slices of the received
+//! bytes, with each span's, resource's and scope's own bytes beside them.
+//!
+//! [`TraceView::parse`] checks the whole message as `prost` decoding it would: every
+//! tag, wire type and length, every string of every nested message is UTF-8, nesting at
+//! most 100 deep. It accepts exactly what `ExportTraceServiceRequest::decode` accepts,
+//! and the fields it gives are those `decode` would give (a scalar given twice keeps
+//! the last; a message given twice merges). It allocates three vectors, not a string
+//! per field: the first step of a write path that keeps the bytes it received.
+
+use std::fmt;
+
+/// Why bytes are not an `ExportTraceServiceRequest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewError(&'static str);
+
+impl fmt::Display for ViewError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid OTLP trace request: {}", self.0)
+    }
+}
+
+impl std::error::Error for ViewError {}
+
+/// A resource of the request: `ResourceSpans.resource` and `schema_url`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceView<'a> {
+    /// The encoded `Resource`, one part per time the field was given (merged in order).
+    pub parts: Vec<&'a [u8]>,
+    pub schema_url: &'a str,
+}
+
+/// A scope of the request: `ScopeSpans.scope` and `schema_url`, under `resource`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScopeView<'a> {
+    /// Index into [`TraceView::resources`].
+    pub resource: usize,
+    /// The encoded `InstrumentationScope`, one part per time the field was given.
+    pub parts: Vec<&'a [u8]>,
+    pub schema_url: &'a str,
+}
+
+/// A span of the request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpanView<'a> {
+    /// Index into [`TraceView::scopes`].
+    pub scope: usize,
+    /// The encoded `Span`.
+    pub raw: &'a [u8],
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub parent_span_id: &'a [u8],
+    pub name: &'a str,
+    pub kind: i32,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    /// `status.code`, 0 when unset.
+    pub status_code: i32,
+    pub flags: u32,
+}
+
+/// Every resource, scope and span of a request, in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceView<'a> {
+    pub resources: Vec<ResourceView<'a>>,
+    pub scopes: Vec<ScopeView<'a>>,
+    pub spans: Vec<SpanView<'a>>,
+}
+
+/// How deep messages may nest, as `prost` allows.
+const RECURSION_LIMIT: u32 = 100;
+
+/// The messages of the OTLP trace request, for checking the parts not read.
+#[derive(Clone, Copy, PartialEq)]
+enum Msg {
+    Resource,
+    EntityRef,
+    Scope,
+    Event,
+    Link,
+    KeyValue,
+    AnyValue,
+    ArrayValue,
+    KeyValueList,
+}
+
+/// What a known field must be.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Varint,
+    Fixed64,
+    Fixed32,
+    Bytes,
+    Str,
+    Message(Msg),
+}
+
+fn child(m: Msg) -> Kind {
+    Kind::Message(m)
+}
+
+/// The kind of field `n` of `m`, or `None` for a field `m` does not have.
+fn field(m: Msg, n: u32) -> Option<Kind> {
+    use Kind::*;
+    Some(match (m, n) {
+        (Msg::Resource, 1) | (Msg::Scope, 3) | (Msg::Event, 3) | (Msg::Link, 4) => {
+            child(Msg::KeyValue)
+        }
+        (Msg::Resource, 2) | (Msg::Scope, 4) | (Msg::Event, 4) | (Msg::Link, 5) => Varint,
+        (Msg::Resource, 3) => child(Msg::EntityRef),
+        (Msg::EntityRef, 1..=4) => Str,
+        (Msg::Scope, 1 | 2) | (Msg::Event, 2) | (Msg::Link, 3) => Str,
+        (Msg::Event, 1) => Fixed64,
+        (Msg::Link, 1 | 2) => Bytes,
+        (Msg::Link, 6) => Fixed32,
+        (Msg::KeyValue, 1) => Str,
+        (Msg::KeyValue, 2) | (Msg::ArrayValue, 1) => child(Msg::AnyValue),
+        (Msg::KeyValue, 3) => Varint,
+        (Msg::AnyValue, 1) => Str,
+        (Msg::AnyValue, 2 | 3 | 8) => Varint,
+        (Msg::AnyValue, 4) => Fixed64,
+        (Msg::AnyValue, 5) => child(Msg::ArrayValue),
+        (Msg::AnyValue, 6) => child(Msg::KeyValueList),
+        (Msg::AnyValue, 7) => Bytes,
+        (Msg::KeyValueList, 1) => child(Msg::KeyValue),
+        _ => return None,
+    })
+}
+
+/// A field as read: its number and its value.
+enum Value<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Fixed32(u32),
+    Len(&'a [u8]),
+    /// A group, skipped (only unknown fields may be groups).
+    Group,
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Result<u64, ViewError> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let (&b, rest) = self
+                .buf
+                .split_first()
+                .ok_or(ViewError("varint past the end"))?;
+            self.buf = rest;
+            if i == 9 && b > 1 {
+                return Err(ViewError("varint overflows 64 bits"));
+            }
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(ViewError("varint longer than ten bytes"))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ViewError> {
+        if n > self.buf.len() {
+            return Err(ViewError("field past the end"));
+        }
+        let (v, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(v)
+    }
+
+    /// Reads the next field; groups are skipped whole, `depth` deep at most.
+    fn next(&mut self, depth: u32) -> Result<Option<(u32, Value<'a>)>, ViewError> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        if key > u64::from(u32::MAX) {
+            return Err(ViewError("tag out of range"));
+        }
+        let n = (key >> 3) as u32;
+        if n == 0 {
+            return Err(ViewError("field number 0"));
+        }
+        let value = match key & 7 {
+            0 => Value::Varint(self.varint()?),
+            1 => Value::Fixed64(u64::from_le_bytes(
+                self.take(8)?.try_into().expect("eight bytes"),
+            )),
+            2 => {
+                let len = usize::try_from(self.varint()?)
+                    .map_err(|_| ViewError("length out of range"))?;
+                Value::Len(self.take(len)?)
+            }
+            3 => {
+                self.skip_group(n, depth)?;
+                Value::Group
+            }
+            4 => return Err(ViewError("end of a group that did not start")),
+            5 => Value::Fixed32(u32::from_le_bytes(
+                self.take(4)?.try_into().expect("four bytes"),
+            )),
+            _ => return Err(ViewError("unknown wire type")),
+        };
+        Ok(Some((n, value)))
+    }
+
+    fn skip_group(&mut self, n: u32, depth: u32) -> Result<(), ViewError> {
+        if depth == 0 {
+            return Err(ViewError("nested too deep"));
+        }
+        loop {
+            if self.buf.is_empty() {
+                return Err(ViewError("group without its end"));
+            }
+            let key = self.varint()?;
+            if key > u64::from(u32::MAX) {
+                return Err(ViewError("tag out of range"));
+            }
+            let inner = (key >> 3) as u32;
+            if inner == 0 {
+                return Err(ViewError("field number 0"));
+            }
+            match key & 7 {
+                0 => {
+                    self.varint()?;
+                }
+                1 => {
+                    self.take(8)?;
+                }
+                2 => {
+                    let len = usize::try_from(self.varint()?)
+                        .map_err(|_| ViewError("length out of range"))?;
+                    self.take(len)?;
+                }
+                3 => self.skip_group(inner, depth - 1)?,
+                4 if inner == n => return Ok(()),
+                4 => return Err(ViewError("end of a different group")),
+                5 => {
+                    self.take(4)?;
+                }
+                _ => return Err(ViewError("unknown wire type")),
+            }
+        }
+    }
+}
+
+/// Checks a field's value against the kind the schema gives it, recursing into messages.
+fn check(kind: Kind, value: &Value<'_>, depth: u32) -> Result<(), ViewError> {
+    match (kind, value) {
+        (Kind::Varint, Value::Varint(_))
+        | (Kind::Fixed64, Value::Fixed64(_))
+        | (Kind::Fixed32, Value::Fixed32(_))
+        | (Kind::Bytes, Value::Len(_)) => Ok(()),
+        (Kind::Str, Value::Len(v)) => utf8(v).map(|_| ()),
+        (Kind::Message(m), Value::Len(v)) => {
+            nested(depth)?;
+            check_message(v, m, depth - 1)
+        }
+        _ => Err(ViewError("wrong wire type for a known field")),
+    }
+}
+
+fn nested(depth: u32) -> Result<(), ViewError> {
+    if depth == 0 {
+        Err(ViewError("nested too deep"))
+    } else {
+        Ok(())
+    }
+}
+
+fn utf8(v: &[u8]) -> Result<&str, ViewError> {
+    std::str::from_utf8(v).map_err(|_| ViewError("a string is not UTF-8"))
+}
+
+/// Checks every field of a message the view does not read.
+fn check_message(buf: &[u8], m: Msg, depth: u32) -> Result<(), ViewError> {
+    let mut r = Reader { buf };
+    while let Some((n, v)) = r.next(depth)? {
+        if let Some(kind) = field(m, n) {
+            check(kind, &v, depth)?;
+        }
+    }
+    Ok(())
+}
+
+fn want_len<'a>(v: Value<'a>) -> Result<&'a [u8], ViewError> {
+    match v {
+        Value::Len(b) => Ok(b),
+        _ => Err(ViewError("wrong wire type for a known field")),
+    }
+}
+
+fn want_varint(v: Value<'_>) -> Result<u64, ViewError> {
+    match v {
+        Value::Varint(x) => Ok(x),
+        _ => Err(ViewError("wrong wire type for a known field")),
+    }
+}
+
+impl<'a> TraceView<'a> {
+    /// Parses and checks a whole request.
+    ///
+    /// # Errors
+    ///
+    /// Where `prost` would refuse the bytes as an `ExportTraceServiceRequest`.
+    pub fn parse(buf: &'a [u8]) -> Result<TraceView<'a>, ViewError> {
+        let mut view = TraceView::default();
+        let depth = RECURSION_LIMIT;
+        let mut r = Reader { buf };
+        while let Some((n, v)) = r.next(depth)? {
+            if n == 1 {
+                let b = want_len(v)?;
+                nested(depth)?;
+                view.resource_spans(b, depth - 1)?;
+            }
+        }
+        Ok(view)
+    }
+
+    fn resource_spans(&mut self, buf: &'a [u8], depth: u32) -> Result<(), ViewError> {
+        let resource = self.resources.len();
+        self.resources.push(ResourceView::default());
+        let mut r = Reader { buf };
+        while let Some((n, v)) = r.next(depth)? {
+            match n {
+                1 => {
+                    let b = want_len(v)?;
+                    nested(depth)?;
+                    check_message(b, Msg::Resource, depth - 1)?;
+                    self.resources[resource].parts.push(b);
+                }
+                2 => {
+                    let b = want_len(v)?;
+                    nested(depth)?;
+                    self.scope_spans(b, resource, depth - 1)?;
+                }
+                3 => self.resources[resource].schema_url = utf8(want_len(v)?)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn scope_spans(&mut self, buf: &'a [u8], resource: usize, depth: u32) -> Result<(), ViewError> {
+        let scope = self.scopes.len();
+        self.scopes.push(ScopeView {
+            resource,
+            ..ScopeView::default()
+        });
+        let mut r = Reader { buf };
+        while let Some((n, v)) = r.next(depth)? {
+            match n {
+                1 => {
+                    let b = want_len(v)?;
+                    nested(depth)?;
+                    check_message(b, Msg::Scope, depth - 1)?;
+                    self.scopes[scope].parts.push(b);
+                }
+                2 => {
+                    let b = want_len(v)?;
+                    nested(depth)?;
+                    let span = span(b, scope, depth - 1)?;
+                    self.spans.push(span);
+                }
+                3 => self.scopes[scope].schema_url = utf8(want_len(v)?)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn span(buf: &[u8], scope: usize, depth: u32) -> Result<SpanView<'_>, ViewError> {
+    let mut s = SpanView {
+        scope,
+        raw: buf,
+        ..SpanView::default()
+    };
+    let mut r = Reader { buf };
+    while let Some((n, v)) = r.next(depth)? {
+        match n {
+            1 => s.trace_id = want_len(v)?,
+            2 => s.span_id = want_len(v)?,
+            4 => s.parent_span_id = want_len(v)?,
+            3 => {
+                utf8(want_len(v)?)?;
+            }
+            5 => s.name = utf8(want_len(v)?)?,
+            // prost reads an int32 as the low 32 bits of the varint.
+            6 => s.kind = want_varint(v)? as i32,
+            7 | 8 => {
+                let Value::Fixed64(t) = v else {
+                    return Err(ViewError("wrong wire type for a known field"));
+                };
+                if n == 7 {
+                    s.start_time_unix_nano = t;
+                } else {
+                    s.end_time_unix_nano = t;
+                }
+            }
+            16 => {
+                let Value::Fixed32(f) = v else {
+                    return Err(ViewError("wrong wire type for a known field"));
+                };
+                s.flags = f;
+            }
+            10 | 12 | 14 => {
+                want_varint(v)?;
+            }
+            9 => check(child(Msg::KeyValue), &v, depth)?,
+            11 => check(child(Msg::Event), &v, depth)?,
+            13 => check(child(Msg::Link), &v, depth)?,
+            15 => {
+                let b = want_len(v)?;
+                nested(depth)?;
+                // Status parts merge: a later code replaces an earlier one.
+                let mut st = Reader { buf: b };
+                while let Some((n, v)) = st.next(depth - 1)? {
+                    match n {
+                        2 => {
+                            utf8(want_len(v)?)?;
+                        }
+                        3 => s.status_code = want_varint(v)? as i32,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+    use prost::Message;
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+        fn text(&mut self) -> String {
+            ["", "a", "checkout", "GET /api/{id}", "é✓", "10.0.0.1"][self.below(6) as usize]
+                .to_string()
+        }
+    }
+
+    fn value(g: &mut Rng, depth: u32) -> AnyValue {
+        use any_value::Value as V;
+        let v = match g.below(if depth == 0 { 5 } else { 7 }) {
+            0 => V::StringValue(g.text()),
+            1 => V::BoolValue(g.below(2) == 0),
+            2 => V::IntValue(g.next() as i64),
+            3 => V::DoubleValue(g.next() as f64 / 3.0),
+            4 => V::BytesValue(g.bytes(3)),
+            5 => V::ArrayValue(ArrayValue {
+                values: (0..g.below(3)).map(|_| value(g, depth - 1)).collect(),
+            }),
+            _ => V::KvlistValue(KeyValueList {
+                values: attrs(g, depth - 1),
+            }),
+        };
+        AnyValue { value: Some(v) }
+    }
+
+    fn attrs(g: &mut Rng, depth: u32) -> Vec<KeyValue> {
+        (0..g.below(4))
+            .map(|_| KeyValue {
+                key: g.text(),
+                value: (g.below(5) != 0).then(|| value(g, depth)),
+                key_strindex: if g.below(9) == 0 { 3 } else { 0 },
+            })
+            .collect()
+    }
+
+    fn request(g: &mut Rng) -> ExportTraceServiceRequest {
+        let resource_spans = (0..1 + g.below(3))
+            .map(|_| ResourceSpans {
+                resource: (g.below(4) != 0).then(|| Resource {
+                    attributes: attrs(g, 2),
+                    dropped_attributes_count: g.below(2) as u32,
+                    ..Default::default()
+                }),
+                scope_spans: (0..g.below(3))
+                    .map(|_| ScopeSpans {
+                        scope: (g.below(3) != 0).then(|| InstrumentationScope {
+                            name: g.text(),
+                            version: g.text(),
+                            attributes: attrs(g, 1),
+                            dropped_attributes_count: 0,
+                        }),
+                        spans: (0..g.below(5)).map(|_| span(g)).collect(),
+                        schema_url: g.text(),
+                    })
+                    .collect(),
+                schema_url: g.text(),
+            })
+            .collect();
+        ExportTraceServiceRequest { resource_spans }
+    }
+
+    fn span(g: &mut Rng) -> Span {
+        let parent_len = if g.below(2) == 0 { 0 } else { 8 };
+        Span {
+            trace_id: g.bytes(16),
+            span_id: g.bytes(8),
+            trace_state: g.text(),
+            parent_span_id: g.bytes(parent_len),
+            flags: g.next() as u32,
+            name: g.text(),
+            kind: g.below(7) as i32 - 1,
+            start_time_unix_nano: g.next(),
+            end_time_unix_nano: g.next(),
+            attributes: attrs(g, 3),
+            dropped_attributes_count: g.below(2) as u32,
+            events: (0..g.below(3))
+                .map(|_| Event {
+                    time_unix_nano: g.next(),
+                    name: g.text(),
+                    attributes: attrs(g, 1),
+                    dropped_attributes_count: 0,
+                })
+                .collect(),
+            dropped_events_count: 0,
+            links: (0..g.below(2))
+                .map(|_| Link {
+                    trace_id: g.bytes(16),
+                    span_id: g.bytes(8),
+                    trace_state: g.text(),
+                    attributes: attrs(g, 1),
+                    dropped_attributes_count: 0,
+                    flags: g.next() as u32,
+                })
+                .collect(),
+            dropped_links_count: 0,
+            status: (g.below(2) == 0).then(|| Status {
+                message: g.text(),
+                code: g.below(3) as i32,
+            }),
+        }
+    }
+
+    /// The view of `bytes` says what prost's decode of them says.
+    fn agrees(bytes: &[u8]) -> bool {
+        let want = ExportTraceServiceRequest::decode(bytes);
+        let got = TraceView::parse(bytes);
+        let (Ok(want), Ok(got)) = (&want, &got) else {
+            assert_eq!(got.is_ok(), want.is_ok(), "{got:?} / {want:?}");
+            return false;
+        };
+        let mut resources = Vec::new();
+        let mut spans = Vec::new();
+        for rs in &want.resource_spans {
+            resources.push((rs.resource.clone(), rs.schema_url.clone()));
+            for ss in &rs.scope_spans {
+                for s in &ss.spans {
+                    spans.push(s.clone());
+                }
+            }
+        }
+        assert_eq!(got.resources.len(), resources.len());
+        for (r, (want, url)) in got.resources.iter().zip(&resources) {
+            assert_eq!(r.schema_url, url);
+            let merged = (!r.parts.is_empty()).then(|| {
+                let mut m = Resource::default();
+                for p in &r.parts {
+                    m.merge(*p).unwrap();
+                }
+                m
+            });
+            assert_eq!(&merged, want);
+        }
+        assert_eq!(got.spans.len(), spans.len());
+        for (s, want) in got.spans.iter().zip(&spans) {
+            assert_eq!(&Span::decode(s.raw).unwrap(), want);
+            assert_eq!(s.trace_id, want.trace_id);
+            assert_eq!(s.span_id, want.span_id);
+            assert_eq!(s.parent_span_id, want.parent_span_id);
+            assert_eq!(s.name, want.name);
+            assert_eq!(s.kind, want.kind);
+            assert_eq!(s.start_time_unix_nano, want.start_time_unix_nano);
+            assert_eq!(s.end_time_unix_nano, want.end_time_unix_nano);
+            assert_eq!(s.flags, want.flags);
+            assert_eq!(s.status_code, want.status.as_ref().map_or(0, |st| st.code));
+        }
+        true
+    }
+
+    #[test]
+    fn the_view_reads_what_prost_decodes() {
+        let mut g = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut spans = 0;
+        for _ in 0..300 {
+            let req = request(&mut g);
+            let bytes = req.encode_to_vec();
+            assert!(agrees(&bytes));
+            spans += TraceView::parse(&bytes).unwrap().spans.len();
+        }
+        assert!(spans > 500, "{spans}");
+    }
+
+    #[test]
+    fn the_view_refuses_what_prost_refuses() {
+        let mut g = Rng(77);
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            let mut bytes = request(&mut g).encode_to_vec();
+            if bytes.is_empty() {
+                continue;
+            }
+            // Flip, cut, insert or repeat bytes.
+            for _ in 0..1 + g.below(3) {
+                let at = g.below(bytes.len() as u64 + 1) as usize;
+                match g.below(4) {
+                    0 if at < bytes.len() => bytes[at] ^= 1 << g.below(8),
+                    1 => bytes.truncate(at),
+                    2 => bytes.insert(at, g.next() as u8),
+                    _ => {
+                        let end = (at + 1 + g.below(12) as usize).min(bytes.len());
+                        let piece = bytes[at.min(end)..end].to_vec();
+                        bytes.splice(at..at, piece);
+                    }
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            if agrees(&bytes) {
+                accepted += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        assert!(
+            accepted > 1_000 && refused > 1_000,
+            "{accepted} / {refused}"
+        );
+    }
+
+    #[test]
+    fn nesting_is_bounded_as_prost_bounds_it() {
+        let mut outcomes = Vec::new();
+        for depth in [10, 40, 44, 45, 46, 47, 48, 50, 60] {
+            let mut v = AnyValue {
+                value: Some(any_value::Value::IntValue(1)),
+            };
+            for _ in 0..depth {
+                v = AnyValue {
+                    value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![v] })),
+                };
+            }
+            let mut s = span(&mut Rng(3));
+            s.attributes = vec![KeyValue {
+                key: "deep".into(),
+                value: Some(v),
+                key_strindex: 0,
+            }];
+            let req = ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    scope_spans: vec![ScopeSpans {
+                        spans: vec![s],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            };
+            outcomes.push(agrees(&req.encode_to_vec()));
+        }
+        assert!(
+            outcomes.contains(&true) && outcomes.contains(&false),
+            "both sides of the limit: {outcomes:?}"
+        );
+    }
+}
