@@ -15,12 +15,13 @@
 //!   same request bytes (`ExportTraceServiceRequest::decode`, one thread of this process,
 //!   measured in that thread's CPU time from `/proc/thread-self/schedstat`). Target: at
 //!   least half the decode-only rate. The send-only figure (server CPU spent between the
-//!   first request of a chunk and its last acknowledgement) is shown beside it. Four
-//!   reference costs on the same bytes, in the same thread, show what any ingest path
-//!   must at least spend: a zero-copy walk of every protobuf field with every string
-//!   UTF-8 checked and nothing allocated (the floor of any OTLP parser), Pharos' own
-//!   zero-copy view of a request (`pharos_otlp::view`), snappy of each payload (what the
-//!   WAL compresses) and zstd level 3 of each payload.
+//!   first request of a chunk and its last acknowledgement) is shown beside it. Reference
+//!   costs on the same bytes, in the same thread, show what any ingest path must at least
+//!   spend: a zero-copy walk of every protobuf field with every string UTF-8 checked and
+//!   nothing allocated (the floor of any OTLP parser), snappy of each payload (what the
+//!   WAL compresses) and zstd level 3 of each payload; and beside them Pharos' own
+//!   zero-copy view of a request (`pharos_otlp::view`), for what a write path built on it
+//!   would pay to parse.
 //! - **Disk.** After `POST /internal/force_flush` and a few seconds' wait: bytes under
 //!   `<data>/blocks/traces` and `<data>/wal/traces` (allocated, as `du` counts), per span,
 //!   against zstd level 3 of the concatenated raw request payloads. Target: at most half.
