@@ -6,8 +6,9 @@
 //! tag, wire type and length, every string of every nested message is UTF-8, nesting at
 //! most 100 deep. It accepts exactly what `ExportTraceServiceRequest::decode` accepts,
 //! and the fields it gives are those `decode` would give (a scalar given twice keeps
-//! the last; a message given twice merges). It allocates three vectors, not a string
-//! per field: the first step of a write path that keeps the bytes it received.
+//! the last; a message given twice merges). It allocates only its lists (resources,
+//! scopes, spans, and the parts of each resource and scope), never a string or an id:
+//! the first step of a write path that keeps the bytes it received.
 
 use std::fmt;
 
