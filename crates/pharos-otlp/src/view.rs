@@ -287,6 +287,13 @@ fn check_message(buf: &[u8], m: Msg, depth: u32) -> Result<(), ViewError> {
     Ok(())
 }
 
+/// A nested message's bytes, if `depth` allows one more level.
+fn message<'a>(v: Value<'a>, depth: u32) -> Result<&'a [u8], ViewError> {
+    let b = want_len(v)?;
+    nested(depth)?;
+    Ok(b)
+}
+
 fn want_len<'a>(v: Value<'a>) -> Result<&'a [u8], ViewError> {
     match v {
         Value::Len(b) => Ok(b),
@@ -313,8 +320,7 @@ impl<'a> TraceView<'a> {
         let mut r = Reader { buf };
         while let Some((n, v)) = r.next(depth)? {
             if n == 1 {
-                let b = want_len(v)?;
-                nested(depth)?;
+                let b = message(v, depth)?;
                 view.resource_spans(b, depth - 1)?;
             }
         }
@@ -328,14 +334,12 @@ impl<'a> TraceView<'a> {
         while let Some((n, v)) = r.next(depth)? {
             match n {
                 1 => {
-                    let b = want_len(v)?;
-                    nested(depth)?;
+                    let b = message(v, depth)?;
                     check_message(b, Msg::Resource, depth - 1)?;
                     self.resources[resource].parts.push(b);
                 }
                 2 => {
-                    let b = want_len(v)?;
-                    nested(depth)?;
+                    let b = message(v, depth)?;
                     self.scope_spans(b, resource, depth - 1)?;
                 }
                 3 => self.resources[resource].schema_url = utf8(want_len(v)?)?,
@@ -355,14 +359,12 @@ impl<'a> TraceView<'a> {
         while let Some((n, v)) = r.next(depth)? {
             match n {
                 1 => {
-                    let b = want_len(v)?;
-                    nested(depth)?;
+                    let b = message(v, depth)?;
                     check_message(b, Msg::Scope, depth - 1)?;
                     self.scopes[scope].parts.push(b);
                 }
                 2 => {
-                    let b = want_len(v)?;
-                    nested(depth)?;
+                    let b = message(v, depth)?;
                     let span = span(b, scope, depth - 1)?;
                     self.spans.push(span);
                 }
@@ -415,8 +417,7 @@ fn span(buf: &[u8], scope: usize, depth: u32) -> Result<SpanView<'_>, ViewError>
             11 => check(child(Msg::Event), &v, depth)?,
             13 => check(child(Msg::Link), &v, depth)?,
             15 => {
-                let b = want_len(v)?;
-                nested(depth)?;
+                let b = message(v, depth)?;
                 // Status parts merge: a later code replaces an earlier one.
                 let mut st = Reader { buf: b };
                 while let Some((n, v)) = st.next(depth - 1)? {
