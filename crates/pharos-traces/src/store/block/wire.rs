@@ -577,7 +577,9 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
     let mut ops: Vec<OpWire> = Vec::new();
     let mut op_of: HashMap<OpWire, u32> = HashMap::new();
     let mut op = Vec::with_capacity(spans);
-    let mut rest = Vec::with_capacity(spans);
+    let mut rest_buf: Vec<u8> = Vec::new();
+    let mut rest_at = Vec::with_capacity(spans);
+    let mut strings = Vec::new();
     let mut span_shape = Vec::new();
     let mut span_values: Vec<(u32, &[u8])> = Vec::new();
     let mut ded = 0usize;
@@ -589,17 +591,19 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
             trace += 1;
         }
         let (before, others, after) = split_rest(&p.rest[k]).expect("the writer's rest parses");
-        let mut stripped = Vec::with_capacity(p.rest[k].len());
-        stripped.extend_from_slice(&p.rest[k][..before]);
-        stripped.extend_from_slice(&p.rest[k][after..]);
-        event_times(&stripped, &mut times).expect("the writer's rest parses");
+        // Every span's rest goes into one buffer, sliced once the page is done.
+        let from = rest_buf.len();
+        rest_buf.extend_from_slice(&p.rest[k][..before]);
+        rest_buf.extend_from_slice(&p.rest[k][after..]);
+        let stripped = &mut rest_buf[from..];
+        event_times(stripped, &mut times).expect("the writer's rest parses");
         let start = absolute_start(p, trace, k);
         if v3 {
-            shift_event_times(&mut stripped, &times, start.wrapping_neg());
+            shift_event_times(stripped, &times, start.wrapping_neg());
         }
-        rest.push(Bytes::from(stripped));
+        rest_at.push(from..rest_buf.len());
         // This span's string attributes: the `ded_*` entries whose span number is k.
-        let mut strings = Vec::new();
+        strings.clear();
         while ded < p.ded_span.len() && ded_at + u64::from(p.ded_span[ded]) == k as u64 {
             ded_at += u64::from(p.ded_span[ded]);
             strings.push(ded);
@@ -628,13 +632,17 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
             si == strings.len() && oi == others.len(),
             "attribute positions disagree"
         );
-        let next = shapes.len() as u32;
-        let id = *shape_of.entry(span_shape.clone()).or_insert_with(|| {
-            shapes.push(ShapeWire {
-                streams: span_shape.clone(),
-            });
-            next
-        });
+        let id = match shape_of.get(&span_shape) {
+            Some(&id) => id,
+            None => {
+                let id = shapes.len() as u32;
+                shape_of.insert(span_shape.clone(), id);
+                shapes.push(ShapeWire {
+                    streams: span_shape.clone(),
+                });
+                id
+            }
+        };
         let o = OpWire {
             resource: p.resource[k],
             scope: p.scope[k],
@@ -750,7 +758,10 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
                 w
             })
             .collect(),
-        rest,
+        rest: {
+            let all = Bytes::from(rest_buf);
+            rest_at.into_iter().map(|r| all.slice(r)).collect()
+        },
         odd_span_at: p.odd_span_at.clone(),
         odd_span_ids: p.odd_span_ids.clone(),
         event_times_from_start: v3,
