@@ -97,34 +97,30 @@ enum Kind {
     Message(Msg),
 }
 
-fn child(m: Msg) -> Kind {
-    Kind::Message(m)
-}
-
 /// The kind of field `n` of `m`, or `None` for a field `m` does not have.
 fn field(m: Msg, n: u32) -> Option<Kind> {
     use Kind::*;
     Some(match (m, n) {
         (Msg::Resource, 1) | (Msg::Scope, 3) | (Msg::Event, 3) | (Msg::Link, 4) => {
-            child(Msg::KeyValue)
+            Message(Msg::KeyValue)
         }
         (Msg::Resource, 2) | (Msg::Scope, 4) | (Msg::Event, 4) | (Msg::Link, 5) => Varint,
-        (Msg::Resource, 3) => child(Msg::EntityRef),
+        (Msg::Resource, 3) => Message(Msg::EntityRef),
         (Msg::EntityRef, 1..=4) => Str,
         (Msg::Scope, 1 | 2) | (Msg::Event, 2) | (Msg::Link, 3) => Str,
         (Msg::Event, 1) => Fixed64,
         (Msg::Link, 1 | 2) => Bytes,
         (Msg::Link, 6) => Fixed32,
         (Msg::KeyValue, 1) => Str,
-        (Msg::KeyValue, 2) | (Msg::ArrayValue, 1) => child(Msg::AnyValue),
+        (Msg::KeyValue, 2) | (Msg::ArrayValue, 1) => Message(Msg::AnyValue),
         (Msg::KeyValue, 3) => Varint,
         (Msg::AnyValue, 1) => Str,
         (Msg::AnyValue, 2 | 3 | 8) => Varint,
         (Msg::AnyValue, 4) => Fixed64,
-        (Msg::AnyValue, 5) => child(Msg::ArrayValue),
-        (Msg::AnyValue, 6) => child(Msg::KeyValueList),
+        (Msg::AnyValue, 5) => Message(Msg::ArrayValue),
+        (Msg::AnyValue, 6) => Message(Msg::KeyValueList),
         (Msg::AnyValue, 7) => Bytes,
-        (Msg::KeyValueList, 1) => child(Msg::KeyValue),
+        (Msg::KeyValueList, 1) => Message(Msg::KeyValue),
         _ => return None,
     })
 }
@@ -413,9 +409,9 @@ fn span(buf: &[u8], scope: usize, depth: u32) -> Result<SpanView<'_>, ViewError>
             10 | 12 | 14 => {
                 want_varint(v)?;
             }
-            9 => check(child(Msg::KeyValue), &v, depth)?,
-            11 => check(child(Msg::Event), &v, depth)?,
-            13 => check(child(Msg::Link), &v, depth)?,
+            9 => check(Kind::Message(Msg::KeyValue), &v, depth)?,
+            11 => check(Kind::Message(Msg::Event), &v, depth)?,
+            13 => check(Kind::Message(Msg::Link), &v, depth)?,
             15 => {
                 let b = message(v, depth)?;
                 // Status parts merge: a later code replaces an earlier one.
@@ -659,6 +655,26 @@ mod tests {
             accepted > 1_000 && refused > 1_000,
             "{accepted} / {refused}"
         );
+    }
+
+    #[test]
+    fn unknown_groups_are_skipped_as_prost_skips_them() {
+        let mut g = Rng(11);
+        let req = request(&mut g).encode_to_vec();
+        // Field 9 as a group holding a varint and a nested group; then stray ends.
+        let group = [9 << 3 | 3, 1 << 3, 5, 2 << 3 | 3, 2 << 3 | 4, 9 << 3 | 4];
+        let mut outcomes = Vec::new();
+        for tail in [
+            &group[..],
+            &[9 << 3 | 4][..],
+            &[9 << 3 | 3, 8 << 3 | 4][..],
+            &[9 << 3 | 3, 1 << 3, 5][..],
+        ] {
+            let mut bytes = req.clone();
+            bytes.extend_from_slice(tail);
+            outcomes.push(agrees(&bytes));
+        }
+        assert_eq!(outcomes, [true, false, false, false]);
     }
 
     #[test]
