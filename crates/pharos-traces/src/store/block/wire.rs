@@ -29,8 +29,6 @@
 //! one zstd frame, as in version 1. Decoding gives back columns that rebuild the same
 //! spans byte for byte (the string table's order may differ).
 
-use std::collections::HashMap;
-
 use crate::store::FastMap;
 use bytes::Bytes;
 use prost::Message;
@@ -295,7 +293,7 @@ fn siblings(
 ) -> (Vec<Option<usize>>, Vec<bool>) {
     let mut prev = vec![None; parent.len()];
     let mut has_next = vec![false; parent.len()];
-    let mut last: HashMap<i32, usize> = HashMap::new();
+    let mut last: FastMap<i32, usize> = FastMap::default();
     for t in 0..first_span.len() - 1 {
         last.clear();
         for k in first_span[t]..first_span[t + 1] {
@@ -549,7 +547,7 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
     let spans = p.name.len();
     let first_span = first_spans(&p.trace_spans).expect("span counts fit");
     let mut names = Vec::new();
-    let mut name_of: HashMap<u32, u32> = HashMap::new();
+    let mut name_of: FastMap<u32, u32> = FastMap::default();
     let name: Vec<u32> = p
         .name
         .iter()
@@ -561,7 +559,7 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
         })
         .collect();
     let mut keys: Vec<&str> = Vec::new();
-    let mut key_of: HashMap<&str, u32> = HashMap::new();
+    let mut key_of: FastMap<&str, u32> = FastMap::default();
     let mut key = |k: &'a str| -> u32 {
         if let Some(&i) = key_of.get(k) {
             return i;
@@ -573,9 +571,9 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
     };
     let mut streams: Vec<StreamBuilder<'_>> = Vec::new();
     let mut shapes: Vec<ShapeWire> = Vec::new();
-    let mut shape_of: HashMap<Vec<u32>, u32> = HashMap::new();
+    let mut shape_of: FastMap<Vec<u32>, u32> = FastMap::default();
     let mut ops: Vec<OpWire> = Vec::new();
-    let mut op_of: HashMap<OpWire, u32> = HashMap::new();
+    let mut op_of: FastMap<OpWire, u32> = FastMap::default();
     let mut op = Vec::with_capacity(spans);
     let mut rest_buf: Vec<u8> = Vec::new();
     let mut rest_at = Vec::with_capacity(spans);
