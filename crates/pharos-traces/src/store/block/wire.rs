@@ -165,11 +165,12 @@ fn pack_values(w: &mut StreamWire) {
     if w.values.is_empty() {
         return;
     }
-    if w.values.iter().all(|v| ipv4(v).is_some()) {
+    if let Some(addresses) = w.values.iter().map(|v| ipv4(v)).collect::<Option<Vec<_>>>() {
         w.packing = PACKED_IPV4;
-        for v in &mut w.values {
-            *v = Bytes::copy_from_slice(&ipv4(v).expect("checked"));
-        }
+        w.values = addresses
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a))
+            .collect();
     } else if w.values.iter().all(|v| is_lower_hex(v)) {
         w.packing = PACKED_HEX;
         for v in &mut w.values {
@@ -669,32 +670,28 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
     let (prev_sibling, has_next) = siblings(&p.parent, &relative, &first_span);
     let mut start = Vec::with_capacity(spans);
     let mut ends = Vec::with_capacity(spans);
+    let end_of = |k: usize| p.start[k].wrapping_add(p.duration[k]) as i64;
     for t in 0..first_span.len() - 1 {
         for k in first_span[t]..first_span[t + 1] {
-            let s = p.start[k] as i64;
-            let end = p.start[k].wrapping_add(p.duration[k]) as i64;
-            if v4 && relative[k] {
-                // Version 4: the start from the previous sibling's end (or the parent's
-                // start), the end as the duration where a later sibling follows (or from
-                // the parent's end): sequential calls make small numbers.
+            if relative[k] {
                 let parent = first_span[t] + p.parent[k] as usize - 1;
-                let parent_end = p.start[parent].wrapping_add(p.duration[parent]) as i64;
-                start.push(match prev_sibling[k] {
-                    Some(b) => s.wrapping_sub(p.start[b].wrapping_add(p.duration[b]) as i64),
-                    None => s.wrapping_sub(p.start[parent] as i64),
-                });
-                ends.push(if has_next[k] {
+                // Version 4 stores the start from the previous sibling's end where there
+                // is one, and the duration where a later sibling follows: sequential calls
+                // make small numbers. Otherwise both are from the parent (version 3).
+                let (prev, next) = if v4 {
+                    (prev_sibling[k], has_next[k])
+                } else {
+                    (None, false)
+                };
+                let from = prev.map_or(p.start[parent] as i64, end_of);
+                start.push((p.start[k] as i64).wrapping_sub(from));
+                ends.push(if next {
                     p.duration[k] as i64
                 } else {
-                    parent_end.wrapping_sub(end)
+                    end_of(parent).wrapping_sub(end_of(k))
                 });
-            } else if relative[k] {
-                let parent = first_span[t] + p.parent[k] as usize - 1;
-                let parent_end = p.start[parent].wrapping_add(p.duration[parent]) as i64;
-                start.push(s.wrapping_sub(p.start[parent] as i64));
-                ends.push(parent_end.wrapping_sub(end));
             } else {
-                start.push(s);
+                start.push(p.start[k] as i64);
                 ends.push(p.duration[k] as i64);
             }
         }
