@@ -72,14 +72,19 @@ pub struct TraceView<'a> {
 /// How deep messages may nest, as `prost` allows.
 const RECURSION_LIMIT: u32 = 100;
 
-/// The messages of the OTLP trace request, for checking the parts not read.
+/// The messages of the OTLP trace request.
 #[derive(Clone, Copy, PartialEq)]
 enum Msg {
+    Request,
+    ResourceSpans,
     Resource,
     EntityRef,
+    ScopeSpans,
     Scope,
+    Span,
     Event,
     Link,
+    Status,
     KeyValue,
     AnyValue,
     ArrayValue,
@@ -97,20 +102,31 @@ enum Kind {
     Message(Msg),
 }
 
-/// The kind of field `n` of `m`, or `None` for a field `m` does not have.
+/// The kind of field `n` of `m`, or `None` for a field `m` does not have: the schema of
+/// an `ExportTraceServiceRequest`, in one place.
 fn field(m: Msg, n: u32) -> Option<Kind> {
     use Kind::*;
     Some(match (m, n) {
-        (Msg::Resource, 1) | (Msg::Scope, 3) | (Msg::Event, 3) | (Msg::Link, 4) => {
-            Message(Msg::KeyValue)
-        }
+        (Msg::Request, 1) => Message(Msg::ResourceSpans),
+        (Msg::ResourceSpans, 1) => Message(Msg::Resource),
+        (Msg::ResourceSpans, 2) => Message(Msg::ScopeSpans),
+        (Msg::ScopeSpans, 1) => Message(Msg::Scope),
+        (Msg::ScopeSpans, 2) => Message(Msg::Span),
+        (Msg::ResourceSpans | Msg::ScopeSpans, 3) => Str,
+        (Msg::Resource, 1) | (Msg::Scope, 3) | (Msg::Span, 9) => Message(Msg::KeyValue),
+        (Msg::Event, 3) | (Msg::Link, 4) | (Msg::KeyValueList, 1) => Message(Msg::KeyValue),
         (Msg::Resource, 2) | (Msg::Scope, 4) | (Msg::Event, 4) | (Msg::Link, 5) => Varint,
+        (Msg::Span, 6 | 10 | 12 | 14) | (Msg::Status, 3) => Varint,
         (Msg::Resource, 3) => Message(Msg::EntityRef),
         (Msg::EntityRef, 1..=4) => Str,
-        (Msg::Scope, 1 | 2) | (Msg::Event, 2) | (Msg::Link, 3) => Str,
-        (Msg::Event, 1) => Fixed64,
-        (Msg::Link, 1 | 2) => Bytes,
-        (Msg::Link, 6) => Fixed32,
+        (Msg::Scope, 1 | 2) | (Msg::Span, 3 | 5) | (Msg::Event, 2) | (Msg::Link, 3) => Str,
+        (Msg::Status, 2) => Str,
+        (Msg::Span, 1 | 2 | 4) | (Msg::Link, 1 | 2) => Bytes,
+        (Msg::Span, 7 | 8) | (Msg::Event, 1) => Fixed64,
+        (Msg::Span, 16) | (Msg::Link, 6) => Fixed32,
+        (Msg::Span, 11) => Message(Msg::Event),
+        (Msg::Span, 13) => Message(Msg::Link),
+        (Msg::Span, 15) => Message(Msg::Status),
         (Msg::KeyValue, 1) => Str,
         (Msg::KeyValue, 2) | (Msg::ArrayValue, 1) => Message(Msg::AnyValue),
         (Msg::KeyValue, 3) => Varint,
@@ -120,12 +136,11 @@ fn field(m: Msg, n: u32) -> Option<Kind> {
         (Msg::AnyValue, 5) => Message(Msg::ArrayValue),
         (Msg::AnyValue, 6) => Message(Msg::KeyValueList),
         (Msg::AnyValue, 7) => Bytes,
-        (Msg::KeyValueList, 1) => Message(Msg::KeyValue),
         _ => return None,
     })
 }
 
-/// A field as read: its number and its value.
+/// A field's value as read.
 enum Value<'a> {
     Varint(u64),
     Fixed64(u64),
@@ -168,11 +183,8 @@ impl<'a> Reader<'a> {
         Ok(v)
     }
 
-    /// Reads the next field; groups are skipped whole, `depth` deep at most.
-    fn next(&mut self, depth: u32) -> Result<Option<(u32, Value<'a>)>, ViewError> {
-        if self.buf.is_empty() {
-            return Ok(None);
-        }
+    /// Reads a field's key: its number and wire type.
+    fn key(&mut self) -> Result<(u32, u64), ViewError> {
         let key = self.varint()?;
         if key > u64::from(u32::MAX) {
             return Err(ViewError("tag out of range"));
@@ -181,7 +193,13 @@ impl<'a> Reader<'a> {
         if n == 0 {
             return Err(ViewError("field number 0"));
         }
-        let value = match key & 7 {
+        Ok((n, key & 7))
+    }
+
+    /// Reads the value of field `n` of wire type `wire`; a group is skipped whole,
+    /// `depth` deep at most.
+    fn value(&mut self, n: u32, wire: u64, depth: u32) -> Result<Value<'a>, ViewError> {
+        Ok(match wire {
             0 => Value::Varint(self.varint()?),
             1 => Value::Fixed64(u64::from_le_bytes(
                 self.take(8)?.try_into().expect("eight bytes"),
@@ -200,46 +218,34 @@ impl<'a> Reader<'a> {
                 self.take(4)?.try_into().expect("four bytes"),
             )),
             _ => return Err(ViewError("unknown wire type")),
-        };
-        Ok(Some((n, value)))
+        })
     }
 
-    fn skip_group(&mut self, n: u32, depth: u32) -> Result<(), ViewError> {
-        if depth == 0 {
-            return Err(ViewError("nested too deep"));
+    /// Reads the next field, or `None` at the end.
+    fn next(&mut self, depth: u32) -> Result<Option<(u32, Value<'a>)>, ViewError> {
+        if self.buf.is_empty() {
+            return Ok(None);
         }
+        let (n, wire) = self.key()?;
+        Ok(Some((n, self.value(n, wire, depth)?)))
+    }
+
+    /// Skips the fields of group `n` up to its end.
+    fn skip_group(&mut self, n: u32, depth: u32) -> Result<(), ViewError> {
+        nested(depth)?;
         loop {
             if self.buf.is_empty() {
                 return Err(ViewError("group without its end"));
             }
-            let key = self.varint()?;
-            if key > u64::from(u32::MAX) {
-                return Err(ViewError("tag out of range"));
+            let (inner, wire) = self.key()?;
+            if wire == 4 {
+                return if inner == n {
+                    Ok(())
+                } else {
+                    Err(ViewError("end of a different group"))
+                };
             }
-            let inner = (key >> 3) as u32;
-            if inner == 0 {
-                return Err(ViewError("field number 0"));
-            }
-            match key & 7 {
-                0 => {
-                    self.varint()?;
-                }
-                1 => {
-                    self.take(8)?;
-                }
-                2 => {
-                    let len = usize::try_from(self.varint()?)
-                        .map_err(|_| ViewError("length out of range"))?;
-                    self.take(len)?;
-                }
-                3 => self.skip_group(inner, depth - 1)?,
-                4 if inner == n => return Ok(()),
-                4 => return Err(ViewError("end of a different group")),
-                5 => {
-                    self.take(4)?;
-                }
-                _ => return Err(ViewError("unknown wire type")),
-            }
+            self.value(inner, wire, depth - 1)?;
         }
     }
 }
@@ -260,6 +266,12 @@ fn check(kind: Kind, value: &Value<'_>, depth: u32) -> Result<(), ViewError> {
     }
 }
 
+/// Checks field `n` of message `m` where the view does not read it (nothing to check
+/// for a field `m` does not have).
+fn check_field(m: Msg, n: u32, value: &Value<'_>, depth: u32) -> Result<(), ViewError> {
+    field(m, n).map_or(Ok(()), |kind| check(kind, value, depth))
+}
+
 fn nested(depth: u32) -> Result<(), ViewError> {
     if depth == 0 {
         Err(ViewError("nested too deep"))
@@ -272,36 +284,23 @@ fn utf8(v: &[u8]) -> Result<&str, ViewError> {
     std::str::from_utf8(v).map_err(|_| ViewError("a string is not UTF-8"))
 }
 
-/// Checks every field of a message the view does not read.
+/// Checks every field of a message.
 fn check_message(buf: &[u8], m: Msg, depth: u32) -> Result<(), ViewError> {
     let mut r = Reader { buf };
     while let Some((n, v)) = r.next(depth)? {
-        if let Some(kind) = field(m, n) {
-            check(kind, &v, depth)?;
-        }
+        check_field(m, n, &v, depth)?;
     }
     Ok(())
 }
 
-/// A nested message's bytes, if `depth` allows one more level.
-fn message<'a>(v: Value<'a>, depth: u32) -> Result<&'a [u8], ViewError> {
-    let b = want_len(v)?;
-    nested(depth)?;
-    Ok(b)
-}
-
-fn want_len<'a>(v: Value<'a>) -> Result<&'a [u8], ViewError> {
-    match v {
-        Value::Len(b) => Ok(b),
-        _ => Err(ViewError("wrong wire type for a known field")),
-    }
-}
-
-fn want_varint(v: Value<'_>) -> Result<u64, ViewError> {
-    match v {
-        Value::Varint(x) => Ok(x),
-        _ => Err(ViewError("wrong wire type for a known field")),
-    }
+/// Checks a whole request as prost decoding it would, keeping nothing and allocating
+/// nothing: the least any OTLP decoder must do with the bytes.
+///
+/// # Errors
+///
+/// Where `prost` would refuse the bytes as an `ExportTraceServiceRequest`.
+pub fn validate(buf: &[u8]) -> Result<(), ViewError> {
+    check_message(buf, Msg::Request, RECURSION_LIMIT)
 }
 
 impl<'a> TraceView<'a> {
@@ -315,9 +314,12 @@ impl<'a> TraceView<'a> {
         let depth = RECURSION_LIMIT;
         let mut r = Reader { buf };
         while let Some((n, v)) = r.next(depth)? {
-            if n == 1 {
-                let b = message(v, depth)?;
-                view.resource_spans(b, depth - 1)?;
+            match (n, &v) {
+                (1, Value::Len(b)) => {
+                    nested(depth)?;
+                    view.resource_spans(b, depth - 1)?;
+                }
+                _ => check_field(Msg::Request, n, &v, depth)?,
             }
         }
         Ok(view)
@@ -328,18 +330,17 @@ impl<'a> TraceView<'a> {
         self.resources.push(ResourceView::default());
         let mut r = Reader { buf };
         while let Some((n, v)) = r.next(depth)? {
-            match n {
-                1 => {
-                    let b = message(v, depth)?;
-                    check_message(b, Msg::Resource, depth - 1)?;
+            match (n, &v) {
+                (1, Value::Len(b)) => {
+                    check_field(Msg::ResourceSpans, n, &v, depth)?;
                     self.resources[resource].parts.push(b);
                 }
-                2 => {
-                    let b = message(v, depth)?;
+                (2, Value::Len(b)) => {
+                    nested(depth)?;
                     self.scope_spans(b, resource, depth - 1)?;
                 }
-                3 => self.resources[resource].schema_url = utf8(want_len(v)?)?,
-                _ => {}
+                (3, Value::Len(b)) => self.resources[resource].schema_url = utf8(b)?,
+                _ => check_field(Msg::ResourceSpans, n, &v, depth)?,
             }
         }
         Ok(())
@@ -353,19 +354,18 @@ impl<'a> TraceView<'a> {
         });
         let mut r = Reader { buf };
         while let Some((n, v)) = r.next(depth)? {
-            match n {
-                1 => {
-                    let b = message(v, depth)?;
-                    check_message(b, Msg::Scope, depth - 1)?;
+            match (n, &v) {
+                (1, Value::Len(b)) => {
+                    check_field(Msg::ScopeSpans, n, &v, depth)?;
                     self.scopes[scope].parts.push(b);
                 }
-                2 => {
-                    let b = message(v, depth)?;
+                (2, Value::Len(b)) => {
+                    nested(depth)?;
                     let span = span(b, scope, depth - 1)?;
                     self.spans.push(span);
                 }
-                3 => self.scopes[scope].schema_url = utf8(want_len(v)?)?,
-                _ => {}
+                (3, Value::Len(b)) => self.scopes[scope].schema_url = utf8(b)?,
+                _ => check_field(Msg::ScopeSpans, n, &v, depth)?,
             }
         }
         Ok(())
@@ -380,53 +380,28 @@ fn span(buf: &[u8], scope: usize, depth: u32) -> Result<SpanView<'_>, ViewError>
     };
     let mut r = Reader { buf };
     while let Some((n, v)) = r.next(depth)? {
-        match n {
-            1 => s.trace_id = want_len(v)?,
-            2 => s.span_id = want_len(v)?,
-            4 => s.parent_span_id = want_len(v)?,
-            3 => {
-                utf8(want_len(v)?)?;
-            }
-            5 => s.name = utf8(want_len(v)?)?,
+        match (n, &v) {
+            (1, Value::Len(b)) => s.trace_id = b,
+            (2, Value::Len(b)) => s.span_id = b,
+            (4, Value::Len(b)) => s.parent_span_id = b,
+            (5, Value::Len(b)) => s.name = utf8(b)?,
             // prost reads an int32 as the low 32 bits of the varint.
-            6 => s.kind = want_varint(v)? as i32,
-            7 | 8 => {
-                let Value::Fixed64(t) = v else {
-                    return Err(ViewError("wrong wire type for a known field"));
-                };
-                if n == 7 {
-                    s.start_time_unix_nano = t;
-                } else {
-                    s.end_time_unix_nano = t;
-                }
-            }
-            16 => {
-                let Value::Fixed32(f) = v else {
-                    return Err(ViewError("wrong wire type for a known field"));
-                };
-                s.flags = f;
-            }
-            10 | 12 | 14 => {
-                want_varint(v)?;
-            }
-            9 => check(Kind::Message(Msg::KeyValue), &v, depth)?,
-            11 => check(Kind::Message(Msg::Event), &v, depth)?,
-            13 => check(Kind::Message(Msg::Link), &v, depth)?,
-            15 => {
-                let b = message(v, depth)?;
+            (6, Value::Varint(k)) => s.kind = *k as i32,
+            (7, Value::Fixed64(t)) => s.start_time_unix_nano = *t,
+            (8, Value::Fixed64(t)) => s.end_time_unix_nano = *t,
+            (16, Value::Fixed32(f)) => s.flags = *f,
+            (15, Value::Len(b)) => {
+                nested(depth)?;
                 // Status parts merge: a later code replaces an earlier one.
                 let mut st = Reader { buf: b };
                 while let Some((n, v)) = st.next(depth - 1)? {
-                    match n {
-                        2 => {
-                            utf8(want_len(v)?)?;
-                        }
-                        3 => s.status_code = want_varint(v)? as i32,
-                        _ => {}
+                    match (n, &v) {
+                        (3, Value::Varint(c)) => s.status_code = *c as i32,
+                        _ => check_field(Msg::Status, n, &v, depth - 1)?,
                     }
                 }
             }
-            _ => {}
+            _ => check_field(Msg::Span, n, &v, depth)?,
         }
     }
     Ok(s)
@@ -560,9 +535,10 @@ mod tests {
         }
     }
 
-    /// The view of `bytes` says what prost's decode of them says.
+    /// The view of `bytes`, and `validate`, say what prost's decode of them says.
     fn agrees(bytes: &[u8]) -> bool {
         let want = ExportTraceServiceRequest::decode(bytes);
+        assert_eq!(validate(bytes).is_ok(), want.is_ok(), "validate: {want:?}");
         let got = TraceView::parse(bytes);
         let (Ok(want), Ok(got)) = (&want, &got) else {
             assert_eq!(got.is_ok(), want.is_ok(), "{got:?} / {want:?}");
