@@ -180,7 +180,7 @@ where
 }
 
 /// A trace request as decoded, with the (decompressed) bytes it was decoded from.
-pub struct Received {
+struct Received {
     req: ExportTraceServiceRequest,
     bytes: Bytes,
 }

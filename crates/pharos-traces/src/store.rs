@@ -131,7 +131,7 @@ struct Inner {
     bytes: u64,
     /// When the head's oldest span arrived (since the last freeze).
     since: Option<std::time::Instant>,
-    /// Hashes (xxh3 of service, name and kind) of the operations already in `services`,
+    /// Hashes ([`operation_key`]) of the operations already in `services`,
     /// so a span of a known operation copies no string.
     operations_seen: FastSet<u64>,
 }
@@ -332,14 +332,15 @@ impl Trace {
     }
 }
 
-/// Returns the xxh3 hash of an operation (service, span name, kind): what the head and
-/// the block writer remember to copy an operation's strings only the first time.
+/// Returns the hash of an operation (service, span name, kind): what the head and the
+/// block writer remember to copy an operation's strings only the first time.
 fn operation_key(service: &str, name: &str, kind: i32) -> u64 {
     fixed_hash((service, name, kind))
 }
 
-/// A `HashMap` with foldhash, for maps on the write path (keys are not attacker-chosen
-/// in a way that matters: each map lives for one request, page or head).
+/// A `HashMap` with foldhash, for maps on the write path. Each map is seeded at random,
+/// as std's are; foldhash is faster than std's SipHash and only minimally resistant to
+/// keys chosen to collide.
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// A `HashSet` with foldhash; see [`FastMap`].
 pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
