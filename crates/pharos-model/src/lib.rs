@@ -17,7 +17,9 @@
 pub mod attrs;
 pub mod duration;
 pub mod telemetry;
+pub mod trace_batch;
 pub mod urlencoded;
+pub mod view;
 
 pub use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,

@@ -21,9 +21,10 @@ pub mod grpc;
 pub mod http;
 pub mod signal;
 pub mod validate;
-pub mod view;
 
 pub use consumer::{ConsumeError, Consumer, Limits};
+/// The zero-copy view of trace requests, kept in `pharos_model` so stores read it too.
+pub use pharos_model::view;
 
 /// The names receivers report under in self-metrics.
 pub const RECEIVER_GRPC: &str = "otlp_grpc";

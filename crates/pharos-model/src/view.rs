@@ -24,6 +24,13 @@ impl fmt::Display for ViewError {
 
 impl std::error::Error for ViewError {}
 
+impl ViewError {
+    /// An error saying `what` is wrong with the request.
+    pub fn new(what: &'static str) -> Self {
+        ViewError(what)
+    }
+}
+
 /// A resource of the request: `ResourceSpans.resource` and `schema_url`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResourceView<'a> {
@@ -407,6 +414,108 @@ fn span(buf: &[u8], scope: usize, depth: u32) -> Result<SpanView<'_>, ViewError>
     Ok(s)
 }
 
+/// A field of an encoded message, as [`fields`] gives it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FieldView<'a> {
+    pub number: u32,
+    /// The whole field: key and value, as it came.
+    pub raw: &'a [u8],
+    /// The value of a length-delimited field; empty for the other wire types.
+    pub payload: &'a [u8],
+    /// The value of a varint, fixed64 or fixed32 field; 0 for the others.
+    pub scalar: u64,
+}
+
+/// Iterates over the fields of an encoded message, in order. Meant for bytes
+/// [`TraceView::parse`] accepted: it stops at the first malformed field.
+pub fn fields(buf: &[u8]) -> impl Iterator<Item = FieldView<'_>> {
+    let mut r = Reader { buf };
+    std::iter::from_fn(move || {
+        let before = r.buf;
+        let (number, v) = r.next(RECURSION_LIMIT).ok()??;
+        let raw = &before[..before.len() - r.buf.len()];
+        let (payload, scalar) = match v {
+            Value::Varint(x) | Value::Fixed64(x) => (&[][..], x),
+            Value::Fixed32(x) => (&[][..], u64::from(x)),
+            Value::Len(b) => (b, 0),
+            Value::Group => (&[][..], 0),
+        };
+        Some(FieldView {
+            number,
+            raw,
+            payload,
+            scalar,
+        })
+    })
+}
+
+/// An attribute's value as `prost` decodes it: the variant of its `oneof` given last.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueView<'a> {
+    /// No value, or a value with no variant set.
+    None,
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    /// Bytes, an array, a key-value list, or a string by reference (not read further).
+    Other,
+}
+
+/// An attribute (`KeyValue`) of a message [`TraceView::parse`] accepted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KeyValueView<'a> {
+    /// The encoded `KeyValue`.
+    pub raw: &'a [u8],
+    pub key: &'a str,
+    pub key_strindex: i32,
+    pub value: ValueView<'a>,
+}
+
+/// Reads an encoded `KeyValue` as prost would: the last key, the value's parts merged.
+pub fn key_value(raw: &[u8]) -> KeyValueView<'_> {
+    let mut kv = KeyValueView {
+        raw,
+        key: "",
+        key_strindex: 0,
+        value: ValueView::None,
+    };
+    for f in fields(raw) {
+        match f.number {
+            1 => kv.key = std::str::from_utf8(f.payload).unwrap_or(""),
+            3 => kv.key_strindex = f.scalar as i32,
+            2 => {
+                for v in fields(f.payload) {
+                    kv.value = match v.number {
+                        1 => ValueView::Str(std::str::from_utf8(v.payload).unwrap_or("")),
+                        2 => ValueView::Bool(v.scalar != 0),
+                        3 => ValueView::Int(v.scalar as i64),
+                        4 => ValueView::Double(f64::from_bits(v.scalar)),
+                        5..=8 => ValueView::Other,
+                        _ => continue,
+                    };
+                }
+            }
+            _ => {}
+        }
+    }
+    kv
+}
+
+/// The attributes of an encoded span (or any message whose field 9 is its attributes:
+/// use [`attributes_of`] for others), in order.
+pub fn span_attributes(span: &[u8]) -> impl Iterator<Item = KeyValueView<'_>> {
+    attributes_of(span, 9)
+}
+
+/// The attributes of an encoded message kept in field `number`, in order: 1 for a
+/// `Resource`, 3 for an `InstrumentationScope`, 9 for a `Span`.
+pub fn attributes_of(buf: &[u8], number: u32) -> impl Iterator<Item = KeyValueView<'_>> {
+    fields(buf)
+        .filter(move |f| f.number == number)
+        .map(|f| key_value(f.payload))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,6 +674,9 @@ mod tests {
                 m
             });
             assert_eq!(&merged, want);
+            let attrs: Vec<KeyValueView<'_>> =
+                r.parts.iter().flat_map(|p| attributes_of(p, 1)).collect();
+            same_attributes(&attrs, want.as_ref().map_or(&[][..], |r| &r.attributes));
         }
         assert_eq!(got.spans.len(), spans.len());
         for (s, want) in got.spans.iter().zip(&spans) {
@@ -578,8 +690,34 @@ mod tests {
             assert_eq!(s.end_time_unix_nano, want.end_time_unix_nano);
             assert_eq!(s.flags, want.flags);
             assert_eq!(s.status_code, want.status.as_ref().map_or(0, |st| st.code));
+            let attrs: Vec<KeyValueView<'_>> = span_attributes(s.raw).collect();
+            same_attributes(&attrs, &want.attributes);
         }
         true
+    }
+
+    /// The views read the attributes prost decodes, each from its own bytes.
+    fn same_attributes(got: &[KeyValueView<'_>], want: &[KeyValue]) {
+        use any_value::Value as V;
+        assert_eq!(got.len(), want.len());
+        for (a, w) in got.iter().zip(want) {
+            assert_eq!(&KeyValue::decode(a.raw).unwrap(), w);
+            assert_eq!(a.key, w.key);
+            assert_eq!(a.key_strindex, w.key_strindex);
+            let value = match w.value.as_ref().and_then(|v| v.value.as_ref()) {
+                None => ValueView::None,
+                Some(V::StringValue(s)) => ValueView::Str(s),
+                Some(V::BoolValue(b)) => ValueView::Bool(*b),
+                Some(V::IntValue(i)) => ValueView::Int(*i),
+                // Compared by bits: a mutated double may be a NaN.
+                Some(V::DoubleValue(d)) => {
+                    assert!(matches!(a.value, ValueView::Double(x) if x.to_bits() == d.to_bits()));
+                    continue;
+                }
+                Some(_) => ValueView::Other,
+            };
+            assert_eq!(a.value, value);
+        }
     }
 
     #[test]

@@ -1,0 +1,319 @@
+//! A trace request kept as the bytes it arrived as, beside the index
+//! [`TraceView::parse`] built of them: what the traces write path hands around in place
+//! of a decoded `ExportTraceServiceRequest`. It owns its bytes (a shared [`Bytes`]), so
+//! it can be logged, kept in the head and read again without a copy or a decode.
+
+use bytes::Bytes;
+use prost::Message;
+
+use crate::view::{ResourceView, ScopeView, SpanView, TraceView, ViewError};
+use crate::{ExportTraceServiceRequest, ItemCount};
+
+/// Where a slice of the batch's bytes is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Range32 {
+    off: u32,
+    len: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ResourceAt {
+    parts: Vec<Range32>,
+    schema_url: Range32,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ScopeAt {
+    resource: u32,
+    parts: Vec<Range32>,
+    schema_url: Range32,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct SpanAt {
+    scope: u32,
+    raw: Range32,
+    trace_id: Range32,
+    span_id: Range32,
+    parent_span_id: Range32,
+    name: Range32,
+    kind: i32,
+    status_code: i32,
+    flags: u32,
+    start_time_unix_nano: u64,
+    end_time_unix_nano: u64,
+}
+
+/// A checked OTLP trace request: its bytes and where each resource, scope and span is.
+#[derive(Debug, Clone, Default)]
+pub struct TraceBatch {
+    bytes: Bytes,
+    resources: Vec<ResourceAt>,
+    scopes: Vec<ScopeAt>,
+    spans: Vec<SpanAt>,
+}
+
+impl TraceBatch {
+    /// Checks `bytes` as an `ExportTraceServiceRequest` (exactly as prost decoding it
+    /// would) and indexes them.
+    ///
+    /// # Errors
+    ///
+    /// Where prost would refuse the bytes, or when they are 4 GiB or more.
+    pub fn parse(bytes: Bytes) -> Result<TraceBatch, ViewError> {
+        if u32::try_from(bytes.len()).is_err() {
+            return Err(ViewError::new("request of 4 GiB or more"));
+        }
+        let view = TraceView::parse(&bytes)?;
+        let base = bytes.as_ptr() as usize;
+        let at = |s: &[u8]| {
+            if s.is_empty() {
+                return Range32::default();
+            }
+            Range32 {
+                off: (s.as_ptr() as usize - base) as u32,
+                len: s.len() as u32,
+            }
+        };
+        let resources = view
+            .resources
+            .iter()
+            .map(|r| ResourceAt {
+                parts: r.parts.iter().map(|p| at(p)).collect(),
+                schema_url: at(r.schema_url.as_bytes()),
+            })
+            .collect();
+        let scopes = view
+            .scopes
+            .iter()
+            .map(|s| ScopeAt {
+                resource: s.resource as u32,
+                parts: s.parts.iter().map(|p| at(p)).collect(),
+                schema_url: at(s.schema_url.as_bytes()),
+            })
+            .collect();
+        let spans = view
+            .spans
+            .iter()
+            .map(|s| SpanAt {
+                scope: s.scope as u32,
+                raw: at(s.raw),
+                trace_id: at(s.trace_id),
+                span_id: at(s.span_id),
+                parent_span_id: at(s.parent_span_id),
+                name: at(s.name.as_bytes()),
+                kind: s.kind,
+                status_code: s.status_code,
+                flags: s.flags,
+                start_time_unix_nano: s.start_time_unix_nano,
+                end_time_unix_nano: s.end_time_unix_nano,
+            })
+            .collect();
+        drop(view);
+        Ok(TraceBatch {
+            bytes,
+            resources,
+            scopes,
+            spans,
+        })
+    }
+
+    /// Encodes a decoded request and indexes it.
+    pub fn from_request(req: &ExportTraceServiceRequest) -> TraceBatch {
+        TraceBatch::parse(Bytes::from(req.encode_to_vec()))
+            .expect("prost's own encoding of a request parses")
+    }
+
+    /// Returns the request as prost decodes it.
+    pub fn decode(&self) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest::decode(self.bytes.clone()).expect("checked bytes decode")
+    }
+
+    /// Returns the request's bytes, as received.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    fn slice(&self, r: Range32) -> &[u8] {
+        &self.bytes[r.off as usize..(r.off + r.len) as usize]
+    }
+
+    fn str(&self, r: Range32) -> &str {
+        // Checked by the parse; a failure here could only be a bug, and reads as empty.
+        std::str::from_utf8(self.slice(r)).unwrap_or("")
+    }
+
+    /// Returns how many spans the request holds.
+    pub fn span_count(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Returns how many `ResourceSpans` the request holds.
+    pub fn resource_count(&self) -> usize {
+        self.resources.len()
+    }
+
+    /// Returns how many `ScopeSpans` the request holds.
+    pub fn scope_count(&self) -> usize {
+        self.scopes.len()
+    }
+
+    /// Returns span `i` (in request order).
+    ///
+    /// # Panics
+    ///
+    /// When `i` is not below [`TraceBatch::span_count`].
+    pub fn span(&self, i: usize) -> SpanView<'_> {
+        let s = &self.spans[i];
+        SpanView {
+            scope: s.scope as usize,
+            raw: self.slice(s.raw),
+            trace_id: self.slice(s.trace_id),
+            span_id: self.slice(s.span_id),
+            parent_span_id: self.slice(s.parent_span_id),
+            name: self.str(s.name),
+            kind: s.kind,
+            start_time_unix_nano: s.start_time_unix_nano,
+            end_time_unix_nano: s.end_time_unix_nano,
+            status_code: s.status_code,
+            flags: s.flags,
+        }
+    }
+
+    /// Returns scope `i`.
+    ///
+    /// # Panics
+    ///
+    /// When `i` is not below [`TraceBatch::scope_count`].
+    pub fn scope(&self, i: usize) -> ScopeView<'_> {
+        let s = &self.scopes[i];
+        ScopeView {
+            resource: s.resource as usize,
+            parts: s.parts.iter().map(|p| self.slice(*p)).collect(),
+            schema_url: self.str(s.schema_url),
+        }
+    }
+
+    /// Returns resource `i`.
+    ///
+    /// # Panics
+    ///
+    /// When `i` is not below [`TraceBatch::resource_count`].
+    pub fn resource(&self, i: usize) -> ResourceView<'_> {
+        let r = &self.resources[i];
+        ResourceView {
+            parts: r.parts.iter().map(|p| self.slice(*p)).collect(),
+            schema_url: self.str(r.schema_url),
+        }
+    }
+
+    /// Returns the whole view.
+    pub fn view(&self) -> TraceView<'_> {
+        TraceView {
+            resources: (0..self.resource_count())
+                .map(|i| self.resource(i))
+                .collect(),
+            scopes: (0..self.scope_count()).map(|i| self.scope(i)).collect(),
+            spans: (0..self.span_count()).map(|i| self.span(i)).collect(),
+        }
+    }
+}
+
+impl ItemCount for TraceBatch {
+    fn item_count(&self) -> u64 {
+        self.spans.len() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn request() -> ExportTraceServiceRequest {
+        let kv = |k: &str, v: &str| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(
+                    opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(v.into()),
+                ),
+            }),
+            key_strindex: 0,
+        };
+        let span = |n: u8, name: &str| Span {
+            trace_id: vec![n; 16],
+            span_id: vec![n; 8],
+            parent_span_id: if n.is_multiple_of(2) { vec![] } else { vec![n - 1; 8] },
+            name: name.into(),
+            kind: i32::from(n % 6),
+            start_time_unix_nano: 1000 * u64::from(n),
+            end_time_unix_nano: 2000 * u64::from(n),
+            attributes: vec![kv("http.route", "/a"), kv("n", name)],
+            flags: u32::from(n),
+            ..Default::default()
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![
+                ResourceSpans {
+                    resource: Some(Resource {
+                        attributes: vec![kv("service.name", "cart")],
+                        ..Default::default()
+                    }),
+                    scope_spans: vec![
+                        ScopeSpans {
+                            scope: Some(InstrumentationScope {
+                                name: "lib".into(),
+                                ..Default::default()
+                            }),
+                            spans: vec![span(1, "a"), span(2, "bé")],
+                            schema_url: "s1".into(),
+                        },
+                        ScopeSpans {
+                            scope: None,
+                            spans: vec![span(3, "c")],
+                            schema_url: String::new(),
+                        },
+                    ],
+                    schema_url: "r1".into(),
+                },
+                ResourceSpans {
+                    resource: None,
+                    scope_spans: vec![ScopeSpans {
+                        scope: None,
+                        spans: vec![span(4, "")],
+                        schema_url: String::new(),
+                    }],
+                    schema_url: String::new(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_batch_gives_back_what_its_view_gives() {
+        let req = request();
+        let bytes = req.encode_to_vec();
+        let batch = TraceBatch::parse(Bytes::from(bytes.clone())).unwrap();
+        assert_eq!(batch.view(), TraceView::parse(&bytes).unwrap());
+        assert_eq!(batch.decode(), req);
+        assert_eq!(batch.item_count(), 4);
+        assert_eq!(batch.span(1).name, "bé");
+        assert_eq!(batch.span(3).scope, 2);
+        assert_eq!(batch.scope(2).resource, 1);
+        assert_eq!(batch.resource(0).schema_url, "r1");
+        assert_eq!(TraceBatch::from_request(&req).bytes()[..], bytes[..]);
+    }
+
+    #[test]
+    fn a_batch_refuses_what_the_view_refuses() {
+        let mut bytes = request().encode_to_vec();
+        bytes.truncate(bytes.len() - 3);
+        let err = TraceBatch::parse(Bytes::from(bytes)).unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid OTLP trace request"),
+            "{err}"
+        );
+    }
+}
