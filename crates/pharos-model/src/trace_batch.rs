@@ -194,6 +194,15 @@ impl TraceBatch {
         }
     }
 
+    /// Returns the index of the resource scope `i` is under.
+    ///
+    /// # Panics
+    ///
+    /// When `i` is not below [`TraceBatch::scope_count`].
+    pub fn scope_resource(&self, i: usize) -> usize {
+        self.scopes[i].resource as usize
+    }
+
     /// Returns resource `i`.
     ///
     /// # Panics
@@ -245,7 +254,11 @@ mod tests {
         let span = |n: u8, name: &str| Span {
             trace_id: vec![n; 16],
             span_id: vec![n; 8],
-            parent_span_id: if n.is_multiple_of(2) { vec![] } else { vec![n - 1; 8] },
+            parent_span_id: if n.is_multiple_of(2) {
+                vec![]
+            } else {
+                vec![n - 1; 8]
+            },
             name: name.into(),
             kind: i32::from(n % 6),
             start_time_unix_nano: 1000 * u64::from(n),

@@ -14,11 +14,15 @@ use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, status::StatusCode};
 use parking_lot::RwLock;
+use pharos_model::trace_batch::TraceBatch;
 use pharos_model::{ExportTraceServiceRequest, Rejected, Store, attrs};
 use prost::Message;
 
+use head::HeadTrace;
+
 pub(crate) mod block;
 pub mod engine;
+pub(crate) mod head;
 mod scan;
 pub(crate) mod search;
 pub(crate) mod tags;
@@ -124,7 +128,7 @@ pub struct TraceStore {
 
 #[derive(Default)]
 struct Inner {
-    traces: FastMap<TraceId, Trace>,
+    traces: FastMap<TraceId, HeadTrace>,
     /// Service name → its operations, of the head and of every block loaded since start.
     services: BTreeMap<String, BTreeSet<Operation>>,
     /// Approximate bytes of the head (span encodings plus overhead, and resources).
@@ -221,11 +225,12 @@ impl TraceStore {
         }
         for f in self.frozen.read().iter() {
             if let Some(t) = f.traces.get(id) {
-                add(t.clone());
+                add(t.materialize());
             }
         }
-        if let Some(t) = self.inner.read().traces.get(id) {
-            add(t.clone());
+        let head = self.inner.read().traces.get(id).cloned();
+        if let Some(t) = head {
+            add(t.materialize());
         }
         found
     }
@@ -276,6 +281,11 @@ impl TraceStore {
             }),
         );
         calls.into_iter().map(|((p, c), n)| (p, c, n)).collect()
+    }
+
+    /// Returns an estimate of the head's memory use, in bytes.
+    pub fn approx_bytes(&self) -> u64 {
+        self.inner.read().bytes
     }
 
     /// Returns how many traces the head holds.
@@ -400,14 +410,14 @@ impl Trace {
     }
 }
 
-/// Returns the span's trace id as a [`TraceId`], if it has the OTLP length and is not all zeros.
-fn trace_id_of(span: &Span) -> Option<TraceId> {
-    let id: TraceId = span.trace_id.as_slice().try_into().ok()?;
+/// Returns a trace id as a [`TraceId`], if it has the OTLP length and is not all zeros.
+fn trace_id_of(id: &[u8]) -> Option<TraceId> {
+    let id: TraceId = id.try_into().ok()?;
     (id != [0; 16]).then_some(id)
 }
 
-fn span_id_ok(span: &Span) -> bool {
-    span.span_id.len() == 8 && span.span_id.iter().any(|b| *b != 0)
+fn span_id_ok(id: &[u8]) -> bool {
+    id.len() == 8 && id.iter().any(|b| *b != 0)
 }
 
 /// Returns whether the span's status is `STATUS_CODE_ERROR`.
@@ -417,60 +427,55 @@ pub(crate) fn is_error(span: &Span) -> bool {
         .is_some_and(|s| s.code == StatusCode::Error as i32)
 }
 
-impl Store<ExportTraceServiceRequest> for TraceStore {
-    /// Drops spans whose trace id is not 16 bytes or all zeros, or whose span id is
-    /// not 8 bytes or all zeros: such spans could never be looked up again. Then
-    /// refuses, in request order, the spans that would take their trace past the
-    /// [`TraceLimits`]: the first spans of a trace are kept, the rest refused.
-    fn sanitize(&self, req: &mut ExportTraceServiceRequest) -> Rejected {
+impl TraceStore {
+    /// Decides which spans of `batch` the head takes, in request order: spans whose
+    /// trace id is not 16 bytes or all zeros, or whose span id is not 8 bytes or all
+    /// zeros, could never be looked up again; then the spans that would take their trace
+    /// past the [`TraceLimits`] are refused (the first spans of a trace are kept).
+    fn screen(&self, batch: &TraceBatch) -> (Vec<bool>, Rejected) {
         let mut rejected = Rejected::default();
         let limits = self.limits;
         let inner = self.inner.read();
         // Spans and bytes per trace: stored, plus those of this request kept so far.
         let mut sizes: FastMap<TraceId, (usize, u64)> = FastMap::default();
-        let (mut too_many, mut too_big) = (0u64, 0u64);
-        for rs in &mut req.resource_spans {
-            for ss in &mut rs.scope_spans {
-                let before = ss.spans.len();
-                let mut over = 0;
-                ss.spans.retain(|s| {
-                    let Some(id) = trace_id_of(s) else {
-                        return false;
-                    };
-                    if !span_id_ok(s) {
-                        return false;
-                    }
-                    if limits.is_unlimited() {
-                        return true;
-                    }
-                    let len = s.encoded_len() as u64;
-                    let size = sizes.entry(id).or_insert_with(|| {
-                        inner
-                            .traces
-                            .get(&id)
-                            .map_or((0, 0), |t| (t.spans.len(), t.bytes))
-                    });
-                    if limits.fits(size.0, size.1, len) {
-                        size.0 += 1;
-                        size.1 += len;
-                        true
-                    } else {
-                        over += 1;
-                        if limits.max_spans_per_trace != 0 && size.0 >= limits.max_spans_per_trace {
-                            too_many += 1;
-                        } else {
-                            too_big += 1;
-                        }
-                        false
-                    }
+        let (mut invalid, mut too_many, mut too_big) = (0u64, 0u64, 0u64);
+        let keep = (0..batch.span_count())
+            .map(|i| {
+                let s = batch.span(i);
+                let Some(id) = trace_id_of(s.trace_id) else {
+                    invalid += 1;
+                    return false;
+                };
+                if !span_id_ok(s.span_id) {
+                    invalid += 1;
+                    return false;
+                }
+                if limits.is_unlimited() {
+                    return true;
+                }
+                let len = s.raw.len() as u64;
+                let size = sizes.entry(id).or_insert_with(|| {
+                    inner
+                        .traces
+                        .get(&id)
+                        .map_or((0, 0), |t| (t.spans.len(), t.bytes))
                 });
-                rejected.add(
-                    (before - ss.spans.len()) as u64 - over,
-                    "invalid or all-zero trace or span id",
-                );
-            }
-        }
+                if limits.fits(size.0, size.1, len) {
+                    size.0 += 1;
+                    size.1 += len;
+                    true
+                } else {
+                    if limits.max_spans_per_trace != 0 && size.0 >= limits.max_spans_per_trace {
+                        too_many += 1;
+                    } else {
+                        too_big += 1;
+                    }
+                    false
+                }
+            })
+            .collect();
         drop(inner);
+        rejected.add(invalid, "invalid or all-zero trace or span id");
         rejected.add(
             too_many,
             &format!(
@@ -487,83 +492,119 @@ impl Store<ExportTraceServiceRequest> for TraceStore {
         );
         self.too_large_refused
             .fetch_add(too_many + too_big, Ordering::Relaxed);
+        (keep, rejected)
+    }
+
+    /// Adds a request's spans to the head, keeping the request's bytes: each span is a
+    /// reference into them.
+    fn apply_batch(&self, batch: TraceBatch) {
+        let batch = Arc::new(head::Batch::new(batch));
+        let b = &batch.batch;
+        let mut inner = self.inner.write();
+        let inner = &mut *inner;
+        for i in 0..b.resource_count() {
+            inner.bytes += b
+                .resource(i)
+                .parts
+                .iter()
+                .map(|p| p.len() as u64)
+                .sum::<u64>();
+        }
+        for i in 0..b.span_count() {
+            let s = b.span(i);
+            // Sanitize removed these before the WAL; a replayed old record may still hold
+            // one, and skipping it keeps replay equal to ingest.
+            let Some(id) = trace_id_of(s.trace_id) else {
+                continue;
+            };
+            let len = s.raw.len() as u64;
+            let (n, bytes) = inner
+                .traces
+                .get(&id)
+                .map_or((0, 0), |t| (t.spans.len(), t.bytes));
+            if !self.limits.fits(n, bytes, len) {
+                self.too_large_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            inner.bytes += len + 64;
+            inner.since.get_or_insert_with(std::time::Instant::now);
+            let service = &batch.resources[b.scope_resource(s.scope)].service;
+            if inner
+                .operations_seen
+                .insert(operation_key(service, s.name, s.kind))
+            {
+                inner
+                    .services
+                    .entry(service.clone())
+                    .or_default()
+                    .insert(Operation {
+                        name: s.name.to_string(),
+                        kind: s.kind,
+                    });
+            }
+            let trace = inner.traces.entry(id).or_insert_with(HeadTrace::new);
+            trace.bytes += len;
+            trace.start_ns = trace.start_ns.min(s.start_time_unix_nano);
+            trace.end_ns = trace
+                .end_ns
+                .max(s.end_time_unix_nano.max(s.start_time_unix_nano));
+            trace.spans.push(head::HeadSpan {
+                batch: Arc::clone(&batch),
+                index: i as u32,
+            });
+        }
+    }
+}
+
+impl Store<TraceBatch> for TraceStore {
+    /// Removes the spans [`TraceStore::screen`] refuses. The request is rebuilt only when
+    /// one is refused.
+    fn sanitize(&self, batch: &mut TraceBatch) -> Rejected {
+        let (keep, rejected) = self.screen(batch);
+        if keep.iter().all(|k| *k) {
+            return rejected;
+        }
+        let mut req = batch.decode();
+        let mut keep = keep.into_iter();
+        for rs in &mut req.resource_spans {
+            for ss in &mut rs.scope_spans {
+                ss.spans.retain(|_| keep.next().unwrap_or(false));
+            }
+        }
+        *batch = TraceBatch::from_request(&req);
+        rejected
+    }
+
+    fn apply(&self, batch: &TraceBatch) {
+        self.apply_batch(batch.clone());
+    }
+
+    fn apply_owned(&self, batch: TraceBatch) {
+        self.apply_batch(batch);
+    }
+
+    fn approx_bytes(&self) -> u64 {
+        TraceStore::approx_bytes(self)
+    }
+}
+
+/// Decoded requests take the same path: encoded and kept as bytes.
+impl Store<ExportTraceServiceRequest> for TraceStore {
+    fn sanitize(&self, req: &mut ExportTraceServiceRequest) -> Rejected {
+        let mut batch = TraceBatch::from_request(req);
+        let rejected = Store::<TraceBatch>::sanitize(self, &mut batch);
+        if rejected.count > 0 {
+            *req = batch.decode();
+        }
         rejected
     }
 
     fn apply(&self, req: &ExportTraceServiceRequest) {
-        self.apply_owned(req.clone());
-    }
-
-    fn apply_owned(&self, req: ExportTraceServiceRequest) {
-        let mut inner = self.inner.write();
-        let inner = &mut *inner;
-        for rs in req.resource_spans {
-            let service = service_of(rs.resource.as_ref());
-            inner.bytes += rs.resource.as_ref().map_or(0, |r| r.encoded_len() as u64);
-            let resource = Arc::new(ResourceInfo {
-                resource: rs.resource,
-                schema_url: rs.schema_url,
-                service,
-            });
-            for ss in rs.scope_spans {
-                let scope = Arc::new(ScopeInfo {
-                    scope: ss.scope,
-                    schema_url: ss.schema_url,
-                });
-                for span in ss.spans {
-                    // Sanitize removed these before the WAL; a replayed old record may
-                    // still hold one, and skipping it keeps replay equal to ingest.
-                    let Some(id) = trace_id_of(&span) else {
-                        continue;
-                    };
-                    let len = span.encoded_len() as u64;
-                    let (n, b) = inner
-                        .traces
-                        .get(&id)
-                        .map_or((0, 0), |t| (t.spans.len(), t.bytes));
-                    if !self.limits.fits(n, b, len) {
-                        self.too_large_dropped.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    inner.bytes += len + 64;
-                    inner.since.get_or_insert_with(std::time::Instant::now);
-                    if inner.operations_seen.insert(operation_key(
-                        &resource.service,
-                        &span.name,
-                        span.kind,
-                    )) {
-                        inner
-                            .services
-                            .entry(resource.service.clone())
-                            .or_default()
-                            .insert(Operation {
-                                name: span.name.clone(),
-                                kind: span.kind,
-                            });
-                    }
-                    let trace = inner.traces.entry(id).or_insert_with(|| Trace {
-                        spans: Vec::new(),
-                        bytes: 0,
-                        start_ns: u64::MAX,
-                        end_ns: 0,
-                    });
-                    trace.bytes += len;
-                    trace.start_ns = trace.start_ns.min(span.start_time_unix_nano);
-                    trace.end_ns = trace
-                        .end_ns
-                        .max(span.end_time_unix_nano.max(span.start_time_unix_nano));
-                    trace.spans.push(StoredSpan {
-                        resource: Arc::clone(&resource),
-                        scope: Arc::clone(&scope),
-                        span,
-                    });
-                }
-            }
-        }
+        self.apply_batch(TraceBatch::from_request(req));
     }
 
     fn approx_bytes(&self) -> u64 {
-        self.inner.read().bytes
+        TraceStore::approx_bytes(self)
     }
 }
 

@@ -19,10 +19,113 @@ use serde::{Deserialize, Serialize};
 
 mod wire;
 
+use super::head::{HeadTrace, RawSpan};
 use super::{
     FastMap, FastSet, Operation, ResourceInfo, ScopeInfo, StoredSpan, Trace, TraceId, fixed_hash,
     operation_key, service_of,
 };
+
+/// A span as the block writer reads it: decoded ([`StoredSpan`]: compaction, tests) or
+/// in place in the bytes it arrived as ([`RawSpan`]: the head). Both give the same page.
+pub(crate) trait WriteSpan {
+    fn resource(&self) -> &Arc<ResourceInfo>;
+    fn scope(&self) -> &Arc<ScopeInfo>;
+    fn span_id(&self) -> &[u8];
+    fn parent_span_id(&self) -> &[u8];
+    fn name(&self) -> &str;
+    fn kind(&self) -> i32;
+    fn start(&self) -> u64;
+    fn end(&self) -> u64;
+    fn status_code(&self) -> i32;
+    /// Calls `f(position, key, value)` for each attribute the attribute columns take.
+    fn dedicated(&self, f: impl FnMut(u32, &str, &str));
+    /// Encodes the span's `rest` into `buf`; `order` is scratch space.
+    fn rest(&self, keep_end: bool, buf: &mut Vec<u8>, order: &mut Vec<(u32, u32, u32)>);
+}
+
+impl WriteSpan for StoredSpan {
+    fn resource(&self) -> &Arc<ResourceInfo> {
+        &self.resource
+    }
+    fn scope(&self) -> &Arc<ScopeInfo> {
+        &self.scope
+    }
+    fn span_id(&self) -> &[u8] {
+        &self.span.span_id
+    }
+    fn parent_span_id(&self) -> &[u8] {
+        &self.span.parent_span_id
+    }
+    fn name(&self) -> &str {
+        &self.span.name
+    }
+    fn kind(&self) -> i32 {
+        self.span.kind
+    }
+    fn start(&self) -> u64 {
+        self.span.start_time_unix_nano
+    }
+    fn end(&self) -> u64 {
+        self.span.end_time_unix_nano
+    }
+    fn status_code(&self) -> i32 {
+        self.span.status.as_ref().map_or(0, |st| st.code)
+    }
+    fn dedicated(&self, mut f: impl FnMut(u32, &str, &str)) {
+        for (pos, kv) in self.span.attributes.iter().enumerate() {
+            if let Some(value) = dedicated_value(kv) {
+                f(pos as u32, &kv.key, value);
+            }
+        }
+    }
+    fn rest(&self, keep_end: bool, buf: &mut Vec<u8>, _order: &mut Vec<(u32, u32, u32)>) {
+        encode_rest(&self.span, keep_end, buf);
+    }
+}
+
+impl WriteSpan for RawSpan<'_> {
+    fn resource(&self) -> &Arc<ResourceInfo> {
+        self.resource
+    }
+    fn scope(&self) -> &Arc<ScopeInfo> {
+        self.scope
+    }
+    fn span_id(&self) -> &[u8] {
+        self.view.span_id
+    }
+    fn parent_span_id(&self) -> &[u8] {
+        self.view.parent_span_id
+    }
+    fn name(&self) -> &str {
+        self.view.name
+    }
+    fn kind(&self) -> i32 {
+        self.view.kind
+    }
+    fn start(&self) -> u64 {
+        self.view.start_time_unix_nano
+    }
+    fn end(&self) -> u64 {
+        self.view.end_time_unix_nano
+    }
+    fn status_code(&self) -> i32 {
+        self.view.status_code
+    }
+    fn dedicated(&self, f: impl FnMut(u32, &str, &str)) {
+        self.for_each_dedicated(f);
+    }
+    fn rest(&self, keep_end: bool, buf: &mut Vec<u8>, order: &mut Vec<(u32, u32, u32)>) {
+        self.encode_rest(keep_end, buf, order);
+    }
+}
+
+/// What the writer needs of a trace besides its spans.
+#[derive(Clone, Copy)]
+struct TraceHeader {
+    start_ns: u64,
+    end_ns: u64,
+    bytes: u64,
+}
 
 /// The data file: the pages, one after another.
 pub const DATA_FILE: &str = "data";
@@ -344,6 +447,8 @@ struct PageBuilder {
     pairs_seen: FastSet<u64>,
     /// Where a span's rest is encoded.
     scratch: Vec<u8>,
+    /// Scratch for [`WriteSpan::rest`].
+    order: Vec<(u32, u32, u32)>,
     scope_ptrs: FastMap<usize, (u32, Arc<ScopeInfo>)>,
 }
 
@@ -381,7 +486,7 @@ impl PageBuilder {
         i
     }
 
-    fn push(&mut self, id: &TraceId, trace: &Trace) {
+    fn push<S: WriteSpan>(&mut self, id: &TraceId, trace: TraceHeader, spans: &[S]) {
         let p = &mut self.info;
         if self.proto.trace_spans.is_empty() {
             self.proto.base_ns = trace.start_ns;
@@ -392,14 +497,14 @@ impl PageBuilder {
         }
         p.last_trace = id.to_vec();
         p.traces += 1;
-        p.spans += trace.spans.len() as u32;
+        p.spans += spans.len() as u32;
         p.min_start_ns = p.min_start_ns.min(trace.start_ns);
         p.max_end_ns = p.max_end_ns.max(trace.end_ns);
         let trace_duration = trace.end_ns.saturating_sub(trace.start_ns);
         p.min_trace_duration_ns = p.min_trace_duration_ns.min(trace_duration);
         p.max_trace_duration_ns = p.max_trace_duration_ns.max(trace_duration);
         self.proto.trace_ids.extend_from_slice(id);
-        self.proto.trace_spans.push(trace.spans.len() as u32);
+        self.proto.trace_spans.push(spans.len() as u32);
         let base = self.proto.base_ns.min(trace.start_ns);
         if base < self.proto.base_ns {
             // Traces come in id order, not time order: rebase the earlier deltas.
@@ -411,21 +516,20 @@ impl PageBuilder {
         }
         self.proto.trace_start.push(trace.start_ns - base);
         self.bytes += trace.bytes;
-        let position = Positions::new(trace);
-        for s in &trace.spans {
+        let position = Positions::new(spans);
+        for s in spans {
             self.push_span(s, trace.start_ns, &position);
         }
     }
 
-    fn push_span(&mut self, s: &StoredSpan, trace_start: u64, position: &Positions<'_>) {
-        let span = &s.span;
+    fn push_span<S: WriteSpan>(&mut self, s: &S, trace_start: u64, position: &Positions<'_, S>) {
         // Spans of one request share their resource and scope handles: look those up by
         // address, and encode (to dedupe equal ones from other requests) only once each.
         let r = intern(
             &mut self.resource_ptrs,
             &mut self.resources,
             &mut self.proto.resources,
-            &s.resource,
+            s.resource(),
             |r| {
                 ResourceSpans {
                     resource: r.resource.clone(),
@@ -440,7 +544,7 @@ impl PageBuilder {
             &mut self.scope_ptrs,
             &mut self.scopes,
             &mut self.proto.scopes,
-            &s.scope,
+            s.scope(),
             |sc| {
                 ScopeSpans {
                     scope: sc.scope.clone(),
@@ -452,41 +556,39 @@ impl PageBuilder {
         );
         self.proto.scope.push(sc);
 
-        if span.span_id.len() == 8 {
-            self.proto.span_ids.extend_from_slice(&span.span_id);
+        let span_id = s.span_id();
+        if span_id.len() == 8 {
+            self.proto.span_ids.extend_from_slice(span_id);
         } else {
             // Ids are checked at ingest; an older log may still hold another length.
             self.proto.span_ids.extend_from_slice(&[0; 8]);
             self.proto.odd_span_at.push(self.span_count);
             self.proto
                 .odd_span_ids
-                .push(Bytes::copy_from_slice(&span.span_id));
+                .push(Bytes::copy_from_slice(span_id));
         }
-        let parent = if span.parent_span_id.is_empty() {
+        let parent_id = s.parent_span_id();
+        let parent = if parent_id.is_empty() {
             0
-        } else if let Some(i) = position.get(span.parent_span_id.as_slice()) {
+        } else if let Some(i) = position.get(parent_id) {
             i as i32 + 1
         } else {
             self.proto
                 .foreign_parents
-                .push(Bytes::copy_from_slice(&span.parent_span_id));
+                .push(Bytes::copy_from_slice(parent_id));
             -1
         };
         self.proto.parent.push(parent);
-        self.proto
-            .start
-            .push(span.start_time_unix_nano.saturating_sub(trace_start));
-        let keep_end = span.end_time_unix_nano < span.start_time_unix_nano;
-        let duration = if keep_end {
-            0
-        } else {
-            span.end_time_unix_nano - span.start_time_unix_nano
-        };
+        let (start, end) = (s.start(), s.end());
+        self.proto.start.push(start.saturating_sub(trace_start));
+        let keep_end = end < start;
+        let duration = if keep_end { 0 } else { end - start };
         self.proto.duration.push(duration);
-        let name = self.string(&span.name);
+        let name = self.string(s.name());
         self.proto.name.push(name);
-        self.proto.kind.push(span.kind);
-        let code = span.status.as_ref().map_or(0, |st| st.code);
+        let kind = s.kind();
+        self.proto.kind.push(kind);
+        let code = s.status_code();
         self.proto.status.push(code);
 
         let info = &mut self.info;
@@ -500,58 +602,56 @@ impl PageBuilder {
                 1 << 31
             }
         };
-        info.kinds |= bit(span.kind, 5);
+        info.kinds |= bit(kind, 5);
         info.statuses |= bit(code, 2);
-        if !self.services.contains(s.resource.service.as_str()) {
-            self.services.insert(s.resource.service.clone());
+        let service = &s.resource().service;
+        if !self.services.contains(service.as_str()) {
+            self.services.insert(service.clone());
         }
-        if !self.names.contains(span.name.as_str()) {
-            self.names.insert(span.name.clone());
+        if !self.names.contains(s.name()) {
+            self.names.insert(s.name().to_string());
         }
 
-        for (pos, kv) in span.attributes.iter().enumerate() {
-            if let Some(value) = dedicated_value(kv) {
-                let key = self.string(&kv.key);
-                let value_idx = self.string(value);
-                self.proto
-                    .ded_span
-                    .push(self.span_count - self.last_ded_span);
-                self.last_ded_span = self.span_count;
-                self.proto.ded_pos.push(pos as u32);
-                self.proto.ded_key.push(key);
-                self.proto.ded_value.push(value_idx);
-                if is_dedicated_key(&kv.key)
-                    && self.pairs.len() <= MAX_SUMMARY_PAIRS
-                    && self.pairs_seen.insert(fixed_hash((kv.key.as_str(), value)))
-                {
-                    self.pairs.insert((kv.key.clone(), value.to_string()));
-                }
+        s.dedicated(|pos, k, value| {
+            let key = self.string(k);
+            let value_idx = self.string(value);
+            self.proto
+                .ded_span
+                .push(self.span_count - self.last_ded_span);
+            self.last_ded_span = self.span_count;
+            self.proto.ded_pos.push(pos);
+            self.proto.ded_key.push(key);
+            self.proto.ded_value.push(value_idx);
+            if is_dedicated_key(k)
+                && self.pairs.len() <= MAX_SUMMARY_PAIRS
+                && self.pairs_seen.insert(fixed_hash((k, value)))
+            {
+                self.pairs.insert((k.to_string(), value.to_string()));
             }
-        }
+        });
         self.scratch.clear();
-        encode_rest(span, keep_end, &mut self.scratch);
+        s.rest(keep_end, &mut self.scratch, &mut self.order);
         self.proto.rest.push(Bytes::copy_from_slice(&self.scratch));
         self.span_count += 1;
     }
 }
 
 /// Where each span id of a trace is: a scan for small traces, a map for large ones.
-enum Positions<'a> {
-    Scan(&'a [StoredSpan]),
+enum Positions<'a, S> {
+    Scan(&'a [S]),
     Map(FastMap<&'a [u8], usize>),
 }
 
-impl<'a> Positions<'a> {
-    fn new(trace: &'a Trace) -> Self {
-        if trace.spans.len() <= 32 {
-            Positions::Scan(&trace.spans)
+impl<'a, S: WriteSpan> Positions<'a, S> {
+    fn new(spans: &'a [S]) -> Self {
+        if spans.len() <= 32 {
+            Positions::Scan(spans)
         } else {
             Positions::Map(
-                trace
-                    .spans
+                spans
                     .iter()
                     .enumerate()
-                    .map(|(i, s)| (s.span.span_id.as_slice(), i))
+                    .map(|(i, s)| (s.span_id(), i))
                     .collect(),
             )
         }
@@ -559,7 +659,7 @@ impl<'a> Positions<'a> {
 
     fn get(&self, id: &[u8]) -> Option<usize> {
         match self {
-            Positions::Scan(spans) => spans.iter().position(|s| s.span.span_id == id),
+            Positions::Scan(spans) => spans.iter().position(|s| s.span_id() == id),
             Positions::Map(m) => m.get(id).copied(),
         }
     }
@@ -656,29 +756,51 @@ impl BlockWriter {
     ///
     /// When `id` does not come after the previous one (a caller bug).
     pub fn push(&mut self, id: &TraceId, trace: &Trace) {
+        let header = TraceHeader {
+            start_ns: trace.start_ns,
+            end_ns: trace.end_ns,
+            bytes: trace.bytes,
+        };
+        self.push_spans(id, header, &trace.spans);
+    }
+
+    /// Adds a trace of the head, read in place; the page is the one [`BlockWriter::push`]
+    /// writes of the same trace decoded (for requests encoded as prost encodes).
+    ///
+    /// # Panics
+    ///
+    /// As [`BlockWriter::push`].
+    pub(crate) fn push_head(&mut self, id: &TraceId, trace: &HeadTrace) {
+        let header = TraceHeader {
+            start_ns: trace.start_ns,
+            end_ns: trace.end_ns,
+            bytes: trace.bytes,
+        };
+        let spans: Vec<RawSpan<'_>> = trace.spans.iter().map(|s| s.raw()).collect();
+        self.push_spans(id, header, &spans);
+    }
+
+    fn push_spans<S: WriteSpan>(&mut self, id: &TraceId, trace: TraceHeader, spans: &[S]) {
         assert!(self.last.is_none_or(|l| l < *id), "trace ids out of order");
-        if trace.spans.is_empty() {
+        if spans.is_empty() {
             return;
         }
         self.last = Some(*id);
         self.ids.push(*id);
         self.min_ns = self.min_ns.min(trace.start_ns);
         self.max_ns = self.max_ns.max(trace.end_ns);
-        self.spans += trace.spans.len() as u64;
-        for s in &trace.spans {
-            if self.seen_operations.insert(operation_key(
-                &s.resource.service,
-                &s.span.name,
-                s.span.kind,
-            )) {
-                self.operations.insert((
-                    s.resource.service.clone(),
-                    s.span.name.clone(),
-                    s.span.kind,
-                ));
+        self.spans += spans.len() as u64;
+        for s in spans {
+            let service = &s.resource().service;
+            if self
+                .seen_operations
+                .insert(operation_key(service, s.name(), s.kind()))
+            {
+                self.operations
+                    .insert((service.clone(), s.name().to_string(), s.kind()));
             }
         }
-        self.page.push(id, trace);
+        self.page.push(id, trace, spans);
         if self.page.bytes >= self.page_bytes {
             self.cut_page();
         }

@@ -852,3 +852,129 @@ fn older_versions_still_read_and_each_version_rebuilds_every_span_exactly() {
         "each version is smaller than the one before: {sizes:?}"
     );
 }
+
+/// Writes the head's traces with `push_head` (in place) or `push` (decoded first).
+fn write_head(head: &TraceStore, ids: &[TraceId], in_place: bool) -> block::EncodedBlock {
+    let mut w = block::BlockWriter::new(64 << 10);
+    let inner = head.inner.read();
+    for id in ids {
+        if in_place {
+            w.push_head(id, &inner.traces[id]);
+        } else {
+            w.push(id, &inner.traces[id].materialize());
+        }
+    }
+    w.finish(
+        "block".into(),
+        block::Compaction {
+            level: 1,
+            parents: Vec::new(),
+        },
+    )
+}
+
+#[test]
+fn spans_written_in_place_make_the_pages_their_decoded_spans_make() {
+    let mut reqs = requests(&mut Gen(78), 400, BASE_NS);
+    reqs.push(awkward_request());
+    reqs.extend(sequential_requests(&mut Gen(6), 200));
+    let head = TraceStore::new();
+    apply_all(&head, &reqs);
+    let ids = ids_of(&reqs);
+    let in_place = write_head(&head, &ids, true);
+    let decoded = write_head(&head, &ids, false);
+    assert!(in_place.meta.spans > 4_000, "{}", in_place.meta.spans);
+    assert_eq!(in_place.data, decoded.data);
+    assert_eq!(in_place.index, decoded.index);
+}
+
+/// Length-delimited field `n`.
+fn field(n: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    prost::encoding::encode_key(n, prost::encoding::WireType::LengthDelimited, &mut out);
+    prost::encoding::encode_varint(body.len() as u64, &mut out);
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn spans_encoded_unlike_prost_read_back_as_prost_reads_them() {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+    let value = |v: &str| {
+        Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        })
+    };
+    let span = Span {
+        trace_id: vec![3; 16],
+        span_id: vec![4; 8],
+        name: "GET /".into(),
+        trace_state: "a=1".into(),
+        start_time_unix_nano: BASE_NS + 10,
+        end_time_unix_nano: BASE_NS + 5,
+        attributes: vec![kv("http.route", s("/")), kv("n", s("1"))],
+        events: vec![Event {
+            name: "e".into(),
+            ..Default::default()
+        }],
+        flags: 1,
+        status: Some(Status {
+            message: "m".into(),
+            code: 1,
+        }),
+        ..Default::default()
+    };
+    let mut raw = span.encode_to_vec();
+    // Fields out of order and given twice: an attribute (a column's) after the events, a
+    // trace state emptied, a status merged with a second one, flags and an end set again,
+    // an unknown field.
+    raw.extend(field(
+        9,
+        &KeyValue {
+            key: "http.method".into(),
+            value: value("GET"),
+            key_strindex: 0,
+        }
+        .encode_to_vec(),
+    ));
+    raw.extend(field(3, b""));
+    raw.extend(field(
+        15,
+        &Status {
+            message: String::new(),
+            code: 2,
+        }
+        .encode_to_vec(),
+    ));
+    prost::encoding::fixed32::encode(16, &0, &mut raw);
+    prost::encoding::fixed64::encode(8, &(BASE_NS + 3), &mut raw);
+    raw.extend(field(99, b"x"));
+    raw.extend(field(9, &kv("late", s("z")).encode_to_vec()));
+    let resource = Resource {
+        attributes: vec![kv("service.name", s("odd"))],
+        ..Default::default()
+    };
+    let request = field(
+        1,
+        &[
+            field(1, &resource.encode_to_vec()),
+            field(2, &field(2, &raw)),
+        ]
+        .concat(),
+    );
+    let batch = pharos_model::trace_batch::TraceBatch::parse(request.into()).unwrap();
+    let want = batch.decode().resource_spans[0].scope_spans[0].spans[0].clone();
+    assert_eq!(want.trace_state, "");
+    assert_eq!(want.status.as_ref().unwrap().code, 2);
+    assert_eq!(want.flags, 0);
+    assert_eq!(want.attributes.len(), 4);
+
+    let head = TraceStore::new();
+    assert_eq!(head.sanitize(&mut batch.clone()).count, 0);
+    head.apply(&batch);
+    let block = write_head(&head, &[[3; 16]], true);
+    let b = block::TraceBlock::open(block.meta, &block.index, block.data).unwrap();
+    let t = b.find(&[3; 16]).unwrap().unwrap();
+    assert_eq!(t.spans.len(), 1);
+    assert_eq!(t.spans[0].span, want);
+}

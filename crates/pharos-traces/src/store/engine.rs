@@ -101,7 +101,7 @@ pub(crate) struct Engine {
 
 /// Traces taken out of the head, readable until their block is loaded.
 pub(crate) struct Frozen {
-    pub(crate) traces: super::FastMap<TraceId, Trace>,
+    pub(crate) traces: super::FastMap<TraceId, super::head::HeadTrace>,
     pub(crate) spans: u64,
 }
 
@@ -295,7 +295,7 @@ impl TraceStore {
                     ids.sort_unstable();
                     let mut w = BlockWriter::new(page_bytes);
                     for id in ids {
-                        w.push(id, &part.traces[id]);
+                        w.push_head(id, &part.traces[id]);
                     }
                     w.finish(
                         new_block_id(),

@@ -144,7 +144,11 @@ where
 }
 
 fn overlaps(trace: &Trace, window: Option<(u64, u64)>) -> bool {
-    window.is_none_or(|(start, end)| trace.end_ns >= start && trace.start_ns <= end)
+    in_window(trace.start_ns, trace.end_ns, window)
+}
+
+fn in_window(start_ns: u64, end_ns: u64, window: Option<(u64, u64)>) -> bool {
+    window.is_none_or(|(start, end)| end_ns >= start && start_ns <= end)
 }
 
 impl TraceStore {
@@ -153,9 +157,13 @@ impl TraceStore {
     /// trace id order). A page that fails to read is logged and skipped.
     pub(crate) fn scan(&self, window: Option<(u64, u64)>, v: &mut dyn Visitor) {
         {
+            // The head's spans are decoded as they are read; the lock is held meanwhile,
+            // as it was when the head kept decoded spans.
             let inner = self.inner.read();
             for (id, t) in &inner.traces {
-                if overlaps(t, window) && v.visit(id, t).is_break() {
+                if in_window(t.start_ns, t.end_ns, window)
+                    && v.visit(id, &t.materialize()).is_break()
+                {
                     return;
                 }
             }
@@ -163,7 +171,9 @@ impl TraceStore {
         let frozen = self.frozen.read().clone();
         for f in frozen.iter().rev() {
             for (id, t) in &f.traces {
-                if overlaps(t, window) && v.visit(id, t).is_break() {
+                if in_window(t.start_ns, t.end_ns, window)
+                    && v.visit(id, &t.materialize()).is_break()
+                {
                     return;
                 }
             }

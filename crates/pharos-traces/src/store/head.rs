@@ -1,0 +1,222 @@
+//! How the head keeps spans: each request as the bytes it arrived as ([`TraceBatch`]),
+//! with its few resources and scopes decoded once, and each trace as a list of
+//! (request, span) references into them. Nothing per span is decoded or copied on the
+//! way in; the block writer reads the spans' bytes directly ([`RawSpan`]), and readers
+//! that want OTLP spans decode a trace when they read it ([`HeadTrace::materialize`]).
+
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use pharos_model::trace_batch::TraceBatch;
+use pharos_model::view::{self, SpanView, ValueView};
+use prost::Message;
+
+use super::{ResourceInfo, ScopeInfo, StoredSpan, Trace, service_of};
+
+/// A request the head keeps whole, shared by its spans.
+pub(crate) struct Batch {
+    pub(crate) batch: TraceBatch,
+    /// Per `ResourceSpans` of the request.
+    pub(crate) resources: Vec<Arc<ResourceInfo>>,
+    /// Per `ScopeSpans` of the request.
+    pub(crate) scopes: Vec<Arc<ScopeInfo>>,
+}
+
+impl Batch {
+    /// Decodes the request's resources and scopes (parts given twice merge, as prost
+    /// merges them).
+    pub(crate) fn new(batch: TraceBatch) -> Batch {
+        let resources = (0..batch.resource_count())
+            .map(|i| {
+                let r = batch.resource(i);
+                let resource = (!r.parts.is_empty()).then(|| {
+                    let mut m = Resource::default();
+                    for p in &r.parts {
+                        m.merge(*p).expect("checked bytes decode");
+                    }
+                    m
+                });
+                Arc::new(ResourceInfo {
+                    service: service_of(resource.as_ref()),
+                    resource,
+                    schema_url: r.schema_url.to_string(),
+                })
+            })
+            .collect();
+        let scopes = (0..batch.scope_count())
+            .map(|i| {
+                let s = batch.scope(i);
+                let scope = (!s.parts.is_empty()).then(|| {
+                    let mut m = InstrumentationScope::default();
+                    for p in &s.parts {
+                        m.merge(*p).expect("checked bytes decode");
+                    }
+                    m
+                });
+                Arc::new(ScopeInfo {
+                    scope,
+                    schema_url: s.schema_url.to_string(),
+                })
+            })
+            .collect();
+        Batch {
+            batch,
+            resources,
+            scopes,
+        }
+    }
+
+    /// Returns span `i` with its resource and scope.
+    pub(crate) fn raw_span(&self, i: usize) -> RawSpan<'_> {
+        let view = self.batch.span(i);
+        let scope = &self.scopes[view.scope];
+        let resource = &self.resources[self.batch.scope_resource(view.scope)];
+        RawSpan {
+            view,
+            resource,
+            scope,
+        }
+    }
+}
+
+/// A span of the head: span `index` of `batch`.
+#[derive(Clone)]
+pub(crate) struct HeadSpan {
+    pub(crate) batch: Arc<Batch>,
+    pub(crate) index: u32,
+}
+
+impl HeadSpan {
+    pub(crate) fn raw(&self) -> RawSpan<'_> {
+        self.batch.raw_span(self.index as usize)
+    }
+}
+
+/// A trace of the head.
+#[derive(Clone)]
+pub(crate) struct HeadTrace {
+    pub(crate) spans: Vec<HeadSpan>,
+    /// The sum of the spans' encoded lengths, for `max_bytes_per_trace`.
+    pub(crate) bytes: u64,
+    /// Earliest span start, in unix nanoseconds.
+    pub(crate) start_ns: u64,
+    /// Latest span end, in unix nanoseconds.
+    pub(crate) end_ns: u64,
+}
+
+impl HeadTrace {
+    pub(crate) fn new() -> HeadTrace {
+        HeadTrace {
+            spans: Vec::new(),
+            bytes: 0,
+            start_ns: u64::MAX,
+            end_ns: 0,
+        }
+    }
+
+    /// Returns the trace with its spans decoded, as the readers take it.
+    pub(crate) fn materialize(&self) -> Trace {
+        Trace {
+            spans: self
+                .spans
+                .iter()
+                .map(|s| {
+                    let raw = s.raw();
+                    StoredSpan {
+                        resource: Arc::clone(raw.resource),
+                        scope: Arc::clone(raw.scope),
+                        span: Span::decode(raw.view.raw).expect("checked bytes decode"),
+                    }
+                })
+                .collect(),
+            bytes: self.bytes,
+            start_ns: self.start_ns,
+            end_ns: self.end_ns,
+        }
+    }
+}
+
+/// A span of a kept request, read in place: what the block writer takes from the head.
+pub(crate) struct RawSpan<'a> {
+    pub(crate) view: SpanView<'a>,
+    pub(crate) resource: &'a Arc<ResourceInfo>,
+    pub(crate) scope: &'a Arc<ScopeInfo>,
+}
+
+impl RawSpan<'_> {
+    /// Calls `f(position, key, value)` for each attribute the block's attribute columns
+    /// take (see `block::dedicated_value`): a string value under a key given as a string.
+    pub(crate) fn for_each_dedicated(&self, mut f: impl FnMut(u32, &str, &str)) {
+        for (pos, kv) in view::span_attributes(self.view.raw).enumerate() {
+            if kv.key_strindex != 0 {
+                continue;
+            }
+            if let ValueView::Str(v) = kv.value {
+                f(pos as u32, kv.key, v);
+            }
+        }
+    }
+
+    /// Encodes what a page's `rest` keeps of the span, as `block::encode_rest` does for a
+    /// decoded span, by copying the fields as they came: for a request encoded as prost
+    /// encodes (fields in number order), the same bytes; for any other, bytes that decode
+    /// to the same span. `order` is scratch space.
+    pub(crate) fn encode_rest(
+        &self,
+        keep_end: bool,
+        buf: &mut Vec<u8>,
+        order: &mut Vec<(u32, u32, u32)>,
+    ) {
+        let raw = self.view.raw;
+        let base = raw.as_ptr() as usize;
+        order.clear();
+        // Scalars keep their last value (prost's reading): their index in `order`.
+        let mut last = [usize::MAX; 17];
+        for f in view::fields(raw) {
+            let keep = match f.number {
+                3 => !f.payload.is_empty(),
+                9 => {
+                    let kv = view::key_value(f.payload);
+                    kv.key_strindex != 0 || !matches!(kv.value, ValueView::Str(_))
+                }
+                10 | 12 | 14 | 16 => f.scalar as u32 != 0,
+                11 | 13 | 15 => true,
+                _ => continue,
+            };
+            let n = f.number as usize;
+            let scalar = matches!(n, 3 | 10 | 12 | 14 | 16);
+            if scalar && last[n] != usize::MAX {
+                // A later value replaces the earlier one, kept or not.
+                order[last[n]].0 = u32::MAX;
+            }
+            if !keep {
+                continue;
+            }
+            let off = (f.raw.as_ptr() as usize - base) as u32;
+            if scalar {
+                last[n] = order.len();
+            }
+            order.push((f.number, off, f.raw.len() as u32));
+        }
+        if !order.is_sorted_by_key(|o| o.0) {
+            order.sort_by_key(|o| o.0);
+        }
+        let end = self.view.end_time_unix_nano;
+        let mut end_written = !(keep_end && end != 0);
+        for &(n, off, len) in order.iter() {
+            if n == u32::MAX {
+                break;
+            }
+            if !end_written && n > 8 {
+                prost::encoding::fixed64::encode(8, &end, buf);
+                end_written = true;
+            }
+            buf.extend_from_slice(&raw[off as usize..(off + len) as usize]);
+        }
+        if !end_written {
+            prost::encoding::fixed64::encode(8, &end, buf);
+        }
+    }
+}
