@@ -124,6 +124,19 @@ impl TraceBatch {
             .expect("prost's own encoding of a request parses")
     }
 
+    /// Keeps the spans whose entry of `keep` (in request order) is true: the request is
+    /// decoded, trimmed and encoded again, so this is for the rare request that loses spans.
+    pub fn retain(&mut self, keep: &[bool]) {
+        let mut req = self.decode();
+        let mut keep = keep.iter();
+        for rs in &mut req.resource_spans {
+            for ss in &mut rs.scope_spans {
+                ss.spans.retain(|_| keep.next().copied().unwrap_or(false));
+            }
+        }
+        *self = TraceBatch::from_request(&req);
+    }
+
     /// Returns the request as prost decodes it.
     pub fn decode(&self) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest::decode(self.bytes.clone()).expect("checked bytes decode")

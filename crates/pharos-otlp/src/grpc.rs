@@ -7,12 +7,12 @@
 //! final for an OTLP exporter without `RetryInfo`). gzip is accepted and sent.
 //!
 //! `TraceService` is served by [`TraceServer`] rather than the generated server: its codec
-//! keeps the request's bytes beside the decoded request, so the ingest path can log what
-//! it received instead of encoding the request again.
+//! does not decode the request but checks and indexes its bytes ([`TraceBatch`]), which
+//! the ingest path logs and keeps as they came.
 
 use crate::signal::OtlpSignal;
 use crate::{ConsumeError, Consumer, Limits, RECEIVER_GRPC};
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
@@ -23,9 +23,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
 };
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use pharos_model::telemetry::SelfMetrics;
-use pharos_model::{
-    ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest,
-};
+use pharos_model::trace_batch::TraceBatch;
+use pharos_model::{ExportLogsServiceRequest, ExportMetricsServiceRequest};
 use prost::Message;
 use std::sync::Arc;
 use tonic::codec::CompressionEncoding;
@@ -59,7 +58,7 @@ pub type Services<C> = (
 /// Builds the three services around one consumer.
 pub fn services<C>(consumer: Arc<C>, metrics: Arc<SelfMetrics>, limits: Limits) -> Services<C>
 where
-    C: Consumer<ExportTraceServiceRequest>
+    C: Consumer<TraceBatch>
         + Consumer<ExportMetricsServiceRequest>
         + Consumer<ExportLogsServiceRequest>,
 {
@@ -82,16 +81,12 @@ where
 }
 
 impl<C> Otlp<C> {
-    async fn handle<R>(
-        &self,
-        req: R,
-        encoded: Option<Bytes>,
-    ) -> Result<Response<R::Response>, Status>
+    async fn handle<R>(&self, req: R) -> Result<Response<R::Response>, Status>
     where
         R: OtlpSignal,
         C: Consumer<R>,
     {
-        match crate::receive(&*self.consumer, &self.metrics, RECEIVER_GRPC, req, encoded).await {
+        match crate::receive(&*self.consumer, &self.metrics, RECEIVER_GRPC, req).await {
             Ok(rejected) => Ok(Response::new(R::response(&rejected))),
             Err(e) => Err(refusal(&e)),
         }
@@ -138,7 +133,7 @@ impl<C> tonic::server::NamedService for TraceServer<C> {
 
 impl<C, B> tonic::codegen::Service<http::Request<B>> for TraceServer<C>
 where
-    C: Consumer<ExportTraceServiceRequest>,
+    C: Consumer<TraceBatch>,
     B: tonic::codegen::Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
 {
@@ -179,38 +174,30 @@ where
     }
 }
 
-/// A trace request as decoded, with the (decompressed) bytes it was decoded from.
-struct Received {
-    req: ExportTraceServiceRequest,
-    bytes: Bytes,
-}
-
 /// The `Export` method.
 struct Export<C>(Otlp<C>);
 
-impl<C> tonic::server::UnaryService<Received> for Export<C>
+impl<C> tonic::server::UnaryService<TraceBatch> for Export<C>
 where
-    C: Consumer<ExportTraceServiceRequest>,
+    C: Consumer<TraceBatch>,
 {
     type Response = ExportTraceServiceResponse;
     type Future = BoxFuture<Response<Self::Response>, Status>;
 
-    fn call(&mut self, request: Request<Received>) -> Self::Future {
+    fn call(&mut self, request: Request<TraceBatch>) -> Self::Future {
         let otlp = self.0.clone();
-        Box::pin(async move {
-            let Received { req, bytes } = request.into_inner();
-            otlp.handle(req, Some(bytes)).await
-        })
+        Box::pin(async move { otlp.handle(request.into_inner()).await })
     }
 }
 
-/// Protobuf like `tonic_prost::ProstCodec`, but the decoder keeps the request's bytes.
+/// Protobuf like `tonic_prost::ProstCodec`, but the decoder checks and indexes the
+/// request's bytes instead of decoding them: it accepts exactly what prost accepts.
 #[derive(Clone, Copy)]
 struct KeepBytes;
 
 impl tonic::codec::Codec for KeepBytes {
     type Encode = ExportTraceServiceResponse;
-    type Decode = Received;
+    type Decode = TraceBatch;
     type Encoder = KeepBytes;
     type Decoder = KeepBytes;
 
@@ -234,15 +221,14 @@ impl tonic::codec::Encoder for KeepBytes {
 }
 
 impl tonic::codec::Decoder for KeepBytes {
-    type Item = Received;
+    type Item = TraceBatch;
     type Error = Status;
 
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Received>, Status> {
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<TraceBatch>, Status> {
         let bytes = src.copy_to_bytes(src.remaining());
         // As tonic_prost answers a message that does not decode.
-        let req = ExportTraceServiceRequest::decode(bytes.clone())
-            .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Some(Received { req, bytes }))
+        let batch = TraceBatch::parse(bytes).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Some(batch))
     }
 }
 
@@ -255,7 +241,7 @@ where
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        self.handle(request.into_inner(), None).await
+        self.handle(request.into_inner()).await
     }
 }
 
@@ -268,6 +254,6 @@ where
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        self.handle(request.into_inner(), None).await
+        self.handle(request.into_inner()).await
     }
 }

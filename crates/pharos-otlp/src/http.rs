@@ -17,9 +17,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use pharos_model::telemetry::SelfMetrics;
-use pharos_model::{
-    ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest,
-};
+use pharos_model::trace_batch::TraceBatch;
+use pharos_model::{ExportLogsServiceRequest, ExportMetricsServiceRequest};
 use std::sync::Arc;
 
 struct Shared<C> {
@@ -31,7 +30,7 @@ struct Shared<C> {
 /// Returns the OTLP/HTTP routes, to be merged into the router of port 4318.
 pub fn router<C>(consumer: Arc<C>, metrics: Arc<SelfMetrics>, limits: Limits) -> Router
 where
-    C: Consumer<ExportTraceServiceRequest>
+    C: Consumer<TraceBatch>
         + Consumer<ExportMetricsServiceRequest>
         + Consumer<ExportLogsServiceRequest>,
 {
@@ -41,10 +40,7 @@ where
         limits,
     });
     Router::new()
-        .route(
-            ExportTraceServiceRequest::PATH,
-            post(export::<ExportTraceServiceRequest, C>),
-        )
+        .route(TraceBatch::PATH, post(export::<TraceBatch, C>))
         .route(
             ExportMetricsServiceRequest::PATH,
             post(export::<ExportMetricsServiceRequest, C>),
@@ -103,7 +99,7 @@ where
         Ok(body) => body,
         Err(e) => return decode_error(encoding, e),
     };
-    let req: R = match decode::decode(encoding, &body) {
+    let req = match R::decode_body(encoding, body.clone()) {
         Ok(req) => req,
         Err(e) => return decode_error(encoding, e),
     };
@@ -112,16 +108,7 @@ where
     {
         return status_response(encoding, StatusCode::BAD_REQUEST, &message, None);
     }
-    let encoded = (encoding == Encoding::Protobuf).then(|| body.clone());
-    match crate::receive(
-        &*shared.consumer,
-        &shared.metrics,
-        RECEIVER_HTTP,
-        req,
-        encoded,
-    )
-    .await
-    {
+    match crate::receive(&*shared.consumer, &shared.metrics, RECEIVER_HTTP, req).await {
         Ok(rejected) => {
             let body = match encoding {
                 Encoding::Protobuf => prost::Message::encode_to_vec(&R::response(&rejected)),

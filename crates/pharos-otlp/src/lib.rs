@@ -36,15 +36,12 @@ use pharos_model::telemetry::SelfMetrics;
 use signal::OtlpSignal;
 
 /// The path every request takes once decoded, whatever its transport:
-/// OTLP validation, the consumer, and the self-metrics that count both. `encoded` is the
-/// protobuf `req` was decoded from, if any; it reaches the consumer only while validation
-/// removed nothing.
+/// OTLP validation, the consumer, and the self-metrics that count both.
 pub(crate) async fn receive<R, C>(
     consumer: &C,
     metrics: &SelfMetrics,
     receiver: &str,
     mut req: R,
-    encoded: Option<bytes::Bytes>,
 ) -> Result<Rejected, ConsumeError>
 where
     R: OtlpSignal,
@@ -53,8 +50,7 @@ where
     let signal = R::SIGNAL.as_str();
     let total = req.item_count();
     let mut rejected = req.validate();
-    let encoded = encoded.filter(|_| rejected.count == 0);
-    match consumer.consume_encoded(req, encoded).await {
+    match consumer.consume(req).await {
         Ok(more) => {
             rejected.merge(more);
             metrics.record_accepted(receiver, signal, total.saturating_sub(rejected.count));

@@ -1,6 +1,8 @@
 //! What differs between the three OTLP signals, in one trait, so each
 //! transport has one generic handler instead of three copies.
 
+use crate::decode::{DecodeError, Encoding};
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceResponse,
 };
@@ -10,16 +12,14 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
+use pharos_model::trace_batch::TraceBatch;
 use pharos_model::{
     ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest, ItemCount,
     Rejected, Signal,
 };
-use serde::de::DeserializeOwned;
 
 /// One OTLP export request type and its response.
-pub trait OtlpSignal:
-    prost::Message + Default + DeserializeOwned + ItemCount + Send + Sync + 'static
-{
+pub trait OtlpSignal: ItemCount + Send + Sync + 'static {
     /// Which signal this request carries.
     const SIGNAL: Signal;
     /// The OTLP/HTTP path of this signal.
@@ -28,6 +28,14 @@ pub trait OtlpSignal:
     const REJECTED_FIELD: &'static str;
     /// The export response message.
     type Response: prost::Message + Default;
+
+    /// Decodes an (already decompressed) request body.
+    ///
+    /// # Errors
+    /// [`DecodeError::Malformed`] with the decoder's message.
+    fn decode_body(encoding: Encoding, body: Bytes) -> Result<Self, DecodeError>
+    where
+        Self: Sized;
 
     /// Removes the items OTLP itself forbids; see [`crate::validate`].
     fn validate(&mut self) -> Rejected;
@@ -46,14 +54,29 @@ pub trait OtlpSignal:
     }
 }
 
-impl OtlpSignal for ExportTraceServiceRequest {
+/// Trace requests travel as their bytes ([`TraceBatch`]): a protobuf body is checked
+/// and indexed, never decoded; an OTLP/JSON body is decoded and encoded once.
+impl OtlpSignal for TraceBatch {
     const SIGNAL: Signal = Signal::Traces;
     const PATH: &'static str = "/v1/traces";
     const REJECTED_FIELD: &'static str = "rejectedSpans";
     type Response = ExportTraceServiceResponse;
 
+    fn decode_body(encoding: Encoding, body: Bytes) -> Result<Self, DecodeError> {
+        match encoding {
+            Encoding::Protobuf => TraceBatch::parse(body).map_err(|e| DecodeError::Malformed {
+                what: "protobuf",
+                detail: e.to_string(),
+            }),
+            Encoding::Json => {
+                let req: ExportTraceServiceRequest = crate::decode::decode(encoding, &body)?;
+                Ok(TraceBatch::from_request(&req))
+            }
+        }
+    }
+
     fn validate(&mut self) -> Rejected {
-        crate::validate::traces(self)
+        crate::validate::trace_batch(self)
     }
 
     fn response(rejected: &Rejected) -> Self::Response {
@@ -71,6 +94,10 @@ impl OtlpSignal for ExportMetricsServiceRequest {
     const PATH: &'static str = "/v1/metrics";
     const REJECTED_FIELD: &'static str = "rejectedDataPoints";
     type Response = ExportMetricsServiceResponse;
+
+    fn decode_body(encoding: Encoding, body: Bytes) -> Result<Self, DecodeError> {
+        crate::decode::decode(encoding, &body)
+    }
 
     fn validate(&mut self) -> Rejected {
         Rejected::default()
@@ -95,6 +122,10 @@ impl OtlpSignal for ExportLogsServiceRequest {
     const PATH: &'static str = "/v1/logs";
     const REJECTED_FIELD: &'static str = "rejectedLogRecords";
     type Response = ExportLogsServiceResponse;
+
+    fn decode_body(encoding: Encoding, body: Bytes) -> Result<Self, DecodeError> {
+        crate::decode::decode(encoding, &body)
+    }
 
     fn validate(&mut self) -> Rejected {
         crate::validate::logs(self)

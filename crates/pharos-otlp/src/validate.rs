@@ -8,6 +8,8 @@
 //! ids), but ids they do carry must have the right length.
 
 use opentelemetry_proto::tonic::trace::v1::Span;
+use pharos_model::trace_batch::TraceBatch;
+use pharos_model::view::{self, SpanView};
 use pharos_model::{ExportLogsServiceRequest, ExportTraceServiceRequest, Rejected};
 
 fn valid_trace_id(id: &[u8]) -> bool {
@@ -18,38 +20,108 @@ fn valid_span_id(id: &[u8]) -> bool {
     id.len() == 8 && id.iter().any(|b| *b != 0)
 }
 
-/// Returns why `span` cannot be stored, or `None` when it is valid.
-pub fn span_problem(span: &Span) -> Option<&'static str> {
-    if !valid_trace_id(&span.trace_id) {
+/// What the rules read of a span, decoded or in place.
+struct Facts<'a, L> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    parent_span_id: &'a [u8],
+    /// Each link's trace id and span id.
+    links: L,
+    start: u64,
+    end: u64,
+    kind: i32,
+    status_code: i32,
+}
+
+fn problem<'a>(
+    mut f: Facts<'a, impl Iterator<Item = (&'a [u8], &'a [u8])>>,
+) -> Option<&'static str> {
+    if !valid_trace_id(f.trace_id) {
         return Some("span trace_id must be 16 bytes and not all zero");
     }
-    if !valid_span_id(&span.span_id) {
+    if !valid_span_id(f.span_id) {
         return Some("span span_id must be 8 bytes and not all zero");
     }
-    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+    if !f.parent_span_id.is_empty() && f.parent_span_id.len() != 8 {
         return Some("span parent_span_id must be empty or 8 bytes");
     }
-    if span
-        .links
-        .iter()
-        .any(|l| !valid_trace_id(&l.trace_id) || !valid_span_id(&l.span_id))
+    if f.links
+        .any(|(trace, span)| !valid_trace_id(trace) || !valid_span_id(span))
     {
         return Some("span link ids must be 16-byte trace_id and 8-byte span_id");
     }
-    if span.end_time_unix_nano < span.start_time_unix_nano {
+    if f.end < f.start {
         return Some("span end_time_unix_nano must not be before start_time_unix_nano");
     }
-    if !(0..=5).contains(&span.kind) {
+    if !(0..=5).contains(&f.kind) {
         return Some("span kind must be a SpanKind (0 to 5)");
     }
-    if span
-        .status
-        .as_ref()
-        .is_some_and(|s| !(0..=2).contains(&s.code))
-    {
+    if !(0..=2).contains(&f.status_code) {
         return Some("span status code must be a StatusCode (0 to 2)");
     }
     None
+}
+
+/// Returns why `span` cannot be stored, or `None` when it is valid.
+pub fn span_problem(span: &Span) -> Option<&'static str> {
+    problem(Facts {
+        trace_id: &span.trace_id,
+        span_id: &span.span_id,
+        parent_span_id: &span.parent_span_id,
+        links: span
+            .links
+            .iter()
+            .map(|l| (l.trace_id.as_slice(), l.span_id.as_slice())),
+        start: span.start_time_unix_nano,
+        end: span.end_time_unix_nano,
+        kind: span.kind,
+        status_code: span.status.as_ref().map_or(0, |s| s.code),
+    })
+}
+
+/// [`span_problem`] for a span read in place.
+pub fn span_view_problem(span: &SpanView<'_>) -> Option<&'static str> {
+    let links = view::fields(span.raw)
+        .filter(|f| f.number == 13)
+        .map(|link| {
+            let (mut trace, mut span) = (&[][..], &[][..]);
+            for f in view::fields(link.payload) {
+                match f.number {
+                    1 => trace = f.payload,
+                    2 => span = f.payload,
+                    _ => {}
+                }
+            }
+            (trace, span)
+        });
+    problem(Facts {
+        trace_id: span.trace_id,
+        span_id: span.span_id,
+        parent_span_id: span.parent_span_id,
+        links,
+        start: span.start_time_unix_nano,
+        end: span.end_time_unix_nano,
+        kind: span.kind,
+        status_code: span.status_code,
+    })
+}
+
+/// [`traces`] for a request kept as its bytes: rebuilt only when a span is removed.
+pub fn trace_batch(batch: &mut TraceBatch) -> Rejected {
+    let mut rejected = Rejected::default();
+    let keep: Vec<bool> = (0..batch.span_count())
+        .map(|i| match span_view_problem(&batch.span(i)) {
+            None => true,
+            Some(why) => {
+                rejected.add(1, why);
+                false
+            }
+        })
+        .collect();
+    if rejected.count > 0 {
+        batch.retain(&keep);
+    }
+    rejected
 }
 
 /// Removes invalid spans from `req`, returning what was removed and why.
@@ -115,10 +187,14 @@ mod tests {
                 ..Default::default()
             }],
         };
+        // The same request kept as bytes is checked alike, and loses the same spans.
+        let mut batch = TraceBatch::from_request(&req);
         let r = traces(&mut req);
         assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), kept);
         assert_eq!(r.count, rejected);
         assert_eq!(r.message.is_empty(), rejected == 0);
+        assert_eq!(trace_batch(&mut batch), r);
+        assert_eq!(batch.decode(), req);
     }
 
     #[test]
@@ -163,6 +239,20 @@ mod tests {
             message: "boom".into(),
         });
         check_traces(vec![status, error], 1, 1);
+        let link = |t: &[u8], s: &[u8]| opentelemetry_proto::tonic::trace::v1::span::Link {
+            trace_id: t.to_vec(),
+            span_id: s.to_vec(),
+            ..Default::default()
+        };
+        let mut linked = good();
+        linked.links = vec![link(&[3; 16], &[4; 8])];
+        let mut bad_link = good();
+        bad_link.links = vec![link(&[3; 16], &[4; 8]), link(&[3; 16], &[0; 8])];
+        let mut short_link = good();
+        short_link.links = vec![link(&[3; 15], &[4; 8])];
+        let mut parent = good();
+        parent.parent_span_id = vec![5; 7];
+        check_traces(vec![linked, bad_link, short_link, parent], 1, 3);
 
         let mut req = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {

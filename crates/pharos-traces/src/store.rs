@@ -564,14 +564,7 @@ impl Store<TraceBatch> for TraceStore {
         if keep.iter().all(|k| *k) {
             return rejected;
         }
-        let mut req = batch.decode();
-        let mut keep = keep.into_iter();
-        for rs in &mut req.resource_spans {
-            for ss in &mut rs.scope_spans {
-                ss.spans.retain(|_| keep.next().unwrap_or(false));
-            }
-        }
-        *batch = TraceBatch::from_request(&req);
+        batch.retain(&keep);
         rejected
     }
 

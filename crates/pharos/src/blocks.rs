@@ -8,10 +8,10 @@
 //! metadata map is appended to the log as metadata-only records (a checkpoint, after the
 //! rotation, so in a segment that stays), and replays from there.
 
-use crate::ingest::{Ingest, SignalPath};
+use crate::ingest::{Ingest, Logged, SignalPath};
 use pharos_metrics::MetricsStore;
-use pharos_model::ExportTraceServiceRequest;
 use pharos_model::telemetry::{BlockWriteLabels, SelfMetrics, SignalLabels};
+use pharos_model::trace_batch::TraceBatch;
 use pharos_traces::TraceStore;
 use std::future::Future;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ pub struct Maintained {
 /// A store whose head becomes blocks.
 pub trait Flushable: Send + Sync + 'static {
     /// The store's log record.
-    type Record: Send + 'static;
+    type Record: crate::ingest::Logged;
     /// The signal's name in self-metrics and logs.
     const SIGNAL: &'static str;
     /// What the head counts (`samples`, `spans`).
@@ -44,7 +44,6 @@ pub trait Flushable: Send + Sync + 'static {
     fn checkpoint(&self) -> Vec<Self::Record> {
         Vec::new()
     }
-    fn encode(record: &Self::Record) -> Vec<u8>;
     fn maintain(&self) -> impl Future<Output = anyhow::Result<Maintained>> + Send;
     /// Blocks served and their bytes.
     fn block_stats(&self) -> (usize, u64);
@@ -72,10 +71,6 @@ impl Flushable for MetricsStore {
         // this checkpoint. It needs no ticket: applying it would change nothing.
         self.metadata_checkpoint()
     }
-    fn encode(record: &Self::Record) -> Vec<u8> {
-        use prost::Message;
-        record.encode_to_vec()
-    }
     async fn maintain(&self) -> anyhow::Result<Maintained> {
         let m = MetricsStore::maintain(self).await?;
         Ok(Maintained {
@@ -90,7 +85,7 @@ impl Flushable for MetricsStore {
 }
 
 impl Flushable for TraceStore {
-    type Record = ExportTraceServiceRequest;
+    type Record = TraceBatch;
     const SIGNAL: &'static str = "traces";
     const UNIT: &'static str = "spans";
 
@@ -105,10 +100,6 @@ impl Flushable for TraceStore {
     }
     async fn flush_frozen(&self) -> anyhow::Result<usize> {
         Ok(TraceStore::flush_frozen(self).await?.blocks)
-    }
-    fn encode(record: &Self::Record) -> Vec<u8> {
-        use prost::Message;
-        record.encode_to_vec()
     }
     async fn maintain(&self) -> anyhow::Result<Maintained> {
         let m = TraceStore::maintain(self).await?;
@@ -189,7 +180,7 @@ impl<S: Flushable> Flusher<S> {
         self.count_writes("flush", out.blocks_written);
         if let Some(segment) = *pending {
             for record in self.store.checkpoint() {
-                path.wal.append(S::encode(&record)).await?;
+                path.wal.append(record.to_record()).await?;
             }
             *pending = None;
             out.wal_bytes_freed = path.wal.remove_segments_before(segment)?;

@@ -10,7 +10,7 @@
 
 use crate::ingest::Ingest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use pharos_model::trace_batch::TraceBatch;
 use pharos_model::{Rejected, Store};
 use pharos_otlp::Consumer;
 use pharos_pipeline::config::Config;
@@ -21,16 +21,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The traces store, observed by the connectors once live.
 pub struct ObservedStore {
-    inner: Arc<dyn Store<ExportTraceServiceRequest>>,
+    inner: Arc<dyn Store<TraceBatch>>,
     connectors: Arc<Connectors>,
     live: AtomicBool,
 }
 
 impl ObservedStore {
-    pub fn new(
-        inner: Arc<dyn Store<ExportTraceServiceRequest>>,
-        connectors: Arc<Connectors>,
-    ) -> Arc<Self> {
+    pub fn new(inner: Arc<dyn Store<TraceBatch>>, connectors: Arc<Connectors>) -> Arc<Self> {
         Arc::new(ObservedStore {
             inner,
             connectors,
@@ -44,22 +41,21 @@ impl ObservedStore {
     }
 }
 
-impl Store<ExportTraceServiceRequest> for ObservedStore {
-    fn sanitize(&self, req: &mut ExportTraceServiceRequest) -> Rejected {
+impl Store<TraceBatch> for ObservedStore {
+    fn sanitize(&self, req: &mut TraceBatch) -> Rejected {
         self.inner.sanitize(req)
     }
 
-    fn apply(&self, req: &ExportTraceServiceRequest) {
+    fn apply(&self, req: &TraceBatch) {
         self.inner.apply(req);
         if self.live.load(Ordering::Acquire) {
-            self.connectors.observe(req);
+            self.connectors.observe(&req.decode());
         }
     }
 
-    fn apply_owned(&self, req: ExportTraceServiceRequest) {
-        // Observed first: the store moves the spans out.
+    fn apply_owned(&self, req: TraceBatch) {
         if self.live.load(Ordering::Acquire) {
-            self.connectors.observe(&req);
+            self.connectors.observe(&req.decode());
         }
         self.inner.apply_owned(req);
     }
@@ -150,8 +146,8 @@ pub struct Running {
 /// a connector; the second value starts them once the log is replayed.
 pub fn traces_store(
     config: &Config,
-    trace_store: Arc<dyn Store<ExportTraceServiceRequest>>,
-) -> (Arc<dyn Store<ExportTraceServiceRequest>>, Option<Running>) {
+    trace_store: Arc<dyn Store<TraceBatch>>,
+) -> (Arc<dyn Store<TraceBatch>>, Option<Running>) {
     match from_config(config) {
         None => (trace_store, None),
         Some((connectors, every)) => {
@@ -194,7 +190,7 @@ impl Running {
 mod tests {
     use super::*;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-    use pharos_model::Signal;
+    use pharos_model::{ExportTraceServiceRequest, Signal};
     use prost::Message;
 
     fn request() -> ExportTraceServiceRequest {
@@ -243,7 +239,7 @@ mod tests {
         );
         assert!(running.connectors.export(10).is_none(), "not counted");
         running.observed.go_live();
-        path.store.apply(&request());
+        path.store.apply(&TraceBatch::from_request(&request()));
         let req = running.connectors.export(10).expect("counted once live");
         let names: Vec<&str> = req.resource_metrics[0].scope_metrics[0]
             .metrics

@@ -18,15 +18,48 @@
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use parking_lot::Mutex;
 use pharos_metrics::remote_write::{WriteError, WriteRequest, WriteSink};
 use pharos_metrics::store::record::MetricsRecord;
+use pharos_model::trace_batch::TraceBatch;
 use pharos_model::{ItemCount, Rejected, Signal, Store};
 use pharos_otlp::{ConsumeError, Consumer};
 use pharos_storage::Wal;
 use std::sync::Arc;
 use tokio::sync::watch;
+
+/// How a request type is written to its log and read back on replay.
+pub trait Logged: ItemCount + Send + Sync + Sized + 'static {
+    /// The log record of the request.
+    fn to_record(&self) -> Vec<u8>;
+    /// The request of a log record; `None` when it does not decode.
+    fn from_record(record: &[u8]) -> Option<Self>;
+}
+
+macro_rules! logged_as_protobuf {
+    ($($t:ty),*) => {$(
+        impl Logged for $t {
+            fn to_record(&self) -> Vec<u8> {
+                prost::Message::encode_to_vec(self)
+            }
+            fn from_record(record: &[u8]) -> Option<Self> {
+                <$t as prost::Message>::decode(record).ok()
+            }
+        }
+    )*};
+}
+
+logged_as_protobuf!(MetricsRecord, ExportLogsServiceRequest);
+
+/// A trace request is logged as the bytes it arrived as.
+impl Logged for TraceBatch {
+    fn to_record(&self) -> Vec<u8> {
+        self.bytes().to_vec()
+    }
+    fn from_record(record: &[u8]) -> Option<Self> {
+        TraceBatch::parse(prost::bytes::Bytes::copy_from_slice(record)).ok()
+    }
+}
 
 /// One signal's store and log.
 pub struct SignalPath<R> {
@@ -98,7 +131,7 @@ pub fn resident_bytes() -> Option<u64> {
 
 /// The ingest path of all three signals.
 pub struct Ingest {
-    pub traces: SignalPath<ExportTraceServiceRequest>,
+    pub traces: SignalPath<TraceBatch>,
     /// OTLP metrics and remote_write, in one log of [`MetricsRecord`]s.
     pub metrics: SignalPath<MetricsRecord>,
     pub logs: SignalPath<ExportLogsServiceRequest>,
@@ -127,30 +160,22 @@ impl Ingest {
     }
 }
 
-impl Consumer<ExportTraceServiceRequest> for Ingest {
-    async fn consume(&self, req: ExportTraceServiceRequest) -> Result<Rejected, ConsumeError> {
-        self.submit(&self.traces, req, None).await
-    }
-
-    async fn consume_encoded(
-        &self,
-        req: ExportTraceServiceRequest,
-        encoded: Option<prost::bytes::Bytes>,
-    ) -> Result<Rejected, ConsumeError> {
-        self.submit(&self.traces, req, encoded).await
+impl Consumer<TraceBatch> for Ingest {
+    async fn consume(&self, req: TraceBatch) -> Result<Rejected, ConsumeError> {
+        self.submit(&self.traces, req).await
     }
 }
 
 impl Consumer<ExportMetricsServiceRequest> for Ingest {
     async fn consume(&self, req: ExportMetricsServiceRequest) -> Result<Rejected, ConsumeError> {
         let record = MetricsRecord::from(req);
-        self.submit(&self.metrics, record, None).await
+        self.submit(&self.metrics, record).await
     }
 }
 
 impl Consumer<ExportLogsServiceRequest> for Ingest {
     async fn consume(&self, req: ExportLogsServiceRequest) -> Result<Rejected, ConsumeError> {
-        self.submit(&self.logs, req, None).await
+        self.submit(&self.logs, req).await
     }
 }
 
@@ -159,24 +184,18 @@ impl WriteSink for Ingest {
         // Series and metadata move into the record; a metadata-only request is logged too
         // (unless the store knows all of it already) and answered 204.
         let record = MetricsRecord::from_write_request(req);
-        self.submit(&self.metrics, record, None).await
+        self.submit(&self.metrics, record).await
     }
 }
 
 impl Ingest {
     /// The ingest path of one request: pipeline and memory checks, `sanitize`,
     /// the log under a ticket, then `apply` in ticket order (see the module doc).
-    /// `encoded`, the protobuf `req` was received as, is what the log gets when
-    /// `sanitize` removed nothing; otherwise `req` is encoded again.
-    async fn submit<R>(
+    async fn submit<R: Logged>(
         &self,
         path: &SignalPath<R>,
         mut req: R,
-        encoded: Option<prost::bytes::Bytes>,
-    ) -> Result<Rejected, ConsumeError>
-    where
-        R: prost::Message + ItemCount + Send + Sync + 'static,
-    {
+    ) -> Result<Rejected, ConsumeError> {
         if !path.enabled {
             return Err(ConsumeError::NoPipeline(format!(
                 "no {} pipeline is configured",
@@ -197,10 +216,7 @@ impl Ingest {
         let unavailable = |e: pharos_storage::WalError| {
             ConsumeError::Unavailable(format!("write-ahead log: {e}"))
         };
-        let record = match encoded {
-            Some(bytes) if rejected.count == 0 => Vec::from(bytes),
-            _ => req.encode_to_vec(),
-        };
+        let record = req.to_record();
         let (ticket, pending) = {
             let mut next = path.next_ticket.lock();
             let pending = path.wal.submit(record).map_err(unavailable)?;
@@ -271,13 +287,13 @@ pub fn open_path<R>(
     enabled: bool,
 ) -> anyhow::Result<SignalPath<R>>
 where
-    R: prost::Message + Default + 'static,
+    R: Logged,
 {
     let started = std::time::Instant::now();
     let mut undecodable = 0u64;
-    let (wal, report) = Wal::open(dir, opts, |record| match R::decode(record) {
-        Ok(req) => store.apply_owned(req),
-        Err(_) => undecodable += 1,
+    let (wal, report) = Wal::open(dir, opts, |record| match R::from_record(record) {
+        Some(req) => store.apply_owned(req),
+        None => undecodable += 1,
     })
     .map_err(|e| {
         anyhow::anyhow!(
