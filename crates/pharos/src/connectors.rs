@@ -49,13 +49,13 @@ impl Store<TraceBatch> for ObservedStore {
     fn apply(&self, req: &TraceBatch) {
         self.inner.apply(req);
         if self.live.load(Ordering::Acquire) {
-            self.connectors.observe(&req.decode());
+            self.connectors.observe(req);
         }
     }
 
     fn apply_owned(&self, req: TraceBatch) {
         if self.live.load(Ordering::Acquire) {
-            self.connectors.observe(&req.decode());
+            self.connectors.observe(&req);
         }
         self.inner.apply_owned(req);
     }

@@ -18,7 +18,6 @@ pub use servicegraph::{ServiceGraph, ServiceGraphConfig};
 pub use spanmetrics::{SpanMetrics, SpanMetricsConfig};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Exemplar as OtlpExemplar, Histogram as OtlpHistogram,
@@ -26,6 +25,9 @@ use opentelemetry_proto::tonic::metrics::v1::{
     metric::Data, number_data_point,
 };
 use parking_lot::Mutex;
+use pharos_model::trace_batch::TraceBatch;
+use pharos_model::view::{self, KeyValueView, ValueView};
+use std::borrow::Cow;
 use std::time::Instant;
 
 /// Tempo's span-metrics latency buckets, in seconds: 2 ms doubling up to about 16 s
@@ -53,8 +55,8 @@ fn exponential_buckets(start: f64, factor: f64, count: usize) -> Vec<f64> {
 /// One exemplar: a measured value and the span it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exemplar {
-    pub trace_id: Vec<u8>,
-    pub span_id: Vec<u8>,
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
     pub value: f64,
     pub time_unix_nano: u64,
 }
@@ -64,9 +66,40 @@ impl Exemplar {
         OtlpExemplar {
             filtered_attributes: Vec::new(),
             time_unix_nano: self.time_unix_nano,
-            span_id: self.span_id.clone(),
-            trace_id: self.trace_id.clone(),
+            span_id: self.span_id.to_vec(),
+            trace_id: self.trace_id.to_vec(),
             value: Some(exemplar::Value::AsDouble(self.value)),
+        }
+    }
+}
+
+/// An id of `N` bytes; the ingest path checked its length (zeros otherwise).
+fn id<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    bytes.try_into().unwrap_or([0; N])
+}
+
+/// The attributes of each resource of a request, read in place, and its service name.
+struct Resources<'a> {
+    attributes: Vec<Vec<KeyValueView<'a>>>,
+    services: Vec<Cow<'a, str>>,
+}
+
+impl<'a> Resources<'a> {
+    fn of(batch: &'a TraceBatch) -> Self {
+        let attributes: Vec<Vec<KeyValueView<'a>>> = (0..batch.resource_count())
+            .map(|i| {
+                batch
+                    .resource(i)
+                    .parts
+                    .into_iter()
+                    .flat_map(|p| view::attributes_of(p, 1))
+                    .collect()
+            })
+            .collect();
+        let services = attributes.iter().map(|a| service_name(a)).collect();
+        Resources {
+            attributes,
+            services,
         }
     }
 }
@@ -203,21 +236,21 @@ fn histogram_metric(name: &str, description: &str, data_points: Vec<HistogramDat
     }
 }
 
-/// Returns a string attribute's value, or the rendering of another kind's.
-fn attr_value(attrs: &[KeyValue], key: &str) -> Option<String> {
-    let v = attrs.iter().find(|kv| kv.key == key)?.value.as_ref()?;
-    match v.value.as_ref()? {
-        any_value::Value::StringValue(s) => Some(s.clone()),
-        any_value::Value::BoolValue(b) => Some(b.to_string()),
-        any_value::Value::IntValue(i) => Some(i.to_string()),
-        any_value::Value::DoubleValue(d) => Some(d.to_string()),
-        _ => None,
-    }
+/// Returns the value of the first attribute named `key`: a string as it is, a boolean
+/// or a number rendered; `None` for other kinds.
+fn attr_value<'a>(attrs: &[KeyValueView<'a>], key: &str) -> Option<Cow<'a, str>> {
+    Some(match attrs.iter().find(|kv| kv.key == key)?.value {
+        ValueView::Str(s) => Cow::Borrowed(s),
+        ValueView::Bool(b) => Cow::Owned(b.to_string()),
+        ValueView::Int(i) => Cow::Owned(i.to_string()),
+        ValueView::Double(d) => Cow::Owned(d.to_string()),
+        ValueView::None | ValueView::Other => return None,
+    })
 }
 
 /// A resource's `service.name`, or the SDKs' `unknown_service` without one.
-fn service_name(attrs: &[KeyValue]) -> String {
-    attr_value(attrs, "service.name").unwrap_or_else(|| "unknown_service".into())
+fn service_name<'a>(attrs: &[KeyValueView<'a>]) -> Cow<'a, str> {
+    attr_value(attrs, "service.name").unwrap_or(Cow::Borrowed("unknown_service"))
 }
 
 /// Both connectors, each behind its own lock, as the binary runs them.
@@ -247,7 +280,7 @@ impl Connectors {
     }
 
     /// Updates the aggregates with the spans of an accepted request.
-    pub fn observe(&self, req: &ExportTraceServiceRequest) {
+    pub fn observe(&self, req: &TraceBatch) {
         if let Some(s) = &self.spanmetrics {
             s.lock().observe(req);
         }
@@ -292,6 +325,7 @@ pub(crate) mod testutil {
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+    use pharos_model::trace_batch::TraceBatch;
 
     pub fn kv(k: &str, v: &str) -> KeyValue {
         KeyValue {
@@ -331,8 +365,22 @@ pub(crate) mod testutil {
         }
     }
 
-    /// A request with one resource per `(service, spans)`.
-    pub fn request(services: Vec<(&str, Vec<Span>)>) -> ExportTraceServiceRequest {
+    /// A request with one resource per `(service, spans)`, kept as its bytes.
+    pub fn request(services: Vec<(&str, Vec<Span>)>) -> TraceBatch {
+        TraceBatch::from_request(&decoded(services))
+    }
+
+    /// The text of attribute `key` of an output data point.
+    pub fn text(attrs: &[KeyValue], key: &str) -> Option<String> {
+        attrs
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref())
+            .map(pharos_model::attrs::value_to_string)
+    }
+
+    /// [`request`], decoded.
+    pub fn decoded(services: Vec<(&str, Vec<Span>)>) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
             resource_spans: services
                 .into_iter()

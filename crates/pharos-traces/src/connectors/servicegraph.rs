@@ -20,11 +20,12 @@
 //! `traces_service_graph_dropped_spans_total`, and
 //! `traces_service_graph_expired_edges_total` (unlabelled: every edge that expired).
 
-use super::{Counter, Exemplar, Histogram, attr_value, attributes, service_name};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use super::{Counter, Exemplar, Histogram, Resources, attr_value, attributes, id};
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use pharos_model::trace_batch::TraceBatch;
+use pharos_model::view::{self, KeyValueView};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -57,7 +58,7 @@ struct Side {
     service: String,
     seconds: f64,
     failed: bool,
-    span_id: Vec<u8>,
+    span_id: [u8; 8],
     end_unix_nano: u64,
 }
 
@@ -72,7 +73,7 @@ struct Edge {
     /// The server span has no parent: the request came from outside.
     root: bool,
     expires: Instant,
-    trace_id: Vec<u8>,
+    trace_id: [u8; 16],
 }
 
 #[derive(Debug, Clone)]
@@ -83,8 +84,9 @@ struct Series {
     client: Histogram,
 }
 
-/// Key: trace id (16 bytes) then the client's span id (8 bytes).
-type Key = Vec<u8>;
+/// Key: trace id (16 bytes) then the client's span id (8 bytes; zeros for a server span
+/// without a parent, which no client span id can be).
+type Key = [u8; 24];
 /// Label values: client, server, connection_type.
 type Labels = [String; 3];
 
@@ -116,45 +118,45 @@ impl ServiceGraph {
 
     /// Pairs the client, producer, server and consumer spans of `req`, after expiring
     /// the edges whose wait ended by `now`.
-    pub fn observe(&mut self, req: &ExportTraceServiceRequest, now: Instant) {
+    pub fn observe(&mut self, req: &TraceBatch, now: Instant) {
         self.expire(now);
-        for rs in &req.resource_spans {
-            let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes);
-            let service = service_name(resource);
-            for ss in &rs.scope_spans {
-                for span in &ss.spans {
-                    let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
-                    let client = match kind {
-                        SpanKind::Client | SpanKind::Producer => true,
-                        SpanKind::Server | SpanKind::Consumer => false,
-                        _ => continue,
-                    };
-                    let side = Side {
-                        service: service.clone(),
-                        seconds: span
-                            .end_time_unix_nano
-                            .saturating_sub(span.start_time_unix_nano)
-                            as f64
-                            / 1e9,
-                        failed: span
-                            .status
-                            .as_ref()
-                            .is_some_and(|s| s.code == StatusCode::Error as i32),
-                        span_id: span.span_id.clone(),
-                        end_unix_nano: span.end_time_unix_nano,
-                    };
-                    let mut key = span.trace_id.clone();
-                    key.extend_from_slice(if client {
-                        &span.span_id
-                    } else {
-                        &span.parent_span_id
-                    });
-                    let messaging = matches!(kind, SpanKind::Producer | SpanKind::Consumer);
-                    let peer = if client { peer(&span.attributes) } else { None };
-                    let root = !client && span.parent_span_id.is_empty();
-                    self.upsert(key, client, side, messaging, peer, root, now);
-                }
-            }
+        let resources = Resources::of(req);
+        let mut span_attrs = Vec::new();
+        for i in 0..req.span_count() {
+            let span = req.span(i);
+            let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
+            let client = match kind {
+                SpanKind::Client | SpanKind::Producer => true,
+                SpanKind::Server | SpanKind::Consumer => false,
+                _ => continue,
+            };
+            let side = Side {
+                service: resources.services[req.scope_resource(span.scope)].to_string(),
+                seconds: span
+                    .end_time_unix_nano
+                    .saturating_sub(span.start_time_unix_nano) as f64
+                    / 1e9,
+                failed: span.status_code == StatusCode::Error as i32,
+                span_id: id(span.span_id),
+                end_unix_nano: span.end_time_unix_nano,
+            };
+            let mut key = [0; 24];
+            key[..16].copy_from_slice(&id::<16>(span.trace_id));
+            key[16..].copy_from_slice(&id::<8>(if client {
+                span.span_id
+            } else {
+                span.parent_span_id
+            }));
+            let messaging = matches!(kind, SpanKind::Producer | SpanKind::Consumer);
+            let peer = if client {
+                span_attrs.clear();
+                span_attrs.extend(view::span_attributes(span.raw));
+                peer(&span_attrs)
+            } else {
+                None
+            };
+            let root = !client && span.parent_span_id.is_empty();
+            self.upsert(key, client, side, messaging, peer, root, now);
         }
     }
 
@@ -200,7 +202,7 @@ impl ServiceGraph {
             (None, Some(side))
         };
         self.pending.insert(
-            key.clone(),
+            key,
             Edge {
                 client: client_side,
                 server: server_side,
@@ -208,7 +210,7 @@ impl ServiceGraph {
                 peer,
                 root,
                 expires,
-                trace_id: key[..key.len().min(16)].to_vec(),
+                trace_id: id(&key[..16]),
             },
         );
         self.queue.push_back((expires, key));
@@ -239,11 +241,11 @@ impl ServiceGraph {
         };
         let failed = edge.client.as_ref().is_some_and(|s| s.failed)
             || edge.server.as_ref().is_some_and(|s| s.failed);
-        let trace_id = edge.trace_id.clone();
+        let trace_id = edge.trace_id;
         let exemplar_side = edge.server.as_ref().or(edge.client.as_ref());
         let exemplar = |value: f64, side: &Side| Exemplar {
-            trace_id: trace_id.clone(),
-            span_id: side.span_id.clone(),
+            trace_id,
+            span_id: side.span_id,
             value,
             time_unix_nano: side.end_unix_nano,
         };
@@ -407,20 +409,20 @@ fn connection_type(messaging: bool) -> String {
 
 /// A client span's virtual peer: `peer.service`, else `db.name`, else `db.system`, and
 /// whether it names a database.
-fn peer(attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue]) -> Option<(String, bool)> {
+fn peer(attrs: &[KeyValueView<'_>]) -> Option<(String, bool)> {
     if let Some(p) = attr_value(attrs, "peer.service") {
         let db = attr_value(attrs, "db.name").is_some() || attr_value(attrs, "db.system").is_some();
-        return Some((p, db));
+        return Some((p.into_owned(), db));
     }
     ["db.name", "db.system"]
         .iter()
         .find_map(|k| attr_value(attrs, k))
-        .map(|p| (p, true))
+        .map(|p| (p.into_owned(), true))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{kv, request, span};
+    use super::super::testutil::{kv, request, span, text};
     use super::*;
     use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data, number_data_point};
 
@@ -452,7 +454,7 @@ mod tests {
         s.data_points
             .iter()
             .map(|p| {
-                let l = |k: &str| attr_value(&p.attributes, k).unwrap_or_default();
+                let l = |k: &str| text(&p.attributes, k).unwrap_or_default();
                 let Some(number_data_point::Value::AsInt(v)) = p.value else {
                     panic!()
                 };

@@ -11,12 +11,13 @@
 //! each configured dimension: the span's attribute of that name, else the resource's,
 //! left out when neither has it. Exemplars carry the span's trace and span ids.
 
-use super::{Counter, Exemplar, Histogram, attr_value, attributes, service_name};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use super::{Counter, Exemplar, Histogram, Resources, attr_value, attributes, id};
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use std::collections::BTreeMap;
+use pharos_model::trace_batch::TraceBatch;
+use pharos_model::view;
+use std::borrow::Cow;
 
 /// The metric names, before Prometheus' suffixes.
 pub const CALLS: &str = "traces_spanmetrics_calls";
@@ -52,7 +53,10 @@ struct Series {
 #[derive(Debug)]
 pub struct SpanMetrics {
     config: SpanMetricsConfig,
-    series: BTreeMap<Vec<Option<String>>, Series>,
+    /// Label values and series, in the order they were first seen.
+    series: Vec<(Vec<Option<String>>, Series)>,
+    /// The series of each label set's hash ([`crate::store::fixed_hash`]).
+    index: crate::store::FastMap<u64, Vec<usize>>,
 }
 
 /// The Collector's spelling of a span kind: `SPAN_KIND_SERVER`, ...
@@ -66,56 +70,87 @@ impl SpanMetrics {
     pub fn new(config: SpanMetricsConfig) -> Self {
         SpanMetrics {
             config,
-            series: BTreeMap::new(),
+            series: Vec::new(),
+            index: Default::default(),
         }
     }
 
-    /// Counts every span of `req`.
-    pub fn observe(&mut self, req: &ExportTraceServiceRequest) {
-        for rs in &req.resource_spans {
-            let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes);
-            let service = service_name(resource);
-            for ss in &rs.scope_spans {
-                for span in &ss.spans {
-                    let status = span.status.as_ref().map_or(0, |s| s.code);
-                    let status = StatusCode::try_from(status)
-                        .unwrap_or(StatusCode::Unset)
-                        .as_str_name();
-                    let mut key = Vec::with_capacity(4 + self.config.dimensions.len());
-                    key.push(Some(service.clone()));
-                    key.push(Some(span.name.clone()));
-                    key.push(Some(kind_name(span.kind).to_owned()));
-                    key.push(Some(status.to_owned()));
-                    for d in &self.config.dimensions {
-                        key.push(
-                            attr_value(&span.attributes, d).or_else(|| attr_value(resource, d)),
-                        );
-                    }
-                    let seconds = span
-                        .end_time_unix_nano
-                        .saturating_sub(span.start_time_unix_nano)
-                        as f64
-                        / 1e9;
-                    let exemplar = Exemplar {
-                        trace_id: span.trace_id.clone(),
-                        span_id: span.span_id.clone(),
-                        value: seconds,
-                        time_unix_nano: span.end_time_unix_nano,
-                    };
-                    let bounds = &self.config.buckets;
-                    let series = self.series.entry(key).or_insert_with(|| Series {
-                        calls: Counter::default(),
-                        duration: Histogram::new(bounds),
-                    });
-                    series.calls.add(
-                        1,
-                        Some(Exemplar {
-                            value: 1.0,
-                            ..exemplar.clone()
-                        }),
+    /// Counts every span of `req`, read in place: a span of a known series copies
+    /// nothing.
+    pub fn observe(&mut self, req: &TraceBatch) {
+        let resources = Resources::of(req);
+        let mut span_attrs = Vec::new();
+        let mut key: Vec<Option<Cow<'_, str>>> =
+            Vec::with_capacity(4 + self.config.dimensions.len());
+        for i in 0..req.span_count() {
+            let span = req.span(i);
+            let r = req.scope_resource(span.scope);
+            let status = StatusCode::try_from(span.status_code)
+                .unwrap_or(StatusCode::Unset)
+                .as_str_name();
+            key.clear();
+            key.push(Some(Cow::Borrowed(&resources.services[r])));
+            key.push(Some(Cow::Borrowed(span.name)));
+            key.push(Some(Cow::Borrowed(kind_name(span.kind))));
+            key.push(Some(Cow::Borrowed(status)));
+            if !self.config.dimensions.is_empty() {
+                span_attrs.clear();
+                span_attrs.extend(view::span_attributes(span.raw));
+                for d in &self.config.dimensions {
+                    key.push(
+                        attr_value(&span_attrs, d)
+                            .or_else(|| attr_value(&resources.attributes[r], d)),
                     );
-                    series.duration.observe(bounds, seconds, Some(exemplar));
                 }
+            }
+            let seconds = span
+                .end_time_unix_nano
+                .saturating_sub(span.start_time_unix_nano) as f64
+                / 1e9;
+            let exemplar = Exemplar {
+                trace_id: id(span.trace_id),
+                span_id: id(span.span_id),
+                value: seconds,
+                time_unix_nano: span.end_time_unix_nano,
+            };
+            let i = self.series_of(&key);
+            let bounds = &self.config.buckets;
+            let series = &mut self.series[i].1;
+            series.calls.add(
+                1,
+                Some(Exemplar {
+                    value: 1.0,
+                    ..exemplar.clone()
+                }),
+            );
+            series.duration.observe(bounds, seconds, Some(exemplar));
+        }
+    }
+
+    /// The index of the series of `key`, created at its first span.
+    fn series_of(&mut self, key: &[Option<Cow<'_, str>>]) -> usize {
+        let hash = crate::store::fixed_hash(key);
+        let candidates = self.index.entry(hash).or_default();
+        let found = candidates.iter().copied().find(|&i| {
+            let (k, _) = &self.series[i];
+            k.len() == key.len() && k.iter().zip(key).all(|(a, b)| a.as_deref() == b.as_deref())
+        });
+        match found {
+            Some(i) => i,
+            None => {
+                let owned = key
+                    .iter()
+                    .map(|v| v.as_ref().map(|v| v.to_string()))
+                    .collect();
+                self.series.push((
+                    owned,
+                    Series {
+                        calls: Counter::default(),
+                        duration: Histogram::new(&self.config.buckets),
+                    },
+                ));
+                candidates.push(self.series.len() - 1);
+                self.series.len() - 1
             }
         }
     }
@@ -132,7 +167,11 @@ impl SpanMetrics {
             .collect();
         let mut calls = Vec::with_capacity(self.series.len());
         let mut durations = Vec::with_capacity(self.series.len());
-        for (key, s) in &mut self.series {
+        // Series in label order, as a sorted map would give them.
+        let mut order: Vec<usize> = (0..self.series.len()).collect();
+        order.sort_by(|a, b| self.series[*a].0.cmp(&self.series[*b].0));
+        for i in order {
+            let (key, s) = &mut self.series[i];
             let attrs = attributes(&names, key);
             calls.push(s.calls.point(attrs.clone(), start, now));
             durations.push(s.duration.point(&self.config.buckets, attrs, start, now));
@@ -160,7 +199,7 @@ impl SpanMetrics {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{kv, request, span};
+    use super::super::testutil::{decoded, kv, request, span, text};
     use super::*;
     use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 
@@ -169,7 +208,7 @@ mod tests {
             .map(|kv| {
                 (
                     kv.key.clone(),
-                    attr_value(std::slice::from_ref(kv), &kv.key).unwrap(),
+                    text(std::slice::from_ref(kv), &kv.key).unwrap(),
                 )
             })
             .collect()
@@ -259,14 +298,14 @@ mod tests {
             dimensions: vec!["deployment.environment".into()],
             ..Default::default()
         });
-        let mut req = request(vec![("a", vec![span(1, 1, 0, "x", 1, 1, 0)])]);
+        let mut req = decoded(vec![("a", vec![span(1, 1, 0, "x", 1, 1, 0)])]);
         req.resource_spans[0]
             .resource
             .as_mut()
             .unwrap()
             .attributes
             .push(kv("deployment.environment", "prod"));
-        m.observe(&req);
+        m.observe(&TraceBatch::from_request(&req));
         let out = m.metrics(0, 1);
         let Some(Data::Sum(sum)) = &out[0].data else {
             panic!()
