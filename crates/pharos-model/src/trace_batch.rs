@@ -6,7 +6,9 @@
 use bytes::Bytes;
 use prost::Message;
 
-use crate::view::{ResourceView, ScopeView, SpanView, TraceView, ViewError};
+use crate::view::{
+    self, FieldView, KeyValueView, ResourceView, ScopeView, SpanView, TraceView, ViewError,
+};
 use crate::{ExportTraceServiceRequest, ItemCount};
 
 /// Where a slice of the batch's bytes is.
@@ -152,8 +154,60 @@ impl TraceBatch {
     }
 
     fn str(&self, r: Range32) -> &str {
-        // Checked by the parse; a failure here could only be a bug, and reads as empty.
-        std::str::from_utf8(self.slice(r)).unwrap_or("")
+        // SAFETY: every range that `str` is given is a string field the parse checked
+        // as UTF-8, and the bytes are immutable.
+        unsafe { std::str::from_utf8_unchecked(self.slice(r)) }
+    }
+
+    /// Returns the attributes of span `i`, in order (see [`view::span_attributes`]),
+    /// without checking their strings again.
+    ///
+    /// # Panics
+    ///
+    /// When `i` is not below [`TraceBatch::span_count`].
+    pub fn span_attributes(&self, i: usize) -> impl Iterator<Item = KeyValueView<'_>> {
+        Self::attributes_in(self.slice(self.spans[i].raw), 9)
+    }
+
+    /// Returns the attributes of resource `i`, in order, over all its parts.
+    ///
+    /// # Panics
+    ///
+    /// When `i` is not below [`TraceBatch::resource_count`].
+    pub fn resource_attributes(&self, i: usize) -> impl Iterator<Item = KeyValueView<'_>> {
+        self.resources[i]
+            .parts
+            .iter()
+            .flat_map(move |p| Self::attributes_in(self.slice(*p), 1))
+    }
+
+    /// The attributes in field `number` of a message of this batch, as
+    /// [`view::attributes_of`] reads them.
+    fn attributes_in(message: &[u8], number: u32) -> impl Iterator<Item = KeyValueView<'_>> {
+        view::fields(message)
+            .filter(move |f| f.number == number)
+            // SAFETY: `message` is a message of the batch's bytes, which the parse checked
+            // whole: every string in it is UTF-8.
+            .map(|f| unsafe { view::key_value_unchecked(f.payload) })
+    }
+
+    /// Returns the fields of span `i` in order (as [`view::fields`] gives them), each
+    /// attribute (field 9) also read as a [`KeyValueView`], without checking its strings
+    /// again.
+    ///
+    /// # Panics
+    ///
+    /// When `i` is not below [`TraceBatch::span_count`].
+    pub fn span_fields(
+        &self,
+        i: usize,
+    ) -> impl Iterator<Item = (FieldView<'_>, Option<KeyValueView<'_>>)> {
+        view::fields(self.slice(self.spans[i].raw)).map(|f| {
+            // SAFETY: a field of a span of the batch's bytes, all of whose strings the
+            // parse checked as UTF-8.
+            let kv = (f.number == 9).then(|| unsafe { view::key_value_unchecked(f.payload) });
+            (f, kv)
+        })
     }
 
     /// Returns how many spans the request holds.

@@ -473,7 +473,23 @@ pub struct KeyValueView<'a> {
 }
 
 /// Reads an encoded `KeyValue` as prost would: the last key, the value's parts merged.
+/// A string that is not UTF-8 reads as empty (the view refuses such requests).
 pub fn key_value(raw: &[u8]) -> KeyValueView<'_> {
+    key_value_with(raw, |b| std::str::from_utf8(b).unwrap_or(""))
+}
+
+/// [`key_value`] without checking UTF-8 again.
+///
+/// # Safety
+///
+/// Every string in `raw` is UTF-8: `raw` is part of a request [`TraceView::parse`]
+/// accepted (it checks every string of every message).
+pub(crate) unsafe fn key_value_unchecked(raw: &[u8]) -> KeyValueView<'_> {
+    // SAFETY: the caller vouches that every string field of `raw` is UTF-8.
+    key_value_with(raw, |b| unsafe { std::str::from_utf8_unchecked(b) })
+}
+
+fn key_value_with<'a>(raw: &'a [u8], text: impl Fn(&'a [u8]) -> &'a str) -> KeyValueView<'a> {
     let mut kv = KeyValueView {
         raw,
         key: "",
@@ -482,12 +498,12 @@ pub fn key_value(raw: &[u8]) -> KeyValueView<'_> {
     };
     for f in fields(raw) {
         match f.number {
-            1 => kv.key = std::str::from_utf8(f.payload).unwrap_or(""),
+            1 => kv.key = text(f.payload),
             3 => kv.key_strindex = f.scalar as i32,
             2 => {
                 for v in fields(f.payload) {
                     kv.value = match v.number {
-                        1 => ValueView::Str(std::str::from_utf8(v.payload).unwrap_or("")),
+                        1 => ValueView::Str(text(v.payload)),
                         2 => ValueView::Bool(v.scalar != 0),
                         3 => ValueView::Int(v.scalar as i64),
                         4 => ValueView::Double(f64::from_bits(v.scalar)),

@@ -359,7 +359,15 @@ pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::Random
 /// sets of hashes keep in place of copies of the strings.
 pub(crate) fn fixed_hash(v: impl std::hash::Hash) -> u64 {
     use std::hash::BuildHasher;
-    foldhash::quality::FixedState::with_seed(0x9e37_79b9_7f4a_7c15).hash_one(v)
+    foldhash::quality::FixedState::with_seed(FIXED_SEED).hash_one(v)
+}
+
+const FIXED_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The hasher of [`fixed_hash`], to hash a value in pieces.
+pub(crate) fn fixed_hasher() -> impl std::hash::Hasher {
+    use std::hash::BuildHasher;
+    foldhash::quality::FixedState::with_seed(FIXED_SEED).build_hasher()
 }
 
 /// Returns a resource's `service.name`, or [`UNKNOWN_SERVICE`].

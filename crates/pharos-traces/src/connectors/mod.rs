@@ -26,7 +26,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use parking_lot::Mutex;
 use pharos_model::trace_batch::TraceBatch;
-use pharos_model::view::{self, KeyValueView, ValueView};
+use pharos_model::view::{KeyValueView, ValueView};
 use std::borrow::Cow;
 use std::time::Instant;
 
@@ -73,6 +73,83 @@ impl Exemplar {
     }
 }
 
+/// Aggregates by label values (`None`: the label is left out), found by a hash of the
+/// borrowed values: a label set seen before copies nothing.
+#[derive(Debug)]
+struct LabelSets<V> {
+    sets: Vec<(Vec<Option<String>>, V)>,
+    /// The indexes into `sets` of each key's hash.
+    index: crate::store::FastMap<u64, Vec<usize>>,
+}
+
+impl<V> Default for LabelSets<V> {
+    fn default() -> Self {
+        LabelSets {
+            sets: Vec::new(),
+            index: Default::default(),
+        }
+    }
+}
+
+impl<V> LabelSets<V> {
+    /// The aggregate of `key`, made by `make` the first time.
+    fn get_or_insert_with<S: AsRef<str>>(
+        &mut self,
+        key: &[Option<S>],
+        make: impl FnOnce() -> V,
+    ) -> &mut V {
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = crate::store::fixed_hasher();
+            for v in key {
+                v.as_ref().map(AsRef::as_ref).hash(&mut h);
+            }
+            h.finish()
+        };
+        let candidates = self.index.entry(hash).or_default();
+        let sets = &self.sets;
+        let found = candidates.iter().copied().find(|&i| {
+            let k = &sets[i].0;
+            k.len() == key.len()
+                && k.iter()
+                    .zip(key)
+                    .all(|(a, b)| a.as_deref() == b.as_ref().map(AsRef::as_ref))
+        });
+        let i = match found {
+            Some(i) => i,
+            None => {
+                let owned = key
+                    .iter()
+                    .map(|v| v.as_ref().map(|v| v.as_ref().to_string()))
+                    .collect();
+                self.sets.push((owned, make()));
+                candidates.push(self.sets.len() - 1);
+                self.sets.len() - 1
+            }
+        };
+        &mut self.sets[i].1
+    }
+
+    fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+
+    /// Every label set and its aggregate, in label order (as a sorted map holds them).
+    fn sorted_mut(&mut self) -> Vec<(&[Option<String>], &mut V)> {
+        let mut all: Vec<(&[Option<String>], &mut V)> = self
+            .sets
+            .iter_mut()
+            .map(|(k, v)| (k.as_slice(), v))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all
+    }
+}
+
 /// An id of `N` bytes; the ingest path checked its length (zeros otherwise).
 fn id<const N: usize>(bytes: &[u8]) -> [u8; N] {
     bytes.try_into().unwrap_or([0; N])
@@ -87,14 +164,7 @@ struct Resources<'a> {
 impl<'a> Resources<'a> {
     fn of(batch: &'a TraceBatch) -> Self {
         let attributes: Vec<Vec<KeyValueView<'a>>> = (0..batch.resource_count())
-            .map(|i| {
-                batch
-                    .resource(i)
-                    .parts
-                    .into_iter()
-                    .flat_map(|p| view::attributes_of(p, 1))
-                    .collect()
-            })
+            .map(|i| batch.resource_attributes(i).collect())
             .collect();
         let services = attributes.iter().map(|a| service_name(a)).collect();
         Resources {

@@ -20,13 +20,14 @@
 //! `traces_service_graph_dropped_spans_total`, and
 //! `traces_service_graph_expired_edges_total` (unlabelled: every edge that expired).
 
-use super::{Counter, Exemplar, Histogram, Resources, attr_value, attributes, id};
+use super::{Counter, Exemplar, Histogram, LabelSets, Resources, attr_value, attributes, id};
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use pharos_model::trace_batch::TraceBatch;
-use pharos_model::view::{self, KeyValueView};
+use pharos_model::view::KeyValueView;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const LABELS: [&str; 3] = ["client", "server", "connection_type"];
@@ -55,7 +56,7 @@ impl Default for ServiceGraphConfig {
 /// One side of an edge.
 #[derive(Debug, Clone)]
 struct Side {
-    service: String,
+    service: Arc<str>,
     seconds: f64,
     failed: bool,
     span_id: [u8; 8],
@@ -97,7 +98,8 @@ pub struct ServiceGraph {
     pending: crate::store::FastMap<Key, Edge>,
     /// Expiry order: (deadline, key); an entry whose edge is gone or newer is skipped.
     queue: VecDeque<(Instant, Key)>,
-    series: BTreeMap<Labels, Series>,
+    /// Label values client, server, connection_type; `None` for an empty one.
+    series: LabelSets<Series>,
     unpaired: BTreeMap<Labels, Counter>,
     dropped: BTreeMap<Labels, Counter>,
     expired: u64,
@@ -109,7 +111,7 @@ impl ServiceGraph {
             config,
             pending: Default::default(),
             queue: VecDeque::new(),
-            series: BTreeMap::new(),
+            series: LabelSets::default(),
             unpaired: BTreeMap::new(),
             dropped: BTreeMap::new(),
             expired: 0,
@@ -121,6 +123,7 @@ impl ServiceGraph {
     pub fn observe(&mut self, req: &TraceBatch, now: Instant) {
         self.expire(now);
         let resources = Resources::of(req);
+        let services: Vec<Arc<str>> = resources.services.iter().map(|s| Arc::from(&**s)).collect();
         let mut span_attrs = Vec::new();
         for i in 0..req.span_count() {
             let span = req.span(i);
@@ -131,7 +134,7 @@ impl ServiceGraph {
                 _ => continue,
             };
             let side = Side {
-                service: resources.services[req.scope_resource(span.scope)].to_string(),
+                service: Arc::clone(&services[req.scope_resource(span.scope)]),
                 seconds: span
                     .end_time_unix_nano
                     .saturating_sub(span.start_time_unix_nano) as f64
@@ -150,7 +153,7 @@ impl ServiceGraph {
             let messaging = matches!(kind, SpanKind::Producer | SpanKind::Consumer);
             let peer = if client {
                 span_attrs.clear();
-                span_attrs.extend(view::span_attributes(span.raw));
+                span_attrs.extend(req.span_attributes(i));
                 peer(&span_attrs)
             } else {
                 None
@@ -187,11 +190,11 @@ impl ServiceGraph {
         }
         if self.pending.len() >= self.config.max_items {
             let (c, s) = if client {
-                (side.service, String::new())
+                (side.service.to_string(), String::new())
             } else {
-                (String::new(), side.service)
+                (String::new(), side.service.to_string())
             };
-            let t = connection_type(messaging);
+            let t = connection_type(messaging).to_string();
             self.dropped.entry([c, s, t]).or_default().add(1, None);
             return;
         }
@@ -221,24 +224,25 @@ impl ServiceGraph {
         let client = edge
             .client
             .as_ref()
-            .map(|s| s.service.clone())
-            .or_else(|| virtual_client.map(str::to_owned))
+            .map(|s| &*s.service)
+            .or(virtual_client)
             .unwrap_or_default();
         let server = edge
             .server
             .as_ref()
-            .map(|s| s.service.clone())
-            .or_else(|| edge.peer.as_ref().map(|(p, _)| p.clone()))
+            .map(|s| &*s.service)
+            .or_else(|| edge.peer.as_ref().map(|(p, _)| p.as_str()))
             .unwrap_or_default();
         let virtual_node = edge.client.is_none() || edge.server.is_none();
         let ctype = if virtual_node {
             match &edge.peer {
-                Some((_, true)) if edge.server.is_none() => "database".to_owned(),
-                _ => "virtual_node".to_owned(),
+                Some((_, true)) if edge.server.is_none() => "database",
+                _ => "virtual_node",
             }
         } else {
             connection_type(edge.messaging)
         };
+
         let failed = edge.client.as_ref().is_some_and(|s| s.failed)
             || edge.server.as_ref().is_some_and(|s| s.failed);
         let trace_id = edge.trace_id;
@@ -250,15 +254,14 @@ impl ServiceGraph {
             time_unix_nano: side.end_unix_nano,
         };
         let bounds = &self.config.buckets;
-        let series = self
-            .series
-            .entry([client, server, ctype])
-            .or_insert_with(|| Series {
-                total: Counter::default(),
-                failed: Counter::default(),
-                server: Histogram::new(bounds),
-                client: Histogram::new(bounds),
-            });
+        let series =
+            self.series
+                .get_or_insert_with(&[label(client), label(server), label(ctype)], || Series {
+                    total: Counter::default(),
+                    failed: Counter::default(),
+                    server: Histogram::new(bounds),
+                    client: Histogram::new(bounds),
+                });
         let ex = exemplar_side.map(|s| exemplar(1.0, s));
         series.total.add(1, ex.clone());
         if failed {
@@ -293,9 +296,15 @@ impl ServiceGraph {
             } else if edge.server.is_none() && edge.peer.is_some() {
                 self.complete(edge, None);
             } else {
-                let c = edge.client.map(|s| s.service).unwrap_or_default();
-                let s = edge.server.map(|s| s.service).unwrap_or_default();
-                let t = connection_type(edge.messaging);
+                let c = edge
+                    .client
+                    .map(|s| s.service.to_string())
+                    .unwrap_or_default();
+                let s = edge
+                    .server
+                    .map(|s| s.service.to_string())
+                    .unwrap_or_default();
+                let t = connection_type(edge.messaging).to_string();
                 self.unpaired.entry([c, s, t]).or_default().add(1, None);
             }
         }
@@ -315,8 +324,8 @@ impl ServiceGraph {
             let mut server = Vec::new();
             let mut client = Vec::new();
             let bounds = &self.config.buckets;
-            for (labels, s) in &mut self.series {
-                let attrs = label_attrs(labels);
+            for (labels, s) in self.series.sorted_mut() {
+                let attrs = attributes(&LABELS, labels);
                 total.push(s.total.point(attrs.clone(), start, now));
                 if s.failed.value > 0 {
                     failed.push(s.failed.point(attrs.clone(), start, now));
@@ -399,12 +408,13 @@ fn label_attrs(labels: &Labels) -> Vec<opentelemetry_proto::tonic::common::v1::K
     attributes(&LABELS, &values)
 }
 
-fn connection_type(messaging: bool) -> String {
-    if messaging {
-        "messaging_system".into()
-    } else {
-        String::new()
-    }
+/// A label value, `None` when empty (the label is left out).
+fn label(v: &str) -> Option<&str> {
+    (!v.is_empty()).then_some(v)
+}
+
+fn connection_type(messaging: bool) -> &'static str {
+    if messaging { "messaging_system" } else { "" }
 }
 
 /// A client span's virtual peer: `peer.service`, else `db.name`, else `db.system`, and

@@ -11,12 +11,11 @@
 //! each configured dimension: the span's attribute of that name, else the resource's,
 //! left out when neither has it. Exemplars carry the span's trace and span ids.
 
-use super::{Counter, Exemplar, Histogram, Resources, attr_value, attributes, id};
+use super::{Counter, Exemplar, Histogram, LabelSets, Resources, attr_value, attributes, id};
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use pharos_model::trace_batch::TraceBatch;
-use pharos_model::view;
 use std::borrow::Cow;
 
 /// The metric names, before Prometheus' suffixes.
@@ -53,10 +52,7 @@ struct Series {
 #[derive(Debug)]
 pub struct SpanMetrics {
     config: SpanMetricsConfig,
-    /// Label values and series, in the order they were first seen.
-    series: Vec<(Vec<Option<String>>, Series)>,
-    /// The series of each label set's hash ([`crate::store::fixed_hash`]).
-    index: crate::store::FastMap<u64, Vec<usize>>,
+    series: LabelSets<Series>,
 }
 
 /// The Collector's spelling of a span kind: `SPAN_KIND_SERVER`, ...
@@ -70,8 +66,7 @@ impl SpanMetrics {
     pub fn new(config: SpanMetricsConfig) -> Self {
         SpanMetrics {
             config,
-            series: Vec::new(),
-            index: Default::default(),
+            series: LabelSets::default(),
         }
     }
 
@@ -95,7 +90,7 @@ impl SpanMetrics {
             key.push(Some(Cow::Borrowed(status)));
             if !self.config.dimensions.is_empty() {
                 span_attrs.clear();
-                span_attrs.extend(view::span_attributes(span.raw));
+                span_attrs.extend(req.span_attributes(i));
                 for d in &self.config.dimensions {
                     key.push(
                         attr_value(&span_attrs, d)
@@ -113,9 +108,11 @@ impl SpanMetrics {
                 value: seconds,
                 time_unix_nano: span.end_time_unix_nano,
             };
-            let i = self.series_of(&key);
             let bounds = &self.config.buckets;
-            let series = &mut self.series[i].1;
+            let series = self.series.get_or_insert_with(&key, || Series {
+                calls: Counter::default(),
+                duration: Histogram::new(bounds),
+            });
             series.calls.add(
                 1,
                 Some(Exemplar {
@@ -124,34 +121,6 @@ impl SpanMetrics {
                 }),
             );
             series.duration.observe(bounds, seconds, Some(exemplar));
-        }
-    }
-
-    /// The index of the series of `key`, created at its first span.
-    fn series_of(&mut self, key: &[Option<Cow<'_, str>>]) -> usize {
-        let hash = crate::store::fixed_hash(key);
-        let candidates = self.index.entry(hash).or_default();
-        let found = candidates.iter().copied().find(|&i| {
-            let (k, _) = &self.series[i];
-            k.len() == key.len() && k.iter().zip(key).all(|(a, b)| a.as_deref() == b.as_deref())
-        });
-        match found {
-            Some(i) => i,
-            None => {
-                let owned = key
-                    .iter()
-                    .map(|v| v.as_ref().map(|v| v.to_string()))
-                    .collect();
-                self.series.push((
-                    owned,
-                    Series {
-                        calls: Counter::default(),
-                        duration: Histogram::new(&self.config.buckets),
-                    },
-                ));
-                candidates.push(self.series.len() - 1);
-                self.series.len() - 1
-            }
         }
     }
 
@@ -167,11 +136,7 @@ impl SpanMetrics {
             .collect();
         let mut calls = Vec::with_capacity(self.series.len());
         let mut durations = Vec::with_capacity(self.series.len());
-        // Series in label order, as a sorted map would give them.
-        let mut order: Vec<usize> = (0..self.series.len()).collect();
-        order.sort_by(|a, b| self.series[*a].0.cmp(&self.series[*b].0));
-        for i in order {
-            let (key, s) = &mut self.series[i];
+        for (key, s) in self.series.sorted_mut() {
             let attrs = attributes(&names, key);
             calls.push(s.calls.point(attrs.clone(), start, now));
             durations.push(s.duration.point(&self.config.buckets, attrs, start, now));

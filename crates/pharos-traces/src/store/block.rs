@@ -37,10 +37,15 @@ pub(crate) trait WriteSpan {
     fn start(&self) -> u64;
     fn end(&self) -> u64;
     fn status_code(&self) -> i32;
-    /// Calls `f(position, key, value)` for each attribute the attribute columns take.
-    fn dedicated(&self, f: impl FnMut(u32, &str, &str));
-    /// Encodes the span's `rest` into `buf`; `order` is scratch space.
-    fn rest(&self, keep_end: bool, buf: &mut Vec<u8>, order: &mut Vec<(u32, u32, u32)>);
+    /// Calls `dedicated(position, key, value)` for each attribute the attribute columns
+    /// take, and encodes the span's `rest` into `buf`; `order` is scratch space.
+    fn columns_and_rest(
+        &self,
+        keep_end: bool,
+        dedicated: impl FnMut(u32, &str, &str),
+        buf: &mut Vec<u8>,
+        order: &mut Vec<(u32, u32, u32)>,
+    );
 }
 
 impl WriteSpan for StoredSpan {
@@ -71,14 +76,18 @@ impl WriteSpan for StoredSpan {
     fn status_code(&self) -> i32 {
         self.span.status.as_ref().map_or(0, |st| st.code)
     }
-    fn dedicated(&self, mut f: impl FnMut(u32, &str, &str)) {
+    fn columns_and_rest(
+        &self,
+        keep_end: bool,
+        mut dedicated: impl FnMut(u32, &str, &str),
+        buf: &mut Vec<u8>,
+        _order: &mut Vec<(u32, u32, u32)>,
+    ) {
         for (pos, kv) in self.span.attributes.iter().enumerate() {
             if let Some(value) = dedicated_value(kv) {
-                f(pos as u32, &kv.key, value);
+                dedicated(pos as u32, &kv.key, value);
             }
         }
-    }
-    fn rest(&self, keep_end: bool, buf: &mut Vec<u8>, _order: &mut Vec<(u32, u32, u32)>) {
         encode_rest(&self.span, keep_end, buf);
     }
 }
@@ -111,11 +120,14 @@ impl WriteSpan for RawSpan<'_> {
     fn status_code(&self) -> i32 {
         self.view.status_code
     }
-    fn dedicated(&self, f: impl FnMut(u32, &str, &str)) {
-        self.for_each_dedicated(f);
-    }
-    fn rest(&self, keep_end: bool, buf: &mut Vec<u8>, order: &mut Vec<(u32, u32, u32)>) {
-        self.encode_rest(keep_end, buf, order);
+    fn columns_and_rest(
+        &self,
+        keep_end: bool,
+        dedicated: impl FnMut(u32, &str, &str),
+        buf: &mut Vec<u8>,
+        order: &mut Vec<(u32, u32, u32)>,
+    ) {
+        RawSpan::columns_and_rest(self, keep_end, dedicated, buf, order);
     }
 }
 
@@ -447,8 +459,12 @@ struct PageBuilder {
     pairs_seen: FastSet<u64>,
     /// Where a span's rest is encoded.
     scratch: Vec<u8>,
-    /// Scratch for [`WriteSpan::rest`].
+    /// Scratch for [`WriteSpan::columns_and_rest`].
     order: Vec<(u32, u32, u32)>,
+    /// Whether `names` holds string `i` of the page, and `services` the service of
+    /// resource `i`: what a span checks instead of searching the sets.
+    name_listed: Vec<bool>,
+    service_listed: Vec<bool>,
     scope_ptrs: FastMap<usize, (u32, Arc<ScopeInfo>)>,
 }
 
@@ -604,15 +620,29 @@ impl PageBuilder {
         };
         info.kinds |= bit(kind, 5);
         info.statuses |= bit(code, 2);
-        let service = &s.resource().service;
-        if !self.services.contains(service.as_str()) {
-            self.services.insert(service.clone());
+        let r = r as usize;
+        if self.service_listed.len() <= r {
+            self.service_listed.resize(r + 1, false);
         }
-        if !self.names.contains(s.name()) {
+        if !self.service_listed[r] {
+            self.service_listed[r] = true;
+            self.services.insert(s.resource().service.clone());
+        }
+        let n = name as usize;
+        if self.name_listed.len() <= n {
+            self.name_listed.resize(n + 1, false);
+        }
+        if !self.name_listed[n] {
+            self.name_listed[n] = true;
             self.names.insert(s.name().to_string());
         }
 
-        s.dedicated(|pos, k, value| {
+        let (mut scratch, mut order) = (
+            std::mem::take(&mut self.scratch),
+            std::mem::take(&mut self.order),
+        );
+        scratch.clear();
+        let dedicated = |pos, k: &str, value: &str| {
             let key = self.string(k);
             let value_idx = self.string(value);
             self.proto
@@ -628,9 +658,9 @@ impl PageBuilder {
             {
                 self.pairs.insert((k.to_string(), value.to_string()));
             }
-        });
-        self.scratch.clear();
-        s.rest(keep_end, &mut self.scratch, &mut self.order);
+        };
+        s.columns_and_rest(keep_end, dedicated, &mut scratch, &mut order);
+        (self.scratch, self.order) = (scratch, order);
         self.proto.rest.push(Bytes::copy_from_slice(&self.scratch));
         self.span_count += 1;
     }
@@ -659,7 +689,13 @@ impl<'a, S: WriteSpan> Positions<'a, S> {
 
     fn get(&self, id: &[u8]) -> Option<usize> {
         match self {
-            Positions::Scan(spans) => spans.iter().position(|s| s.span_id() == id),
+            // Eight-byte ids compare as words, not through `memcmp`.
+            Positions::Scan(spans) => match <[u8; 8]>::try_from(id) {
+                Ok(id) => spans
+                    .iter()
+                    .position(|s| <[u8; 8]>::try_from(s.span_id()).ok() == Some(id)),
+                Err(_) => spans.iter().position(|s| s.span_id() == id),
+            },
             Positions::Map(m) => m.get(id).copied(),
         }
     }

@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use pharos_model::trace_batch::TraceBatch;
-use pharos_model::view::{self, SpanView, ValueView};
+use pharos_model::view::{SpanView, ValueView};
 use prost::Message;
 
 use super::{ResourceInfo, ScopeInfo, StoredSpan, Trace, service_of};
@@ -74,6 +74,8 @@ impl Batch {
         let scope = &self.scopes[view.scope];
         let resource = &self.resources[self.batch.scope_resource(view.scope)];
         RawSpan {
+            batch: &self.batch,
+            index: i,
             view,
             resource,
             scope,
@@ -140,32 +142,25 @@ impl HeadTrace {
 
 /// A span of a kept request, read in place: what the block writer takes from the head.
 pub(crate) struct RawSpan<'a> {
+    pub(crate) batch: &'a TraceBatch,
+    pub(crate) index: usize,
     pub(crate) view: SpanView<'a>,
     pub(crate) resource: &'a Arc<ResourceInfo>,
     pub(crate) scope: &'a Arc<ScopeInfo>,
 }
 
 impl RawSpan<'_> {
-    /// Calls `f(position, key, value)` for each attribute the block's attribute columns
-    /// take (see `block::dedicated_value`): a string value under a key given as a string.
-    pub(crate) fn for_each_dedicated(&self, mut f: impl FnMut(u32, &str, &str)) {
-        for (pos, kv) in view::span_attributes(self.view.raw).enumerate() {
-            if kv.key_strindex != 0 {
-                continue;
-            }
-            if let ValueView::Str(v) = kv.value {
-                f(pos as u32, kv.key, v);
-            }
-        }
-    }
-
-    /// Encodes what a page's `rest` keeps of the span, as `block::encode_rest` does for a
-    /// decoded span, by copying the fields as they came: for a request encoded as prost
-    /// encodes (fields in number order), the same bytes; for any other, bytes that decode
-    /// to the same span. `order` is scratch space.
-    pub(crate) fn encode_rest(
+    /// In one pass over the span's fields: calls `dedicated(position, key, value)` for
+    /// each attribute the block's attribute columns take (see `block::dedicated_value`: a
+    /// string value under a key given as a string), and encodes into `buf` what a page's
+    /// `rest` keeps of the span, as `block::encode_rest` does for a decoded span, by
+    /// copying the other fields as they came. For a request encoded as prost encodes
+    /// (fields in number order) the bytes are the same; for any other, they decode to
+    /// the same span. `order` is scratch space.
+    pub(crate) fn columns_and_rest(
         &self,
         keep_end: bool,
+        mut dedicated: impl FnMut(u32, &str, &str),
         buf: &mut Vec<u8>,
         order: &mut Vec<(u32, u32, u32)>,
     ) {
@@ -174,15 +169,22 @@ impl RawSpan<'_> {
         order.clear();
         // Scalars keep their last value (prost's reading): their index in `order`.
         let mut last = [usize::MAX; 17];
-        for f in view::fields(raw) {
-            let keep = match f.number {
-                3 => !f.payload.is_empty(),
-                9 => {
-                    let kv = view::key_value(f.payload);
-                    kv.key_strindex != 0 || !matches!(kv.value, ValueView::Str(_))
+        let mut position = 0;
+        for (f, kv) in self.batch.span_fields(self.index) {
+            let keep = match (f.number, kv) {
+                (3, _) => !f.payload.is_empty(),
+                (9, Some(kv)) => {
+                    position += 1;
+                    match kv.value {
+                        ValueView::Str(v) if kv.key_strindex == 0 => {
+                            dedicated(position - 1, kv.key, v);
+                            false
+                        }
+                        _ => true,
+                    }
                 }
-                10 | 12 | 14 | 16 => f.scalar as u32 != 0,
-                11 | 13 | 15 => true,
+                (10 | 12 | 14 | 16, _) => f.scalar as u32 != 0,
+                (11 | 13 | 15, _) => true,
                 _ => continue,
             };
             let n = f.number as usize;
