@@ -42,6 +42,7 @@ struct SpanAt {
     kind: i32,
     status_code: i32,
     flags: u32,
+    has_links: bool,
     start_time_unix_nano: u64,
     end_time_unix_nano: u64,
 }
@@ -107,6 +108,7 @@ impl TraceBatch {
                 kind: s.kind,
                 status_code: s.status_code,
                 flags: s.flags,
+                has_links: s.has_links,
                 start_time_unix_nano: s.start_time_unix_nano,
                 end_time_unix_nano: s.end_time_unix_nano,
             })
@@ -244,6 +246,7 @@ impl TraceBatch {
             end_time_unix_nano: s.end_time_unix_nano,
             status_code: s.status_code,
             flags: s.flags,
+            has_links: s.has_links,
         }
     }
 

@@ -66,6 +66,9 @@ pub struct SpanView<'a> {
     /// `status.code`, 0 when unset.
     pub status_code: i32,
     pub flags: u32,
+    /// Whether the span has links (so a reader that only checks links can skip the
+    /// others).
+    pub has_links: bool,
 }
 
 /// Every resource, scope and span of a request, in order.
@@ -163,6 +166,13 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, ViewError> {
+        // Most keys and lengths take one byte.
+        if let Some((&b, rest)) = self.buf.split_first()
+            && b < 0x80
+        {
+            self.buf = rest;
+            return Ok(u64::from(b));
+        }
         let mut v = 0u64;
         for i in 0..10 {
             let (&b, rest) = self
@@ -397,6 +407,10 @@ fn span(buf: &[u8], scope: usize, depth: u32) -> Result<SpanView<'_>, ViewError>
             (7, Value::Fixed64(t)) => s.start_time_unix_nano = *t,
             (8, Value::Fixed64(t)) => s.end_time_unix_nano = *t,
             (16, Value::Fixed32(f)) => s.flags = *f,
+            (13, _) => {
+                s.has_links = true;
+                check_field(Msg::Span, n, &v, depth)?;
+            }
             (15, Value::Len(b)) => {
                 nested(depth)?;
                 // Status parts merge: a later code replaces an earlier one.
@@ -705,6 +719,7 @@ mod tests {
             assert_eq!(s.start_time_unix_nano, want.start_time_unix_nano);
             assert_eq!(s.end_time_unix_nano, want.end_time_unix_nano);
             assert_eq!(s.flags, want.flags);
+            assert_eq!(s.has_links, !want.links.is_empty());
             assert_eq!(s.status_code, want.status.as_ref().map_or(0, |st| st.code));
             let attrs: Vec<KeyValueView<'_>> = span_attributes(s.raw).collect();
             same_attributes(&attrs, &want.attributes);

@@ -81,7 +81,7 @@ pub fn span_problem(span: &Span) -> Option<&'static str> {
 
 /// [`span_problem`] for a span read in place.
 pub fn span_view_problem(span: &SpanView<'_>) -> Option<&'static str> {
-    let links = view::fields(span.raw)
+    let links = view::fields(if span.has_links { span.raw } else { &[] })
         .filter(|f| f.number == 13)
         .map(|link| {
             let (mut trace, mut span) = (&[][..], &[][..]);

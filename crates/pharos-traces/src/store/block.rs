@@ -22,7 +22,7 @@ mod wire;
 use super::head::{HeadTrace, RawSpan};
 use super::{
     FastMap, FastSet, Operation, ResourceInfo, ScopeInfo, StoredSpan, Trace, TraceId, fixed_hash,
-    operation_key, service_of,
+    service_of,
 };
 
 /// A span as the block writer reads it: decoded ([`StoredSpan`]: compaction, tests) or
@@ -424,8 +424,6 @@ pub struct BlockWriter {
     services: BTreeSet<String>,
     names: BTreeSet<String>,
     operations: BTreeSet<(String, String, i32)>,
-    /// Hashes of the operations already in `operations`.
-    seen_operations: FastSet<u64>,
     page: PageBuilder,
     page_bytes: u64,
     ids: Vec<TraceId>,
@@ -465,6 +463,10 @@ struct PageBuilder {
     /// resource `i`: what a span checks instead of searching the sets.
     name_listed: Vec<bool>,
     service_listed: Vec<bool>,
+    /// The page's operations (service, name, kind), and the (resource, name, kind)
+    /// indexes already in it.
+    operations: BTreeSet<(String, String, i32)>,
+    operations_seen: FastSet<(u32, u32, i32)>,
     scope_ptrs: FastMap<usize, (u32, Arc<ScopeInfo>)>,
 }
 
@@ -628,6 +630,10 @@ impl PageBuilder {
             self.service_listed[r] = true;
             self.services.insert(s.resource().service.clone());
         }
+        if self.operations_seen.insert((r as u32, name, kind)) {
+            let op = (s.resource().service.clone(), s.name().to_string(), kind);
+            self.operations.insert(op);
+        }
         let n = name as usize;
         if self.name_listed.len() <= n {
             self.name_listed.resize(n + 1, false);
@@ -763,7 +769,6 @@ impl BlockWriter {
             services: BTreeSet::new(),
             names: BTreeSet::new(),
             operations: BTreeSet::new(),
-            seen_operations: Default::default(),
             page: PageBuilder::default(),
             page_bytes: page_bytes.max(1),
             ids: Vec::new(),
@@ -826,16 +831,6 @@ impl BlockWriter {
         self.min_ns = self.min_ns.min(trace.start_ns);
         self.max_ns = self.max_ns.max(trace.end_ns);
         self.spans += spans.len() as u64;
-        for s in spans {
-            let service = &s.resource().service;
-            if self
-                .seen_operations
-                .insert(operation_key(service, s.name(), s.kind()))
-            {
-                self.operations
-                    .insert((service.clone(), s.name().to_string(), s.kind()));
-            }
-        }
         self.page.push(id, trace, spans);
         if self.page.bytes >= self.page_bytes {
             self.cut_page();
@@ -872,6 +867,7 @@ impl BlockWriter {
             }
         }
         self.services.extend(page.services.iter().cloned());
+        self.operations.extend(page.operations);
         self.names.extend(page.names.iter().cloned());
         self.pending_names.push((
             page.services.into_iter().collect(),
