@@ -309,7 +309,13 @@ fn histogram_metric(name: &str, description: &str, data_points: Vec<HistogramDat
 /// Returns the value of the first attribute named `key`: a string as it is, a boolean
 /// or a number rendered; `None` for other kinds.
 fn attr_value<'a>(attrs: &[KeyValueView<'a>], key: &str) -> Option<Cow<'a, str>> {
-    Some(match attrs.iter().find(|kv| kv.key == key)?.value {
+    value_text(attrs.iter().find(|kv| kv.key == key)?.value)
+}
+
+/// An attribute value as a label: a string as it is, a boolean or a number rendered;
+/// `None` for other kinds.
+fn value_text(value: ValueView<'_>) -> Option<Cow<'_, str>> {
+    Some(match value {
         ValueView::Str(s) => Cow::Borrowed(s),
         ValueView::Bool(b) => Cow::Owned(b.to_string()),
         ValueView::Int(i) => Cow::Owned(i.to_string()),

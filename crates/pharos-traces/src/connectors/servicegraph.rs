@@ -20,13 +20,13 @@
 //! `traces_service_graph_dropped_spans_total`, and
 //! `traces_service_graph_expired_edges_total` (unlabelled: every edge that expired).
 
-use super::{Counter, Exemplar, Histogram, LabelSets, Resources, attr_value, attributes, id};
+use super::{Counter, Exemplar, Histogram, LabelSets, Resources, attributes, id, value_text};
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use pharos_model::trace_batch::TraceBatch;
 use pharos_model::view::KeyValueView;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,9 +88,6 @@ struct Series {
 /// Key: trace id (16 bytes) then the client's span id (8 bytes; zeros for a server span
 /// without a parent, which no client span id can be).
 type Key = [u8; 24];
-/// Label values: client, server, connection_type.
-type Labels = [String; 3];
-
 /// Edges waiting to be paired and the cumulative graph metrics.
 #[derive(Debug)]
 pub struct ServiceGraph {
@@ -100,8 +97,8 @@ pub struct ServiceGraph {
     queue: VecDeque<(Instant, Key)>,
     /// Label values client, server, connection_type; `None` for an empty one.
     series: LabelSets<Series>,
-    unpaired: BTreeMap<Labels, Counter>,
-    dropped: BTreeMap<Labels, Counter>,
+    unpaired: LabelSets<Counter>,
+    dropped: LabelSets<Counter>,
     expired: u64,
 }
 
@@ -112,8 +109,8 @@ impl ServiceGraph {
             pending: Default::default(),
             queue: VecDeque::new(),
             series: LabelSets::default(),
-            unpaired: BTreeMap::new(),
-            dropped: BTreeMap::new(),
+            unpaired: LabelSets::default(),
+            dropped: LabelSets::default(),
             expired: 0,
         }
     }
@@ -124,7 +121,6 @@ impl ServiceGraph {
         self.expire(now);
         let resources = Resources::of(req);
         let services: Vec<Arc<str>> = resources.services.iter().map(|s| Arc::from(&**s)).collect();
-        let mut span_attrs = Vec::new();
         for i in 0..req.span_count() {
             let span = req.span(i);
             let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
@@ -152,9 +148,7 @@ impl ServiceGraph {
             }));
             let messaging = matches!(kind, SpanKind::Producer | SpanKind::Consumer);
             let peer = if client {
-                span_attrs.clear();
-                span_attrs.extend(req.span_attributes(i));
-                peer(&span_attrs)
+                peer(req.span_attributes(i))
             } else {
                 None
             };
@@ -190,12 +184,14 @@ impl ServiceGraph {
         }
         if self.pending.len() >= self.config.max_items {
             let (c, s) = if client {
-                (side.service.to_string(), String::new())
+                (&*side.service, "")
             } else {
-                (String::new(), side.service.to_string())
+                ("", &*side.service)
             };
-            let t = connection_type(messaging).to_string();
-            self.dropped.entry([c, s, t]).or_default().add(1, None);
+            let t = connection_type(messaging);
+            self.dropped
+                .get_or_insert_with(&[label(c), label(s), label(t)], Counter::default)
+                .add(1, None);
             return;
         }
         let expires = now + self.config.wait;
@@ -296,16 +292,12 @@ impl ServiceGraph {
             } else if edge.server.is_none() && edge.peer.is_some() {
                 self.complete(edge, None);
             } else {
-                let c = edge
-                    .client
-                    .map(|s| s.service.to_string())
-                    .unwrap_or_default();
-                let s = edge
-                    .server
-                    .map(|s| s.service.to_string())
-                    .unwrap_or_default();
-                let t = connection_type(edge.messaging).to_string();
-                self.unpaired.entry([c, s, t]).or_default().add(1, None);
+                let c = edge.client.as_ref().map_or("", |s| &*s.service);
+                let s = edge.server.as_ref().map_or("", |s| &*s.service);
+                let t = connection_type(edge.messaging);
+                self.unpaired
+                    .get_or_insert_with(&[label(c), label(s), label(t)], Counter::default)
+                    .add(1, None);
             }
         }
     }
@@ -380,8 +372,9 @@ impl ServiceGraph {
                 continue;
             }
             let points = map
-                .iter_mut()
-                .map(|(labels, c)| c.point(label_attrs(labels), start, now))
+                .sorted_mut()
+                .into_iter()
+                .map(|(labels, c)| c.point(attributes(&LABELS, labels), start, now))
                 .collect();
             out.push(super::sum_metric(name, description, points));
         }
@@ -400,14 +393,6 @@ impl ServiceGraph {
     }
 }
 
-fn label_attrs(labels: &Labels) -> Vec<opentelemetry_proto::tonic::common::v1::KeyValue> {
-    let values: Vec<Option<String>> = labels
-        .iter()
-        .map(|v| (!v.is_empty()).then(|| v.clone()))
-        .collect();
-    attributes(&LABELS, &values)
-}
-
 /// A label value, `None` when empty (the label is left out).
 fn label(v: &str) -> Option<&str> {
     (!v.is_empty()).then_some(v)
@@ -419,14 +404,28 @@ fn connection_type(messaging: bool) -> &'static str {
 
 /// A client span's virtual peer: `peer.service`, else `db.name`, else `db.system`, and
 /// whether it names a database.
-fn peer(attrs: &[KeyValueView<'_>]) -> Option<(String, bool)> {
-    if let Some(p) = attr_value(attrs, "peer.service") {
-        let db = attr_value(attrs, "db.name").is_some() || attr_value(attrs, "db.system").is_some();
+/// One pass over the attributes: the first attribute of each of the three names decides,
+/// as a lookup of each name would.
+fn peer<'a>(attrs: impl Iterator<Item = KeyValueView<'a>>) -> Option<(String, bool)> {
+    let (mut service, mut name, mut system) = (None, None, None);
+    for kv in attrs {
+        let slot = match kv.key {
+            "peer.service" => &mut service,
+            "db.name" => &mut name,
+            "db.system" => &mut system,
+            _ => continue,
+        };
+        if slot.is_none() {
+            *slot = Some(kv);
+        }
+    }
+    let text = |kv: Option<KeyValueView<'a>>| kv.and_then(|kv| value_text(kv.value));
+    if let Some(p) = text(service) {
+        let db = text(name).is_some() || text(system).is_some();
         return Some((p.into_owned(), db));
     }
-    ["db.name", "db.system"]
-        .iter()
-        .find_map(|k| attr_value(attrs, k))
+    text(name)
+        .or_else(|| text(system))
         .map(|p| (p.into_owned(), true))
 }
 
@@ -622,5 +621,31 @@ mod tests {
             sums(find(&out, "traces_service_graph_request")),
             vec![edge("front", "api", "", 1)]
         );
+    }
+
+    #[test]
+    fn the_peer_is_the_first_of_each_name_in_order_of_preference() {
+        let peer_of = |attrs: Vec<(&str, &str)>| {
+            let mut s = span(1, 1, 0, "call", 3, 1, 0);
+            s.attributes = attrs.into_iter().map(|(k, v)| kv(k, v)).collect();
+            let batch = request(vec![("a", vec![s])]);
+            peer(batch.span_attributes(0))
+        };
+        let some = |p: &str, db: bool| Some((p.to_string(), db));
+        assert_eq!(peer_of(vec![("peer.service", "mail")]), some("mail", false));
+        assert_eq!(
+            peer_of(vec![("db.system", "pg"), ("peer.service", "mail")]),
+            some("mail", true)
+        );
+        assert_eq!(
+            peer_of(vec![("db.system", "pg"), ("db.name", "shop")]),
+            some("shop", true)
+        );
+        assert_eq!(peer_of(vec![("db.system", "pg")]), some("pg", true));
+        assert_eq!(
+            peer_of(vec![("db.system", "pg"), ("db.system", "mysql")]),
+            some("pg", true)
+        );
+        assert_eq!(peer_of(vec![("http.method", "GET")]), None);
     }
 }
