@@ -950,6 +950,16 @@ fn spans_encoded_unlike_prost_read_back_as_prost_reads_them() {
     prost::encoding::fixed64::encode(8, &(BASE_NS + 3), &mut raw);
     raw.extend(field(99, b"x"));
     raw.extend(field(9, &kv("late", s("z")).encode_to_vec()));
+    // Attributes the page keeps whole (not strings): one whose key follows its value, one
+    // whose key is given twice (the last counts).
+    let int = kv("count", Value::IntValue(7));
+    let mut key_last = int.value.clone().unwrap().encode_to_vec();
+    key_last = [field(2, &key_last), field(1, b"count")].concat();
+    raw.extend(field(9, &key_last));
+    let mut twice = field(1, b"first");
+    twice.extend(field(2, &int.value.clone().unwrap().encode_to_vec()));
+    twice.extend(field(1, b"second"));
+    raw.extend(field(9, &twice));
     let resource = Resource {
         attributes: vec![kv("service.name", s("odd"))],
         ..Default::default()
@@ -967,7 +977,9 @@ fn spans_encoded_unlike_prost_read_back_as_prost_reads_them() {
     assert_eq!(want.trace_state, "");
     assert_eq!(want.status.as_ref().unwrap().code, 2);
     assert_eq!(want.flags, 0);
-    assert_eq!(want.attributes.len(), 4);
+    assert_eq!(want.attributes.len(), 6);
+    assert_eq!(want.attributes[4].key, "count");
+    assert_eq!(want.attributes[5].key, "second");
 
     let head = TraceStore::new();
     assert_eq!(head.sanitize(&mut batch.clone()).count, 0);

@@ -7,10 +7,11 @@
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use pharos_model::trace_batch::TraceBatch;
-use pharos_model::view::{SpanView, ValueView};
+use pharos_model::view::{self, SpanView, ValueView};
 use prost::Message;
 
 use super::{ResourceInfo, ScopeInfo, StoredSpan, Trace, service_of};
@@ -215,10 +216,29 @@ impl RawSpan<'_> {
                 prost::encoding::fixed64::encode(8, &end, buf);
                 end_written = true;
             }
-            buf.extend_from_slice(&raw[off as usize..(off + len) as usize]);
+            let field = &raw[off as usize..(off + len) as usize];
+            if n == 9 && !key_first(field) {
+                // The page keeps an attribute's key apart, read from the front of its
+                // `KeyValue`: one whose key comes later or twice is encoded as prost would.
+                let payload = view::fields(field).next().map_or(&[][..], |f| f.payload);
+                let kv = KeyValue::decode(payload).expect("checked bytes decode");
+                prost::encoding::message::encode(9, &kv, buf);
+                continue;
+            }
+            buf.extend_from_slice(field);
         }
         if !end_written {
             prost::encoding::fixed64::encode(8, &end, buf);
         }
     }
+}
+
+/// Whether the attribute field `field` (key 9 and an encoded `KeyValue`) gives the
+/// attribute's key first and once, or not at all: as prost writes it.
+fn key_first(field: &[u8]) -> bool {
+    let Some(kv) = view::fields(field).next() else {
+        return true;
+    };
+    // A key past the first field is either late or given again.
+    !view::fields(kv.payload).skip(1).any(|f| f.number == 1)
 }
