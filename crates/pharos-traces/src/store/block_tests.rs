@@ -990,3 +990,79 @@ fn spans_encoded_unlike_prost_read_back_as_prost_reads_them() {
     assert_eq!(t.spans.len(), 1);
     assert_eq!(t.spans[0].span, want);
 }
+
+/// Re-encodes a message with its fields in another order (fields of one number keep
+/// theirs, as repeated fields must), attributes' `KeyValue`s too: bytes prost reads as
+/// the same message, but not as prost writes it.
+fn scramble(message: &[u8], g: &mut Gen, attributes: u32) -> Vec<u8> {
+    use pharos_model::view;
+    let mut rank: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut fields: Vec<(u64, usize, Vec<u8>)> = Vec::new();
+    for (i, f) in view::fields(message).enumerate() {
+        let r = *rank.entry(f.number).or_insert_with(|| g.below(1000));
+        let bytes = if f.number == attributes {
+            field(attributes, &scramble(f.payload, g, 0))
+        } else {
+            f.raw.to_vec()
+        };
+        fields.push((r, i, bytes));
+    }
+    fields.sort();
+    fields.into_iter().flat_map(|(_, _, b)| b).collect()
+}
+
+#[test]
+fn spans_in_any_field_order_read_back_as_prost_reads_them() {
+    let mut g = Gen(91);
+    let mut reqs = requests(&mut g, 300, BASE_NS);
+    reqs.push(awkward_request());
+    let head = TraceStore::new();
+    let mut scrambled = 0;
+    for req in &reqs {
+        let mut bytes = Vec::new();
+        for rs in &req.resource_spans {
+            let mut rs_bytes = ResourceSpans {
+                scope_spans: Vec::new(),
+                ..rs.clone()
+            }
+            .encode_to_vec();
+            for ss in &rs.scope_spans {
+                let mut ss_bytes = ScopeSpans {
+                    spans: Vec::new(),
+                    ..ss.clone()
+                }
+                .encode_to_vec();
+                for span in &ss.spans {
+                    let raw = span.encode_to_vec();
+                    let odd = scramble(&raw, &mut g, 9);
+                    scrambled += usize::from(odd != raw);
+                    ss_bytes.extend(field(2, &odd));
+                }
+                rs_bytes.extend(field(2, &ss_bytes));
+            }
+            bytes.extend(field(1, &rs_bytes));
+        }
+        let batch = pharos_model::trace_batch::TraceBatch::parse(bytes.into()).unwrap();
+        assert_eq!(
+            Store::<pharos_model::trace_batch::TraceBatch>::sanitize(&head, &mut batch.clone())
+                .count,
+            0
+        );
+        head.apply(&batch);
+    }
+    assert!(scrambled > 1_000, "{scrambled}");
+    let ids = ids_of(&reqs);
+    let block = write_head(&head, &ids, true);
+    let b = block::TraceBlock::open(block.meta, &block.index, block.data).unwrap();
+    let enc =
+        |rs: Vec<ResourceSpans>| -> Vec<Vec<u8>> { rs.iter().map(|r| r.encode_to_vec()).collect() };
+    let mut read = 0;
+    for p in 0..b.pages().len() {
+        for (id, t) in b.read_page(p).unwrap() {
+            let want = head.trace(&id).unwrap().to_resource_spans();
+            assert_eq!(enc(t.to_resource_spans()), enc(want));
+            read += 1;
+        }
+    }
+    assert_eq!(read, ids.len());
+}
