@@ -131,6 +131,93 @@ impl WriteSpan for RawSpan<'_> {
     }
 }
 
+/// A span of a decoded page, read from its columns as it is written again: what a merge
+/// copies without rebuilding the span ([`PageRows::trace`] would).
+pub(crate) struct RowSpan<'a> {
+    rows: &'a PageRows,
+    k: usize,
+    parent: &'a [u8],
+    start: u64,
+    end: u64,
+}
+
+impl WriteSpan for RowSpan<'_> {
+    fn resource(&self) -> &Arc<ResourceInfo> {
+        &self.rows.resources[self.rows.page.resource[self.k] as usize]
+    }
+    fn scope(&self) -> &Arc<ScopeInfo> {
+        &self.rows.scopes[self.rows.page.scope[self.k] as usize]
+    }
+    fn span_id(&self) -> &[u8] {
+        self.rows.span_id(self.k)
+    }
+    fn parent_span_id(&self) -> &[u8] {
+        self.parent
+    }
+    fn name(&self) -> &str {
+        self.rows.name(self.k)
+    }
+    fn kind(&self) -> i32 {
+        self.rows.page.kind[self.k]
+    }
+    fn start(&self) -> u64 {
+        self.start
+    }
+    fn end(&self) -> u64 {
+        self.end
+    }
+    fn status_code(&self) -> i32 {
+        self.rows.page.status[self.k]
+    }
+    /// The page's rest already holds what the span's rest holds (an end before the start
+    /// included) but for the attributes the page keeps whole, which go back in before the
+    /// first field after them.
+    fn columns_and_rest(
+        &self,
+        _keep_end: bool,
+        mut dedicated: impl FnMut(u32, &str, &str),
+        buf: &mut Vec<u8>,
+        _order: &mut Vec<(u32, u32, u32)>,
+    ) {
+        let page = &self.rows.page;
+        let k = self.k;
+        for a in self.rows.first_attr[k]..self.rows.first_attr[k + 1] {
+            dedicated(
+                page.ded_pos[a],
+                &page.strings[page.ded_key[a] as usize],
+                &page.strings[page.ded_value[a] as usize],
+            );
+        }
+        let rest = &page.rest[k];
+        let split = pharos_model::view::fields(rest)
+            .find(|f| f.number > wire::ATTRIBUTES_FIELD)
+            .map_or(rest.len(), |f| {
+                f.raw.as_ptr() as usize - rest.as_ptr() as usize
+            });
+        buf.extend_from_slice(&rest[..split]);
+        for y in self.rows.first_other[k]..self.rows.first_other[k + 1] {
+            let key = &page.strings[page.other_key[y] as usize];
+            let value = &page.other_value[y];
+            let key_len = if key.is_empty() {
+                0
+            } else {
+                1 + prost::encoding::encoded_len_varint(key.len() as u64) + key.len()
+            };
+            prost::encoding::encode_key(
+                wire::ATTRIBUTES_FIELD,
+                prost::encoding::WireType::LengthDelimited,
+                buf,
+            );
+            prost::encoding::encode_varint((key_len + value.len()) as u64, buf);
+            if !key.is_empty() {
+                prost::encoding::string::encode(1, key, buf);
+            }
+            buf.extend_from_slice(value);
+        }
+        buf.extend_from_slice(&rest[split..]);
+    }
+}
+
 /// What the writer needs of a trace besides its spans.
 #[derive(Clone, Copy)]
 struct TraceHeader {
@@ -821,6 +908,19 @@ impl BlockWriter {
         self.push_spans(id, header, &spans);
     }
 
+    /// Adds trace `t` of a decoded page, its spans copied from the columns; the page is
+    /// the one [`BlockWriter::push`] writes of the same trace rebuilt (for spans written
+    /// as prost writes them).
+    ///
+    /// # Panics
+    ///
+    /// As [`BlockWriter::push`].
+    pub(crate) fn push_rows(&mut self, rows: &PageRows, t: usize) {
+        let (header, spans) = rows.row_spans(t);
+        let id: TraceId = rows.trace_id(t).try_into().expect("16 bytes");
+        self.push_spans(&id, header, &spans);
+    }
+
     fn push_spans<S: WriteSpan>(&mut self, id: &TraceId, trace: TraceHeader, spans: &[S]) {
         assert!(self.last.is_none_or(|l| l < *id), "trace ids out of order");
         if spans.is_empty() {
@@ -1187,6 +1287,7 @@ impl TraceBlock {
     /// # Errors
     ///
     /// When the page is corrupt.
+    #[cfg(test)]
     pub fn read_page(&self, i: usize) -> Result<Vec<(TraceId, Trace)>, BlockError> {
         self.read_page_where(i, &mut |_, _| true)
     }
@@ -1202,6 +1303,21 @@ impl TraceBlock {
         i: usize,
         keep: &mut dyn FnMut(&PageRows, usize) -> bool,
     ) -> Result<Vec<(TraceId, Trace)>, BlockError> {
+        let id = self.meta.ulid.as_str();
+        let rows = self.read_rows(i)?;
+        (0..rows.traces())
+            .filter(|&t| keep(&rows, t))
+            .map(|t| rows.trace(t))
+            .collect::<Result<_, _>>()
+            .map_err(|what| corrupt(id, format!("page {i}: {what}")))
+    }
+
+    /// Decodes page `i` into its checked columns.
+    ///
+    /// # Errors
+    ///
+    /// When the page is corrupt.
+    pub(crate) fn read_rows(&self, i: usize) -> Result<PageRows, BlockError> {
         let id = self.meta.ulid.as_str();
         let p = &self.pages[i];
         self.pages_read
@@ -1219,12 +1335,7 @@ impl TraceBlock {
             wire::decode(Bytes::from(raw))
         }
         .map_err(|e| corrupt(id, format!("page {i}: {e}")))?;
-        let rows = PageRows::new(page).map_err(|what| corrupt(id, format!("page {i}: {what}")))?;
-        (0..rows.traces())
-            .filter(|&t| keep(&rows, t))
-            .map(|t| rows.trace(t))
-            .collect::<Result<_, _>>()
-            .map_err(|what| corrupt(id, format!("page {i}: {what}")))
+        PageRows::new(page).map_err(|what| corrupt(id, format!("page {i}: {what}")))
     }
 }
 
@@ -1439,8 +1550,94 @@ impl PageRows {
             .map(|a| self.page.strings[self.page.ded_value[a] as usize].as_str())
     }
 
+    /// Returns span k's id.
+    fn span_id(&self, k: usize) -> &[u8] {
+        let page = &self.page;
+        match page.odd_span_at.binary_search(&(k as u32)) {
+            Ok(i) => &page.odd_span_ids[i],
+            Err(_) => &page.span_ids[k * 8..k * 8 + 8],
+        }
+    }
+
+    /// Returns trace t's spans as they are written again, with the trace's header: the
+    /// times, parents and byte count [`PageRows::trace`] gives the rebuilt trace.
+    fn row_spans(&self, t: usize) -> (TraceHeader, Vec<RowSpan<'_>>) {
+        use prost::encoding::encoded_len_varint as varint;
+        let page = &self.page;
+        let trace_start = page.base_ns.saturating_add(page.trace_start[t]);
+        let range = self.spans(t);
+        let mut header = TraceHeader {
+            start_ns: u64::MAX,
+            end_ns: 0,
+            bytes: 0,
+        };
+        let mut spans = Vec::with_capacity(range.len());
+        let field = |len: usize| 1 + varint(len as u64) + len;
+        for k in range.clone() {
+            let rest = &page.rest[k];
+            // The rest's end (prost keeps the last), present only before the start.
+            let mut rest_end = 0;
+            for f in pharos_model::view::fields(rest) {
+                if f.number == 8 {
+                    rest_end = f.scalar;
+                }
+            }
+            let start = trace_start.saturating_add(page.start[k]);
+            let end = if rest_end == 0 {
+                start.saturating_add(page.duration[k])
+            } else {
+                rest_end
+            };
+            let parent: &[u8] = match page.parent[k] {
+                0 => &[],
+                -1 => &page.foreign_parents[self.foreign_before[k] as usize],
+                p => self.span_id(range.start + p as usize - 1),
+            };
+            // The rebuilt span's encoded length, as prost counts it.
+            let name = self.name(k);
+            let mut bytes = field(16) + field(self.span_id(k).len()) + rest.len();
+            if !parent.is_empty() {
+                bytes += field(parent.len());
+            }
+            if !name.is_empty() {
+                bytes += field(name.len());
+            }
+            if page.kind[k] != 0 {
+                bytes += 1 + varint(i64::from(page.kind[k]) as u64);
+            }
+            if start != 0 {
+                bytes += 9;
+            }
+            if end != 0 && rest_end == 0 {
+                bytes += 9;
+            }
+            for a in self.first_attr[k]..self.first_attr[k + 1] {
+                let key = page.strings[page.ded_key[a] as usize].len();
+                let value = field(page.strings[page.ded_value[a] as usize].len());
+                let key = if key == 0 { 0 } else { field(key) };
+                bytes += field(key + field(value));
+            }
+            for y in self.first_other[k]..self.first_other[k + 1] {
+                let key = page.strings[page.other_key[y] as usize].len();
+                let key = if key == 0 { 0 } else { field(key) };
+                bytes += field(key + page.other_value[y].len());
+            }
+            header.bytes += bytes as u64;
+            header.start_ns = header.start_ns.min(start);
+            header.end_ns = header.end_ns.max(end.max(start));
+            spans.push(RowSpan {
+                rows: self,
+                k,
+                parent,
+                start,
+                end,
+            });
+        }
+        (header, spans)
+    }
+
     /// Rebuilds trace t.
-    fn trace(&self, t: usize) -> Result<(TraceId, Trace), String> {
+    pub(crate) fn trace(&self, t: usize) -> Result<(TraceId, Trace), String> {
         let page = &self.page;
         let id: TraceId = page.trace_ids[t * 16..t * 16 + 16]
             .try_into()

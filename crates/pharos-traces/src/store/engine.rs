@@ -31,7 +31,7 @@ use pharos_storage::{BlockStore, BlockStoreError, new_block_id};
 
 use super::block::{
     BlockError, BlockMeta, BlockWriter, Compaction, DATA_FILE, EncodedBlock, INDEX_FILE, META_FILE,
-    TraceBlock,
+    PageRows, TraceBlock,
 };
 use super::{Trace, TraceId, TraceStore};
 
@@ -464,27 +464,42 @@ fn plan(blocks: &[Arc<TraceBlock>], opts: &BlockOptions, now: u64) -> Option<Vec
     None
 }
 
-/// One parent's position in a merge: its decoded current page and the next page.
+/// One parent's position in a merge: its current page's columns and the next trace of it.
 struct Cursor<'a> {
     block: &'a TraceBlock,
     next_page: usize,
-    traces: std::collections::VecDeque<(TraceId, Trace)>,
+    rows: Option<PageRows>,
+    next_trace: usize,
 }
 
 impl Cursor<'_> {
-    /// Makes sure a trace is at the front, unless the block is exhausted.
+    /// Makes sure a trace is next, unless the block is exhausted.
     fn fill(&mut self) -> Result<(), BlockError> {
-        while self.traces.is_empty() && self.next_page < self.block.pages().len() {
-            self.traces = self.block.read_page(self.next_page)?.into();
+        while self
+            .rows
+            .as_ref()
+            .is_none_or(|r| self.next_trace >= r.traces())
+            && self.next_page < self.block.pages().len()
+        {
+            self.rows = Some(self.block.read_rows(self.next_page)?);
+            self.next_trace = 0;
             self.next_page += 1;
         }
         Ok(())
     }
+
+    /// The id of the next trace, if any.
+    fn next_id(&self) -> Option<TraceId> {
+        let rows = self.rows.as_ref()?;
+        (self.next_trace < rows.traces())
+            .then(|| rows.trace_id(self.next_trace).try_into().expect("16 bytes"))
+    }
 }
 
 /// Merges blocks into one block of `level`: traces in id order, the fragments of one trace
-/// joined (older block first) with duplicate spans dropped.
-fn merge(
+/// joined (older block first) with duplicate spans dropped. A trace only one parent holds
+/// is copied from its page's columns; fragments are rebuilt and joined.
+pub(super) fn merge(
     group: &[Arc<TraceBlock>],
     level: u32,
     parents: Vec<String>,
@@ -495,31 +510,48 @@ fn merge(
         .map(|b| Cursor {
             block: b,
             next_page: 0,
-            traces: Default::default(),
+            rows: None,
+            next_trace: 0,
         })
         .collect();
     // Oldest block first, so a trace's spans keep their arrival order.
     cursors.sort_by(|a, b| a.block.meta().ulid.cmp(&b.block.meta().ulid));
     let mut w = BlockWriter::new(page_bytes);
+    let corrupt = |c: &Cursor<'_>, what: String| {
+        EngineError::Block(BlockError::Corrupt {
+            block: c.block.meta().ulid.clone(),
+            what: format!("page {}: {what}", c.next_page - 1),
+        })
+    };
     loop {
         for c in &mut cursors {
             c.fill()?;
         }
-        let Some(id) = cursors
-            .iter()
-            .filter_map(|c| c.traces.front().map(|(id, _)| *id))
-            .min()
-        else {
+        let Some(id) = cursors.iter().filter_map(Cursor::next_id).min() else {
             break;
         };
+        let holders: Vec<usize> = (0..cursors.len())
+            .filter(|&i| cursors[i].next_id() == Some(id))
+            .collect();
+        if let [only] = holders[..] {
+            let c = &mut cursors[only];
+            w.push_rows(c.rows.as_ref().expect("filled"), c.next_trace);
+            c.next_trace += 1;
+            continue;
+        }
         let mut trace: Option<Trace> = None;
-        for c in &mut cursors {
-            if c.traces.front().is_some_and(|(t, _)| *t == id) {
-                let (_, t) = c.traces.pop_front().expect("front");
-                match &mut trace {
-                    None => trace = Some(t),
-                    Some(acc) => acc.absorb(t),
-                }
+        for i in holders {
+            let c = &mut cursors[i];
+            let (_, t) = c
+                .rows
+                .as_ref()
+                .expect("filled")
+                .trace(c.next_trace)
+                .map_err(|what| corrupt(c, what))?;
+            c.next_trace += 1;
+            match &mut trace {
+                None => trace = Some(t),
+                Some(acc) => acc.absorb(t),
             }
         }
         if let Some(t) = trace {

@@ -37,7 +37,7 @@ use prost::encoding::{decode_key, decode_varint, skip_field};
 use super::PageProto;
 
 /// The `rest` field number of a span's attributes (`Span.attributes`).
-const ATTRIBUTES_FIELD: u32 = 9;
+pub(super) const ATTRIBUTES_FIELD: u32 = 9;
 /// The `rest` field number of a span's events (`Span.events`).
 const EVENTS_FIELD: u32 = 11;
 /// The key byte of `Event.time_unix_nano` (field 1, fixed64).
