@@ -529,7 +529,9 @@ struct PageBuilder {
     proto: PageProto,
     resources: FastMap<Vec<u8>, u32>,
     scopes: FastMap<Vec<u8>, u32>,
-    strings: FastMap<String, u32>,
+    /// Indexes into `proto.strings`, by their strings' hashes: each string is kept once.
+    strings: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
     bytes: u64,
     last_ded_span: u32,
     span_count: u32,
@@ -582,12 +584,17 @@ fn intern<T>(
 
 impl PageBuilder {
     fn string(&mut self, s: &str) -> u32 {
-        if let Some(&i) = self.strings.get(s) {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(s);
+        let table = &self.proto.strings;
+        if let Some(&i) = self.strings.find(hash, |&i| table[i as usize] == s) {
             return i;
         }
         let i = self.proto.strings.len() as u32;
         self.proto.strings.push(s.to_string());
-        self.strings.insert(s.to_string(), i);
+        let (strings, hasher) = (&self.proto.strings, &self.hasher);
+        self.strings
+            .insert_unique(hash, i, |&j| hasher.hash_one(strings[j as usize].as_str()));
         i
     }
 

@@ -453,6 +453,9 @@ fn split_key_value(kv: &[u8]) -> Result<(&[u8], &[u8]), String> {
 #[derive(Default)]
 struct StreamBuilder<'a> {
     seen: FastMap<&'a [u8], u64>,
+    /// `seen` for a string stream, by the value's index in the page's strings (which
+    /// are distinct): an integer to hash rather than the string.
+    seen_strings: FastMap<u32, u64>,
     /// The value of the last use, by span name (version 3) or op (version 4).
     last: FastMap<u32, u64>,
     /// The value of the stream's latest use (version 4).
@@ -461,10 +464,15 @@ struct StreamBuilder<'a> {
 }
 
 impl<'a> StreamBuilder<'a> {
-    /// Adds a use of `value` by a span whose predictor (name or op) is `by`.
-    fn push(&mut self, by: u32, value: &'a [u8], v4: bool) {
+    /// Adds a use of `value` (string `string` of the page, if it is one) by a span whose
+    /// predictor (name or op) is `by`.
+    fn push(&mut self, by: u32, value: &'a [u8], string: Option<u32>, v4: bool) {
         let n = self.wire.values.len() as u64;
-        let i = match self.seen.get(value) {
+        let seen = match string {
+            Some(s) => self.seen_strings.get(&s),
+            None => self.seen.get(value),
+        };
+        let i = match seen {
             Some(&i) => {
                 let r = if self.last.get(&by) == Some(&i) {
                     1
@@ -479,7 +487,10 @@ impl<'a> StreamBuilder<'a> {
                 i
             }
             None => {
-                self.seen.insert(value, n);
+                match string {
+                    Some(s) => self.seen_strings.insert(s, n),
+                    None => self.seen.insert(value, n),
+                };
                 self.wire.values.push(Bytes::copy_from_slice(value));
                 self.wire.refs.push(0);
                 n
@@ -580,7 +591,9 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
     let mut rest_at = Vec::with_capacity(spans);
     let mut strings = Vec::new();
     let mut span_shape = Vec::new();
-    let mut span_values: Vec<(u32, &[u8])> = Vec::new();
+    let mut span_values: Vec<(u32, &[u8], Option<u32>)> = Vec::new();
+    // The key of each page string used as one, found once.
+    let mut key_of_string: Vec<u32> = vec![u32::MAX; p.strings.len()];
     let mut ded = 0usize;
     let mut ded_at = 0u64;
     let mut trace = 0;
@@ -612,20 +625,28 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
         span_shape.clear();
         let (mut si, mut oi) = (0, 0);
         for pos in 0..total {
-            let (stream, value): (u32, &[u8]) =
+            let (stream, value, string): (u32, &[u8], Option<u32>) =
                 if si < strings.len() && p.ded_pos[strings[si]] as usize == pos {
                     let d = strings[si];
                     si += 1;
-                    let kk = key(&p.strings[p.ded_key[d] as usize]);
-                    (kk * 2 + 1, p.strings[p.ded_value[d] as usize].as_bytes())
+                    let ki = p.ded_key[d] as usize;
+                    if key_of_string[ki] == u32::MAX {
+                        key_of_string[ki] = key(&p.strings[ki]);
+                    }
+                    let vi = p.ded_value[d];
+                    (
+                        key_of_string[ki] * 2 + 1,
+                        p.strings[vi as usize].as_bytes(),
+                        Some(vi),
+                    )
                 } else {
                     let (kbytes, value) = split_key_value(others[oi]).expect("the writer's rest");
                     oi += 1;
                     let kk = key(std::str::from_utf8(kbytes).expect("prost wrote a string"));
-                    (kk * 2, value)
+                    (kk * 2, value, None)
                 };
             span_shape.push(stream);
-            span_values.push((stream, value));
+            span_values.push((stream, value, string));
         }
         assert!(
             si == strings.len() && oi == others.len(),
@@ -658,12 +679,12 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
         // Version 4 predicts a value from the last use by the same op, version 3 by the
         // same span name.
         let predictor = if v4 { this_op } else { name[k] };
-        for (stream, value) in span_values.drain(..) {
+        for (stream, value, string) in span_values.drain(..) {
             let n = stream as usize;
             if streams.len() <= n {
                 streams.resize_with(n + 1, StreamBuilder::default);
             }
-            streams[n].push(predictor, value, v4);
+            streams[n].push(predictor, value, string, v4);
         }
     }
     let relative = parent_relative(&p.parent, &first_span);
