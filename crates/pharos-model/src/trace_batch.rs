@@ -171,6 +171,25 @@ impl TraceBatch {
         Self::attributes_in(self.slice(self.spans[i].raw), 9)
     }
 
+    /// Returns the attributes of span `i` whose key `wanted` takes, in order: the others'
+    /// values are not read.
+    ///
+    /// # Panics
+    ///
+    /// When `i` is not below [`TraceBatch::span_count`].
+    pub fn span_attributes_where<'a>(
+        &'a self,
+        i: usize,
+        wanted: impl Fn(&str) -> bool + 'a,
+    ) -> impl Iterator<Item = KeyValueView<'a>> {
+        view::fields(self.slice(self.spans[i].raw))
+            .filter(|f| f.number == 9)
+            // SAFETY (both): fields of a span of the batch's bytes, all of whose strings
+            // the parse checked as UTF-8.
+            .filter(move |f| wanted(unsafe { view::key_unchecked(f.payload) }))
+            .map(|f| unsafe { view::key_value_unchecked(f.payload) })
+    }
+
     /// Returns the attributes of resource `i`, in order, over all its parts.
     ///
     /// # Panics
@@ -387,6 +406,15 @@ mod tests {
         assert_eq!(batch.scope(2).resource, 1);
         assert_eq!(batch.resource(0).schema_url, "r1");
         assert_eq!(TraceBatch::from_request(&req).bytes()[..], bytes[..]);
+        // Attributes read in place, all or by key.
+        let all: Vec<KeyValueView<'_>> = batch.span_attributes(1).collect();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].value, crate::view::ValueView::Str("bé"));
+        let named: Vec<KeyValueView<'_>> = batch.span_attributes_where(1, |k| k == "n").collect();
+        assert_eq!(named, all[1..]);
+        let service: Vec<KeyValueView<'_>> = batch.resource_attributes(0).collect();
+        assert_eq!(service[0].key, "service.name");
+        assert_eq!(batch.resource_attributes(1).count(), 0);
     }
 
     #[test]

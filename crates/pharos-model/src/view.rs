@@ -503,6 +503,23 @@ pub(crate) unsafe fn key_value_unchecked(raw: &[u8]) -> KeyValueView<'_> {
     key_value_with(raw, |b| unsafe { std::str::from_utf8_unchecked(b) })
 }
 
+/// The key of an encoded `KeyValue` (the last given, as prost reads it), its value not
+/// read, without checking UTF-8 again.
+///
+/// # Safety
+///
+/// As [`key_value_unchecked`].
+pub(crate) unsafe fn key_unchecked(raw: &[u8]) -> &str {
+    let mut key: &[u8] = &[];
+    for f in fields(raw) {
+        if f.number == 1 {
+            key = f.payload;
+        }
+    }
+    // SAFETY: the caller vouches that every string field of `raw` is UTF-8.
+    unsafe { std::str::from_utf8_unchecked(key) }
+}
+
 fn key_value_with<'a>(raw: &'a [u8], text: impl Fn(&'a [u8]) -> &'a str) -> KeyValueView<'a> {
     let mut kv = KeyValueView {
         raw,

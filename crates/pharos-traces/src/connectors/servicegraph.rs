@@ -148,7 +148,7 @@ impl ServiceGraph {
             }));
             let messaging = matches!(kind, SpanKind::Producer | SpanKind::Consumer);
             let peer = if client {
-                peer(req.span_attributes(i))
+                peer(req.span_attributes_where(i, |k| PEER_KEYS.contains(&k)))
             } else {
                 None
             };
@@ -404,6 +404,9 @@ fn connection_type(messaging: bool) -> &'static str {
 
 /// A client span's virtual peer: `peer.service`, else `db.name`, else `db.system`, and
 /// whether it names a database.
+/// The attributes [`peer`] reads.
+const PEER_KEYS: [&str; 3] = ["peer.service", "db.name", "db.system"];
+
 /// One pass over the attributes: the first attribute of each of the three names decides,
 /// as a lookup of each name would.
 fn peer<'a>(attrs: impl Iterator<Item = KeyValueView<'a>>) -> Option<(String, bool)> {
