@@ -151,10 +151,12 @@ impl TraceBatch {
         &self.bytes
     }
 
+    #[inline]
     fn slice(&self, r: Range32) -> &[u8] {
         &self.bytes[r.off as usize..(r.off + r.len) as usize]
     }
 
+    #[inline]
     fn str(&self, r: Range32) -> &str {
         // SAFETY: every range that `str` is given is a string field the parse checked
         // as UTF-8, and the bytes are immutable.
@@ -219,6 +221,7 @@ impl TraceBatch {
     /// # Panics
     ///
     /// When `i` is not below [`TraceBatch::span_count`].
+    #[inline]
     pub fn span_fields(
         &self,
         i: usize,
@@ -232,6 +235,7 @@ impl TraceBatch {
     }
 
     /// Returns how many spans the request holds.
+    #[inline]
     pub fn span_count(&self) -> usize {
         self.spans.len()
     }
@@ -251,6 +255,7 @@ impl TraceBatch {
     /// # Panics
     ///
     /// When `i` is not below [`TraceBatch::span_count`].
+    #[inline]
     pub fn span(&self, i: usize) -> SpanView<'_> {
         let s = &self.spans[i];
         SpanView {
@@ -288,6 +293,7 @@ impl TraceBatch {
     /// # Panics
     ///
     /// When `i` is not below [`TraceBatch::scope_count`].
+    #[inline]
     pub fn scope_resource(&self, i: usize) -> usize {
         self.scopes[i].resource as usize
     }

@@ -165,6 +165,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn varint(&mut self) -> Result<u64, ViewError> {
         // Most keys and lengths take one byte.
         if let Some((&b, rest)) = self.buf.split_first()
@@ -191,6 +192,7 @@ impl<'a> Reader<'a> {
         Err(ViewError("varint longer than ten bytes"))
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], ViewError> {
         if n > self.buf.len() {
             return Err(ViewError("field past the end"));
@@ -201,6 +203,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a field's key: its number and wire type.
+    #[inline]
     fn key(&mut self) -> Result<(u32, u64), ViewError> {
         let key = self.varint()?;
         if key > u64::from(u32::MAX) {
@@ -215,6 +218,7 @@ impl<'a> Reader<'a> {
 
     /// Reads the value of field `n` of wire type `wire`; a group is skipped whole,
     /// `depth` deep at most.
+    #[inline]
     fn value(&mut self, n: u32, wire: u64, depth: u32) -> Result<Value<'a>, ViewError> {
         Ok(match wire {
             0 => Value::Varint(self.varint()?),
@@ -239,6 +243,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the next field, or `None` at the end.
+    #[inline]
     fn next(&mut self, depth: u32) -> Result<Option<(u32, Value<'a>)>, ViewError> {
         if self.buf.is_empty() {
             return Ok(None);
@@ -442,6 +447,7 @@ pub struct FieldView<'a> {
 
 /// Iterates over the fields of an encoded message, in order. Meant for bytes
 /// [`TraceView::parse`] accepted: it stops at the first malformed field.
+#[inline]
 pub fn fields(buf: &[u8]) -> impl Iterator<Item = FieldView<'_>> {
     let mut r = Reader { buf };
     std::iter::from_fn(move || {
@@ -498,6 +504,7 @@ pub fn key_value(raw: &[u8]) -> KeyValueView<'_> {
 ///
 /// Every string in `raw` is UTF-8: `raw` is part of a request [`TraceView::parse`]
 /// accepted (it checks every string of every message).
+#[inline]
 pub(crate) unsafe fn key_value_unchecked(raw: &[u8]) -> KeyValueView<'_> {
     // SAFETY: the caller vouches that every string field of `raw` is UTF-8.
     key_value_with(raw, |b| unsafe { std::str::from_utf8_unchecked(b) })
@@ -509,6 +516,7 @@ pub(crate) unsafe fn key_value_unchecked(raw: &[u8]) -> KeyValueView<'_> {
 /// # Safety
 ///
 /// As [`key_value_unchecked`].
+#[inline]
 pub(crate) unsafe fn key_unchecked(raw: &[u8]) -> &str {
     let mut key: &[u8] = &[];
     for f in fields(raw) {
@@ -520,6 +528,7 @@ pub(crate) unsafe fn key_unchecked(raw: &[u8]) -> &str {
     unsafe { std::str::from_utf8_unchecked(key) }
 }
 
+#[inline]
 fn key_value_with<'a>(raw: &'a [u8], text: impl Fn(&'a [u8]) -> &'a str) -> KeyValueView<'a> {
     let mut kv = KeyValueView {
         raw,
