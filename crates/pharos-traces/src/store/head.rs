@@ -32,13 +32,7 @@ impl Batch {
         let resources = (0..batch.resource_count())
             .map(|i| {
                 let r = batch.resource(i);
-                let resource = (!r.parts.is_empty()).then(|| {
-                    let mut m = Resource::default();
-                    for p in &r.parts {
-                        m.merge(*p).expect("checked bytes decode");
-                    }
-                    m
-                });
+                let resource: Option<Resource> = merged(&r.parts);
                 Arc::new(ResourceInfo {
                     service: service_of(resource.as_ref()),
                     resource,
@@ -49,13 +43,7 @@ impl Batch {
         let scopes = (0..batch.scope_count())
             .map(|i| {
                 let s = batch.scope(i);
-                let scope = (!s.parts.is_empty()).then(|| {
-                    let mut m = InstrumentationScope::default();
-                    for p in &s.parts {
-                        m.merge(*p).expect("checked bytes decode");
-                    }
-                    m
-                });
+                let scope: Option<InstrumentationScope> = merged(&s.parts);
                 Arc::new(ScopeInfo {
                     scope,
                     schema_url: s.schema_url.to_string(),
@@ -82,6 +70,18 @@ impl Batch {
             scope,
         }
     }
+}
+
+/// The message given in `parts` (a field given several times merges, as prost merges
+/// it); `None` when it was not given.
+fn merged<M: Message + Default>(parts: &[&[u8]]) -> Option<M> {
+    (!parts.is_empty()).then(|| {
+        let mut m = M::default();
+        for p in parts {
+            m.merge(*p).expect("checked bytes decode");
+        }
+        m
+    })
 }
 
 /// A span of the head: span `index` of `batch`.
