@@ -179,11 +179,11 @@ impl TraceBatch {
     /// # Panics
     ///
     /// When `i` is not below [`TraceBatch::span_count`].
-    pub fn span_attributes_where<'a>(
+    pub fn span_attributes_where<'a: 'f, 'f>(
         &'a self,
         i: usize,
-        wanted: impl Fn(&str) -> bool + 'a,
-    ) -> impl Iterator<Item = KeyValueView<'a>> {
+        wanted: impl Fn(&str) -> bool + 'f,
+    ) -> impl Iterator<Item = KeyValueView<'a>> + 'f {
         view::fields(self.slice(self.spans[i].raw))
             .filter(|f| f.number == 9)
             // SAFETY (both): fields of a span of the batch's bytes, all of whose strings

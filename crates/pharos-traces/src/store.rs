@@ -305,7 +305,7 @@ impl TraceStore {
             window,
             &mut scan::Filtered {
                 page_ok: |p: &block::PageSummary| query.page_may_match(p),
-                row_ok: |rows: &block::PageRows, t: usize| query.row_may_match(rows, t),
+                row_ok: |rows: &dyn scan::Columns, t: usize| query.row_may_match(rows, t),
                 newest: &mut hits,
                 visit: |_: &TraceId, t: &Trace| {
                     t.spans.iter().any(|s| query.matches(s)).then_some(())

@@ -1136,3 +1136,51 @@ fn merging_copies_columns_into_the_pages_rebuilt_traces_make() {
     assert_eq!(merged.data, rebuilt.data);
     assert_eq!(merged.index, rebuilt.index);
 }
+
+#[test]
+fn a_head_trace_shows_searches_the_columns_its_page_shows() {
+    use super::scan::Columns;
+    let mut reqs = requests(&mut Gen(52), 300, BASE_NS);
+    reqs.push(awkward_request());
+    let head = TraceStore::new();
+    apply_all(&head, &reqs);
+    let keys: std::collections::BTreeSet<String> = reqs
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .flat_map(|s| s.attributes.iter().map(|kv| kv.key.clone()))
+        .chain(["absent".to_string()])
+        .collect();
+    assert!(keys.len() > 5, "{keys:?}");
+    let ids = ids_of(&reqs);
+    let block = write_head(&head, &ids, true);
+    let b = block::TraceBlock::open(block.meta, &block.index, block.data).unwrap();
+    let inner = head.inner.read();
+    let (mut spans, mut attrs) = (0, 0);
+    for p in 0..b.pages().len() {
+        let rows = b.read_rows(p).unwrap();
+        for t in 0..rows.traces() {
+            let id: TraceId = rows.trace_id(t).try_into().unwrap();
+            let trace = &inner.traces[&id];
+            let h = super::head::HeadRows(trace);
+            let page_spans = Columns::spans(&rows, t);
+            assert_eq!(h.spans(0).len(), page_spans.len());
+            for (k, pk) in h.spans(0).zip(page_spans) {
+                assert_eq!(h.service(k), Columns::service(&rows, pk));
+                assert_eq!(h.name(k), Columns::name(&rows, pk));
+                assert_eq!(h.kind(k), Columns::kind(&rows, pk));
+                assert_eq!(h.status(k), Columns::status(&rows, pk));
+                assert_eq!(h.duration(k), Columns::duration(&rows, pk));
+                assert_eq!(h.start(0, k), Columns::start(&rows, t, pk));
+                for key in &keys {
+                    let got = h.attr(k, key);
+                    assert_eq!(got, Columns::attr(&rows, pk, key), "{key}");
+                    attrs += usize::from(got.is_some());
+                }
+                spans += 1;
+            }
+        }
+    }
+    assert!(spans > 1_000 && attrs > 1_000, "{spans} {attrs}");
+}

@@ -242,3 +242,50 @@ fn key_first(field: &[u8]) -> bool {
     // A key past the first field is either late or given again.
     !view::fields(kv.payload).skip(1).any(|f| f.number == 1)
 }
+
+/// A head trace's spans as a scan tests them before it decodes the trace (one trace: its
+/// number is 0).
+pub(crate) struct HeadRows<'a>(pub(crate) &'a HeadTrace);
+
+impl HeadRows<'_> {
+    fn span(&self, k: usize) -> (&Batch, SpanView<'_>) {
+        let s = &self.0.spans[k];
+        (&s.batch, s.batch.batch.span(s.index as usize))
+    }
+}
+
+impl super::scan::Columns for HeadRows<'_> {
+    fn spans(&self, _t: usize) -> std::ops::Range<usize> {
+        0..self.0.spans.len()
+    }
+    fn service(&self, k: usize) -> &str {
+        let (b, s) = self.span(k);
+        &b.resources[b.batch.scope_resource(s.scope)].service
+    }
+    fn name(&self, k: usize) -> &str {
+        self.span(k).1.name
+    }
+    fn kind(&self, k: usize) -> i32 {
+        self.span(k).1.kind
+    }
+    fn status(&self, k: usize) -> i32 {
+        self.span(k).1.status_code
+    }
+    fn duration(&self, k: usize) -> u64 {
+        let s = self.span(k).1;
+        s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano)
+    }
+    fn start(&self, _t: usize, k: usize) -> u64 {
+        self.span(k).1.start_time_unix_nano
+    }
+    fn attr(&self, k: usize, key: &str) -> Option<&str> {
+        let s = &self.0.spans[k];
+        s.batch
+            .batch
+            .span_attributes_where(s.index as usize, move |k| k == key)
+            .find_map(|kv| match kv.value {
+                ValueView::Str(v) if kv.key_strindex == 0 => Some(v),
+                _ => None,
+            })
+    }
+}

@@ -7,7 +7,51 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use super::block::{BlockMeta, PageRows, PageSummary};
+use super::head::HeadRows;
 use super::{Trace, TraceId, TraceStore};
+
+/// What a scan tests of a trace before it rebuilds it: the columns of a block's page
+/// ([`PageRows`], trace `t` of the page) or a head trace read in place ([`HeadRows`],
+/// `t` = 0). Spans are numbered as [`Columns::spans`] gives them.
+pub(crate) trait Columns {
+    fn spans(&self, t: usize) -> std::ops::Range<usize>;
+    fn service(&self, k: usize) -> &str;
+    fn name(&self, k: usize) -> &str;
+    fn kind(&self, k: usize) -> i32;
+    fn status(&self, k: usize) -> i32;
+    /// The span's duration; 0 for a span that ends before it starts.
+    fn duration(&self, k: usize) -> u64;
+    fn start(&self, t: usize, k: usize) -> u64;
+    /// The value of the first string span attribute `key` (given by a string key).
+    fn attr(&self, k: usize, key: &str) -> Option<&str>;
+}
+
+impl Columns for PageRows {
+    fn spans(&self, t: usize) -> std::ops::Range<usize> {
+        PageRows::spans(self, t)
+    }
+    fn service(&self, k: usize) -> &str {
+        PageRows::service(self, k)
+    }
+    fn name(&self, k: usize) -> &str {
+        PageRows::name(self, k)
+    }
+    fn kind(&self, k: usize) -> i32 {
+        PageRows::kind(self, k)
+    }
+    fn status(&self, k: usize) -> i32 {
+        PageRows::status(self, k)
+    }
+    fn duration(&self, k: usize) -> u64 {
+        PageRows::duration(self, k)
+    }
+    fn start(&self, t: usize, k: usize) -> u64 {
+        PageRows::start(self, t, k)
+    }
+    fn attr(&self, k: usize, key: &str) -> Option<&str> {
+        PageRows::attr(self, k, key)
+    }
+}
 
 /// What a scan calls back.
 pub(crate) trait Visitor {
@@ -16,9 +60,9 @@ pub(crate) trait Visitor {
         true
     }
 
-    /// Returns whether trace `t` of a block page may be wanted, by its columns; only
-    /// those are rebuilt and visited.
-    fn row_ok(&mut self, _rows: &PageRows, _t: usize) -> bool {
+    /// Returns whether trace `t` of a block page (or a head trace) may be wanted, by its
+    /// columns; only those are rebuilt and visited.
+    fn row_ok(&mut self, _rows: &dyn Columns, _t: usize) -> bool {
         true
     }
 
@@ -114,14 +158,14 @@ pub(crate) struct Filtered<'a, P, R, V, T> {
 impl<P, R, V, T> Visitor for Filtered<'_, P, R, V, T>
 where
     P: FnMut(&PageSummary) -> bool,
-    R: FnMut(&PageRows, usize) -> bool,
+    R: FnMut(&dyn Columns, usize) -> bool,
     V: FnMut(&TraceId, &Trace) -> Option<T>,
 {
     fn page_ok(&mut self, page: &PageSummary) -> bool {
         (self.page_ok)(page)
     }
 
-    fn row_ok(&mut self, rows: &PageRows, t: usize) -> bool {
+    fn row_ok(&mut self, rows: &dyn Columns, t: usize) -> bool {
         (self.row_ok)(rows, t)
     }
 
@@ -157,11 +201,13 @@ impl TraceStore {
     /// trace id order). A page that fails to read is logged and skipped.
     pub(crate) fn scan(&self, window: Option<(u64, u64)>, v: &mut dyn Visitor) {
         {
-            // The head's spans are decoded as they are read; the lock is held meanwhile,
-            // as it was when the head kept decoded spans.
+            // The head's spans are tested in place and decoded only for a trace that
+            // passes; the lock is held meanwhile, as it was when the head kept decoded
+            // spans.
             let inner = self.inner.read();
             for (id, t) in &inner.traces {
                 if in_window(t.start_ns, t.end_ns, window)
+                    && v.row_ok(&HeadRows(t), 0)
                     && v.visit(id, &t.materialize()).is_break()
                 {
                     return;
@@ -172,6 +218,7 @@ impl TraceStore {
         for f in frozen.iter().rev() {
             for (id, t) in &f.traces {
                 if in_window(t.start_ns, t.end_ns, window)
+                    && v.row_ok(&HeadRows(t), 0)
                     && v.visit(id, &t.materialize()).is_break()
                 {
                     return;

@@ -3,7 +3,8 @@
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use pharos_model::attrs;
 
-use super::block::{PageRows, PageSummary};
+use super::block::PageSummary;
+use super::scan::Columns;
 use super::{StoredSpan, is_error};
 
 /// What a trace search asks for. A trace matches when at least one of its spans
@@ -92,7 +93,7 @@ impl TraceQuery {
 
     /// Returns whether trace `t` of a block page has a span that may match, by the
     /// columns (service, name, start, duration; tags are checked once rebuilt).
-    pub(super) fn row_may_match(&self, rows: &PageRows, t: usize) -> bool {
+    pub(super) fn row_may_match(&self, rows: &dyn Columns, t: usize) -> bool {
         rows.spans(t).any(|k| {
             let start = rows.start(t, k);
             let duration = rows.duration(k);

@@ -5,7 +5,8 @@
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use pharos_model::attrs;
 
-use super::block::{PageRows, PageSummary, is_dedicated_key};
+use super::block::{PageSummary, is_dedicated_key};
+use super::scan::Columns;
 use super::scan::{Filtered, Newest};
 use super::{Trace, TraceId, TraceStore};
 use crate::traceql::prune::{Need, needs};
@@ -87,7 +88,9 @@ impl TraceStore {
                                 .max_duration_ns
                                 .is_some_and(|d| p.min_trace_duration_ns > d))
                 },
-                row_ok: |rows: &PageRows, t: usize| needs.iter().all(|n| row_may_hold(n, rows, t)),
+                row_ok: |rows: &dyn Columns, t: usize| {
+                    needs.iter().all(|n| row_may_hold(n, rows, t))
+                },
                 newest: &mut newest,
                 visit: |id: &TraceId, trace: &Trace| {
                     let duration = trace.end_ns.saturating_sub(trace.start_ns);
@@ -155,7 +158,7 @@ fn page_may_hold(need: &Need, p: &PageSummary) -> bool {
 
 /// Returns whether some span of trace `t` may satisfy `need`, by the page's columns
 /// (every string span attribute is in them).
-fn row_may_hold(need: &Need, rows: &PageRows, t: usize) -> bool {
+fn row_may_hold(need: &Need, rows: &dyn Columns, t: usize) -> bool {
     let any = |f: &dyn Fn(usize) -> bool| rows.spans(t).any(f);
     match need {
         Need::Service(s) => any(&|k| rows.service(k) == s),
