@@ -126,7 +126,8 @@ pub struct TracesStorageConfig {
     /// (Tempo's `max_block_duration`). A Go duration; default `5m`.
     pub max_block_duration: String,
     /// ... or once it holds this many bytes of spans (Tempo's `max_block_bytes`); default
-    /// 64 MiB (OTLP bytes of the spans; the head takes a few times that in memory).
+    /// 128 MiB of OTLP bytes. The head keeps the requests as they arrived plus about 100
+    /// bytes of index a span, so that is about its memory too.
     pub max_block_bytes: u64,
     /// Blocks are merged within aligned windows of this length (Tempo's
     /// `compaction_window`); default `1h`.
@@ -137,7 +138,7 @@ impl Default for TracesStorageConfig {
     fn default() -> Self {
         TracesStorageConfig {
             max_block_duration: "5m".into(),
-            max_block_bytes: 64 << 20,
+            max_block_bytes: 128 << 20,
             compaction_window: "1h".into(),
         }
     }

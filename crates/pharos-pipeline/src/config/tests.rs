@@ -153,7 +153,7 @@ fn trace_storage_defaults_like_tempo_and_checks_durations() {
             std::time::Duration::from_secs(3600)
         )
     );
-    assert_eq!(d.max_block_bytes, 64 << 20);
+    assert_eq!(d.max_block_bytes, 128 << 20);
     let c = parse("storage:\n  traces:\n    max_block_duration: 30s\n    compaction_window: 2h\n    max_block_bytes: 1000\n").unwrap();
     assert_eq!(c.storage.traces.durations().unwrap().0.as_secs(), 30);
     assert_eq!(c.storage.traces.max_block_bytes, 1000);

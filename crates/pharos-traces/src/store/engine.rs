@@ -62,7 +62,7 @@ impl Default for BlockOptions {
     fn default() -> Self {
         BlockOptions {
             max_head_age: Duration::from_secs(5 * 60),
-            head_max_bytes: 64 << 20,
+            head_max_bytes: 128 << 20,
             retention: Duration::from_secs(14 * 24 * 3600),
             compaction_window: Duration::from_secs(3600),
             max_window_blocks: 8,
