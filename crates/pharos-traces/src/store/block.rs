@@ -1660,10 +1660,7 @@ impl PageRows {
         for k in range.clone() {
             let mut span = Span::decode(page.rest[k].as_ref()).map_err(|e| format!("span: {e}"))?;
             span.trace_id = id.to_vec();
-            span.span_id = match page.odd_span_at.binary_search(&(k as u32)) {
-                Ok(i) => page.odd_span_ids[i].to_vec(),
-                Err(_) => page.span_ids[k * 8..k * 8 + 8].to_vec(),
-            };
+            span.span_id = self.span_id(k).to_vec();
             span.name = page.strings[page.name[k] as usize].clone();
             span.kind = page.kind[k];
             span.start_time_unix_nano = trace_start.saturating_add(page.start[k]);
@@ -1709,13 +1706,7 @@ impl PageRows {
             span.parent_span_id = match page.parent[k] {
                 0 => Vec::new(),
                 -1 => page.foreign_parents[self.foreign_before[k] as usize].to_vec(),
-                p => {
-                    let i = range.start + p as usize - 1;
-                    match page.odd_span_at.binary_search(&(i as u32)) {
-                        Ok(o) => page.odd_span_ids[o].to_vec(),
-                        Err(_) => page.span_ids[i * 8..i * 8 + 8].to_vec(),
-                    }
-                }
+                p => self.span_id(range.start + p as usize - 1).to_vec(),
             };
             trace.start_ns = trace.start_ns.min(span.start_time_unix_nano);
             trace.end_ns = trace

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use super::block::{BlockMeta, PageRows, PageSummary};
-use super::head::HeadRows;
-use super::{Trace, TraceId, TraceStore};
+use super::head::{HeadRows, HeadTrace};
+use super::{FastMap, Trace, TraceId, TraceStore};
 
 /// What a scan tests of a trace before it rebuilds it: the columns of a block's page
 /// ([`PageRows`], trace `t` of the page) or a head trace read in place ([`HeadRows`],
@@ -200,29 +200,23 @@ impl TraceStore {
     /// head's, the frozen parts' (newest first), then the blocks' (newest first, pages in
     /// trace id order). A page that fails to read is logged and skipped.
     pub(crate) fn scan(&self, window: Option<(u64, u64)>, v: &mut dyn Visitor) {
-        {
-            // The head's spans are tested in place and decoded only for a trace that
-            // passes; the lock is held meanwhile, as it was when the head kept decoded
-            // spans.
-            let inner = self.inner.read();
-            for (id, t) in &inner.traces {
-                if in_window(t.start_ns, t.end_ns, window)
+        // A head trace's spans are tested in place, and the trace decoded only if it
+        // passes. Returns whether the visitor ended the scan.
+        let head = |traces: &FastMap<TraceId, HeadTrace>, v: &mut dyn Visitor| {
+            traces.iter().any(|(id, t)| {
+                in_window(t.start_ns, t.end_ns, window)
                     && v.row_ok(&HeadRows(t), 0)
                     && v.visit(id, &t.materialize()).is_break()
-                {
-                    return;
-                }
-            }
+            })
+        };
+        // The head's lock is held while it is read, as it was when it kept decoded spans.
+        if head(&self.inner.read().traces, v) {
+            return;
         }
         let frozen = self.frozen.read().clone();
         for f in frozen.iter().rev() {
-            for (id, t) in &f.traces {
-                if in_window(t.start_ns, t.end_ns, window)
-                    && v.row_ok(&HeadRows(t), 0)
-                    && v.visit(id, &t.materialize()).is_break()
-                {
-                    return;
-                }
+            if head(&f.traces, v) {
+                return;
             }
         }
         let blocks = self.blocks.read().clone();
