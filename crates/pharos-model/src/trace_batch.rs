@@ -163,8 +163,8 @@ impl TraceBatch {
         unsafe { std::str::from_utf8_unchecked(self.slice(r)) }
     }
 
-    /// Returns the attributes of span `i`, in order (see [`view::span_attributes`]),
-    /// without checking their strings again.
+    /// Returns the attributes of span `i`, in order, as prost reads them, without
+    /// checking their strings again.
     ///
     /// # Panics
     ///
@@ -204,8 +204,8 @@ impl TraceBatch {
             .flat_map(move |p| Self::attributes_in(self.slice(*p), 1))
     }
 
-    /// The attributes in field `number` of a message of this batch, as
-    /// [`view::attributes_of`] reads them.
+    /// The attributes in field `number` of a message of this batch (1 for a `Resource`,
+    /// 9 for a `Span`).
     fn attributes_in(message: &[u8], number: u32) -> impl Iterator<Item = KeyValueView<'_>> {
         view::fields(message)
             .filter(move |f| f.number == number)
@@ -421,6 +421,36 @@ mod tests {
         let service: Vec<KeyValueView<'_>> = batch.resource_attributes(0).collect();
         assert_eq!(service[0].key, "service.name");
         assert_eq!(batch.resource_attributes(1).count(), 0);
+    }
+
+    #[test]
+    fn an_attribute_given_its_key_twice_is_found_by_the_last() {
+        let field = |n: u32, body: &[u8]| {
+            let mut out = Vec::new();
+            prost::encoding::encode_key(n, prost::encoding::WireType::LengthDelimited, &mut out);
+            prost::encoding::encode_varint(body.len() as u64, &mut out);
+            out.extend_from_slice(body);
+            out
+        };
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            ..Default::default()
+        };
+        let kv = [field(1, b"first"), field(1, b"second")].concat();
+        let span = [span.encode_to_vec(), field(9, &kv)].concat();
+        let request = field(1, &field(2, &field(2, &span)));
+        let batch = TraceBatch::parse(Bytes::from(request)).unwrap();
+        let want = &batch.decode().resource_spans[0].scope_spans[0].spans[0].attributes;
+        assert_eq!(want[0].key, "second");
+        let keys = |k: &'static str| {
+            batch
+                .span_attributes_where(0, move |key| key == k)
+                .map(|kv| kv.key)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys("second"), ["second"]);
+        assert!(keys("first").is_empty());
     }
 
     #[test]

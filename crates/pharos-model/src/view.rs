@@ -492,13 +492,9 @@ pub struct KeyValueView<'a> {
     pub value: ValueView<'a>,
 }
 
-/// Reads an encoded `KeyValue` as prost would: the last key, the value's parts merged.
-/// A string that is not UTF-8 reads as empty (the view refuses such requests).
-pub fn key_value(raw: &[u8]) -> KeyValueView<'_> {
-    key_value_with(raw, |b| std::str::from_utf8(b).unwrap_or(""))
-}
-
-/// [`key_value`] without checking UTF-8 again.
+/// Reads an encoded `KeyValue` as prost would (the last key, the value's parts merged),
+/// without checking UTF-8 again: what [`crate::trace_batch::TraceBatch`]'s attribute
+/// readers give.
 ///
 /// # Safety
 ///
@@ -507,29 +503,7 @@ pub fn key_value(raw: &[u8]) -> KeyValueView<'_> {
 #[inline]
 pub(crate) unsafe fn key_value_unchecked(raw: &[u8]) -> KeyValueView<'_> {
     // SAFETY: the caller vouches that every string field of `raw` is UTF-8.
-    key_value_with(raw, |b| unsafe { std::str::from_utf8_unchecked(b) })
-}
-
-/// The key of an encoded `KeyValue` (the last given, as prost reads it), its value not
-/// read, without checking UTF-8 again.
-///
-/// # Safety
-///
-/// As [`key_value_unchecked`].
-#[inline]
-pub(crate) unsafe fn key_unchecked(raw: &[u8]) -> &str {
-    let mut key: &[u8] = &[];
-    for f in fields(raw) {
-        if f.number == 1 {
-            key = f.payload;
-        }
-    }
-    // SAFETY: the caller vouches that every string field of `raw` is UTF-8.
-    unsafe { std::str::from_utf8_unchecked(key) }
-}
-
-#[inline]
-fn key_value_with<'a>(raw: &'a [u8], text: impl Fn(&'a [u8]) -> &'a str) -> KeyValueView<'a> {
+    let text = |b| unsafe { std::str::from_utf8_unchecked(b) };
     let mut kv = KeyValueView {
         raw,
         key: "",
@@ -558,23 +532,28 @@ fn key_value_with<'a>(raw: &'a [u8], text: impl Fn(&'a [u8]) -> &'a str) -> KeyV
     kv
 }
 
-/// The attributes of an encoded span (or any message whose field 9 is its attributes:
-/// use [`attributes_of`] for others), in order.
-pub fn span_attributes(span: &[u8]) -> impl Iterator<Item = KeyValueView<'_>> {
-    attributes_of(span, 9)
-}
-
-/// The attributes of an encoded message kept in field `number`, in order: 1 for a
-/// `Resource`, 3 for an `InstrumentationScope`, 9 for a `Span`.
-pub fn attributes_of(buf: &[u8], number: u32) -> impl Iterator<Item = KeyValueView<'_>> {
-    fields(buf)
-        .filter(move |f| f.number == number)
-        .map(|f| key_value(f.payload))
+/// The key of an encoded `KeyValue` (the last given, as prost reads it), its value not
+/// read, without checking UTF-8 again.
+///
+/// # Safety
+///
+/// As [`key_value_unchecked`].
+#[inline]
+pub(crate) unsafe fn key_unchecked(raw: &[u8]) -> &str {
+    let mut key: &[u8] = &[];
+    for f in fields(raw) {
+        if f.number == 1 {
+            key = f.payload;
+        }
+    }
+    // SAFETY: the caller vouches that every string field of `raw` is UTF-8.
+    unsafe { std::str::from_utf8_unchecked(key) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace_batch::TraceBatch;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{
         AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
@@ -730,12 +709,16 @@ mod tests {
                 m
             });
             assert_eq!(&merged, want);
-            let attrs: Vec<KeyValueView<'_>> =
-                r.parts.iter().flat_map(|p| attributes_of(p, 1)).collect();
+        }
+        // Attributes are read from a batch of the same bytes, as the write path reads
+        // them.
+        let batch = TraceBatch::parse(bytes::Bytes::copy_from_slice(bytes)).unwrap();
+        for (i, (want, _)) in resources.iter().enumerate() {
+            let attrs: Vec<KeyValueView<'_>> = batch.resource_attributes(i).collect();
             same_attributes(&attrs, want.as_ref().map_or(&[][..], |r| &r.attributes));
         }
         assert_eq!(got.spans.len(), spans.len());
-        for (s, want) in got.spans.iter().zip(&spans) {
+        for (i, (s, want)) in got.spans.iter().zip(&spans).enumerate() {
             assert_eq!(&Span::decode(s.raw).unwrap(), want);
             assert_eq!(s.trace_id, want.trace_id);
             assert_eq!(s.span_id, want.span_id);
@@ -747,8 +730,19 @@ mod tests {
             assert_eq!(s.flags, want.flags);
             assert_eq!(s.has_links, !want.links.is_empty());
             assert_eq!(s.status_code, want.status.as_ref().map_or(0, |st| st.code));
-            let attrs: Vec<KeyValueView<'_>> = span_attributes(s.raw).collect();
+            let attrs: Vec<KeyValueView<'_>> = batch.span_attributes(i).collect();
             same_attributes(&attrs, &want.attributes);
+            // Filtered by key, reading keys alone first.
+            let named: Vec<KeyValueView<'_>> = batch
+                .span_attributes_where(i, |k| k.len() % 2 == 0)
+                .collect();
+            let want_named: Vec<KeyValue> = want
+                .attributes
+                .iter()
+                .filter(|kv| kv.key.len() % 2 == 0)
+                .cloned()
+                .collect();
+            same_attributes(&named, &want_named);
         }
         true
     }
