@@ -247,36 +247,28 @@ fn key_first(field: &[u8]) -> bool {
 /// number is 0).
 pub(crate) struct HeadRows<'a>(pub(crate) &'a HeadTrace);
 
-impl HeadRows<'_> {
-    fn span(&self, k: usize) -> (&Batch, SpanView<'_>) {
-        let s = &self.0.spans[k];
-        (&s.batch, s.batch.batch.span(s.index as usize))
-    }
-}
-
 impl super::scan::Columns for HeadRows<'_> {
     fn spans(&self, _t: usize) -> std::ops::Range<usize> {
         0..self.0.spans.len()
     }
     fn service(&self, k: usize) -> &str {
-        let (b, s) = self.span(k);
-        &b.resources[b.batch.scope_resource(s.scope)].service
+        &self.0.spans[k].raw().resource.service
     }
     fn name(&self, k: usize) -> &str {
-        self.span(k).1.name
+        self.0.spans[k].raw().view.name
     }
     fn kind(&self, k: usize) -> i32 {
-        self.span(k).1.kind
+        self.0.spans[k].raw().view.kind
     }
     fn status(&self, k: usize) -> i32 {
-        self.span(k).1.status_code
+        self.0.spans[k].raw().view.status_code
     }
     fn duration(&self, k: usize) -> u64 {
-        let s = self.span(k).1;
+        let s = self.0.spans[k].raw().view;
         s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano)
     }
     fn start(&self, _t: usize, k: usize) -> u64 {
-        self.span(k).1.start_time_unix_nano
+        self.0.spans[k].raw().view.start_time_unix_nano
     }
     fn attr(&self, k: usize, key: &str) -> Option<&str> {
         let s = &self.0.spans[k];
