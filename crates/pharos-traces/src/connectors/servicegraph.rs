@@ -147,10 +147,14 @@ impl ServiceGraph {
                 span.parent_span_id
             }));
             let messaging = matches!(kind, SpanKind::Producer | SpanKind::Consumer);
-            let peer = if client {
-                peer(req.span_attributes_where(i, |k| PEER_KEYS.contains(&k)))
-            } else {
-                None
+            // Read only when the edge waits for its server (a paired or dropped edge
+            // never uses it).
+            let peer = || {
+                if client {
+                    peer(req.span_attributes_where(i, |k| PEER_KEYS.contains(&k)))
+                } else {
+                    None
+                }
             };
             let root = !client && span.parent_span_id.is_empty();
             self.upsert(key, client, side, messaging, peer, root, now);
@@ -164,14 +168,14 @@ impl ServiceGraph {
         client: bool,
         side: Side,
         messaging: bool,
-        peer: Option<(String, bool)>,
+        peer: impl FnOnce() -> Option<(String, bool)>,
         root: bool,
         now: Instant,
     ) {
         if let Some(edge) = self.pending.get_mut(&key) {
             if client {
                 edge.client = Some(side);
-                edge.peer = peer;
+                edge.peer = if edge.server.is_some() { None } else { peer() };
             } else {
                 edge.server = Some(side);
             }
@@ -206,7 +210,7 @@ impl ServiceGraph {
                 client: client_side,
                 server: server_side,
                 messaging,
-                peer,
+                peer: peer(),
                 root,
                 expires,
                 trace_id: id(&key[..16]),

@@ -17,13 +17,11 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
+mod builder;
 mod wire;
 
 use super::head::{HeadTrace, RawSpan};
-use super::{
-    FastMap, FastSet, Operation, ResourceInfo, ScopeInfo, StoredSpan, Trace, TraceId, fixed_hash,
-    service_of,
-};
+use super::{FastMap, Operation, ResourceInfo, ScopeInfo, StoredSpan, Trace, TraceId, service_of};
 
 /// A span as the block writer reads it: decoded ([`StoredSpan`]: compaction, tests) or
 /// in place in the bytes it arrived as ([`RawSpan`]: the head). Both give the same page.
@@ -37,15 +35,33 @@ pub(crate) trait WriteSpan {
     fn start(&self) -> u64;
     fn end(&self) -> u64;
     fn status_code(&self) -> i32;
-    /// Calls `dedicated(position, key, value)` for each attribute the attribute columns
-    /// take, and encodes the span's `rest` into `buf`; `order` is scratch space.
-    fn columns_and_rest(
+    /// Calls `attribute(key, value)` for each of the span's attributes, in order, and
+    /// appends the span's `rest` without its attributes to `buf` (see the format);
+    /// `order` is scratch space.
+    fn attributes_and_rest(
         &self,
         keep_end: bool,
-        dedicated: impl FnMut(u32, &str, &str),
+        attribute: impl FnMut(&str, AttrValue<'_>),
         buf: &mut Vec<u8>,
         order: &mut Vec<(u32, u32, u32)>,
     );
+}
+
+/// A span attribute's value as a page stores it.
+pub(crate) enum AttrValue<'a> {
+    /// A string value under a key given as a string: the value of a string stream.
+    Str(&'a str),
+    /// Any other: the attribute's encoded `KeyValue` after its key field.
+    Other(&'a [u8]),
+}
+
+/// Calls `attribute` with an attribute given as an encoded `KeyValue` that is not a
+/// string stream's: its key (from the front of the encoding, as the page keeps it) and
+/// the bytes after it.
+pub(crate) fn other_attribute(kv: &[u8], attribute: &mut impl FnMut(&str, AttrValue<'_>)) {
+    let (key, value) = wire::split_key_value(kv).expect("checked bytes");
+    let key = std::str::from_utf8(key).expect("a checked key is UTF-8");
+    attribute(key, AttrValue::Other(value));
 }
 
 impl WriteSpan for StoredSpan {
@@ -76,16 +92,22 @@ impl WriteSpan for StoredSpan {
     fn status_code(&self) -> i32 {
         self.span.status.as_ref().map_or(0, |st| st.code)
     }
-    fn columns_and_rest(
+    fn attributes_and_rest(
         &self,
         keep_end: bool,
-        mut dedicated: impl FnMut(u32, &str, &str),
+        mut attribute: impl FnMut(&str, AttrValue<'_>),
         buf: &mut Vec<u8>,
         _order: &mut Vec<(u32, u32, u32)>,
     ) {
-        for (pos, kv) in self.span.attributes.iter().enumerate() {
-            if let Some(value) = dedicated_value(kv) {
-                dedicated(pos as u32, &kv.key, value);
+        let mut scratch = Vec::new();
+        for kv in &self.span.attributes {
+            match dedicated_value(kv) {
+                Some(value) => attribute(&kv.key, AttrValue::Str(value)),
+                None => {
+                    scratch.clear();
+                    kv.encode(&mut scratch).expect("a Vec grows");
+                    other_attribute(&scratch, &mut attribute);
+                }
             }
         }
         encode_rest(&self.span, keep_end, buf);
@@ -120,14 +142,14 @@ impl WriteSpan for RawSpan<'_> {
     fn status_code(&self) -> i32 {
         self.view.status_code
     }
-    fn columns_and_rest(
+    fn attributes_and_rest(
         &self,
         keep_end: bool,
-        dedicated: impl FnMut(u32, &str, &str),
+        attribute: impl FnMut(&str, AttrValue<'_>),
         buf: &mut Vec<u8>,
         order: &mut Vec<(u32, u32, u32)>,
     ) {
-        RawSpan::columns_and_rest(self, keep_end, dedicated, buf, order);
+        RawSpan::attributes_and_rest(self, keep_end, attribute, buf, order);
     }
 }
 
@@ -170,51 +192,60 @@ impl WriteSpan for RowSpan<'_> {
         self.rows.page.status[self.k]
     }
     /// The page's rest already holds what the span's rest holds (an end before the start
-    /// included) but for the attributes the page keeps whole, which go back in before the
-    /// first field after them.
-    fn columns_and_rest(
+    /// included) but the attributes. Those the page keeps whole are in their own columns
+    /// (version 2 on) or in the rest (version 1); the string ones fill their positions,
+    /// the others the places between, in order.
+    fn attributes_and_rest(
         &self,
         _keep_end: bool,
-        mut dedicated: impl FnMut(u32, &str, &str),
+        mut attribute: impl FnMut(&str, AttrValue<'_>),
         buf: &mut Vec<u8>,
         _order: &mut Vec<(u32, u32, u32)>,
     ) {
         let page = &self.rows.page;
         let k = self.k;
-        for a in self.rows.first_attr[k]..self.rows.first_attr[k + 1] {
-            dedicated(
-                page.ded_pos[a],
-                &page.strings[page.ded_key[a] as usize],
-                &page.strings[page.ded_value[a] as usize],
-            );
-        }
         let rest = &page.rest[k];
-        let split = pharos_model::view::fields(rest)
-            .find(|f| f.number > wire::ATTRIBUTES_FIELD)
-            .map_or(rest.len(), |f| {
-                f.raw.as_ptr() as usize - rest.as_ptr() as usize
-            });
-        buf.extend_from_slice(&rest[..split]);
-        for y in self.rows.first_other[k]..self.rows.first_other[k + 1] {
-            let key = &page.strings[page.other_key[y] as usize];
-            let value = &page.other_value[y];
-            let key_len = if key.is_empty() {
-                0
+        let mut in_rest = pharos_model::view::fields(rest)
+            .filter(|f| f.number == wire::ATTRIBUTES_FIELD)
+            .map(|f| f.payload);
+        let mut strings = self.rows.first_attr[k]..self.rows.first_attr[k + 1];
+        let mut others = self.rows.first_other[k]..self.rows.first_other[k + 1];
+        let mut next_string = strings.next();
+        for pos in 0u32.. {
+            if let Some(a) = next_string.filter(|&a| page.ded_pos[a] == pos) {
+                next_string = strings.next();
+                attribute(
+                    &page.strings[page.ded_key[a] as usize],
+                    AttrValue::Str(&page.strings[page.ded_value[a] as usize]),
+                );
+            } else if let Some(y) = others.next() {
+                attribute(
+                    &page.strings[page.other_key[y] as usize],
+                    AttrValue::Other(&page.other_value[y]),
+                );
+            } else if let Some(kv) = in_rest.next() {
+                other_attribute(kv, &mut attribute);
+            } else if let Some(a) = next_string {
+                // Positions past the end (a page the reader checked no further).
+                next_string = strings.next();
+                attribute(
+                    &page.strings[page.ded_key[a] as usize],
+                    AttrValue::Str(&page.strings[page.ded_value[a] as usize]),
+                );
             } else {
-                1 + prost::encoding::encoded_len_varint(key.len() as u64) + key.len()
-            };
-            prost::encoding::encode_key(
-                wire::ATTRIBUTES_FIELD,
-                prost::encoding::WireType::LengthDelimited,
-                buf,
-            );
-            prost::encoding::encode_varint((key_len + value.len()) as u64, buf);
-            if !key.is_empty() {
-                prost::encoding::string::encode(1, key, buf);
+                break;
             }
-            buf.extend_from_slice(value);
         }
-        buf.extend_from_slice(&rest[split..]);
+        // Only a version-1 rest holds attributes.
+        if pharos_model::view::fields(rest).any(|f| f.number == wire::ATTRIBUTES_FIELD) {
+            for f in pharos_model::view::fields(rest) {
+                if f.number != wire::ATTRIBUTES_FIELD {
+                    buf.extend_from_slice(f.raw);
+                }
+            }
+        } else {
+            buf.extend_from_slice(rest);
+        }
     }
 }
 
@@ -511,7 +542,9 @@ pub struct BlockWriter {
     services: BTreeSet<String>,
     names: BTreeSet<String>,
     operations: BTreeSet<(String, String, i32)>,
-    page: PageBuilder,
+    page: builder::PageBuilder,
+    /// The encodings of the resources and scopes of the block's spans.
+    encodings: builder::Encodings,
     page_bytes: u64,
     ids: Vec<TraceId>,
     /// Each cut page's services and names, made indexes at `finish`.
@@ -522,248 +555,6 @@ pub struct BlockWriter {
     last: Option<TraceId>,
     /// The format version written: [`FORMAT_VERSION`], or 1 for tests of old blocks.
     version: u8,
-}
-
-#[derive(Default)]
-struct PageBuilder {
-    proto: PageProto,
-    resources: FastMap<Vec<u8>, u32>,
-    scopes: FastMap<Vec<u8>, u32>,
-    /// Indexes into `proto.strings`, by their strings' hashes: each string is kept once.
-    strings: hashbrown::HashTable<u32>,
-    hasher: foldhash::fast::RandomState,
-    bytes: u64,
-    last_ded_span: u32,
-    span_count: u32,
-    info: PageInfoProto,
-    services: BTreeSet<String>,
-    names: BTreeSet<String>,
-    pairs: BTreeSet<(String, String)>,
-    /// Resource and scope handles by address, with their table index; the handle is kept
-    /// so no address is freed and reused while the page is built.
-    resource_ptrs: FastMap<usize, (u32, Arc<ResourceInfo>)>,
-    /// Hashes of the pairs in `pairs`, so a pair seen before copies nothing.
-    pairs_seen: FastSet<u64>,
-    /// Where a span's rest is encoded.
-    scratch: Vec<u8>,
-    /// Scratch for [`WriteSpan::columns_and_rest`].
-    order: Vec<(u32, u32, u32)>,
-    /// Whether `names` holds string `i` of the page, and `services` the service of
-    /// resource `i`: what a span checks instead of searching the sets.
-    name_listed: Vec<bool>,
-    service_listed: Vec<bool>,
-    /// The page's operations (service, name, kind), and the (resource, name, kind)
-    /// indexes already in it.
-    operations: BTreeSet<(String, String, i32)>,
-    operations_seen: FastSet<(u32, u32, i32)>,
-    scope_ptrs: FastMap<usize, (u32, Arc<ScopeInfo>)>,
-}
-
-/// Returns `handle`'s index in a page's table of encoded resources or scopes: found by
-/// address, else by its encoding (`encode`), else appended to `table`.
-fn intern<T>(
-    by_ptr: &mut FastMap<usize, (u32, Arc<T>)>,
-    by_bytes: &mut FastMap<Vec<u8>, u32>,
-    table: &mut Vec<Bytes>,
-    handle: &Arc<T>,
-    encode: impl FnOnce(&T) -> Vec<u8>,
-) -> u32 {
-    let ptr = Arc::as_ptr(handle) as usize;
-    if let Some((i, _)) = by_ptr.get(&ptr) {
-        return *i;
-    }
-    let bytes = encode(handle);
-    let next = table.len() as u32;
-    let i = *by_bytes.entry(bytes.clone()).or_insert_with(|| {
-        table.push(Bytes::from(bytes));
-        next
-    });
-    by_ptr.insert(ptr, (i, Arc::clone(handle)));
-    i
-}
-
-impl PageBuilder {
-    fn string(&mut self, s: &str) -> u32 {
-        use std::hash::BuildHasher;
-        let hash = self.hasher.hash_one(s);
-        let table = &self.proto.strings;
-        if let Some(&i) = self.strings.find(hash, |&i| table[i as usize] == s) {
-            return i;
-        }
-        let i = self.proto.strings.len() as u32;
-        self.proto.strings.push(s.to_string());
-        let (strings, hasher) = (&self.proto.strings, &self.hasher);
-        self.strings
-            .insert_unique(hash, i, |&j| hasher.hash_one(strings[j as usize].as_str()));
-        i
-    }
-
-    fn push<S: WriteSpan>(&mut self, id: &TraceId, trace: TraceHeader, spans: &[S]) {
-        let p = &mut self.info;
-        if self.proto.trace_spans.is_empty() {
-            self.proto.base_ns = trace.start_ns;
-            p.first_trace = id.to_vec();
-            p.min_start_ns = u64::MAX;
-            p.min_span_duration_ns = u64::MAX;
-            p.min_trace_duration_ns = u64::MAX;
-        }
-        p.last_trace = id.to_vec();
-        p.traces += 1;
-        p.spans += spans.len() as u32;
-        p.min_start_ns = p.min_start_ns.min(trace.start_ns);
-        p.max_end_ns = p.max_end_ns.max(trace.end_ns);
-        let trace_duration = trace.end_ns.saturating_sub(trace.start_ns);
-        p.min_trace_duration_ns = p.min_trace_duration_ns.min(trace_duration);
-        p.max_trace_duration_ns = p.max_trace_duration_ns.max(trace_duration);
-        self.proto.trace_ids.extend_from_slice(id);
-        self.proto.trace_spans.push(spans.len() as u32);
-        let base = self.proto.base_ns.min(trace.start_ns);
-        if base < self.proto.base_ns {
-            // Traces come in id order, not time order: rebase the earlier deltas.
-            let shift = self.proto.base_ns - base;
-            for d in &mut self.proto.trace_start {
-                *d += shift;
-            }
-            self.proto.base_ns = base;
-        }
-        self.proto.trace_start.push(trace.start_ns - base);
-        self.bytes += trace.bytes;
-        let position = Positions::new(spans);
-        for s in spans {
-            self.push_span(s, trace.start_ns, &position);
-        }
-    }
-
-    fn push_span<S: WriteSpan>(&mut self, s: &S, trace_start: u64, position: &Positions<'_, S>) {
-        // Spans of one request share their resource and scope handles: look those up by
-        // address, and encode (to dedupe equal ones from other requests) only once each.
-        let r = intern(
-            &mut self.resource_ptrs,
-            &mut self.resources,
-            &mut self.proto.resources,
-            s.resource(),
-            |r| {
-                ResourceSpans {
-                    resource: r.resource.clone(),
-                    schema_url: r.schema_url.clone(),
-                    scope_spans: Vec::new(),
-                }
-                .encode_to_vec()
-            },
-        );
-        self.proto.resource.push(r);
-        let sc = intern(
-            &mut self.scope_ptrs,
-            &mut self.scopes,
-            &mut self.proto.scopes,
-            s.scope(),
-            |sc| {
-                ScopeSpans {
-                    scope: sc.scope.clone(),
-                    schema_url: sc.schema_url.clone(),
-                    spans: Vec::new(),
-                }
-                .encode_to_vec()
-            },
-        );
-        self.proto.scope.push(sc);
-
-        let span_id = s.span_id();
-        if span_id.len() == 8 {
-            self.proto.span_ids.extend_from_slice(span_id);
-        } else {
-            // Ids are checked at ingest; an older log may still hold another length.
-            self.proto.span_ids.extend_from_slice(&[0; 8]);
-            self.proto.odd_span_at.push(self.span_count);
-            self.proto
-                .odd_span_ids
-                .push(Bytes::copy_from_slice(span_id));
-        }
-        let parent_id = s.parent_span_id();
-        let parent = if parent_id.is_empty() {
-            0
-        } else if let Some(i) = position.get(parent_id) {
-            i as i32 + 1
-        } else {
-            self.proto
-                .foreign_parents
-                .push(Bytes::copy_from_slice(parent_id));
-            -1
-        };
-        self.proto.parent.push(parent);
-        let (start, end) = (s.start(), s.end());
-        self.proto.start.push(start.saturating_sub(trace_start));
-        let keep_end = end < start;
-        let duration = if keep_end { 0 } else { end - start };
-        self.proto.duration.push(duration);
-        let name = self.string(s.name());
-        self.proto.name.push(name);
-        let kind = s.kind();
-        self.proto.kind.push(kind);
-        let code = s.status_code();
-        self.proto.status.push(code);
-
-        let info = &mut self.info;
-        info.min_span_duration_ns = info.min_span_duration_ns.min(duration);
-        info.max_span_duration_ns = info.max_span_duration_ns.max(duration);
-        // Values outside OTLP's enums (refused at ingest) set bit 31.
-        let bit = |v: i32, max: i32| {
-            if (0..=max).contains(&v) {
-                1u32 << v
-            } else {
-                1 << 31
-            }
-        };
-        info.kinds |= bit(kind, 5);
-        info.statuses |= bit(code, 2);
-        let r = r as usize;
-        if self.service_listed.len() <= r {
-            self.service_listed.resize(r + 1, false);
-        }
-        if !self.service_listed[r] {
-            self.service_listed[r] = true;
-            self.services.insert(s.resource().service.clone());
-        }
-        if self.operations_seen.insert((r as u32, name, kind)) {
-            let op = (s.resource().service.clone(), s.name().to_string(), kind);
-            self.operations.insert(op);
-        }
-        let n = name as usize;
-        if self.name_listed.len() <= n {
-            self.name_listed.resize(n + 1, false);
-        }
-        if !self.name_listed[n] {
-            self.name_listed[n] = true;
-            self.names.insert(s.name().to_string());
-        }
-
-        let (mut scratch, mut order) = (
-            std::mem::take(&mut self.scratch),
-            std::mem::take(&mut self.order),
-        );
-        scratch.clear();
-        let dedicated = |pos, k: &str, value: &str| {
-            let key = self.string(k);
-            let value_idx = self.string(value);
-            self.proto
-                .ded_span
-                .push(self.span_count - self.last_ded_span);
-            self.last_ded_span = self.span_count;
-            self.proto.ded_pos.push(pos);
-            self.proto.ded_key.push(key);
-            self.proto.ded_value.push(value_idx);
-            if is_dedicated_key(k)
-                && self.pairs.len() <= MAX_SUMMARY_PAIRS
-                && self.pairs_seen.insert(fixed_hash((k, value)))
-            {
-                self.pairs.insert((k.to_string(), value.to_string()));
-            }
-        };
-        s.columns_and_rest(keep_end, dedicated, &mut scratch, &mut order);
-        (self.scratch, self.order) = (scratch, order);
-        self.proto.rest.push(Bytes::copy_from_slice(&self.scratch));
-        self.span_count += 1;
-    }
 }
 
 /// Where each span id of a trace is: a scan for small traces, a map for large ones.
@@ -801,8 +592,9 @@ impl<'a, S: WriteSpan> Positions<'a, S> {
     }
 }
 
-/// Encodes what `rest` keeps of a span (see the format: everything but the columns),
-/// field by field as prost would, without building a trimmed copy of the span.
+/// Encodes what `rest` keeps of a span (see the format: everything but the columns and
+/// the attributes), field by field as prost would, without building a trimmed copy of the
+/// span.
 fn encode_rest(span: &Span, keep_end: bool, buf: &mut Vec<u8>) {
     use prost::encoding::{fixed32, fixed64, message, string, uint32};
     if !span.trace_state.is_empty() {
@@ -810,11 +602,6 @@ fn encode_rest(span: &Span, keep_end: bool, buf: &mut Vec<u8>) {
     }
     if keep_end && span.end_time_unix_nano != 0 {
         fixed64::encode(8, &span.end_time_unix_nano, buf);
-    }
-    for kv in &span.attributes {
-        if dedicated_value(kv).is_none() {
-            message::encode(9, kv, buf);
-        }
     }
     if span.dropped_attributes_count != 0 {
         uint32::encode(10, &span.dropped_attributes_count, buf);
@@ -863,7 +650,8 @@ impl BlockWriter {
             services: BTreeSet::new(),
             names: BTreeSet::new(),
             operations: BTreeSet::new(),
-            page: PageBuilder::default(),
+            page: builder::PageBuilder::default(),
+            encodings: builder::Encodings::default(),
             page_bytes: page_bytes.max(1),
             ids: Vec::new(),
             pending_names: Vec::new(),
@@ -938,21 +726,22 @@ impl BlockWriter {
         self.min_ns = self.min_ns.min(trace.start_ns);
         self.max_ns = self.max_ns.max(trace.end_ns);
         self.spans += spans.len() as u64;
-        self.page.push(id, trace, spans);
+        self.page.push(&mut self.encodings, id, trace, spans);
         if self.page.bytes >= self.page_bytes {
             self.cut_page();
         }
     }
 
     fn cut_page(&mut self) {
-        let page = std::mem::take(&mut self.page);
-        if page.proto.trace_spans.is_empty() {
+        let mut page = std::mem::take(&mut self.page);
+        if page.is_empty() {
             return;
         }
-        let raw = if self.version == 1 {
-            page.proto.encode_to_vec()
+        let raw = page.encode();
+        let raw = if self.version == FORMAT_VERSION {
+            raw
         } else {
-            wire::encode(&page.proto, self.version)
+            page_as_version(raw, self.version)
         };
         let compressed = zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("zstd compresses memory");
         let mut info = page.info;
@@ -975,10 +764,10 @@ impl BlockWriter {
         }
         self.services.extend(page.services.iter().cloned());
         self.operations.extend(page.operations);
-        self.names.extend(page.names.iter().cloned());
+        self.names.extend(page.span_names.iter().cloned());
         self.pending_names.push((
             page.services.into_iter().collect(),
-            page.names.into_iter().collect(),
+            page.span_names.into_iter().collect(),
         ));
         self.pages.push(info);
     }
@@ -1041,6 +830,58 @@ impl BlockWriter {
             index: Bytes::from(index_file),
             meta,
         }
+    }
+}
+
+/// A version-4 page (before compression) as `version`: its columns decoded, the
+/// attributes the page keeps whole put back in each span's rest, and encoded again by
+/// [`wire::encode`] (tests write blocks of every version a reader reads, and check the
+/// page writer against that encoder).
+pub(crate) fn page_as_version(v4: Vec<u8>, version: u8) -> Vec<u8> {
+    let mut p = wire::decode(Bytes::from(v4)).expect("a page just written decodes");
+    let rows = PageRows::new(p.clone()).expect("a page just written is consistent");
+    for k in 0..p.rest.len() {
+        let mut rest = Vec::new();
+        RowSpan {
+            rows: &rows,
+            k,
+            parent: &[],
+            start: 0,
+            end: 0,
+        }
+        .attributes_and_rest(
+            false,
+            |key, value| {
+                if let AttrValue::Other(v) = value {
+                    let mut kv = KeyValue::decode(v).expect("checked bytes");
+                    kv.key = key.to_string();
+                    rest.push((kv.encoded_len(), kv));
+                }
+            },
+            &mut Vec::new(),
+            &mut Vec::new(),
+        );
+        let old = &p.rest[k];
+        let split = pharos_model::view::fields(old)
+            .find(|f| f.number > wire::ATTRIBUTES_FIELD)
+            .map_or(old.len(), |f| {
+                f.raw.as_ptr() as usize - old.as_ptr() as usize
+            });
+        let mut buf = old[..split].to_vec();
+        for (_, kv) in &rest {
+            prost::encoding::message::encode(wire::ATTRIBUTES_FIELD, kv, &mut buf);
+        }
+        buf.extend_from_slice(&old[split..]);
+        p.rest[k] = Bytes::from(buf);
+    }
+    p.other_span.clear();
+    p.other_pos.clear();
+    p.other_key.clear();
+    p.other_value.clear();
+    if version == 1 {
+        p.encode_to_vec()
+    } else {
+        wire::encode(&p, version)
     }
 }
 
@@ -1125,6 +966,14 @@ fn trace_id(block: &str, bytes: &[u8]) -> Result<TraceId, BlockError> {
 }
 
 impl TraceBlock {
+    /// Returns page `i` decompressed, unchecked (tests).
+    #[cfg(test)]
+    pub(crate) fn raw_page(&self, i: usize) -> Vec<u8> {
+        let p = &self.pages[i];
+        let bytes = &self.data[p.offset as usize..(p.offset + p.len) as usize];
+        decompress("test", "page", &bytes[..bytes.len() - 4]).unwrap()
+    }
+
     /// Decodes a block from its three files, checking every checksum and bound.
     ///
     /// # Errors

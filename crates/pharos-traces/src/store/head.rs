@@ -14,6 +14,7 @@ use pharos_model::trace_batch::TraceBatch;
 use pharos_model::view::{self, SpanView, ValueView};
 use prost::Message;
 
+use super::block::{self, AttrValue};
 use super::{ResourceInfo, ScopeInfo, StoredSpan, Trace, service_of};
 
 /// A request the head keeps whole, shared by its spans.
@@ -151,17 +152,18 @@ pub(crate) struct RawSpan<'a> {
 }
 
 impl RawSpan<'_> {
-    /// In one pass over the span's fields: calls `dedicated(position, key, value)` for
-    /// each attribute the block's attribute columns take (see `block::dedicated_value`: a
-    /// string value under a key given as a string), and encodes into `buf` what a page's
-    /// `rest` keeps of the span, as `block::encode_rest` does for a decoded span, by
-    /// copying the other fields as they came. For a request encoded as prost encodes
-    /// (fields in number order) the bytes are the same; for any other, they decode to
-    /// the same span. `order` is scratch space.
-    pub(crate) fn columns_and_rest(
+    /// In one pass over the span's fields: calls `attribute(key, value)` for each
+    /// attribute in order (a string value under a key given as a string as
+    /// [`AttrValue::Str`], see `block::dedicated_value`; any other as its encoded
+    /// `KeyValue` after the key), and appends to `buf` what a page's `rest` keeps of the
+    /// span, as `block::encode_rest` does for a decoded span, by copying the other fields
+    /// as they came. For a request encoded as prost encodes (fields in number order) the
+    /// bytes are the same; for any other, they decode to the same span. `order` is
+    /// scratch space.
+    pub(crate) fn attributes_and_rest(
         &self,
         keep_end: bool,
-        mut dedicated: impl FnMut(u32, &str, &str),
+        mut attribute: impl FnMut(&str, AttrValue<'_>),
         buf: &mut Vec<u8>,
         order: &mut Vec<(u32, u32, u32)>,
     ) {
@@ -170,19 +172,26 @@ impl RawSpan<'_> {
         order.clear();
         // Scalars keep their last value (prost's reading): their index in `order`.
         let mut last = [usize::MAX; 17];
-        let mut position = 0;
         for (f, kv) in self.batch.span_fields(self.index) {
             let keep = match (f.number, kv) {
                 (3, _) => !f.payload.is_empty(),
                 (9, Some(kv)) => {
-                    position += 1;
                     match kv.value {
                         ValueView::Str(v) if kv.key_strindex == 0 => {
-                            dedicated(position - 1, kv.key, v);
-                            false
+                            attribute(kv.key, AttrValue::Str(v));
                         }
-                        _ => true,
+                        // The page keeps an attribute's key apart, read from the front of
+                        // its `KeyValue`: one whose key comes later or twice is encoded
+                        // as prost would.
+                        _ if key_first(f.payload) => {
+                            block::other_attribute(f.payload, &mut attribute);
+                        }
+                        _ => {
+                            let kv = KeyValue::decode(f.payload).expect("checked bytes decode");
+                            block::other_attribute(&kv.encode_to_vec(), &mut attribute);
+                        }
                     }
+                    continue;
                 }
                 (10 | 12 | 14 | 16, _) => f.scalar as u32 != 0,
                 (11 | 13 | 15, _) => true,
@@ -216,16 +225,7 @@ impl RawSpan<'_> {
                 prost::encoding::fixed64::encode(8, &end, buf);
                 end_written = true;
             }
-            let field = &raw[off as usize..(off + len) as usize];
-            if n == 9 && !key_first(field) {
-                // The page keeps an attribute's key apart, read from the front of its
-                // `KeyValue`: one whose key comes later or twice is encoded as prost would.
-                let payload = view::fields(field).next().map_or(&[][..], |f| f.payload);
-                let kv = KeyValue::decode(payload).expect("checked bytes decode");
-                prost::encoding::message::encode(9, &kv, buf);
-                continue;
-            }
-            buf.extend_from_slice(field);
+            buf.extend_from_slice(&raw[off as usize..(off + len) as usize]);
         }
         if !end_written {
             prost::encoding::fixed64::encode(8, &end, buf);
@@ -233,14 +233,11 @@ impl RawSpan<'_> {
     }
 }
 
-/// Whether the attribute field `field` (key 9 and an encoded `KeyValue`) gives the
-/// attribute's key first and once, or not at all: as prost writes it.
-fn key_first(field: &[u8]) -> bool {
-    let Some(kv) = view::fields(field).next() else {
-        return true;
-    };
+/// Whether the encoded `KeyValue` `kv` gives its key first and once, or not at all: as
+/// prost writes it.
+fn key_first(kv: &[u8]) -> bool {
     // A key past the first field is either late or given again.
-    !view::fields(kv.payload).skip(1).any(|f| f.number == 1)
+    !view::fields(kv).skip(1).any(|f| f.number == 1)
 }
 
 /// A head trace's spans as a scan tests them before it decodes the trace (one trace: its

@@ -44,113 +44,113 @@ const EVENTS_FIELD: u32 = 11;
 const EVENT_TIME_KEY: u8 = 0x09;
 
 #[derive(Clone, PartialEq, prost::Message)]
-struct PageWire {
+pub(super) struct PageWire {
     #[prost(bytes = "bytes", tag = "1")]
-    trace_ids: Bytes,
+    pub(super) trace_ids: Bytes,
     #[prost(uint32, repeated, tag = "2")]
-    trace_spans: Vec<u32>,
+    pub(super) trace_spans: Vec<u32>,
     #[prost(uint64, repeated, tag = "3")]
-    trace_start: Vec<u64>,
+    pub(super) trace_start: Vec<u64>,
     #[prost(uint64, tag = "4")]
-    base_ns: u64,
+    pub(super) base_ns: u64,
     #[prost(bytes = "bytes", repeated, tag = "5")]
-    resources: Vec<Bytes>,
+    pub(super) resources: Vec<Bytes>,
     #[prost(bytes = "bytes", repeated, tag = "6")]
-    scopes: Vec<Bytes>,
+    pub(super) scopes: Vec<Bytes>,
     /// Span names.
     #[prost(string, repeated, tag = "7")]
-    names: Vec<String>,
+    pub(super) names: Vec<String>,
     /// Distinct (resource, scope, name, kind, attribute shape) of the page's spans.
     #[prost(message, repeated, tag = "8")]
-    ops: Vec<OpWire>,
+    pub(super) ops: Vec<OpWire>,
     /// Each span's entry in `ops`.
     #[prost(uint32, repeated, tag = "9")]
-    op: Vec<u32>,
+    pub(super) op: Vec<u32>,
     #[prost(bytes = "bytes", tag = "10")]
-    span_ids: Bytes,
+    pub(super) span_ids: Bytes,
     #[prost(sint32, repeated, tag = "11")]
-    parent: Vec<i32>,
+    pub(super) parent: Vec<i32>,
     #[prost(bytes = "bytes", repeated, tag = "12")]
-    foreign_parents: Vec<Bytes>,
+    pub(super) foreign_parents: Vec<Bytes>,
     /// pco `i64`: start minus the parent's start, or minus the trace's start.
     #[prost(bytes = "bytes", tag = "13")]
-    start: Bytes,
+    pub(super) start: Bytes,
     /// pco `u64`; empty when `ends` is given (version 3).
     #[prost(bytes = "bytes", tag = "14")]
-    duration: Bytes,
+    pub(super) duration: Bytes,
     /// Version 3: pco `i64`, in place of `duration`: the parent's end minus the span's
     /// end where the start is stored from the parent, else the duration.
     #[prost(bytes = "bytes", tag = "15")]
-    ends: Bytes,
+    pub(super) ends: Bytes,
     #[prost(int32, repeated, tag = "17")]
-    status: Vec<i32>,
+    pub(super) status: Vec<i32>,
     /// Attribute keys.
     #[prost(string, repeated, tag = "18")]
-    keys: Vec<String>,
+    pub(super) keys: Vec<String>,
     /// Distinct attribute shapes: stream numbers, `key * 2 + 1` for a string value,
     /// `key * 2` for any other.
     #[prost(message, repeated, tag = "19")]
-    shapes: Vec<ShapeWire>,
+    pub(super) shapes: Vec<ShapeWire>,
     /// Stream n is `streams[n]`; streams past the end are empty.
     #[prost(message, repeated, tag = "21")]
-    streams: Vec<StreamWire>,
+    pub(super) streams: Vec<StreamWire>,
     /// Each span's protobuf without the columns and without its attributes.
     #[prost(bytes = "bytes", repeated, tag = "22")]
-    rest: Vec<Bytes>,
+    pub(super) rest: Vec<Bytes>,
     #[prost(uint32, repeated, tag = "23")]
-    odd_span_at: Vec<u32>,
+    pub(super) odd_span_at: Vec<u32>,
     #[prost(bytes = "bytes", repeated, tag = "24")]
-    odd_span_ids: Vec<Bytes>,
+    pub(super) odd_span_ids: Vec<Bytes>,
     /// Version 3: each event's `time_unix_nano` in `rest` holds the time minus the
     /// span's start (wrapping), in the same eight bytes.
     #[prost(bool, tag = "25")]
-    event_times_from_start: bool,
+    pub(super) event_times_from_start: bool,
     /// 4 from version 4 on (0 before): times from siblings, values predicted by op,
     /// packed value streams.
     #[prost(uint32, tag = "26")]
-    version: u32,
+    pub(super) version: u32,
     /// Version 4: pco `u64` of each trace id's first eight bytes (big-endian, so in
     /// ascending order); `trace_ids` then holds only the last eight bytes of each.
     #[prost(bytes = "bytes", tag = "27")]
-    trace_ids_high: Bytes,
+    pub(super) trace_ids_high: Bytes,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
-struct OpWire {
+pub(super) struct OpWire {
     #[prost(uint32, tag = "1")]
-    resource: u32,
+    pub(super) resource: u32,
     #[prost(uint32, tag = "2")]
-    scope: u32,
+    pub(super) scope: u32,
     /// Index into `names`.
     #[prost(uint32, tag = "3")]
-    name: u32,
+    pub(super) name: u32,
     #[prost(int32, tag = "4")]
-    kind: i32,
+    pub(super) kind: i32,
     /// Index into `shapes`.
     #[prost(uint32, tag = "5")]
-    shape: u32,
+    pub(super) shape: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-struct ShapeWire {
+pub(super) struct ShapeWire {
     #[prost(uint32, repeated, tag = "1")]
-    streams: Vec<u32>,
+    pub(super) streams: Vec<u32>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-struct StreamWire {
+pub(super) struct StreamWire {
     /// Distinct values in first-occurrence order: a string's UTF-8, or a non-string
     /// attribute's encoded `KeyValue` after its key field.
     #[prost(bytes = "bytes", repeated, tag = "1")]
-    values: Vec<Bytes>,
+    pub(super) values: Vec<Bytes>,
     /// One per use: 0 takes the next new value; 1 the value of this stream's last use by
     /// a span of the same name; r > 1 the value r - 1 places back in `values`.
     #[prost(uint64, repeated, tag = "2")]
-    refs: Vec<u64>,
+    pub(super) refs: Vec<u64>,
     /// Version 4, string streams: how `values` hold the strings ([`PACKED_IPV4`],
     /// [`PACKED_HEX`]; 0 as UTF-8).
     #[prost(uint32, tag = "3")]
-    packing: u32,
+    pub(super) packing: u32,
 }
 
 /// A string stream whose values are all canonical dotted-quad IPv4 addresses, stored as
@@ -161,7 +161,7 @@ const PACKED_IPV4: u32 = 1;
 const PACKED_HEX: u32 = 2;
 
 /// Packs a string stream's values where they all are IPv4 addresses or all hex.
-fn pack_values(w: &mut StreamWire) {
+pub(super) fn pack_values(w: &mut StreamWire) {
     if w.values.is_empty() {
         return;
     }
@@ -202,7 +202,7 @@ fn unpack_value(packing: u32, v: &[u8]) -> Result<String, String> {
     }
 }
 
-fn pco_config() -> pco::ChunkConfig {
+pub(super) fn pco_config() -> pco::ChunkConfig {
     pco::ChunkConfig::default().with_compression_level(8)
 }
 
@@ -392,7 +392,7 @@ fn resolve_v4(
     Ok((st, en))
 }
 
-fn first_spans(trace_spans: &[u32]) -> Option<Vec<usize>> {
+pub(super) fn first_spans(trace_spans: &[u32]) -> Option<Vec<usize>> {
     let mut first = Vec::with_capacity(trace_spans.len() + 1);
     let mut at = 0usize;
     first.push(0);
@@ -438,7 +438,7 @@ fn split_rest(rest: &[u8]) -> Result<(usize, Vec<&[u8]>, usize), String> {
 }
 
 /// Splits an encoded `KeyValue` into its key and the rest (the fields after the key).
-fn split_key_value(kv: &[u8]) -> Result<(&[u8], &[u8]), String> {
+pub(super) fn split_key_value(kv: &[u8]) -> Result<(&[u8], &[u8]), String> {
     if kv.first() != Some(&0x0a) {
         return Ok((&[], kv));
     }
@@ -505,7 +505,7 @@ impl<'a> StreamBuilder<'a> {
 /// bytes of each event's `time_unix_nano`, when the event's first field is that time
 /// (as prost writes a set time).
 /// A rest holding attributes is refused (their place is the streams).
-fn event_times(rest: &[u8], out: &mut Vec<usize>) -> Result<(), String> {
+pub(super) fn event_times(rest: &[u8], out: &mut Vec<usize>) -> Result<(), String> {
     let mut buf = rest;
     out.clear();
     while !buf.is_empty() {
@@ -531,7 +531,7 @@ fn event_times(rest: &[u8], out: &mut Vec<usize>) -> Result<(), String> {
 }
 
 /// Adds `delta` (wrapping) to each event time of `rest`, found by [`event_times`].
-fn shift_event_times(rest: &mut [u8], at: &[usize], delta: u64) {
+pub(super) fn shift_event_times(rest: &mut [u8], at: &[usize], delta: u64) {
     for &o in at {
         let b: [u8; 8] = rest[o..o + 8].try_into().expect("eight bytes");
         let t = u64::from_le_bytes(b).wrapping_add(delta);
@@ -544,6 +544,48 @@ fn absolute_start(p: &PageProto, t: usize, k: usize) -> u64 {
     p.base_ns
         .wrapping_add(p.trace_start[t])
         .wrapping_add(p.start[k])
+}
+
+/// A page's `start` and `ends` columns (versions 3 and 4; see the format) from its
+/// parent column, its trace-relative starts and its durations.
+pub(super) fn start_and_ends(
+    parent: &[i32],
+    start_rel: &[u64],
+    duration: &[u64],
+    first_span: &[usize],
+    v4: bool,
+) -> (Vec<i64>, Vec<i64>) {
+    let relative = parent_relative(parent, first_span);
+    let (prev_sibling, has_next) = siblings(parent, &relative, first_span);
+    let mut start = Vec::with_capacity(parent.len());
+    let mut ends = Vec::with_capacity(parent.len());
+    let end_of = |k: usize| start_rel[k].wrapping_add(duration[k]) as i64;
+    for t in 0..first_span.len() - 1 {
+        for k in first_span[t]..first_span[t + 1] {
+            if relative[k] {
+                let up = first_span[t] + parent[k] as usize - 1;
+                // Version 4 stores the start from the previous sibling's end where there
+                // is one, and the duration where a later sibling follows: sequential calls
+                // make small numbers. Otherwise both are from the parent (version 3).
+                let (prev, next) = if v4 {
+                    (prev_sibling[k], has_next[k])
+                } else {
+                    (None, false)
+                };
+                let from = prev.map_or(start_rel[up] as i64, end_of);
+                start.push((start_rel[k] as i64).wrapping_sub(from));
+                ends.push(if next {
+                    duration[k] as i64
+                } else {
+                    end_of(up).wrapping_sub(end_of(k))
+                });
+            } else {
+                start.push(start_rel[k] as i64);
+                ends.push(duration[k] as i64);
+            }
+        }
+    }
+    (start, ends)
 }
 
 /// Encodes a page's columns as version 2 (before compression).
@@ -687,36 +729,7 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
             streams[n].push(predictor, value, string, v4);
         }
     }
-    let relative = parent_relative(&p.parent, &first_span);
-    let (prev_sibling, has_next) = siblings(&p.parent, &relative, &first_span);
-    let mut start = Vec::with_capacity(spans);
-    let mut ends = Vec::with_capacity(spans);
-    let end_of = |k: usize| p.start[k].wrapping_add(p.duration[k]) as i64;
-    for t in 0..first_span.len() - 1 {
-        for k in first_span[t]..first_span[t + 1] {
-            if relative[k] {
-                let parent = first_span[t] + p.parent[k] as usize - 1;
-                // Version 4 stores the start from the previous sibling's end where there
-                // is one, and the duration where a later sibling follows: sequential calls
-                // make small numbers. Otherwise both are from the parent (version 3).
-                let (prev, next) = if v4 {
-                    (prev_sibling[k], has_next[k])
-                } else {
-                    (None, false)
-                };
-                let from = prev.map_or(p.start[parent] as i64, end_of);
-                start.push((p.start[k] as i64).wrapping_sub(from));
-                ends.push(if next {
-                    p.duration[k] as i64
-                } else {
-                    end_of(parent).wrapping_sub(end_of(k))
-                });
-            } else {
-                start.push(p.start[k] as i64);
-                ends.push(p.duration[k] as i64);
-            }
-        }
-    }
+    let (start, ends) = start_and_ends(&p.parent, &p.start, &p.duration, &first_span, v4);
     let wire = PageWire {
         trace_ids: if v4 {
             p.trace_ids
