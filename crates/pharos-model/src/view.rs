@@ -280,6 +280,13 @@ fn check(kind: Kind, value: &Value<'_>, depth: u32) -> Result<(), ViewError> {
         | (Kind::Fixed32, Value::Fixed32(_))
         | (Kind::Bytes, Value::Len(_)) => Ok(()),
         (Kind::Str, Value::Len(v)) => utf8(v).map(|_| ()),
+        // A key-value and its value are two levels: deeper, the schema walk refuses it.
+        (Kind::Message(Msg::KeyValue), Value::Len(v))
+            if depth >= 2
+                && let Some(ok) = plain_key_value(v) =>
+        {
+            ok
+        }
         (Kind::Message(m), Value::Len(v)) => {
             nested(depth)?;
             check_message(v, m, depth - 1)
@@ -302,8 +309,53 @@ fn nested(depth: u32) -> Result<(), ViewError> {
     }
 }
 
+#[inline]
 fn utf8(v: &[u8]) -> Result<&str, ViewError> {
+    if v.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(v) });
+    }
     std::str::from_utf8(v).map_err(|_| ViewError("a string is not UTF-8"))
+}
+
+/// Checks the encoded `KeyValue` most attributes are, without walking it as a schema: a
+/// key, then a value holding one string, bool, int or double, each field once with a
+/// one-byte length, nothing else. `None` for any other encoding (the caller checks it
+/// field by field).
+#[inline]
+fn plain_key_value(v: &[u8]) -> Option<Result<(), ViewError>> {
+    let [0x0a, key_len, rest @ ..] = v else {
+        return None;
+    };
+    let key_len = usize::from(*key_len);
+    if key_len >= 0x80 || rest.len() < key_len {
+        return None;
+    }
+    let (key, rest) = rest.split_at(key_len);
+    let value = match rest {
+        [] => &[][..],
+        [0x12, len, value @ ..] if usize::from(*len) == value.len() && *len < 0x80 => value,
+        _ => return None,
+    };
+    let string = match value {
+        [] => None,
+        [0x0a, len, s @ ..] if usize::from(*len) == s.len() && *len < 0x80 => Some(s),
+        // A bool or an int: a varint of at most nine bytes filling the value.
+        [0x10 | 0x18, varint @ ..]
+            if (1..10).contains(&varint.len())
+                && varint[..varint.len() - 1].iter().all(|b| b & 0x80 != 0)
+                && varint[varint.len() - 1] & 0x80 == 0 =>
+        {
+            None
+        }
+        [0x21, double @ ..] if double.len() == 8 => None,
+        _ => return None,
+    };
+    Some(
+        utf8(key)
+            .and_then(|_| string.map_or(Ok(""), utf8))
+            .map(|_| ()),
+    )
 }
 
 /// Checks every field of a message.
@@ -860,6 +912,50 @@ mod tests {
                 value: Some(v),
                 key_strindex: 0,
             }];
+            let req = ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    scope_spans: vec![ScopeSpans {
+                        spans: vec![s],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            };
+            outcomes.push(agrees(&req.encode_to_vec()));
+        }
+        assert!(
+            outcomes.contains(&true) && outcomes.contains(&false),
+            "both sides of the limit: {outcomes:?}"
+        );
+    }
+
+    #[test]
+    fn a_plain_key_value_at_the_nesting_limit_is_judged_as_prost_judges_it() {
+        // Key-value lists nested in attribute values, a plain string attribute (the
+        // shape checked without the schema walk) innermost: every depth around the
+        // limit, so the innermost pair falls on each side of it.
+        let mut outcomes = Vec::new();
+        for depth in 26..38 {
+            let mut kv = KeyValue {
+                key: "k".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue("v".into())),
+                }),
+                key_strindex: 0,
+            };
+            for _ in 0..depth {
+                kv = KeyValue {
+                    key: "list".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::KvlistValue(KeyValueList {
+                            values: vec![kv],
+                        })),
+                    }),
+                    key_strindex: 0,
+                };
+            }
+            let mut s = span(&mut Rng(4));
+            s.attributes = vec![kv];
             let req = ExportTraceServiceRequest {
                 resource_spans: vec![ResourceSpans {
                     scope_spans: vec![ScopeSpans {

@@ -212,8 +212,9 @@ struct Keys {
     dedicated: Vec<bool>,
 }
 
-/// What the last span of a name had: its keys by position, shape and op. Spans of one
-/// name mostly repeat them, so most are found by comparing rather than hashing.
+/// What the last span of a (resource, scope, name, kind) had: its keys by position,
+/// shape and op. Such spans mostly repeat them, so most are found by comparing rather
+/// than hashing.
 #[derive(Clone, Default)]
 struct ByName {
     keys: Vec<u32>,
@@ -290,8 +291,9 @@ pub(super) struct PageBuilder {
     /// twice shares its stream's prediction, as one stream has one last value per op).
     shape_slots: Vec<Vec<u32>>,
     streams: Vec<Stream>,
-    /// Per name: what its last span had.
+    /// Per (resource, scope, name, kind): what its last span had.
     by_name: Vec<ByName>,
+    by_name_of: FastMap<(u32, u32, u32, i32), u32>,
     /// Every span's rest, one after another; span k's ends at `rest_ends[k]`.
     rest: Vec<u8>,
     rest_ends: Vec<usize>,
@@ -415,20 +417,22 @@ impl PageBuilder {
         let duration = if keep_end { 0 } else { end - start };
         self.duration.push(duration);
         let (name, new_name) = self.name(s.name());
-        if new_name {
+        let kind = s.kind();
+        let next = self.by_name.len() as u32;
+        let cache = *self.by_name_of.entry((r, sc, name, kind)).or_insert(next) as usize;
+        if cache == self.by_name.len() {
             self.by_name.push(ByName {
                 keys: Vec::new(),
                 shape: NONE,
                 op: NONE,
             });
         }
-        let kind = s.kind();
         let code = s.status_code();
         self.status.push(code);
 
         // The attributes to their streams' keys, the rest to the page's rest buffer.
         let (keys, attrs) = (&mut self.keys, &mut self.attrs);
-        let by_name = &mut self.by_name[name as usize];
+        let by_name = &mut self.by_name[cache];
         attrs.streams.clear();
         attrs.values.clear();
         attrs.ends.clear();
@@ -457,7 +461,7 @@ impl PageBuilder {
         wire::shift_event_times(rest, &self.times, absolute.wrapping_neg());
         self.rest_ends.push(self.rest.len());
 
-        let cached = self.by_name[name as usize].shape;
+        let cached = self.by_name[cache].shape;
         let shape = if cached != NONE && self.shapes[cached as usize].streams == self.attrs.streams
         {
             cached
@@ -488,7 +492,7 @@ impl PageBuilder {
         };
         let next = self.ops.len() as u32;
         let mut new_op = false;
-        let cached = self.by_name[name as usize].op;
+        let cached = self.by_name[cache].op;
         let op = if cached != NONE && self.ops[cached as usize] == o {
             cached
         } else {
@@ -497,7 +501,7 @@ impl PageBuilder {
                 next
             })
         };
-        let by_name = &mut self.by_name[name as usize];
+        let by_name = &mut self.by_name[cache];
         by_name.shape = shape;
         by_name.op = op;
         if new_op {
