@@ -40,6 +40,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -280,7 +281,7 @@ impl Wal {
     /// [`WalError::RecordTooLarge`] if the record exceeds [`WalOptions::max_record_bytes`];
     /// [`WalError::Closed`] after [`Wal::close`]; [`WalError::Io`] if this group's write or
     /// fsync failed, and [`WalError::Poisoned`] for every append after that.
-    pub async fn append(&self, record: Vec<u8>) -> Result<(), WalError> {
+    pub async fn append(&self, record: impl Into<Cow<'_, [u8]>>) -> Result<(), WalError> {
         self.submit(record)?.await
     }
 
@@ -293,7 +294,19 @@ impl Wal {
     ///
     /// [`WalError::RecordTooLarge`] or [`WalError::Closed`] at once; the
     /// future yields the errors of [`Wal::append`].
-    pub fn submit(&self, record: Vec<u8>) -> Result<Pending, WalError> {
+    pub fn submit<'a>(&self, record: impl Into<Cow<'a, [u8]>>) -> Result<Pending, WalError> {
+        self.submit_prepared(self.prepare(record)?)
+    }
+
+    /// Checks and compresses a record for [`Wal::submit_prepared`]: the part of
+    /// [`Wal::submit`] that can run outside a caller's ordering lock, so concurrent
+    /// appends compress in parallel and the writer thread only writes.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::RecordTooLarge`] or [`WalError::Closed`].
+    pub fn prepare<'a>(&self, record: impl Into<Cow<'a, [u8]>>) -> Result<Prepared, WalError> {
+        let record = record.into();
         let size = record.len() as u64;
         if size > self.inner.max_record_bytes {
             return Err(WalError::RecordTooLarge {
@@ -304,13 +317,21 @@ impl Wal {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(WalError::Closed);
         }
-        // Compressed here, on the caller's thread, so concurrent appends compress in
-        // parallel and the writer thread only writes.
         let (kind, record) = if self.inner.compress {
             format::compress_record(record)
         } else {
-            (format::RECORD_TYPE_FULL, record)
+            (format::RECORD_TYPE_FULL, record.into_owned())
         };
+        Ok(Prepared { kind, record })
+    }
+
+    /// Queues a record [`Wal::prepare`]d, as [`Wal::submit`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::Closed`] at once; the future yields the errors of [`Wal::append`].
+    pub fn submit_prepared(&self, prepared: Prepared) -> Result<Pending, WalError> {
+        let Prepared { kind, record } = prepared;
         let (done, answer) = oneshot::channel();
         self.inner
             .requests
@@ -400,6 +421,13 @@ impl fmt::Debug for Wal {
             .field("size_bytes", &self.size_bytes())
             .finish()
     }
+}
+
+/// A record checked and compressed by [`Wal::prepare`], to be queued by
+/// [`Wal::submit_prepared`].
+pub struct Prepared {
+    kind: u8,
+    record: Vec<u8>,
 }
 
 /// An append queued by [`Wal::submit`]; resolves once the record is written

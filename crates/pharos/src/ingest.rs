@@ -31,7 +31,7 @@ use tokio::sync::watch;
 /// How a request type is written to its log and read back on replay.
 pub trait Logged: ItemCount + Send + Sync + Sized + 'static {
     /// The log record of the request.
-    fn to_record(&self) -> Vec<u8>;
+    fn to_record(&self) -> std::borrow::Cow<'_, [u8]>;
     /// The request of a log record; `None` when it does not decode.
     fn from_record(record: &[u8]) -> Option<Self>;
 }
@@ -39,8 +39,8 @@ pub trait Logged: ItemCount + Send + Sync + Sized + 'static {
 macro_rules! logged_as_protobuf {
     ($($t:ty),*) => {$(
         impl Logged for $t {
-            fn to_record(&self) -> Vec<u8> {
-                prost::Message::encode_to_vec(self)
+            fn to_record(&self) -> std::borrow::Cow<'_, [u8]> {
+                prost::Message::encode_to_vec(self).into()
             }
             fn from_record(record: &[u8]) -> Option<Self> {
                 <$t as prost::Message>::decode(record).ok()
@@ -53,8 +53,9 @@ logged_as_protobuf!(MetricsRecord, ExportLogsServiceRequest);
 
 /// A trace request is logged as the bytes it arrived as.
 impl Logged for TraceBatch {
-    fn to_record(&self) -> Vec<u8> {
-        self.bytes().to_vec()
+    /// The request's bytes, compressed for the log without a copy.
+    fn to_record(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(self.bytes())
     }
     fn from_record(record: &[u8]) -> Option<Self> {
         TraceBatch::parse(prost::bytes::Bytes::copy_from_slice(record)).ok()
@@ -216,10 +217,11 @@ impl Ingest {
         let unavailable = |e: pharos_storage::WalError| {
             ConsumeError::Unavailable(format!("write-ahead log: {e}"))
         };
-        let record = req.to_record();
+        // Compressed before the lock, queued under it (the log's order is the apply order).
+        let record = path.wal.prepare(req.to_record()).map_err(unavailable)?;
         let (ticket, pending) = {
             let mut next = path.next_ticket.lock();
-            let pending = path.wal.submit(record).map_err(unavailable)?;
+            let pending = path.wal.submit_prepared(record).map_err(unavailable)?;
             *next += 1;
             (*next - 1, pending)
         };

@@ -117,14 +117,29 @@ pub fn record_type_allowed(version: u8, kind: u8) -> bool {
 }
 
 /// Returns the payload to store for `record` and its type: one snappy block when that is
-/// smaller, else the record itself.
-pub fn compress_record(record: Vec<u8>) -> (u8, Vec<u8>) {
-    if record.len() < COMPRESS_MIN_BYTES {
-        return (RECORD_TYPE_FULL, record);
+/// smaller, else the record itself. Each thread keeps its encoder and a buffer of the
+/// largest compressed size so far, so a record costs no fresh zeroed allocation.
+pub fn compress_record(record: std::borrow::Cow<'_, [u8]>) -> (u8, Vec<u8>) {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<(snap::raw::Encoder, Vec<u8>)> =
+            std::cell::RefCell::new((snap::raw::Encoder::new(), Vec::new()));
     }
-    match snap::raw::Encoder::new().compress_vec(&record) {
-        Ok(packed) if packed.len() < record.len() => (RECORD_TYPE_SNAPPY, packed),
-        _ => (RECORD_TYPE_FULL, record),
+    if record.len() < COMPRESS_MIN_BYTES {
+        return (RECORD_TYPE_FULL, record.into_owned());
+    }
+    let packed = SCRATCH.with_borrow_mut(|(encoder, buf)| {
+        let max = snap::raw::max_compress_len(record.len());
+        if buf.len() < max {
+            buf.resize(max, 0);
+        }
+        match encoder.compress(&record, buf) {
+            Ok(n) if n < record.len() => Some(buf[..n].to_vec()),
+            _ => None,
+        }
+    });
+    match packed {
+        Some(packed) => (RECORD_TYPE_SNAPPY, packed),
+        None => (RECORD_TYPE_FULL, record.into_owned()),
     }
 }
 

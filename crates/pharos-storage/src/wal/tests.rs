@@ -667,13 +667,33 @@ async fn records_are_compressed_and_old_segments_still_read() {
     fs::write(dir.join(format::segment_file_name(1)), &seg).unwrap();
 
     let labels = "{__name__=\"node_cpu_seconds_total\",instance=\"host-1\",mode=\"idle\"} ";
+    // Sizes go up and down (each thread reuses one compression buffer), and every
+    // seventh record does not compress (stored as it is, after compressed ones).
+    let mut x = 7u64;
     let records: Vec<Vec<u8>> = (0..50)
-        .map(|i| (labels.repeat(20) + &i.to_string()).into_bytes())
+        .map(|i| {
+            if i % 7 == 3 {
+                (0..64)
+                    .map(|_| {
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        (x >> 56) as u8
+                    })
+                    .collect()
+            } else {
+                (labels.repeat(1 + (i * 7) % 20) + &i.to_string()).into_bytes()
+            }
+        })
         .collect();
     let (wal, seen, _) = open(dir, WalOptions::default());
     assert_eq!(seen, vec![old.clone()]);
-    for r in &records {
-        wal.append(r.clone()).await.unwrap();
+    for (i, r) in records.iter().enumerate() {
+        if i % 2 == 0 {
+            wal.append(&r[..]).await.unwrap();
+        } else {
+            wal.append(r.clone()).await.unwrap();
+        }
     }
     wal.close().await.unwrap();
     let files = segment_files(dir);
