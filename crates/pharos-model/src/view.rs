@@ -318,12 +318,22 @@ fn utf8(v: &[u8]) -> Result<&str, ViewError> {
     std::str::from_utf8(v).map_err(|_| ViewError("a string is not UTF-8"))
 }
 
-/// Checks the encoded `KeyValue` most attributes are, without walking it as a schema: a
-/// key, then a value holding one string, bool, int or double, each field once with a
-/// one-byte length, nothing else. `None` for any other encoding (the caller checks it
-/// field by field).
+/// A value of a [`plain`] `KeyValue`.
+#[derive(Clone, Copy)]
+enum Plain<'a> {
+    None,
+    Str(&'a [u8]),
+    Bool(bool),
+    Int(i64),
+    Double(u64),
+}
+
+/// The key and value of the encoded `KeyValue` most attributes are, read without walking
+/// it as a schema: a key, then a value holding one string, bool, int or double, each
+/// field once with a one-byte length, nothing else. `None` for any other encoding (the
+/// caller reads it field by field). Nothing is checked but the shape.
 #[inline]
-fn plain_key_value(v: &[u8]) -> Option<Result<(), ViewError>> {
+fn plain(v: &[u8]) -> Option<(&[u8], Plain<'_>)> {
     let [0x0a, key_len, rest @ ..] = v else {
         return None;
     };
@@ -337,25 +347,42 @@ fn plain_key_value(v: &[u8]) -> Option<Result<(), ViewError>> {
         [0x12, len, value @ ..] if usize::from(*len) == value.len() && *len < 0x80 => value,
         _ => return None,
     };
-    let string = match value {
-        [] => None,
-        [0x0a, len, s @ ..] if usize::from(*len) == s.len() && *len < 0x80 => Some(s),
+    let value = match value {
+        [] => Plain::None,
+        [0x0a, len, s @ ..] if usize::from(*len) == s.len() && *len < 0x80 => Plain::Str(s),
         // A bool or an int: a varint of at most nine bytes filling the value.
-        [0x10 | 0x18, varint @ ..]
+        [tag @ (0x10 | 0x18), varint @ ..]
             if (1..10).contains(&varint.len())
                 && varint[..varint.len() - 1].iter().all(|b| b & 0x80 != 0)
                 && varint[varint.len() - 1] & 0x80 == 0 =>
         {
-            None
+            let x = varint
+                .iter()
+                .enumerate()
+                .fold(0u64, |x, (i, b)| x | (u64::from(b & 0x7f) << (7 * i)));
+            if *tag == 0x10 {
+                Plain::Bool(x != 0)
+            } else {
+                Plain::Int(x as i64)
+            }
         }
-        [0x21, double @ ..] if double.len() == 8 => None,
+        [0x21, double @ ..] if double.len() == 8 => {
+            Plain::Double(u64::from_le_bytes(double.try_into().expect("eight bytes")))
+        }
         _ => return None,
     };
-    Some(
-        utf8(key)
-            .and_then(|_| string.map_or(Ok(""), utf8))
-            .map(|_| ()),
-    )
+    Some((key, value))
+}
+
+/// Checks a [`plain`] `KeyValue`; `None` for any other.
+#[inline]
+fn plain_key_value(v: &[u8]) -> Option<Result<(), ViewError>> {
+    let (key, value) = plain(v)?;
+    let string = match value {
+        Plain::Str(s) => s,
+        _ => &[],
+    };
+    Some(utf8(key).and_then(|_| utf8(string)).map(|_| ()))
 }
 
 /// Checks every field of a message.
@@ -556,6 +583,20 @@ pub struct KeyValueView<'a> {
 pub(crate) unsafe fn key_value_unchecked(raw: &[u8]) -> KeyValueView<'_> {
     // SAFETY: the caller vouches that every string field of `raw` is UTF-8.
     let text = |b| unsafe { std::str::from_utf8_unchecked(b) };
+    if let Some((key, value)) = plain(raw) {
+        return KeyValueView {
+            raw,
+            key: text(key),
+            key_strindex: 0,
+            value: match value {
+                Plain::None => ValueView::None,
+                Plain::Str(v) => ValueView::Str(text(v)),
+                Plain::Bool(b) => ValueView::Bool(b),
+                Plain::Int(i) => ValueView::Int(i),
+                Plain::Double(d) => ValueView::Double(f64::from_bits(d)),
+            },
+        };
+    }
     let mut kv = KeyValueView {
         raw,
         key: "",

@@ -291,11 +291,11 @@ impl TraceStore {
             let enc = {
                 let part = Arc::clone(&part);
                 tokio::task::spawn_blocking(move || {
-                    let mut ids: Vec<&TraceId> = part.traces.keys().collect();
-                    ids.sort_unstable();
+                    let mut traces: Vec<_> = part.traces.iter().collect();
+                    traces.sort_unstable_by_key(|(id, _)| *id);
                     let mut w = BlockWriter::new(page_bytes);
-                    for id in ids {
-                        w.push_head(id, &part.traces[id]);
+                    for (id, trace) in traces {
+                        w.push_head(id, trace);
                     }
                     w.finish(
                         new_block_id(),
