@@ -526,11 +526,11 @@ impl TraceStore {
                 continue;
             };
             let len = s.raw.len() as u64;
-            let (n, bytes) = inner
-                .traces
-                .get(&id)
-                .map_or((0, 0), |t| (t.spans.len(), t.bytes));
-            if !self.limits.fits(n, bytes, len) {
+            let trace = inner.traces.entry(id).or_insert_with(HeadTrace::new);
+            if !self.limits.fits(trace.spans.len(), trace.bytes, len) {
+                if trace.spans.is_empty() {
+                    inner.traces.remove(&id);
+                }
                 self.too_large_dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
@@ -550,7 +550,6 @@ impl TraceStore {
                         kind: s.kind,
                     });
             }
-            let trace = inner.traces.entry(id).or_insert_with(HeadTrace::new);
             trace.bytes += len;
             trace.start_ns = trace.start_ns.min(s.start_time_unix_nano);
             trace.end_ns = trace

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -35,6 +36,12 @@ pub(crate) trait WriteSpan {
     fn start(&self) -> u64;
     fn end(&self) -> u64;
     fn status_code(&self) -> i32;
+    /// Where the span's resource and scope may note their index in the page being written
+    /// (with the page's number): a span of the same request then finds them without a
+    /// lookup. `None` when the span has no such place.
+    fn slots(&self) -> Option<(&AtomicU64, &AtomicU64)> {
+        None
+    }
     /// Calls `attribute(key, value)` for each of the span's attributes, in order, and
     /// appends the span's `rest` without its attributes to `buf` (see the format);
     /// `order` is scratch space.
@@ -141,6 +148,9 @@ impl WriteSpan for RawSpan<'_> {
     }
     fn status_code(&self) -> i32 {
         self.view.status_code
+    }
+    fn slots(&self) -> Option<(&AtomicU64, &AtomicU64)> {
+        Some(self.slots)
     }
     fn attributes_and_rest(
         &self,

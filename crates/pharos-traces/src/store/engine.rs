@@ -294,7 +294,15 @@ impl TraceStore {
                     let mut traces: Vec<_> = part.traces.iter().collect();
                     traces.sort_unstable_by_key(|(id, _)| *id);
                     let mut w = BlockWriter::new(page_bytes);
-                    for (id, trace) in traces {
+                    // The spans of a trace are in many requests: fetching ahead hides
+                    // some of the wait for memory.
+                    for (k, (id, trace)) in traces.iter().enumerate() {
+                        if let Some((_, t)) = traces.get(k + 2) {
+                            t.prefetch_index();
+                        }
+                        if let Some((_, t)) = traces.get(k + 1) {
+                            t.prefetch_spans();
+                        }
                         w.push_head(id, trace);
                     }
                     w.finish(

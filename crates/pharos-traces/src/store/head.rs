@@ -5,6 +5,7 @@
 //! that want OTLP spans decode a trace when they read it ([`HeadTrace::materialize`]).
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -24,6 +25,10 @@ pub(crate) struct Batch {
     pub(crate) resources: Vec<Arc<ResourceInfo>>,
     /// Per `ScopeSpans` of the request.
     pub(crate) scopes: Vec<Arc<ScopeInfo>>,
+    /// Per resource and per scope: where the page being written keeps it (see
+    /// [`crate::store::block::WriteSpan::slots`]).
+    pub(crate) resource_slots: Vec<AtomicU64>,
+    pub(crate) scope_slots: Vec<AtomicU64>,
 }
 
 impl Batch {
@@ -52,6 +57,12 @@ impl Batch {
             })
             .collect();
         Batch {
+            resource_slots: (0..batch.resource_count())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            scope_slots: (0..batch.scope_count())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             batch,
             resources,
             scopes,
@@ -61,14 +72,14 @@ impl Batch {
     /// Returns span `i` with its resource and scope.
     pub(crate) fn raw_span(&self, i: usize) -> RawSpan<'_> {
         let view = self.batch.span(i);
-        let scope = &self.scopes[view.scope];
-        let resource = &self.resources[self.batch.scope_resource(view.scope)];
+        let r = self.batch.scope_resource(view.scope);
         RawSpan {
             batch: &self.batch,
             index: i,
+            resource: &self.resources[r],
+            scope: &self.scopes[view.scope],
+            slots: (&self.resource_slots[r], &self.scope_slots[view.scope]),
             view,
-            resource,
-            scope,
         }
     }
 }
@@ -120,6 +131,22 @@ impl HeadTrace {
         }
     }
 
+    /// Asks the processor to fetch the index entries of the trace's spans (see
+    /// [`TraceBatch::prefetch_index`]): a writer does it two traces ahead.
+    pub(crate) fn prefetch_index(&self) {
+        for s in &self.spans {
+            s.batch.batch.prefetch_index(s.index as usize);
+        }
+    }
+
+    /// Asks the processor to fetch the trace's spans' first bytes: a writer does it one
+    /// trace ahead.
+    pub(crate) fn prefetch_spans(&self) {
+        for s in &self.spans {
+            s.batch.batch.prefetch_span(s.index as usize);
+        }
+    }
+
     /// Returns the trace with its spans decoded, as the readers take it.
     pub(crate) fn materialize(&self) -> Trace {
         Trace {
@@ -149,6 +176,8 @@ pub(crate) struct RawSpan<'a> {
     pub(crate) view: SpanView<'a>,
     pub(crate) resource: &'a Arc<ResourceInfo>,
     pub(crate) scope: &'a Arc<ScopeInfo>,
+    /// The request's slots of its resource and scope.
+    pub(crate) slots: (&'a AtomicU64, &'a AtomicU64),
 }
 
 impl RawSpan<'_> {

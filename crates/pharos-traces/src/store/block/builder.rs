@@ -12,6 +12,7 @@
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
@@ -23,6 +24,11 @@ use crate::store::{FastMap, ResourceInfo, ScopeInfo, TraceId};
 
 /// No value yet.
 const NONE: u32 = u32::MAX;
+
+/// A slot ([`WriteSpan::slots`]) holds the page's number above these bits and the
+/// index in them; a larger index is not kept there.
+const SLOT_INDEX_BITS: u32 = 20;
+const SLOT_INDEX_MASK: u64 = (1 << SLOT_INDEX_BITS) - 1;
 
 /// Whether two byte strings are equal; short ones (most keys and values) compared as
 /// words in line, rather than through a call to `memcmp`.
@@ -300,6 +306,8 @@ pub(super) struct PageBuilder {
     attrs: SpanAttrs,
     order: Vec<(u32, u32, u32)>,
     times: Vec<usize>,
+    /// This page's number, for [`WriteSpan::slots`].
+    number: u64,
     /// The spans' encoded bytes so far (when to cut the page).
     pub(super) bytes: u64,
     pub(super) info: PageInfoProto,
@@ -341,6 +349,9 @@ impl PageBuilder {
     ) {
         let p = &mut self.info;
         if self.trace_spans.is_empty() {
+            // A number no other page of this process has (not 0, which slots start at).
+            static PAGES: AtomicU64 = AtomicU64::new(1);
+            self.number = PAGES.fetch_add(1, Ordering::Relaxed);
             self.base_ns = trace.start_ns;
             p.first_trace = id.to_vec();
             p.min_start_ns = u64::MAX;
@@ -382,13 +393,33 @@ impl PageBuilder {
         position: &Positions<'_, S>,
     ) {
         let resource = s.resource();
-        let r = self.resources.index(Arc::as_ptr(resource) as usize, || {
-            enc.resource(resource).clone()
-        });
         let scope = s.scope();
-        let sc = self
-            .scopes
-            .index(Arc::as_ptr(scope) as usize, || enc.scope(scope).clone());
+        let page = self.number;
+        let slot = |slot: Option<&AtomicU64>, find: &mut dyn FnMut() -> u32| match slot {
+            Some(slot) => {
+                let v = slot.load(Ordering::Relaxed);
+                if v >> SLOT_INDEX_BITS == page {
+                    (v & SLOT_INDEX_MASK) as u32
+                } else {
+                    let i = find();
+                    if u64::from(i) <= SLOT_INDEX_MASK {
+                        slot.store(page << SLOT_INDEX_BITS | u64::from(i), Ordering::Relaxed);
+                    }
+                    i
+                }
+            }
+            None => find(),
+        };
+        let slots = s.slots();
+        let r = slot(slots.map(|s| s.0), &mut || {
+            self.resources.index(Arc::as_ptr(resource) as usize, || {
+                enc.resource(resource).clone()
+            })
+        });
+        let sc = slot(slots.map(|s| s.1), &mut || {
+            self.scopes
+                .index(Arc::as_ptr(scope) as usize, || enc.scope(scope).clone())
+        });
 
         let span_id = s.span_id();
         let k = self.parent.len() as u32;
