@@ -194,7 +194,20 @@ fn unpack_value(packing: u32, v: &[u8]) -> Result<String, String> {
             .map(str::to_string)
             .map_err(|_| "attribute value is not UTF-8".to_string()),
         PACKED_IPV4 => match v {
-            [a, b, c, d] => Ok(format!("{a}.{b}.{c}.{d}")),
+            [a, b, c, d] => {
+                let mut s = String::with_capacity(15);
+                for (i, &part) in [a, b, c, d].into_iter().enumerate() {
+                    if i > 0 {
+                        s.push('.');
+                    }
+                    for (digit, from) in [(part / 100, 100), (part / 10 % 10, 10), (part % 10, 1)] {
+                        if part >= from || from == 1 {
+                            s.push(char::from(b'0' + digit));
+                        }
+                    }
+                }
+                Ok(s)
+            }
             _ => Err("a packed IPv4 value is not four bytes".into()),
         },
         PACKED_HEX => Ok(hex::encode(v)),
@@ -856,7 +869,30 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
     if w.ops.iter().any(|o| o.name >= names) {
         return Err("span name reference out of range".into());
     }
+    // The value each stream last gave a span of the same predictor: by (name, stream)
+    // before version 4; from version 4 by op, in a slot per distinct stream of the op's
+    // shape (the first position that stream has in it).
     let mut last: FastMap<(u32, usize), u64> = FastMap::default();
+    let shape_slots: Vec<Vec<usize>> = w
+        .shapes
+        .iter()
+        .map(|s| {
+            let streams = &s.streams;
+            (0..streams.len())
+                .map(|p| streams.iter().position(|&x| x == streams[p]).unwrap_or(p))
+                .collect()
+        })
+        .collect();
+    let mut op_base = Vec::with_capacity(w.ops.len());
+    let mut slots = 0usize;
+    for o in &w.ops {
+        op_base.push(slots);
+        slots += w
+            .shapes
+            .get(o.shape as usize)
+            .map_or(0, |s| s.streams.len());
+    }
+    let mut op_last = vec![u64::MAX; if v4 { slots } else { 0 }];
     let mut used = vec![0usize; w.streams.len()];
     let mut seen = vec![0u64; w.streams.len()];
     let mut recent: Vec<Option<u64>> = vec![None; w.streams.len()];
@@ -864,6 +900,37 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
         strings,
         ..PageProto::default()
     };
+    // Every column grows to a size known now (the references are decoded already).
+    let uses = |string: bool| -> usize {
+        w.streams
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| (n % 2 == 1) == string)
+            .map(|(_, s)| s.refs.len())
+            .sum()
+    };
+    let (strings_used, others_used) = (uses(true), uses(false));
+    for column in [
+        &mut page.ded_span,
+        &mut page.ded_pos,
+        &mut page.ded_key,
+        &mut page.ded_value,
+    ] {
+        column.reserve(strings_used);
+    }
+    for column in [
+        &mut page.other_span,
+        &mut page.other_pos,
+        &mut page.other_key,
+    ] {
+        column.reserve(others_used);
+    }
+    page.other_value.reserve(others_used);
+    for column in [&mut page.resource, &mut page.scope, &mut page.name] {
+        column.reserve(spans);
+    }
+    page.kind.reserve(spans);
+    page.rest.reserve(spans);
     let (mut last_ded, mut last_other) = (0u32, 0u32);
     let mut times = Vec::new();
     // Spans whose events' times are stored from their start, with their trace.
@@ -892,7 +959,10 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
         // Shared with the decompressed buffer, not copied (but for event times, below).
         page.rest.push(w.rest[k].clone());
         let predictor = if v4 { w.op[k] } else { op.name };
+        let base = op_base[w.op[k] as usize];
+        let slot_of = &shape_slots[op.shape as usize];
         for (pos, &n) in shape.streams.iter().enumerate() {
+            let slot = v4.then(|| base + slot_of[pos]);
             let n = n as usize;
             let stream = w.streams.get(n).ok_or("stream reference out of range")?;
             let r = *stream
@@ -909,15 +979,22 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
                     seen[n] += 1;
                     seen[n] - 1
                 }
-                1 => *last
-                    .get(&(predictor, n))
-                    .ok_or("value reference to no earlier use")?,
+                1 => match slot {
+                    Some(s) => Some(op_last[s]).filter(|&v| v != u64::MAX),
+                    None => last.get(&(predictor, n)).copied(),
+                }
+                .ok_or("value reference to no earlier use")?,
                 2 if v4 => recent[n].ok_or("value reference to no earlier use")?,
                 r => seen[n]
                     .checked_sub(r - if v4 { 2 } else { 1 })
                     .ok_or("value reference out of range")?,
             };
-            last.insert((predictor, n), index);
+            match slot {
+                Some(s) => op_last[s] = index,
+                None => {
+                    last.insert((predictor, n), index);
+                }
+            }
             recent[n] = Some(index);
             if index >= stream.values.len() as u64 {
                 return Err("value reference out of range".into());
@@ -1104,6 +1181,19 @@ mod tests {
         p.streams[1].values[0] = Bytes::from_static(&[0x00, 0xab]);
         let ok = decode(Bytes::from(p.encode_to_vec())).unwrap();
         assert!(ok.strings.iter().any(|s| s == "00ab"), "{:?}", ok.strings);
+    }
+
+    #[test]
+    fn packed_ipv4_values_read_back_as_their_text() {
+        for part in 0..=255u8 {
+            for at in 0..4 {
+                let mut v = [1u8, 22, 203, 4];
+                v[at] = part;
+                let want = format!("{}.{}.{}.{}", v[0], v[1], v[2], v[3]);
+                assert_eq!(unpack_value(PACKED_IPV4, &v).unwrap(), want);
+                assert_eq!(ipv4(want.as_bytes()), Some(v));
+            }
+        }
     }
 
     #[test]
