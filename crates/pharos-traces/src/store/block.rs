@@ -215,7 +215,8 @@ impl WriteSpan for RowSpan<'_> {
         let page = &self.rows.page;
         let k = self.k;
         let rest = &page.rest[k];
-        let mut in_rest = pharos_model::view::fields(rest)
+        let in_rest = self.rows.attributes_in_rest;
+        let mut in_rest = pharos_model::view::fields(if in_rest { rest } else { &[] })
             .filter(|f| f.number == wire::ATTRIBUTES_FIELD)
             .map(|f| f.payload);
         let mut strings = self.rows.first_attr[k]..self.rows.first_attr[k + 1];
@@ -246,8 +247,9 @@ impl WriteSpan for RowSpan<'_> {
                 break;
             }
         }
-        // Only a version-1 rest holds attributes.
-        if pharos_model::view::fields(rest).any(|f| f.number == wire::ATTRIBUTES_FIELD) {
+        if self.rows.attributes_in_rest
+            && pharos_model::view::fields(rest).any(|f| f.number == wire::ATTRIBUTES_FIELD)
+        {
             for f in pharos_model::view::fields(rest) {
                 if f.number != wire::ATTRIBUTES_FIELD {
                     buf.extend_from_slice(f.raw);
@@ -1201,7 +1203,10 @@ impl TraceBlock {
             wire::decode(Bytes::from(raw))
         }
         .map_err(|e| corrupt(id, format!("page {i}: {e}")))?;
-        PageRows::new(page).map_err(|what| corrupt(id, format!("page {i}: {what}")))
+        let mut rows =
+            PageRows::new(page).map_err(|what| corrupt(id, format!("page {i}: {what}")))?;
+        rows.attributes_in_rest = self.meta.version == 1;
+        Ok(rows)
     }
 }
 
@@ -1220,6 +1225,9 @@ pub(crate) struct PageRows {
     first_other: Vec<usize>,
     /// How many spans before span k have a foreign parent.
     foreign_before: Vec<u32>,
+    /// Whether the spans' rests may hold attributes (a version-1 page; a later one's
+    /// decoding refuses such a rest).
+    attributes_in_rest: bool,
 }
 
 /// Returns where each span's entries of an attribute column start, from the column's
@@ -1361,6 +1369,7 @@ impl PageRows {
             first_attr,
             first_other,
             foreign_before,
+            attributes_in_rest: false,
         })
     }
 

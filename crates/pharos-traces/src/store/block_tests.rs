@@ -1121,6 +1121,8 @@ fn merging_copies_columns_into_the_pages_rebuilt_traces_make() {
     reqs.push(awkward_request());
     reqs.extend(sequential_requests(&mut Gen(8), 100));
     // One request per trace fragment: spread over three blocks, many traces are split.
+    // The merge's pages must be those of rebuilding every trace, whatever the parents'
+    // versions.
     let heads: Vec<TraceStore> = (0..3).map(|_| TraceStore::new()).collect();
     for (i, r) in reqs.iter().enumerate() {
         apply_all(&heads[i % 3], std::slice::from_ref(r));
@@ -1133,7 +1135,8 @@ fn merging_copies_columns_into_the_pages_rebuilt_traces_make() {
             let inner = head.inner.read();
             let mut ids: Vec<&TraceId> = inner.traces.keys().collect();
             ids.sort();
-            let mut w = block::BlockWriter::new(page_bytes);
+            // Parents of versions 1 (attributes kept in the rests), 2 and 4.
+            let mut w = block::BlockWriter::with_version(page_bytes, [1, 2, 4][i]);
             for id in ids {
                 w.push_head(id, &inner.traces[id]);
             }
