@@ -935,6 +935,20 @@ mod tests {
         assert_eq!(outcomes, [true, false, false, false]);
     }
 
+    /// A request of one span, encoded.
+    fn one_span(s: Span) -> Vec<u8> {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![s],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
     #[test]
     fn nesting_is_bounded_as_prost_bounds_it() {
         let mut outcomes = Vec::new();
@@ -953,16 +967,7 @@ mod tests {
                 value: Some(v),
                 key_strindex: 0,
             }];
-            let req = ExportTraceServiceRequest {
-                resource_spans: vec![ResourceSpans {
-                    scope_spans: vec![ScopeSpans {
-                        spans: vec![s],
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-            };
-            outcomes.push(agrees(&req.encode_to_vec()));
+            outcomes.push(agrees(&one_span(s)));
         }
         assert!(
             outcomes.contains(&true) && outcomes.contains(&false),
@@ -997,16 +1002,7 @@ mod tests {
             }
             let mut s = span(&mut Rng(4));
             s.attributes = vec![kv];
-            let req = ExportTraceServiceRequest {
-                resource_spans: vec![ResourceSpans {
-                    scope_spans: vec![ScopeSpans {
-                        spans: vec![s],
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-            };
-            outcomes.push(agrees(&req.encode_to_vec()));
+            outcomes.push(agrees(&one_span(s)));
         }
         assert!(
             outcomes.contains(&true) && outcomes.contains(&false),

@@ -60,36 +60,38 @@ pub(super) struct Encodings {
 
 impl Encodings {
     fn resource(&mut self, r: &Arc<ResourceInfo>) -> &Bytes {
-        let ptr = Arc::as_ptr(r) as usize;
-        &self
-            .resources
-            .entry(ptr)
-            .or_insert_with(|| {
-                let rs = ResourceSpans {
-                    resource: r.resource.clone(),
-                    schema_url: r.schema_url.clone(),
-                    scope_spans: Vec::new(),
-                };
-                (Arc::clone(r), Bytes::from(rs.encode_to_vec()))
-            })
-            .1
+        encoded(&mut self.resources, r, |r| {
+            ResourceSpans {
+                resource: r.resource.clone(),
+                schema_url: r.schema_url.clone(),
+                scope_spans: Vec::new(),
+            }
+            .encode_to_vec()
+        })
     }
 
     fn scope(&mut self, s: &Arc<ScopeInfo>) -> &Bytes {
-        let ptr = Arc::as_ptr(s) as usize;
-        &self
-            .scopes
-            .entry(ptr)
-            .or_insert_with(|| {
-                let ss = ScopeSpans {
-                    scope: s.scope.clone(),
-                    schema_url: s.schema_url.clone(),
-                    spans: Vec::new(),
-                };
-                (Arc::clone(s), Bytes::from(ss.encode_to_vec()))
-            })
-            .1
+        encoded(&mut self.scopes, s, |s| {
+            ScopeSpans {
+                scope: s.scope.clone(),
+                schema_url: s.schema_url.clone(),
+                spans: Vec::new(),
+            }
+            .encode_to_vec()
+        })
     }
+}
+
+/// `handle`'s encoding in `cache`, made by `encode` the first time.
+fn encoded<'c, T>(
+    cache: &'c mut FastMap<usize, (Arc<T>, Bytes)>,
+    handle: &Arc<T>,
+    encode: impl FnOnce(&T) -> Vec<u8>,
+) -> &'c Bytes {
+    &cache
+        .entry(Arc::as_ptr(handle) as usize)
+        .or_insert_with(|| (Arc::clone(handle), Bytes::from(encode(handle))))
+        .1
 }
 
 /// A page's table of encoded resources (or scopes): each distinct encoding once, found
