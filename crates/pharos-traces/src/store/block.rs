@@ -555,6 +555,8 @@ pub struct BlockWriter {
     names: BTreeSet<String>,
     operations: BTreeSet<(String, String, i32)>,
     page: builder::PageBuilder,
+    /// One zstd context for every page of the block.
+    compressor: zstd::bulk::Compressor<'static>,
     /// The encodings of the resources and scopes of the block's spans.
     encodings: builder::Encodings,
     page_bytes: u64,
@@ -663,6 +665,7 @@ impl BlockWriter {
             names: BTreeSet::new(),
             operations: BTreeSet::new(),
             page: builder::PageBuilder::default(),
+            compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("a zstd context"),
             encodings: builder::Encodings::default(),
             page_bytes: page_bytes.max(1),
             ids: Vec::new(),
@@ -755,7 +758,10 @@ impl BlockWriter {
         } else {
             page_as_version(raw, self.version)
         };
-        let compressed = zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("zstd compresses memory");
+        let compressed = self
+            .compressor
+            .compress(&raw)
+            .expect("zstd compresses memory");
         let mut info = page.info;
         info.offset = self.data.len() as u64;
         info.len = compressed.len() as u64 + 4;
@@ -968,7 +974,26 @@ fn decompress(block: &str, what: &str, compressed: &[u8]) -> Result<Vec<u8>, Blo
         .len()
         .saturating_mul(MAX_RATIO)
         .clamp(1 << 16, MAX_DECOMPRESSED);
-    zstd::bulk::decompress(compressed, cap).map_err(|e| corrupt(block, format!("{what}: {e}")))
+    // A frame the writer made says its size: allocate that rather than the bound (a frame
+    // that says too little fails to decompress, as a corrupt one does).
+    let size = zstd::zstd_safe::get_frame_content_size(compressed)
+        .ok()
+        .flatten()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| n <= cap)
+        .unwrap_or(cap);
+    thread_local! {
+        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    DECOMPRESSOR
+        .with_borrow_mut(|d| {
+            if d.is_none() {
+                *d = Some(zstd::bulk::Decompressor::new()?);
+            }
+            d.as_mut().expect("made above").decompress(compressed, size)
+        })
+        .map_err(|e| corrupt(block, format!("{what}: {e}")))
 }
 
 fn trace_id(block: &str, bytes: &[u8]) -> Result<TraceId, BlockError> {
