@@ -136,7 +136,9 @@ struct Stream {
     data: Vec<u8>,
     /// Value i is `data[ends[i - 1]..ends[i]]` (from 0 for the first).
     ends: Vec<u32>,
-    seen: hashbrown::HashTable<u32>,
+    /// The values by hash: (hash, index), the hash kept so growing the table hashes no
+    /// value again.
+    seen: hashbrown::HashTable<(u64, u32)>,
     refs: Vec<u64>,
     /// The value of the stream's latest use.
     recent: u32,
@@ -171,17 +173,15 @@ impl Stream {
             (self.recent, 2, false)
         } else {
             let hash = hasher.hash_one(value);
-            match self.seen.find(hash, |&i| same(self.value(i), value)) {
-                Some(&i) => (i, u64::from(n - i) + 2, false),
+            match self
+                .seen
+                .find(hash, |&(h, i)| h == hash && same(self.value(i), value))
+            {
+                Some(&(_, i)) => (i, u64::from(n - i) + 2, false),
                 None => {
                     self.data.extend_from_slice(value);
                     self.ends.push(self.data.len() as u32);
-                    let (data, ends) = (&self.data, &self.ends);
-                    self.seen.insert_unique(hash, n, |&j| {
-                        let j = j as usize;
-                        let from = if j == 0 { 0 } else { ends[j - 1] as usize };
-                        hasher.hash_one(&data[from..ends[j] as usize])
-                    });
+                    self.seen.insert_unique(hash, (hash, n), |&(h, _)| h);
                     (n, 0, true)
                 }
             }
