@@ -78,8 +78,8 @@ impl Exemplar {
 #[derive(Debug)]
 struct LabelSets<V> {
     sets: Vec<(Vec<Option<String>>, V)>,
-    /// The indexes into `sets` of each key's hash.
-    index: crate::store::FastMap<u64, Vec<usize>>,
+    /// Each set's (hash, index into `sets`).
+    index: hashbrown::HashTable<(u64, usize)>,
 }
 
 impl<V> Default for LabelSets<V> {
@@ -106,25 +106,26 @@ impl<V> LabelSets<V> {
             }
             h.finish()
         };
-        let candidates = self.index.entry(hash).or_default();
         let sets = &self.sets;
-        let found = candidates.iter().copied().find(|&i| {
+        let found = self.index.find(hash, |&(h, i)| {
             let k = &sets[i].0;
-            k.len() == key.len()
+            h == hash
+                && k.len() == key.len()
                 && k.iter()
                     .zip(key)
                     .all(|(a, b)| a.as_deref() == b.as_ref().map(AsRef::as_ref))
         });
         let i = match found {
-            Some(i) => i,
+            Some(&(_, i)) => i,
             None => {
                 let owned = key
                     .iter()
                     .map(|v| v.as_ref().map(|v| v.as_ref().to_string()))
                     .collect();
                 self.sets.push((owned, make()));
-                candidates.push(self.sets.len() - 1);
-                self.sets.len() - 1
+                let i = self.sets.len() - 1;
+                self.index.insert_unique(hash, (hash, i), |&(h, _)| h);
+                i
             }
         };
         &mut self.sets[i].1

@@ -172,51 +172,56 @@ impl ServiceGraph {
         root: bool,
         now: Instant,
     ) {
-        if let Some(edge) = self.pending.get_mut(&key) {
-            if client {
-                edge.client = Some(side);
-                edge.peer = if edge.server.is_some() { None } else { peer() };
-            } else {
-                edge.server = Some(side);
+        use std::collections::hash_map::Entry;
+        // One lookup, whichever way the edge goes.
+        let full = self.pending.len() >= self.config.max_items;
+        let paired = match self.pending.entry(key) {
+            Entry::Occupied(mut o) => {
+                let edge = o.get_mut();
+                if client {
+                    edge.client = Some(side);
+                    edge.peer = if edge.server.is_some() { None } else { peer() };
+                } else {
+                    edge.server = Some(side);
+                }
+                edge.messaging |= messaging;
+                (edge.client.is_some() && edge.server.is_some()).then(|| o.remove())
             }
-            edge.messaging |= messaging;
-            if edge.client.is_some() && edge.server.is_some() {
-                let edge = self.pending.remove(&key).expect("just found");
-                self.complete(edge, None);
+            Entry::Vacant(_) if full => {
+                let (c, s) = if client {
+                    (&*side.service, "")
+                } else {
+                    ("", &*side.service)
+                };
+                let t = connection_type(messaging);
+                self.dropped
+                    .get_or_insert_with(&[label(c), label(s), label(t)], Counter::default)
+                    .add(1, None);
+                None
             }
-            return;
-        }
-        if self.pending.len() >= self.config.max_items {
-            let (c, s) = if client {
-                (&*side.service, "")
-            } else {
-                ("", &*side.service)
-            };
-            let t = connection_type(messaging);
-            self.dropped
-                .get_or_insert_with(&[label(c), label(s), label(t)], Counter::default)
-                .add(1, None);
-            return;
-        }
-        let expires = now + self.config.wait;
-        let (client_side, server_side) = if client {
-            (Some(side), None)
-        } else {
-            (None, Some(side))
+            Entry::Vacant(v) => {
+                let expires = now + self.config.wait;
+                let (client_side, server_side) = if client {
+                    (Some(side), None)
+                } else {
+                    (None, Some(side))
+                };
+                v.insert(Edge {
+                    client: client_side,
+                    server: server_side,
+                    messaging,
+                    peer: peer(),
+                    root,
+                    expires,
+                    trace_id: id(&key[..16]),
+                });
+                self.queue.push_back((expires, key));
+                None
+            }
         };
-        self.pending.insert(
-            key,
-            Edge {
-                client: client_side,
-                server: server_side,
-                messaging,
-                peer: peer(),
-                root,
-                expires,
-                trace_id: id(&key[..16]),
-            },
-        );
-        self.queue.push_back((expires, key));
+        if let Some(edge) = paired {
+            self.complete(edge, None);
+        }
     }
 
     /// Records a paired edge; `virtual_client` or the peer stands in for a missing side.
