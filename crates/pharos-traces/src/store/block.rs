@@ -121,48 +121,6 @@ impl WriteSpan for StoredSpan {
     }
 }
 
-impl WriteSpan for RawSpan<'_> {
-    fn resource(&self) -> &Arc<ResourceInfo> {
-        self.resource
-    }
-    fn scope(&self) -> &Arc<ScopeInfo> {
-        self.scope
-    }
-    fn span_id(&self) -> &[u8] {
-        self.view.span_id
-    }
-    fn parent_span_id(&self) -> &[u8] {
-        self.view.parent_span_id
-    }
-    fn name(&self) -> &str {
-        self.view.name
-    }
-    fn kind(&self) -> i32 {
-        self.view.kind
-    }
-    fn start(&self) -> u64 {
-        self.view.start_time_unix_nano
-    }
-    fn end(&self) -> u64 {
-        self.view.end_time_unix_nano
-    }
-    fn status_code(&self) -> i32 {
-        self.view.status_code
-    }
-    fn slots(&self) -> Option<(&AtomicU64, &AtomicU64)> {
-        Some(self.slots)
-    }
-    fn attributes_and_rest(
-        &self,
-        keep_end: bool,
-        attribute: impl FnMut(&str, AttrValue<'_>),
-        buf: &mut Vec<u8>,
-        order: &mut Vec<(u32, u32, u32)>,
-    ) {
-        RawSpan::attributes_and_rest(self, keep_end, attribute, buf, order);
-    }
-}
-
 /// A span of a decoded page, read from its columns as it is written again: what a merge
 /// copies without rebuilding the span ([`PageRows::trace`] would).
 pub(crate) struct RowSpan<'a> {
@@ -223,29 +181,29 @@ impl WriteSpan for RowSpan<'_> {
         let mut others = self.rows.first_other[k]..self.rows.first_other[k + 1];
         let mut next_string = strings.next();
         for pos in 0u32.. {
-            if let Some(a) = next_string.filter(|&a| page.ded_pos[a] == pos) {
-                next_string = strings.next();
-                attribute(
-                    &page.strings[page.ded_key[a] as usize],
-                    AttrValue::Str(&page.strings[page.ded_value[a] as usize]),
-                );
-            } else if let Some(y) = others.next() {
-                attribute(
-                    &page.strings[page.other_key[y] as usize],
-                    AttrValue::Other(&page.other_value[y]),
-                );
-            } else if let Some(kv) = in_rest.next() {
-                other_attribute(kv, &mut attribute);
-            } else if let Some(a) = next_string {
-                // Positions past the end (a page the reader checked no further).
-                next_string = strings.next();
-                attribute(
-                    &page.strings[page.ded_key[a] as usize],
-                    AttrValue::Str(&page.strings[page.ded_value[a] as usize]),
-                );
-            } else {
-                break;
+            // A string attribute at its position, else the next other one; string ones
+            // left past the others' end (a page the reader checked no further) follow.
+            if next_string.is_none_or(|a| page.ded_pos[a] != pos) {
+                if let Some(y) = others.next() {
+                    attribute(
+                        &page.strings[page.other_key[y] as usize],
+                        AttrValue::Other(&page.other_value[y]),
+                    );
+                    continue;
+                }
+                if let Some(kv) = in_rest.next() {
+                    other_attribute(kv, &mut attribute);
+                    continue;
+                }
             }
+            let Some(a) = next_string else {
+                break;
+            };
+            next_string = strings.next();
+            attribute(
+                &page.strings[page.ded_key[a] as usize],
+                AttrValue::Str(&page.strings[page.ded_value[a] as usize]),
+            );
         }
         if self.rows.attributes_in_rest
             && pharos_model::view::fields(rest).any(|f| f.number == wire::ATTRIBUTES_FIELD)
@@ -873,7 +831,7 @@ pub(crate) fn page_as_version(v4: Vec<u8>, version: u8) -> Vec<u8> {
                 if let AttrValue::Other(v) = value {
                     let mut kv = KeyValue::decode(v).expect("checked bytes");
                     kv.key = key.to_string();
-                    rest.push((kv.encoded_len(), kv));
+                    rest.push(kv);
                 }
             },
             &mut Vec::new(),
@@ -886,7 +844,7 @@ pub(crate) fn page_as_version(v4: Vec<u8>, version: u8) -> Vec<u8> {
                 f.raw.as_ptr() as usize - old.as_ptr() as usize
             });
         let mut buf = old[..split].to_vec();
-        for (_, kv) in &rest {
+        for kv in &rest {
             prost::encoding::message::encode(wire::ATTRIBUTES_FIELD, kv, &mut buf);
         }
         buf.extend_from_slice(&old[split..]);

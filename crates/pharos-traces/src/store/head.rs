@@ -15,7 +15,7 @@ use pharos_model::trace_batch::TraceBatch;
 use pharos_model::view::{self, SpanView, ValueView};
 use prost::Message;
 
-use super::block::{self, AttrValue};
+use super::block::{self, AttrValue, WriteSpan};
 use super::{ResourceInfo, ScopeInfo, StoredSpan, Trace, service_of};
 
 /// A request the head keeps whole, shared by its spans.
@@ -180,7 +180,37 @@ pub(crate) struct RawSpan<'a> {
     pub(crate) slots: (&'a AtomicU64, &'a AtomicU64),
 }
 
-impl RawSpan<'_> {
+impl WriteSpan for RawSpan<'_> {
+    fn resource(&self) -> &Arc<ResourceInfo> {
+        self.resource
+    }
+    fn scope(&self) -> &Arc<ScopeInfo> {
+        self.scope
+    }
+    fn span_id(&self) -> &[u8] {
+        self.view.span_id
+    }
+    fn parent_span_id(&self) -> &[u8] {
+        self.view.parent_span_id
+    }
+    fn name(&self) -> &str {
+        self.view.name
+    }
+    fn kind(&self) -> i32 {
+        self.view.kind
+    }
+    fn start(&self) -> u64 {
+        self.view.start_time_unix_nano
+    }
+    fn end(&self) -> u64 {
+        self.view.end_time_unix_nano
+    }
+    fn status_code(&self) -> i32 {
+        self.view.status_code
+    }
+    fn slots(&self) -> Option<(&AtomicU64, &AtomicU64)> {
+        Some(self.slots)
+    }
     /// In one pass over the span's fields: calls `attribute(key, value)` for each
     /// attribute in order (a string value under a key given as a string as
     /// [`AttrValue::Str`], see `block::dedicated_value`; any other as its encoded
@@ -189,7 +219,7 @@ impl RawSpan<'_> {
     /// as they came. For a request encoded as prost encodes (fields in number order) the
     /// bytes are the same; for any other, they decode to the same span. `order` is
     /// scratch space.
-    pub(crate) fn attributes_and_rest(
+    fn attributes_and_rest(
         &self,
         keep_end: bool,
         mut attribute: impl FnMut(&str, AttrValue<'_>),
