@@ -223,15 +223,14 @@ struct Keys {
 /// What the last span of a (resource, scope, name, kind) had: its keys by position,
 /// shape and op. Such spans mostly repeat them, so most are found by comparing rather
 /// than hashing.
-#[derive(Clone, Default)]
-struct ByName {
+struct LastSpan {
     keys: Vec<u32>,
     shape: u32,
     op: u32,
 }
 
 impl Keys {
-    /// The index of `key`, given at `pos` of a span whose name's last span gave `cached`.
+    /// The index of `key`, given at `pos` of a span whose [`LastSpan`] gave `cached`.
     fn index_at(&mut self, key: &str, pos: usize, cached: &mut Vec<u32>) -> u32 {
         if let Some(&i) = cached.get(pos)
             && same(self.names[i as usize].as_bytes(), key.as_bytes())
@@ -295,13 +294,12 @@ pub(super) struct PageBuilder {
     keys: Keys,
     shapes: Vec<ShapeWire>,
     shape_of: FastMap<Vec<u32>, u32>,
-    /// Per shape, per position: the first position of the same stream (a key given
-    /// twice shares its stream's prediction, as one stream has one last value per op).
-    shape_slots: Vec<Vec<u32>>,
+    /// Per shape, its prediction slots ([`wire::slots`]).
+    shape_slots: Vec<Vec<usize>>,
     streams: Vec<Stream>,
     /// Per (resource, scope, name, kind): what its last span had.
-    by_name: Vec<ByName>,
-    by_name_of: FastMap<(u32, u32, u32, i32), u32>,
+    last_span: Vec<LastSpan>,
+    last_span_of: FastMap<(u32, u32, u32, i32), u32>,
     /// Every span's rest, one after another; span k's ends at `rest_ends[k]`.
     rest: Vec<u8>,
     rest_ends: Vec<usize>,
@@ -451,10 +449,10 @@ impl PageBuilder {
         self.duration.push(duration);
         let (name, new_name) = self.name(s.name());
         let kind = s.kind();
-        let next = self.by_name.len() as u32;
-        let cache = *self.by_name_of.entry((r, sc, name, kind)).or_insert(next) as usize;
-        if cache == self.by_name.len() {
-            self.by_name.push(ByName {
+        let next = self.last_span.len() as u32;
+        let cache = *self.last_span_of.entry((r, sc, name, kind)).or_insert(next) as usize;
+        if cache == self.last_span.len() {
+            self.last_span.push(LastSpan {
                 keys: Vec::new(),
                 shape: NONE,
                 op: NONE,
@@ -465,7 +463,7 @@ impl PageBuilder {
 
         // The attributes to their streams' keys, the rest to the page's rest buffer.
         let (keys, attrs) = (&mut self.keys, &mut self.attrs);
-        let by_name = &mut self.by_name[cache];
+        let last_span = &mut self.last_span[cache];
         attrs.streams.clear();
         attrs.values.clear();
         attrs.ends.clear();
@@ -474,7 +472,7 @@ impl PageBuilder {
             keep_end,
             |key, value| {
                 let pos = attrs.streams.len();
-                let key = keys.index_at(key, pos, &mut by_name.keys);
+                let key = keys.index_at(key, pos, &mut last_span.keys);
                 let (stream, bytes) = match value {
                     AttrValue::Str(v) => (key * 2 + 1, v.as_bytes()),
                     AttrValue::Other(v) => (key * 2, v),
@@ -494,7 +492,7 @@ impl PageBuilder {
         wire::shift_event_times(rest, &self.times, absolute.wrapping_neg());
         self.rest_ends.push(self.rest.len());
 
-        let cached = self.by_name[cache].shape;
+        let cached = self.last_span[cache].shape;
         let shape = if cached != NONE && self.shapes[cached as usize].streams == self.attrs.streams
         {
             cached
@@ -503,17 +501,9 @@ impl PageBuilder {
         } else {
             let i = self.shapes.len() as u32;
             let streams = self.attrs.streams.clone();
-            let slots = (0..streams.len())
-                .map(|p| {
-                    streams
-                        .iter()
-                        .position(|&x| x == streams[p])
-                        .expect("found") as u32
-                })
-                .collect();
+            self.shape_slots.push(wire::slots(&streams));
             self.shape_of.insert(streams.clone(), i);
             self.shapes.push(ShapeWire { streams });
-            self.shape_slots.push(slots);
             i
         };
         let o = OpWire {
@@ -525,26 +515,20 @@ impl PageBuilder {
         };
         let next = self.ops.len() as u32;
         let mut new_op = false;
-        let cached = self.by_name[cache].op;
+        let cached = self.last_span[cache].op;
         let op = if cached != NONE && self.ops[cached as usize] == o {
             cached
         } else {
-            *self.op_of.entry(o).or_insert_with(|| {
+            *self.op_of.entry(o.clone()).or_insert_with(|| {
                 new_op = true;
                 next
             })
         };
-        let by_name = &mut self.by_name[cache];
-        by_name.shape = shape;
-        by_name.op = op;
+        let last_span = &mut self.last_span[cache];
+        last_span.shape = shape;
+        last_span.op = op;
         if new_op {
-            self.ops.push(OpWire {
-                resource: r,
-                scope: sc,
-                name,
-                kind,
-                shape,
-            });
+            self.ops.push(o);
             self.op_last
                 .push(vec![NONE; self.shapes[shape as usize].streams.len()]);
         }
@@ -561,7 +545,7 @@ impl PageBuilder {
             if self.streams.len() <= n {
                 self.streams.resize_with(n + 1, Stream::new);
             }
-            let slot = slots[pos] as usize;
+            let slot = slots[pos];
             let (i, new) = self.streams[n].push(&self.hasher, last[slot], value);
             last[slot] = i;
             let key = n / 2;

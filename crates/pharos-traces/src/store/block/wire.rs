@@ -1,5 +1,7 @@
-//! Page encoding of format versions 2 and 3: how a page's columns ([`PageProto`], the shape the
-//! writer builds and the reader serves) are laid out on disk so that they compress well.
+//! Page encoding of format versions 2 to 4: how a page's columns ([`PageProto`], the shape
+//! the reader serves) are laid out on disk so that they compress well. The writer builds
+//! version-4 pages directly (`builder.rs`); [`encode`] here makes a page of any version
+//! from columns (tests write older versions with it, and hold the writer to it).
 //!
 //! Version 1 wrote `PageProto` itself. Version 2 transforms three parts of it, each
 //! losslessly (`decode(encode(p)) == p`):
@@ -416,6 +418,14 @@ pub(super) fn first_spans(trace_spans: &[u32]) -> Option<Vec<usize>> {
     Some(first)
 }
 
+/// Version 4's prediction slots of a shape: for each position, the first position of the
+/// same stream (a key given twice shares its stream's last value per op).
+pub(super) fn slots(streams: &[u32]) -> Vec<usize> {
+    (0..streams.len())
+        .map(|p| streams.iter().position(|&x| x == streams[p]).unwrap_or(p))
+        .collect()
+}
+
 /// Splits an encoded `rest` into the bytes before its attributes, the attributes'
 /// payloads (each an encoded `KeyValue`) and the bytes after them. A rest is written
 /// in field order, so its attributes are one run.
@@ -466,9 +476,6 @@ pub(super) fn split_key_value(kv: &[u8]) -> Result<(&[u8], &[u8]), String> {
 #[derive(Default)]
 struct StreamBuilder<'a> {
     seen: FastMap<&'a [u8], u64>,
-    /// `seen` for a string stream, by the value's index in the page's strings (which
-    /// are distinct): an integer to hash rather than the string.
-    seen_strings: FastMap<u32, u64>,
     /// The value of the last use, by span name (version 3) or op (version 4).
     last: FastMap<u32, u64>,
     /// The value of the stream's latest use (version 4).
@@ -477,15 +484,10 @@ struct StreamBuilder<'a> {
 }
 
 impl<'a> StreamBuilder<'a> {
-    /// Adds a use of `value` (string `string` of the page, if it is one) by a span whose
-    /// predictor (name or op) is `by`.
-    fn push(&mut self, by: u32, value: &'a [u8], string: Option<u32>, v4: bool) {
+    /// Adds a use of `value` by a span whose predictor (name or op) is `by`.
+    fn push(&mut self, by: u32, value: &'a [u8], v4: bool) {
         let n = self.wire.values.len() as u64;
-        let seen = match string {
-            Some(s) => self.seen_strings.get(&s),
-            None => self.seen.get(value),
-        };
-        let i = match seen {
+        let i = match self.seen.get(value) {
             Some(&i) => {
                 let r = if self.last.get(&by) == Some(&i) {
                     1
@@ -500,10 +502,7 @@ impl<'a> StreamBuilder<'a> {
                 i
             }
             None => {
-                match string {
-                    Some(s) => self.seen_strings.insert(s, n),
-                    None => self.seen.insert(value, n),
-                };
+                self.seen.insert(value, n);
                 self.wire.values.push(Bytes::copy_from_slice(value));
                 self.wire.refs.push(0);
                 n
@@ -601,7 +600,7 @@ pub(super) fn start_and_ends(
     (start, ends)
 }
 
-/// Encodes a page's columns as version 2 (before compression).
+/// Encodes a page's columns as version 2, 3 or 4 (before compression).
 ///
 /// # Panics
 ///
@@ -646,9 +645,7 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
     let mut rest_at = Vec::with_capacity(spans);
     let mut strings = Vec::new();
     let mut span_shape = Vec::new();
-    let mut span_values: Vec<(u32, &[u8], Option<u32>)> = Vec::new();
-    // The key of each page string used as one, found once.
-    let mut key_of_string: Vec<u32> = vec![u32::MAX; p.strings.len()];
+    let mut span_values: Vec<(u32, &[u8])> = Vec::new();
     let mut ded = 0usize;
     let mut ded_at = 0u64;
     let mut trace = 0;
@@ -680,28 +677,20 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
         span_shape.clear();
         let (mut si, mut oi) = (0, 0);
         for pos in 0..total {
-            let (stream, value, string): (u32, &[u8], Option<u32>) =
+            let (stream, value): (u32, &[u8]) =
                 if si < strings.len() && p.ded_pos[strings[si]] as usize == pos {
                     let d = strings[si];
                     si += 1;
-                    let ki = p.ded_key[d] as usize;
-                    if key_of_string[ki] == u32::MAX {
-                        key_of_string[ki] = key(&p.strings[ki]);
-                    }
-                    let vi = p.ded_value[d];
-                    (
-                        key_of_string[ki] * 2 + 1,
-                        p.strings[vi as usize].as_bytes(),
-                        Some(vi),
-                    )
+                    let kk = key(&p.strings[p.ded_key[d] as usize]);
+                    (kk * 2 + 1, p.strings[p.ded_value[d] as usize].as_bytes())
                 } else {
                     let (kbytes, value) = split_key_value(others[oi]).expect("the writer's rest");
                     oi += 1;
                     let kk = key(std::str::from_utf8(kbytes).expect("prost wrote a string"));
-                    (kk * 2, value, None)
+                    (kk * 2, value)
                 };
             span_shape.push(stream);
-            span_values.push((stream, value, string));
+            span_values.push((stream, value));
         }
         assert!(
             si == strings.len() && oi == others.len(),
@@ -734,12 +723,12 @@ pub(super) fn encode<'a>(p: &'a PageProto, version: u8) -> Vec<u8> {
         // Version 4 predicts a value from the last use by the same op, version 3 by the
         // same span name.
         let predictor = if v4 { this_op } else { name[k] };
-        for (stream, value, string) in span_values.drain(..) {
+        for (stream, value) in span_values.drain(..) {
             let n = stream as usize;
             if streams.len() <= n {
                 streams.resize_with(n + 1, StreamBuilder::default);
             }
-            streams[n].push(predictor, value, string, v4);
+            streams[n].push(predictor, value, v4);
         }
     }
     let (start, ends) = start_and_ends(&p.parent, &p.start, &p.duration, &first_span, v4);
@@ -873,16 +862,7 @@ pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
     // before version 4; from version 4 by op, in a slot per distinct stream of the op's
     // shape (the first position that stream has in it).
     let mut last: FastMap<(u32, usize), u64> = FastMap::default();
-    let shape_slots: Vec<Vec<usize>> = w
-        .shapes
-        .iter()
-        .map(|s| {
-            let streams = &s.streams;
-            (0..streams.len())
-                .map(|p| streams.iter().position(|&x| x == streams[p]).unwrap_or(p))
-                .collect()
-        })
-        .collect();
+    let shape_slots: Vec<Vec<usize>> = w.shapes.iter().map(|s| slots(&s.streams)).collect();
     let mut op_base = Vec::with_capacity(w.ops.len());
     let mut slots = 0usize;
     for o in &w.ops {
