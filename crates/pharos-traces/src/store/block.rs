@@ -236,7 +236,9 @@ pub const META_FILE: &str = pharos_storage::blocks::META_FILE;
 
 const DATA_MAGIC: &[u8; 4] = b"PTRD";
 const INDEX_MAGIC: &[u8; 4] = b"PTRI";
-const FORMAT_VERSION: u8 = 4;
+const FORMAT_VERSION: u8 = 5;
+/// The page format of the current version: version 5 changed the index only (runs).
+pub(crate) const PAGE_VERSION: u8 = 4;
 /// The oldest format version still read: version 1 stored pages as [`PageProto`] itself.
 const OLDEST_VERSION: u8 = 1;
 /// A page is cut once its spans' encoded bytes reach this, by default (Tempo's
@@ -404,10 +406,26 @@ struct IndexProto {
     operations: Vec<OperationProto>,
     #[prost(message, repeated, tag = "4")]
     pages: Vec<PageInfoProto>,
+    /// Versions 1 to 4: the one bloom filter of the block's trace ids.
     #[prost(bytes = "vec", tag = "5")]
     bloom: Vec<u8>,
     #[prost(uint32, tag = "6")]
     bloom_hashes: u32,
+    /// Version 5: how many pages each run holds, in page order (`pages` is the runs one
+    /// after another; within a run, pages ascend by trace id).
+    #[prost(uint32, repeated, tag = "7")]
+    runs: Vec<u32>,
+    /// Version 5: one bloom filter per run.
+    #[prost(message, repeated, tag = "8")]
+    run_blooms: Vec<BloomProto>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct BloomProto {
+    #[prost(bytes = "vec", tag = "1")]
+    bits: Vec<u8>,
+    #[prost(uint32, tag = "2")]
+    hashes: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -495,6 +513,13 @@ pub struct PageSummary {
     len: u64,
 }
 
+impl PageSummary {
+    /// Returns the page's size in the data file (its zstd frame and checksum).
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+}
+
 /// Returns whether a span attribute key gets a dedicated column.
 pub fn is_dedicated_key(key: &str) -> bool {
     crate::traceql::prune::SUMMARIZED_SPAN_ATTR_PREFIXES
@@ -518,7 +543,12 @@ pub struct BlockWriter {
     /// The encodings of the resources and scopes of the block's spans.
     encodings: builder::Encodings,
     page_bytes: u64,
+    /// The trace ids of the run being written, for its bloom filter.
     ids: Vec<TraceId>,
+    /// The runs written: pages and bloom filter of each.
+    runs: Vec<(u32, Bloom)>,
+    /// Traces (fragments) in the block.
+    traces: u64,
     /// Each cut page's services and names, made indexes at `finish`.
     pending_names: Vec<(Vec<String>, Vec<String>)>,
     min_ns: u64,
@@ -627,6 +657,8 @@ impl BlockWriter {
             encodings: builder::Encodings::default(),
             page_bytes: page_bytes.max(1),
             ids: Vec::new(),
+            runs: Vec::new(),
+            traces: 0,
             pending_names: Vec::new(),
             min_ns: u64::MAX,
             max_ns: 0,
@@ -696,6 +728,7 @@ impl BlockWriter {
         }
         self.last = Some(*id);
         self.ids.push(*id);
+        self.traces += 1;
         self.min_ns = self.min_ns.min(trace.start_ns);
         self.max_ns = self.max_ns.max(trace.end_ns);
         self.spans += spans.len() as u64;
@@ -711,7 +744,7 @@ impl BlockWriter {
             return;
         }
         let raw = page.encode();
-        let raw = if self.version == FORMAT_VERSION {
+        let raw = if self.version >= PAGE_VERSION {
             raw
         } else {
             page_as_version(raw, self.version)
@@ -748,10 +781,135 @@ impl BlockWriter {
         self.pages.push(info);
     }
 
+    /// Ends the run being written (the pages since the previous run): the next trace
+    /// starts a new run, whose ids ascend again from any id. Nothing happens when the run
+    /// is empty.
+    ///
+    /// # Panics
+    ///
+    /// In a writer of a version before 5, which has one run only (tests).
+    pub fn end_run(&mut self) {
+        self.cut_page();
+        let written: u32 = self.runs.iter().map(|r| r.0).sum();
+        let pages = self.pages.len() as u32 - written;
+        if pages == 0 {
+            return;
+        }
+        assert!(
+            self.version >= 5,
+            "a version-{} block has one run",
+            self.version
+        );
+        self.runs.push((pages, Bloom::build(&self.ids)));
+        self.ids.clear();
+        self.last = None;
+    }
+
+    /// Adds pages of `block` as they are, as one run of this block: `pages` ascending,
+    /// from one run of `block` (whose bloom filter the run takes). Their bytes are copied
+    /// without being decompressed.
+    ///
+    /// # Panics
+    ///
+    /// When the block's pages are not of this writer's page version, or `pages` are not
+    /// ascending within one run of `block` (caller bugs).
+    pub(crate) fn copy_run(&mut self, block: &TraceBlock, pages: &[usize]) {
+        self.end_run();
+        if pages.is_empty() {
+            return;
+        }
+        assert!(block.meta.version >= PAGE_VERSION && self.version >= 5);
+        let run = block
+            .runs
+            .iter()
+            .find(|r| r.pages.contains(&pages[0]))
+            .expect("a page of the block");
+        assert!(
+            pages.windows(2).all(|w| w[0] < w[1]) && run.pages.contains(&pages[pages.len() - 1]),
+            "pages of one run, ascending"
+        );
+        for &i in pages {
+            let p = &block.pages[i];
+            let offset = self.data.len() as u64;
+            self.data.extend_from_slice(block.page_bytes(i));
+            let (pair_keys, pair_values) = p.pairs.iter().flatten().cloned().unzip();
+            self.pages.push(PageInfoProto {
+                offset,
+                len: p.len,
+                first_trace: p.first_trace.to_vec(),
+                last_trace: p.last_trace.to_vec(),
+                traces: p.traces,
+                spans: p.spans,
+                min_start_ns: p.min_start_ns,
+                max_end_ns: p.max_end_ns,
+                min_span_duration_ns: p.min_span_duration_ns,
+                max_span_duration_ns: p.max_span_duration_ns,
+                min_trace_duration_ns: p.min_trace_duration_ns,
+                max_trace_duration_ns: p.max_trace_duration_ns,
+                services: Vec::new(),
+                names: Vec::new(),
+                kinds: p.kinds,
+                statuses: p.statuses,
+                pair_keys,
+                pair_values,
+                pairs_overflow: p.pairs.is_none(),
+            });
+            let services: Vec<String> = p.services.iter().map(|s| s.to_string()).collect();
+            let names: Vec<String> = p.names.iter().map(|s| s.to_string()).collect();
+            self.services.extend(services.iter().cloned());
+            self.names.extend(names.iter().cloned());
+            self.pending_names.push((services, names));
+            self.traces += u64::from(p.traces);
+            self.spans += u64::from(p.spans);
+            self.min_ns = self.min_ns.min(p.min_start_ns);
+            self.max_ns = self.max_ns.max(p.max_end_ns);
+        }
+        self.runs.push((
+            pages.len() as u32,
+            Bloom {
+                bits: run.bloom.bits.clone(),
+                hashes: run.bloom.hashes,
+            },
+        ));
+    }
+
+    /// Adds (service, operation) pairs to the block's list, as a block whose spans it
+    /// copies lists them.
+    pub(crate) fn add_operations(&mut self, operations: &[(String, Operation)]) {
+        for (service, op) in operations {
+            self.services.insert(service.clone());
+            self.names.insert(op.name.clone());
+            self.operations
+                .insert((service.clone(), op.name.clone(), op.kind));
+        }
+    }
+
     /// Finishes the block: returns its data and index files and its meta (without `bytes`
     /// known to the caller's store: set here to the two files' sizes).
     pub fn finish(mut self, ulid: String, compaction: Compaction) -> EncodedBlock {
-        self.cut_page();
+        let (runs, run_blooms, bloom) = if self.version >= 5 {
+            self.end_run();
+            let runs = self.runs.iter().map(|r| r.0).collect();
+            let blooms = self
+                .runs
+                .drain(..)
+                .map(|(_, b)| BloomProto {
+                    bits: b.bits,
+                    hashes: b.hashes,
+                })
+                .collect();
+            (
+                runs,
+                blooms,
+                Bloom {
+                    bits: Vec::new(),
+                    hashes: 0,
+                },
+            )
+        } else {
+            self.cut_page();
+            (Vec::new(), Vec::new(), Bloom::build(&self.ids))
+        };
         let services: Vec<String> = self.services.into_iter().collect();
         let names: Vec<String> = self.names.into_iter().collect();
         let service_idx = |s: &str| {
@@ -773,7 +931,6 @@ impl BlockWriter {
                 kind: *k,
             })
             .collect();
-        let bloom = Bloom::build(&self.ids);
         let index = IndexProto {
             services,
             names,
@@ -781,6 +938,8 @@ impl BlockWriter {
             pages: self.pages,
             bloom: bloom.bits,
             bloom_hashes: bloom.hashes,
+            runs,
+            run_blooms,
         };
         let body = zstd::bulk::compress(&index.encode_to_vec(), ZSTD_LEVEL)
             .expect("zstd compresses memory");
@@ -790,13 +949,13 @@ impl BlockWriter {
         index_file.extend_from_slice(&body);
         let crc = crc32c::crc32c(&index_file);
         index_file.extend_from_slice(&crc.to_le_bytes());
-        let empty = self.ids.is_empty();
+        let empty = self.traces == 0;
         let meta = BlockMeta {
             ulid,
             version: self.version,
             min_time_ns: if empty { 0 } else { self.min_ns },
             max_time_ns: self.max_ns,
-            traces: self.ids.len() as u64,
+            traces: self.traces,
             spans: self.spans,
             bytes: (self.data.len() + index_file.len()) as u64,
             compaction,
@@ -908,12 +1067,20 @@ impl Bloom {
 // ---------------------------------------------------------------------------------------
 // Reading.
 
+/// Pages that ascend by trace id, and the bloom filter of their ids (which may also hold
+/// ids of pages a merge took out of the run: it only ever answers "maybe" too often).
+struct Run {
+    pages: std::ops::Range<usize>,
+    bloom: Bloom,
+}
+
 /// A loaded block: its meta, its decoded index, and its data file's bytes (memory-mapped
 /// when local).
 pub struct TraceBlock {
     meta: BlockMeta,
     pages: Vec<PageSummary>,
-    bloom: Bloom,
+    /// The runs of pages sorted by trace id (one before version 5), in page order.
+    runs: Vec<Run>,
     operations: Vec<(String, Operation)>,
     data: Bytes,
     pages_read: std::sync::atomic::AtomicU64,
@@ -961,6 +1128,19 @@ fn trace_id(block: &str, bytes: &[u8]) -> Result<TraceId, BlockError> {
 }
 
 impl TraceBlock {
+    /// Returns index file bytes with the runs replaced by `runs` (tests of the checks).
+    #[cfg(test)]
+    pub(crate) fn index_with_runs(index: &[u8], runs: Vec<u32>) -> Vec<u8> {
+        let raw = decompress("test", "index", &index[5..index.len() - 4]).unwrap();
+        let mut proto = IndexProto::decode(raw.as_slice()).unwrap();
+        proto.runs = runs;
+        let mut out = index[..5].to_vec();
+        out.extend(zstd::bulk::compress(&proto.encode_to_vec(), ZSTD_LEVEL).unwrap());
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
     /// Returns page `i` decompressed, unchecked (tests).
     #[cfg(test)]
     pub(crate) fn raw_page(&self, i: usize) -> Vec<u8> {
@@ -1008,11 +1188,43 @@ impl TraceBlock {
                 .cloned()
                 .ok_or_else(|| corrupt(id, "index: dictionary reference out of range"))
         };
+        let bloom = |bits: Vec<u8>, hashes: u32| {
+            if bits.is_empty() || hashes == 0 || hashes > 32 {
+                return Err(corrupt(id, "index: bad bloom filter"));
+            }
+            Ok(Bloom { bits, hashes })
+        };
+        let mut runs = Vec::new();
+        if version >= 5 {
+            if proto.runs.len() != proto.run_blooms.len()
+                || proto.runs.iter().map(|&n| u64::from(n)).sum::<u64>() != proto.pages.len() as u64
+                || proto.runs.contains(&0)
+            {
+                return Err(corrupt(id, "index: runs do not cover the pages"));
+            }
+            let mut start = 0;
+            for (&n, b) in proto.runs.iter().zip(proto.run_blooms) {
+                let end = start + n as usize;
+                runs.push(Run {
+                    pages: start..end,
+                    bloom: bloom(b.bits, b.hashes)?,
+                });
+                start = end;
+            }
+        } else {
+            runs.push(Run {
+                pages: 0..proto.pages.len(),
+                bloom: bloom(proto.bloom, proto.bloom_hashes)?,
+            });
+        }
         let mut pages = Vec::with_capacity(proto.pages.len());
         let mut prev: Option<TraceId> = None;
-        for p in &proto.pages {
+        for (i, p) in proto.pages.iter().enumerate() {
             let first = trace_id(id, &p.first_trace)?;
             let last = trace_id(id, &p.last_trace)?;
+            if runs.iter().any(|r| r.pages.start == i) {
+                prev = None;
+            }
             if first > last || prev.is_some_and(|x| x >= first) {
                 return Err(corrupt(id, "index: pages out of trace id order"));
             }
@@ -1071,16 +1283,10 @@ impl TraceBlock {
                 ))
             })
             .collect::<Result<_, BlockError>>()?;
-        if proto.bloom.is_empty() || proto.bloom_hashes == 0 || proto.bloom_hashes > 32 {
-            return Err(corrupt(id, "index: bad bloom filter"));
-        }
         Ok(TraceBlock {
             meta,
             pages,
-            bloom: Bloom {
-                bits: proto.bloom,
-                hashes: proto.bloom_hashes,
-            },
+            runs,
             operations,
             data,
             pages_read: Default::default(),
@@ -1119,18 +1325,77 @@ impl TraceBlock {
     ///
     /// When the page that would hold it is corrupt.
     pub fn find(&self, id: &TraceId) -> Result<Option<Trace>, BlockError> {
-        if !self.bloom.may_contain(id) {
-            return Ok(None);
+        // A block holds a trace in one page at most (a merge joins a trace's fragments):
+        // the first run that has it is the only one.
+        for run in &self.runs {
+            if !run.bloom.may_contain(id) {
+                continue;
+            }
+            let pages = &self.pages[run.pages.clone()];
+            let i = pages.partition_point(|p| p.last_trace < *id);
+            if pages.get(i).is_some_and(|p| p.first_trace <= *id) {
+                // Only the one trace is rebuilt; the rest of the page stays columns.
+                let found = self
+                    .read_page_where(run.pages.start + i, &mut |rows, t| rows.trace_id(t) == id)?
+                    .pop();
+                if let Some((_, t)) = found {
+                    return Ok(Some(t));
+                }
+            }
         }
-        let i = self.pages.partition_point(|p| p.last_trace < *id);
-        match self.pages.get(i) {
-            // Only the one trace is rebuilt; the rest of the page stays columns.
-            Some(p) if p.first_trace <= *id => Ok(self
-                .read_page_where(i, &mut |rows, t| rows.trace_id(t) == id)?
-                .pop()
-                .map(|(_, t)| t)),
-            _ => Ok(None),
+        Ok(None)
+    }
+
+    /// Returns the runs of the block: ranges of page numbers, each ascending by trace id.
+    pub(crate) fn runs(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        self.runs.iter().map(|r| r.pages.clone())
+    }
+
+    /// Returns page `i`'s bytes in the data file: its zstd frame and checksum.
+    fn page_bytes(&self, i: usize) -> &[u8] {
+        let p = &self.pages[i];
+        &self.data[p.offset as usize..(p.offset + p.len) as usize]
+    }
+
+    /// Returns the last eight bytes of each trace id of page `i`, in page order, read
+    /// without decoding the page's other columns.
+    ///
+    /// # Errors
+    ///
+    /// When the page is corrupt.
+    pub(crate) fn page_trace_ids_low(&self, i: usize) -> Result<Vec<u64>, BlockError> {
+        let id = self.meta.ulid.as_str();
+        let (compressed, crc) = self.page_bytes(i).split_at(self.pages[i].len as usize - 4);
+        if crc32c::crc32c(compressed).to_le_bytes() != crc {
+            return Err(corrupt(id, format!("page {i}: checksum mismatch")));
         }
+        let raw = decompress(id, "page", compressed)?;
+        // Field 1 holds the ids (16 bytes each), or from version 4 their last eight bytes.
+        let width = if self.meta.version >= 4 { 8 } else { 16 };
+        let mut ids = Vec::new();
+        for f in pharos_model::view::fields(&raw) {
+            if f.number == 1 {
+                if f.payload.len() % width != 0 {
+                    return Err(corrupt(id, format!("page {i}: trace ids")));
+                }
+                ids.extend(
+                    f.payload.chunks_exact(width).map(|c| {
+                        u64::from_be_bytes(c[width - 8..].try_into().expect("eight bytes"))
+                    }),
+                );
+            }
+        }
+        if ids.len() != self.pages[i].traces as usize {
+            return Err(corrupt(
+                id,
+                format!(
+                    "page {i}: {} trace ids for {} traces",
+                    ids.len(),
+                    self.pages[i].traces
+                ),
+            ));
+        }
+        Ok(ids)
     }
 
     /// Decodes page `i` into its traces, in id order.
@@ -1170,10 +1435,9 @@ impl TraceBlock {
     /// When the page is corrupt.
     pub(crate) fn read_rows(&self, i: usize) -> Result<PageRows, BlockError> {
         let id = self.meta.ulid.as_str();
-        let p = &self.pages[i];
         self.pages_read
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let bytes = &self.data[p.offset as usize..(p.offset + p.len) as usize];
+        let bytes = self.page_bytes(i);
         let (compressed, crc) = bytes.split_at(bytes.len() - 4);
         if crc32c::crc32c(compressed).to_le_bytes() != crc {
             return Err(corrupt(id, format!("page {i}: checksum mismatch")));

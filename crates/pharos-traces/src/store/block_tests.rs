@@ -1150,7 +1150,7 @@ fn merging_copies_columns_into_the_pages_rebuilt_traces_make() {
             std::sync::Arc::new(block::TraceBlock::open(enc.meta, &enc.index, enc.data).unwrap())
         })
         .collect();
-    let merged = engine::merge(&blocks, 2, Vec::new(), page_bytes).unwrap();
+    let merged = engine::merge(&blocks, 2, Vec::new(), page_bytes, engine::Relink::Never).unwrap();
 
     // The same merge, every trace rebuilt and its fragments joined.
     let mut all: BTreeMap<TraceId, Trace> = BTreeMap::new();
@@ -1234,4 +1234,235 @@ fn a_head_trace_shows_searches_the_columns_its_page_shows() {
         }
     }
     assert!(spans > 1_000 && attrs > 1_000, "{spans} {attrs}");
+}
+
+/// A trace as comparable data: times, bytes, and each span with its resource and scope.
+type Canon = (
+    u64,
+    u64,
+    u64,
+    Vec<(
+        Option<opentelemetry_proto::tonic::resource::v1::Resource>,
+        Option<opentelemetry_proto::tonic::common::v1::InstrumentationScope>,
+        Span,
+    )>,
+);
+
+fn canon(t: &Trace) -> Canon {
+    (
+        t.start_ns,
+        t.end_ns,
+        t.bytes,
+        t.spans
+            .iter()
+            .map(|s| {
+                (
+                    s.resource.resource.clone(),
+                    s.scope.scope.clone(),
+                    s.span.clone(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Every trace of `blocks` (oldest first), its fragments joined as a merge joins them.
+fn joined(blocks: &[std::sync::Arc<block::TraceBlock>]) -> BTreeMap<TraceId, Trace> {
+    let mut all: BTreeMap<TraceId, Trace> = BTreeMap::new();
+    let mut blocks = blocks.to_vec();
+    blocks.sort_by(|a, b| a.meta().ulid.cmp(&b.meta().ulid));
+    for b in &blocks {
+        for p in 0..b.pages().len() {
+            for (id, t) in b.read_page(p).unwrap() {
+                match all.get_mut(&id) {
+                    Some(acc) => acc.absorb(t),
+                    None => {
+                        all.insert(id, t);
+                    }
+                }
+            }
+        }
+    }
+    all
+}
+
+fn open_encoded(enc: block::EncodedBlock) -> std::sync::Arc<block::TraceBlock> {
+    std::sync::Arc::new(block::TraceBlock::open(enc.meta, &enc.index, enc.data).unwrap())
+}
+
+/// Checks that `merged` holds each trace of `parents` once, joined, in one page, and
+/// that a lookup by id finds each; returns how many of its pages are byte for byte a
+/// page of a parent.
+fn check_merged(
+    merged: &block::TraceBlock,
+    parents: &[std::sync::Arc<block::TraceBlock>],
+) -> usize {
+    let want = joined(parents);
+    let mut seen = std::collections::BTreeSet::new();
+    for p in 0..merged.pages().len() {
+        for (id, t) in merged.read_page(p).unwrap() {
+            assert!(seen.insert(id), "trace {id:02x?} in two pages");
+            assert!(canon(&t) == canon(&want[&id]), "trace {id:02x?} as read");
+        }
+    }
+    assert_eq!(seen.len(), want.len());
+    assert_eq!(merged.meta().traces as usize, want.len());
+    let spans: usize = want.values().map(|t| t.spans.len()).sum();
+    assert_eq!(merged.meta().spans as usize, spans);
+    for (id, t) in &want {
+        let found = merged.find(id).unwrap().expect("found by id");
+        assert!(canon(&found) == canon(t), "trace {id:02x?} by id");
+    }
+    let parent_pages: std::collections::HashSet<Vec<u8>> = parents
+        .iter()
+        .flat_map(|b| (0..b.pages().len()).map(|p| b.raw_page(p)))
+        .collect();
+    (0..merged.pages().len())
+        .filter(|&p| parent_pages.contains(&merged.raw_page(p)))
+        .count()
+}
+
+#[test]
+fn a_merge_copies_the_pages_that_hold_no_split_trace_and_joins_the_rest() {
+    let page_bytes = 16 << 10;
+    let mut reqs = requests(&mut Gen(91), 900, BASE_NS);
+    reqs.push(awkward_request());
+    // Most traces go whole to one block; every 40th trace's fragments are spread over
+    // the three, as spans straddling a flush are.
+    let trace_of = |r: &ExportTraceServiceRequest| -> TraceId {
+        r.resource_spans[0].scope_spans[0].spans[0]
+            .trace_id
+            .as_slice()
+            .try_into()
+            .unwrap()
+    };
+    let all_ids = ids_of(&reqs);
+    let heads: Vec<TraceStore> = (0..3).map(|_| TraceStore::new()).collect();
+    let mut split = 0;
+    for (i, r) in reqs.iter().enumerate() {
+        let t = all_ids.binary_search(&trace_of(r)).unwrap();
+        let h = if t % 40 == 0 {
+            split += 1;
+            i % 3
+        } else {
+            t % 3
+        };
+        apply_all(&heads[h], std::slice::from_ref(r));
+    }
+    assert!(split > 30);
+    // Three parents; the second is written in two runs (every other trace), as a flush
+    // writes the traces still receiving spans apart.
+    let write = |head: &TraceStore, name: String, runs: bool| {
+        let inner = head.inner.read();
+        let mut ids: Vec<&TraceId> = inner.traces.keys().collect();
+        ids.sort();
+        let mut w = block::BlockWriter::new(page_bytes);
+        for pass in 0..2 {
+            for (k, id) in ids.iter().enumerate() {
+                if !runs && pass == 1 || runs && k % 2 != pass {
+                    continue;
+                }
+                w.push_head(id, &inner.traces[*id]);
+            }
+            w.end_run();
+        }
+        open_encoded(w.finish(
+            name,
+            block::Compaction {
+                level: 1,
+                parents: Vec::new(),
+            },
+        ))
+    };
+    let parents: Vec<_> = heads
+        .iter()
+        .enumerate()
+        .map(|(i, h)| write(h, format!("b{i}"), i == 1))
+        .collect();
+    assert_eq!(parents[1].runs().count(), 2);
+
+    let merged = open_encoded(
+        engine::merge(&parents, 2, Vec::new(), page_bytes, engine::Relink::Pages).unwrap(),
+    );
+    let copied = check_merged(&merged, &parents);
+    let pages = merged.pages().len();
+    assert!(
+        copied >= 3 && copied < pages,
+        "{copied} of {pages} pages copied"
+    );
+    assert!(
+        merged.runs().count() >= 4,
+        "three parents' runs and the rewritten one"
+    );
+    // Rewriting everything holds the same traces in fewer runs, and copies no page.
+    let rewritten = open_encoded(
+        engine::merge(&parents, 2, Vec::new(), page_bytes, engine::Relink::Never).unwrap(),
+    );
+    assert_eq!(check_merged(&rewritten, &parents), 0);
+    assert_eq!(rewritten.runs().count(), 1);
+
+    // A merged block merges again with a block that shares traces with it: the runs it
+    // copied stay runs, split traces are joined once more.
+    let more = TraceStore::new();
+    let mut extra = requests(&mut Gen(5), 300, BASE_NS + 9_000_000_000);
+    for r in reqs.iter().step_by(97) {
+        extra.push(r.clone());
+    }
+    apply_all(&more, &extra);
+    let late = write(&more, "c".into(), false);
+    let both = vec![std::sync::Arc::clone(&merged), late];
+    let again = open_encoded(
+        engine::merge(&both, 3, Vec::new(), page_bytes, engine::Relink::Pages).unwrap(),
+    );
+    let copied = check_merged(&again, &both);
+    assert!(copied >= 3, "{copied}");
+}
+
+#[test]
+fn a_block_whose_runs_do_not_cover_its_pages_is_refused() {
+    let head = TraceStore::new();
+    apply_all(&head, &requests(&mut Gen(12), 200, BASE_NS));
+    let inner = head.inner.read();
+    let mut ids: Vec<&TraceId> = inner.traces.keys().collect();
+    ids.sort();
+    let mut w = block::BlockWriter::new(8 << 10);
+    // Two runs, every other trace: the second run's ids ascend again from the smallest.
+    for pass in 0..2 {
+        for id in ids.iter().skip(pass).step_by(2) {
+            w.push_head(id, &inner.traces[*id]);
+        }
+        w.end_run();
+    }
+    let enc = w.finish(
+        "r".into(),
+        block::Compaction {
+            level: 1,
+            parents: Vec::new(),
+        },
+    );
+    let ok = block::TraceBlock::open(enc.meta.clone(), &enc.index, enc.data.clone()).unwrap();
+    let runs: Vec<_> = ok.runs().collect();
+    assert_eq!(runs.len(), 2);
+    let (a, b) = (runs[0].len() as u32, runs[1].len() as u32);
+    assert!(a > 1 && b > 1, "{a} {b}");
+    for id in &ids {
+        let t = ok.find(id).unwrap().expect("found in its run");
+        assert_eq!(t.spans.len(), inner.traces[*id].spans.len());
+    }
+    for (runs, what) in [
+        (vec![a, b - 1], "runs do not cover"),
+        (vec![a, b, 1], "runs do not cover"),
+        (vec![a + b], "runs do not cover"),
+        (vec![a - 1, 1, b], "runs do not cover"),
+        // Two runs cut elsewhere: a run whose ids go down.
+        (vec![a + 1, b - 1], "out of trace id order"),
+        (vec![0, a, b], "runs do not cover"),
+    ] {
+        let index = block::TraceBlock::index_with_runs(&enc.index, runs.clone());
+        let err = block::TraceBlock::open(enc.meta.clone(), &index, enc.data.clone())
+            .err()
+            .unwrap_or_else(|| panic!("{runs:?} accepted"))
+            .to_string();
+        assert!(err.contains(what), "{runs:?}: {err}");
+    }
 }

@@ -354,9 +354,11 @@ impl TraceStore {
             let page_bytes = engine.opts.page_bytes;
             let enc = {
                 let group = group.clone();
-                tokio::task::spawn_blocking(move || merge(&group, level, parents, page_bytes))
-                    .await
-                    .map_err(|e| EngineError::Task(e.to_string()))??
+                tokio::task::spawn_blocking(move || {
+                    merge(&group, level, parents, page_bytes, Relink::Pages)
+                })
+                .await
+                .map_err(|e| EngineError::Task(e.to_string()))??
             };
             let merged = Arc::new(write_block(&engine.store, enc).await?);
             tracing::info!(
@@ -364,6 +366,8 @@ impl TraceStore {
                 parents = group.len(),
                 spans = merged.meta().spans,
                 traces = merged.meta().traces,
+                fragments_joined = group.iter().map(|b| b.meta().traces).sum::<u64>()
+                    - merged.meta().traces,
                 took_ms = started.elapsed().as_millis() as u64,
                 "trace blocks compacted"
             );
@@ -472,24 +476,44 @@ fn plan(blocks: &[Arc<TraceBlock>], opts: &BlockOptions, now: u64) -> Option<Vec
     None
 }
 
-/// One parent's position in a merge: its current page's columns and the next trace of it.
+/// How a merge treats its parents' pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Relink {
+    /// Copy the pages that hold no fragment of a trace another page also holds, as they
+    /// are; rewrite the rest.
+    Pages,
+    /// Rewrite every trace (tests of the rewriting path).
+    #[cfg(test)]
+    Never,
+}
+
+/// A merged block holds at most this many runs of copied pages; a merge that would make
+/// more rewrites everything (each run costs a lookup by id one bloom filter test).
+const MAX_COPIED_RUNS: usize = 32;
+/// A page smaller than this fraction of the merge's largest page is rewritten rather than
+/// copied, so merges do not keep the small last pages of their parents' runs.
+const SMALL_PAGE_FRACTION: u64 = 4;
+
+/// One run's position in a merge: the pages of it to rewrite, its current page's columns
+/// and the next trace of it.
 struct Cursor<'a> {
     block: &'a TraceBlock,
+    pages: Vec<usize>,
     next_page: usize,
     rows: Option<PageRows>,
     next_trace: usize,
 }
 
 impl Cursor<'_> {
-    /// Makes sure a trace is next, unless the block is exhausted.
+    /// Makes sure a trace is next, unless the run is exhausted.
     fn fill(&mut self) -> Result<(), BlockError> {
         while self
             .rows
             .as_ref()
             .is_none_or(|r| self.next_trace >= r.traces())
-            && self.next_page < self.block.pages().len()
+            && self.next_page < self.pages.len()
         {
-            self.rows = Some(self.block.read_rows(self.next_page)?);
+            self.rows = Some(self.block.read_rows(self.pages[self.next_page])?);
             self.next_trace = 0;
             self.next_page += 1;
         }
@@ -504,31 +528,89 @@ impl Cursor<'_> {
     }
 }
 
-/// Merges blocks into one block of `level`: traces in id order, the fragments of one trace
-/// joined (older block first) with duplicate spans dropped. A trace only one parent holds
-/// is copied from its page's columns; fragments are rebuilt and joined.
+/// Merges blocks into one block of `level`.
+///
+/// With [`Relink::Pages`], a page whose traces no other page of the parents holds (by
+/// the last eight bytes of their ids, read without decoding the page) is copied as it
+/// is: each run of a parent keeps its copied pages as a run of the merged block, with
+/// the run's bloom filter. The other pages (fragments of a trace split between pages,
+/// pages of a version before 4, small pages) are rewritten into one more run: traces in
+/// id order, the fragments of one trace joined (older block first) with duplicate spans
+/// dropped. A trace only one of them holds is copied from its page's columns; fragments
+/// are rebuilt and joined.
 pub(super) fn merge(
     group: &[Arc<TraceBlock>],
     level: u32,
     parents: Vec<String>,
     page_bytes: u64,
+    relink: Relink,
 ) -> Result<EncodedBlock, EngineError> {
-    let mut cursors: Vec<Cursor<'_>> = group
+    // Oldest block first, so a trace's spans keep their arrival order.
+    let mut blocks: Vec<&TraceBlock> = group.iter().map(|b| &**b).collect();
+    blocks.sort_by(|a, b| a.meta().ulid.cmp(&b.meta().ulid));
+    let runs: Vec<(usize, std::ops::Range<usize>)> = blocks
         .iter()
-        .map(|b| Cursor {
-            block: b,
+        .enumerate()
+        .flat_map(|(k, b)| b.runs().map(move |r| (k, r)))
+        .collect();
+    let mut copy: Vec<Vec<bool>> = blocks
+        .iter()
+        .map(|b| vec![false; b.pages().len()])
+        .collect();
+    if relink == Relink::Pages {
+        let mut ids: Vec<Vec<Vec<u64>>> = Vec::with_capacity(blocks.len());
+        let mut pages_of: super::FastMap<u64, u32> = super::FastMap::default();
+        for b in &blocks {
+            let mut per_page = Vec::with_capacity(b.pages().len());
+            for i in 0..b.pages().len() {
+                let low = b.page_trace_ids_low(i)?;
+                for &id in &low {
+                    *pages_of.entry(id).or_insert(0) += 1;
+                }
+                per_page.push(low);
+            }
+            ids.push(per_page);
+        }
+        let largest = blocks
+            .iter()
+            .flat_map(|b| b.pages().iter().map(|p| p.len()))
+            .max()
+            .unwrap_or(0);
+        for (k, b) in blocks.iter().enumerate() {
+            for (i, p) in b.pages().iter().enumerate() {
+                copy[k][i] = b.meta().version >= super::block::PAGE_VERSION
+                    && p.len().saturating_mul(SMALL_PAGE_FRACTION) >= largest
+                    && ids[k][i].iter().all(|id| pages_of[id] == 1);
+            }
+        }
+        let copied_runs = runs
+            .iter()
+            .filter(|(k, r)| r.clone().any(|i| copy[*k][i]))
+            .count();
+        if copied_runs > MAX_COPIED_RUNS {
+            copy.iter_mut().for_each(|c| c.fill(false));
+        }
+    }
+    let mut w = BlockWriter::new(page_bytes);
+    for b in &blocks {
+        w.add_operations(b.operations());
+    }
+    let mut cursors = Vec::with_capacity(runs.len());
+    for (k, r) in runs {
+        let (copied, rewritten): (Vec<usize>, Vec<usize>) = r.partition(|&i| copy[k][i]);
+        w.copy_run(blocks[k], &copied);
+        cursors.push(Cursor {
+            block: blocks[k],
+            pages: rewritten,
             next_page: 0,
             rows: None,
             next_trace: 0,
-        })
-        .collect();
-    // Oldest block first, so a trace's spans keep their arrival order.
-    cursors.sort_by(|a, b| a.block.meta().ulid.cmp(&b.block.meta().ulid));
-    let mut w = BlockWriter::new(page_bytes);
+        });
+    }
     let corrupt = |c: &Cursor<'_>, what: String| {
         EngineError::Block(BlockError::Corrupt {
             block: c.block.meta().ulid.clone(),
-            what: format!("page {}: {what}", c.next_page - 1),
+            what: format!("page {}: {what}", c.pages[c.next_page - 1]),
         })
     };
     loop {

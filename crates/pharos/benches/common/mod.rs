@@ -65,7 +65,11 @@ pub fn start_pharos(fsync: &str) -> Pharos {
     let mut process = Process::spawn(
         Command::new(env!("CARGO_BIN_EXE_pharos"))
             .args(["serve", "--config", config.to_str().unwrap()])
-            .env("PHAROS_LOG", "warn")
+            // `PHAROS_BENCH_LOG=info` shows the server's flushes and merges.
+            .env(
+                "PHAROS_LOG",
+                std::env::var("PHAROS_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit()),
         dir,

@@ -656,7 +656,7 @@ impl PageBuilder {
             odd_span_at: std::mem::take(&mut self.odd_span_at),
             odd_span_ids: std::mem::take(&mut self.odd_span_ids),
             event_times_from_start: true,
-            version: 4,
+            version: u32::from(super::PAGE_VERSION),
         };
         page.encode_to_vec()
     }

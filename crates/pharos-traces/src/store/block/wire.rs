@@ -809,7 +809,7 @@ fn decompress<T: pco::data_types::Number>(bytes: &[u8], what: &str) -> Result<Ve
 /// reference it resolves.
 pub(super) fn decode(raw: Bytes) -> Result<PageProto, String> {
     let w = PageWire::decode(raw).map_err(|e| e.to_string())?;
-    if w.version > u32::from(super::FORMAT_VERSION) {
+    if w.version > u32::from(super::PAGE_VERSION) {
         return Err(format!(
             "page version {} is newer than this reader",
             w.version
