@@ -124,6 +124,9 @@ pub struct TraceStore {
     limits: TraceLimits,
     too_large_refused: AtomicU64,
     too_large_dropped: AtomicU64,
+    /// The traces the last flush wrote as unsettled: their later spans are written apart
+    /// too (see [`engine::Frozen`]).
+    unsettled: parking_lot::Mutex<FastSet<TraceId>>,
 }
 
 #[derive(Default)]
@@ -138,6 +141,8 @@ struct Inner {
     /// Hashes ([`operation_key`]) of the operations already in `services`,
     /// so a span of a known operation copies no string.
     operations_seen: FastSet<u64>,
+    /// Spans taken since the store was made (never reset: [`HeadTrace::touched`]).
+    arrivals: u64,
 }
 
 #[derive(Clone)]
@@ -508,6 +513,7 @@ impl TraceStore {
     fn apply_batch(&self, batch: TraceBatch) {
         let batch = Arc::new(head::Batch::new(batch));
         let b = &batch.batch;
+        let now_ms = head::clock_ms();
         let mut inner = self.inner.write();
         let inner = &mut *inner;
         for i in 0..b.resource_count() {
@@ -550,6 +556,9 @@ impl TraceStore {
                         kind: s.kind,
                     });
             }
+            inner.arrivals += 1;
+            trace.touched = inner.arrivals;
+            trace.touched_ms = now_ms;
             trace.bytes += len;
             trace.start_ns = trace.start_ns.min(s.start_time_unix_nano);
             trace.end_ns = trace

@@ -254,9 +254,11 @@ const ZSTD_LEVEL: i32 = 3;
 /// most [`MAX_DECOMPRESSED`]): the reader trusts no length it has not bounded.
 const MAX_RATIO: usize = 64;
 const MAX_DECOMPRESSED: usize = 1 << 30;
-/// Bloom filter: bits per trace and hash functions (about 1% false positives).
-const BLOOM_BITS_PER_TRACE: usize = 10;
-const BLOOM_HASHES: u32 = 7;
+/// Bloom filter: bits per trace and hash functions (about 0.05% false positives; a
+/// lookup by id tests one filter per run of each block, and a false positive decodes a
+/// page). Versions before 5 wrote 10 bits and 7 hashes (about 1%).
+const BLOOM_BITS_PER_TRACE: usize = 16;
+const BLOOM_HASHES: u32 = 11;
 
 /// Why a block cannot be read.
 #[derive(Debug, thiserror::Error)]

@@ -1466,3 +1466,106 @@ fn a_block_whose_runs_do_not_cover_its_pages_is_refused() {
         assert!(err.contains(what), "{runs:?}: {err}");
     }
 }
+
+/// The ids of the traces in `block`'s run `r`.
+fn run_ids(block: &block::TraceBlock, r: usize) -> std::collections::BTreeSet<TraceId> {
+    let pages = block.runs().nth(r).expect("the run");
+    pages
+        .flat_map(|p| block.read_page(p).unwrap())
+        .map(|(id, _)| id)
+        .collect()
+}
+
+#[test]
+fn a_flush_writes_the_traces_still_taking_spans_apart_and_a_merge_copies_the_rest() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = BlockOptions {
+        max_window_blocks: 2,
+        page_bytes: 16 << 10,
+        ..opts()
+    };
+    let store = TraceStore::new();
+    rt.block_on(store.open_blocks(block_store(dir.path()), opts))
+        .unwrap();
+    let first = requests(&mut Gen(61), 1200, BASE_NS);
+    apply_all(&store, &first);
+    // The traces that took a span among the last tenth of the spans.
+    let spans_of = |r: &ExportTraceServiceRequest| r.resource_spans[0].scope_spans[0].spans.len();
+    let total: usize = first.iter().map(spans_of).sum();
+    let mut seen = 0;
+    let mut late = std::collections::BTreeSet::new();
+    for r in &first {
+        seen += spans_of(r);
+        if seen > total - total / 10 {
+            let id: TraceId = r.resource_spans[0].scope_spans[0].spans[0]
+                .trace_id
+                .as_slice()
+                .try_into()
+                .unwrap();
+            late.insert(id);
+        }
+    }
+    store.freeze();
+    rt.block_on(store.flush_frozen()).unwrap();
+    let b1 = store.blocks.read()[0].clone();
+    assert_eq!(b1.runs().count(), 2);
+    assert_eq!(run_ids(&b1, 1), late, "the unsettled run");
+    let settled = run_ids(&b1, 0);
+    assert_eq!(settled.len() + late.len(), ids_of(&first).len());
+
+    // The next part: one more span for five unsettled and five settled traces, then new
+    // traces. The unsettled traces' spans go to the unsettled run again.
+    let continued: Vec<TraceId> = late.iter().take(5).copied().collect();
+    let moved: Vec<TraceId> = settled.iter().take(5).copied().collect();
+    let more_span = |id: &TraceId, n: u8| Span {
+        trace_id: id.to_vec(),
+        span_id: vec![0xee, n, 1, 2, 3, 4, 5, 6],
+        name: "late".into(),
+        start_time_unix_nano: BASE_NS + 1_000,
+        end_time_unix_nano: BASE_NS + 2_000,
+        ..Default::default()
+    };
+    let mut second: Vec<ExportTraceServiceRequest> = continued
+        .iter()
+        .chain(&moved)
+        .enumerate()
+        .map(|(n, id)| common_request("cart", vec![more_span(id, n as u8)]))
+        .collect();
+    second.extend(requests(&mut Gen(62), 1200, BASE_NS + 20_000_000_000));
+    apply_all(&store, &second);
+    let reference = TraceStore::new();
+    apply_all(&reference, &first);
+    apply_all(&reference, &second);
+    store.freeze();
+    rt.block_on(store.flush_frozen()).unwrap();
+    let blocks = store.blocks.read().clone();
+    let b2 = blocks
+        .iter()
+        .find(|b| !std::sync::Arc::ptr_eq(b, &b1))
+        .unwrap()
+        .clone();
+    let unsettled = run_ids(&b2, 1);
+    assert!(continued.iter().all(|id| unsettled.contains(id)));
+    assert!(moved.iter().all(|id| !unsettled.contains(id)));
+
+    // The merge copies the settled pages that hold no split trace.
+    let parents = [b1.clone(), b2.clone()];
+    let parent_pages: std::collections::HashSet<Vec<u8>> = parents
+        .iter()
+        .flat_map(|b| (0..b.pages().len()).map(|p| b.raw_page(p)))
+        .collect();
+    let report = rt.block_on(store.maintain()).unwrap();
+    assert_eq!(report.created, 1);
+    let merged = store.blocks.read()[0].clone();
+    let copied = (0..merged.pages().len())
+        .filter(|&p| parent_pages.contains(&merged.raw_page(p)))
+        .count();
+    let pages = merged.pages().len();
+    assert!(copied * 2 > pages, "{copied} of {pages} pages copied");
+    let ids = ids_of(&[first, second].concat());
+    let want = answers(&reference, &ids);
+    let got = answers(&store, &ids);
+    assert_eq!(got.by_id, want.by_id);
+    assert_same(&got, &want);
+}

@@ -100,9 +100,29 @@ pub(crate) struct Engine {
 }
 
 /// Traces taken out of the head, readable until their block is loaded.
+///
+/// Its block has two runs: the settled traces, then the unsettled ones, which took a span
+/// both within the part's last [`UNSETTLED_SHARE`]th of spans and within the last
+/// [`UNSETTLED_MS`] before the freeze, or continue a trace the previous flush wrote as
+/// unsettled. A trace split by flushes is then in the small unsettled runs of its blocks,
+/// and a merge copies the settled runs' pages as they are (see [`merge`]).
 pub(crate) struct Frozen {
     pub(crate) traces: super::FastMap<TraceId, super::head::HeadTrace>,
     pub(crate) spans: u64,
+    /// A trace touched after both (`HeadTrace::touched`, `touched_ms`) is unsettled.
+    settled_before: (u64, u64),
+}
+
+/// The share of a frozen part's latest spans whose traces count as unsettled: 1/10th.
+const UNSETTLED_SHARE: u64 = 10;
+/// How long a trace counts as unsettled after its latest span (Tempo's
+/// `trace_idle_period`).
+const UNSETTLED_MS: u64 = 10_000;
+
+impl Frozen {
+    fn unsettled(&self, t: &super::head::HeadTrace) -> bool {
+        t.touched > self.settled_before.0 && t.touched_ms > self.settled_before.1
+    }
 }
 
 /// What [`TraceStore::open_blocks`] found.
@@ -268,8 +288,16 @@ impl TraceStore {
         let spans: u64 = traces.values().map(|t| t.spans.len() as u64).sum();
         inner.bytes = 0;
         inner.since = None;
+        let settled_before = (
+            inner.arrivals.saturating_sub(spans / UNSETTLED_SHARE),
+            super::head::clock_ms().saturating_sub(UNSETTLED_MS),
+        );
         // Frozen parts are read under this lock's successor order: head, then frozen.
-        self.frozen.write().push(Arc::new(Frozen { traces, spans }));
+        self.frozen.write().push(Arc::new(Frozen {
+            traces,
+            spans,
+            settled_before,
+        }));
         spans
     }
 
@@ -288,35 +316,46 @@ impl TraceStore {
                 return Ok(report);
             };
             let page_bytes = engine.opts.page_bytes;
-            let enc = {
+            let before = self.unsettled.lock().clone();
+            let (enc, unsettled) = {
                 let part = Arc::clone(&part);
                 tokio::task::spawn_blocking(move || {
                     let mut traces: Vec<_> = part.traces.iter().collect();
                     traces.sort_unstable_by_key(|(id, _)| *id);
+                    let (unsettled, settled): (Vec<_>, Vec<_>) = traces
+                        .into_iter()
+                        .partition(|(id, t)| part.unsettled(t) || before.contains(*id));
                     let mut w = BlockWriter::new(page_bytes);
-                    // The spans of a trace are in many requests: fetching ahead hides
-                    // some of the wait for memory.
-                    for (k, (id, trace)) in traces.iter().enumerate() {
-                        if let Some((_, t)) = traces.get(k + 2) {
-                            t.prefetch_index();
+                    for run in [&settled, &unsettled] {
+                        // The spans of a trace are in many requests: fetching ahead
+                        // hides some of the wait for memory.
+                        for (k, (id, trace)) in run.iter().enumerate() {
+                            if let Some((_, t)) = run.get(k + 2) {
+                                t.prefetch_index();
+                            }
+                            if let Some((_, t)) = run.get(k + 1) {
+                                t.prefetch_spans();
+                            }
+                            w.push_head(id, trace);
                         }
-                        if let Some((_, t)) = traces.get(k + 1) {
-                            t.prefetch_spans();
-                        }
-                        w.push_head(id, trace);
+                        w.end_run();
                     }
-                    w.finish(
+                    let enc = w.finish(
                         new_block_id(),
                         Compaction {
                             level: 1,
                             parents: Vec::new(),
                         },
-                    )
+                    );
+                    let ids: super::FastSet<TraceId> =
+                        unsettled.iter().map(|(id, _)| **id).collect();
+                    (enc, ids)
                 })
                 .await
                 .map_err(|e| EngineError::Task(e.to_string()))?
             };
             let block = Arc::new(write_block(&engine.store, enc).await?);
+            *self.unsettled.lock() = unsettled;
             report.blocks += 1;
             report.spans += part.spans;
             // Swap under both locks, in the order readers take them (frozen, then blocks).

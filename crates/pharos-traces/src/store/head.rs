@@ -119,6 +119,20 @@ pub(crate) struct HeadTrace {
     pub(crate) start_ns: u64,
     /// Latest span end, in unix nanoseconds.
     pub(crate) end_ns: u64,
+    /// When the trace last took a span: the head's arrival count then, and
+    /// [`clock_ms`]. A flush writes the traces that took one lately apart (they may be
+    /// split by it).
+    pub(crate) touched: u64,
+    pub(crate) touched_ms: u64,
+}
+
+/// Milliseconds since the process first asked: a clock for "lately" only.
+pub(crate) fn clock_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }
 
 impl HeadTrace {
@@ -128,6 +142,8 @@ impl HeadTrace {
             bytes: 0,
             start_ns: u64::MAX,
             end_ns: 0,
+            touched: 0,
+            touched_ms: 0,
         }
     }
 
