@@ -821,7 +821,7 @@ fn older_versions_still_read_and_each_version_rebuilds_every_span_exactly() {
             },
         )
     };
-    for version in 1..=4 {
+    for version in 1..=5 {
         // Sizes are compared at the default page size (one page here); small pages show
         // every reader path.
         sizes.push(write(block::DEFAULT_PAGE_BYTES, version).data.len());
@@ -1150,7 +1150,9 @@ fn merging_copies_columns_into_the_pages_rebuilt_traces_make() {
             std::sync::Arc::new(block::TraceBlock::open(enc.meta, &enc.index, enc.data).unwrap())
         })
         .collect();
-    let merged = engine::merge(&blocks, 2, Vec::new(), page_bytes, engine::Relink::Never).unwrap();
+    let merged = engine::merge(&blocks, 2, Vec::new(), page_bytes, engine::Relink::Never)
+        .unwrap()
+        .0;
 
     // The same merge, every trace rebuilt and its fragments joined.
     let mut all: BTreeMap<TraceId, Trace> = BTreeMap::new();
@@ -1382,7 +1384,9 @@ fn a_merge_copies_the_pages_that_hold_no_split_trace_and_joins_the_rest() {
     assert_eq!(parents[1].runs().count(), 2);
 
     let merged = open_encoded(
-        engine::merge(&parents, 2, Vec::new(), page_bytes, engine::Relink::Pages).unwrap(),
+        engine::merge(&parents, 2, Vec::new(), page_bytes, engine::Relink::Pages)
+            .unwrap()
+            .0,
     );
     let copied = check_merged(&merged, &parents);
     let pages = merged.pages().len();
@@ -1396,7 +1400,9 @@ fn a_merge_copies_the_pages_that_hold_no_split_trace_and_joins_the_rest() {
     );
     // Rewriting everything holds the same traces in fewer runs, and copies no page.
     let rewritten = open_encoded(
-        engine::merge(&parents, 2, Vec::new(), page_bytes, engine::Relink::Never).unwrap(),
+        engine::merge(&parents, 2, Vec::new(), page_bytes, engine::Relink::Never)
+            .unwrap()
+            .0,
     );
     assert_eq!(check_merged(&rewritten, &parents), 0);
     assert_eq!(rewritten.runs().count(), 1);
@@ -1412,7 +1418,9 @@ fn a_merge_copies_the_pages_that_hold_no_split_trace_and_joins_the_rest() {
     let late = write(&more, "c".into(), false);
     let both = vec![std::sync::Arc::clone(&merged), late];
     let again = open_encoded(
-        engine::merge(&both, 3, Vec::new(), page_bytes, engine::Relink::Pages).unwrap(),
+        engine::merge(&both, 3, Vec::new(), page_bytes, engine::Relink::Pages)
+            .unwrap()
+            .0,
     );
     let copied = check_merged(&again, &both);
     assert!(copied >= 3, "{copied}");

@@ -391,7 +391,7 @@ impl TraceStore {
                 + 1;
             let started = Instant::now();
             let page_bytes = engine.opts.page_bytes;
-            let enc = {
+            let (enc, copied_pages) = {
                 let group = group.clone();
                 tokio::task::spawn_blocking(move || {
                     merge(&group, level, parents, page_bytes, Relink::Pages)
@@ -407,6 +407,8 @@ impl TraceStore {
                 traces = merged.meta().traces,
                 fragments_joined = group.iter().map(|b| b.meta().traces).sum::<u64>()
                     - merged.meta().traces,
+                copied_pages,
+                pages = merged.pages().len(),
                 took_ms = started.elapsed().as_millis() as u64,
                 "trace blocks compacted"
             );
@@ -583,7 +585,7 @@ pub(super) fn merge(
     parents: Vec<String>,
     page_bytes: u64,
     relink: Relink,
-) -> Result<EncodedBlock, EngineError> {
+) -> Result<(EncodedBlock, usize), EngineError> {
     // Oldest block first, so a trace's spans keep their arrival order.
     let mut blocks: Vec<&TraceBlock> = group.iter().map(|b| &**b).collect();
     blocks.sort_by(|a, b| a.meta().ulid.cmp(&b.meta().ulid));
@@ -634,6 +636,7 @@ pub(super) fn merge(
     for b in &blocks {
         w.add_operations(b.operations());
     }
+    let copied_pages = copy.iter().flatten().filter(|&&c| c).count();
     let mut cursors = Vec::with_capacity(runs.len());
     for (k, r) in runs {
         let (copied, rewritten): (Vec<usize>, Vec<usize>) = r.partition(|&i| copy[k][i]);
@@ -687,5 +690,8 @@ pub(super) fn merge(
             w.push(&id, &t);
         }
     }
-    Ok(w.finish(new_block_id(), Compaction { level, parents }))
+    Ok((
+        w.finish(new_block_id(), Compaction { level, parents }),
+        copied_pages,
+    ))
 }
