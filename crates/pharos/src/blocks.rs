@@ -236,15 +236,17 @@ impl<S: Flushable> Flusher<S> {
             .set(bytes as i64);
     }
 
-    /// Checks every second whether the head is due, and maintains blocks every minute.
+    /// Checks ten times a second whether the head is due (at hundreds of MiB/s of
+    /// ingest, a second lets the head outgrow its bound many times over), and maintains
+    /// blocks every minute.
     pub async fn run(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks = 0u64;
         loop {
             tick.tick().await;
             ticks += 1;
-            if !self.store.should_flush() && !ticks.is_multiple_of(60) {
+            if !self.store.should_flush() && !ticks.is_multiple_of(600) {
                 continue;
             }
             if let Err(e) = self.run_once(false).await {
