@@ -217,8 +217,10 @@ fn unpack_value(packing: u32, v: &[u8]) -> Result<String, String> {
     }
 }
 
+/// pco level 6: on test pages, half the compression time of level 8 (pco's default) for
+/// 0.15% more bytes in the page.
 pub(super) fn pco_config() -> pco::ChunkConfig {
-    pco::ChunkConfig::default().with_compression_level(8)
+    pco::ChunkConfig::default().with_compression_level(6)
 }
 
 /// For each span of each trace, whether its start is stored relative to its parent's:
