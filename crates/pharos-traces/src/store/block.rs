@@ -1123,6 +1123,30 @@ fn decompress(block: &str, what: &str, compressed: &[u8]) -> Result<Vec<u8>, Blo
         .map_err(|e| corrupt(block, format!("{what}: {e}")))
 }
 
+/// Returns the first field of a compressed page when it is field 1 of `len` bytes (the
+/// page's trace ids), decompressing no more of the frame than that takes; `None` for any
+/// other start (the caller then decompresses the whole page).
+fn ids_prefix(compressed: &[u8], len: usize) -> Option<Vec<u8>> {
+    use std::io::Read;
+    // Field 1, length-delimited, then the length as a varint.
+    let mut header = vec![0x0a];
+    let mut n = len as u64;
+    while n >= 0x80 {
+        header.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    header.push(n as u8);
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(compressed).ok()?;
+    let mut got = vec![0; header.len()];
+    decoder.read_exact(&mut got).ok()?;
+    if got != header {
+        return None;
+    }
+    got.resize(header.len() + len, 0);
+    decoder.read_exact(&mut got[header.len()..]).ok()?;
+    Some(got)
+}
+
 fn trace_id(block: &str, bytes: &[u8]) -> Result<TraceId, BlockError> {
     bytes
         .try_into()
@@ -1371,10 +1395,15 @@ impl TraceBlock {
         if crc32c::crc32c(compressed).to_le_bytes() != crc {
             return Err(corrupt(id, format!("page {i}: checksum mismatch")));
         }
-        let raw = decompress(id, "page", compressed)?;
-        // Field 1 holds the ids (16 bytes each), or from version 4 their last eight bytes.
+        // Field 1 holds the ids (16 bytes each), or from version 4 their last eight bytes;
+        // the writer puts it first, so only the frame's first bytes are decompressed.
         let width = if self.meta.version >= 4 { 8 } else { 16 };
-        let mut ids = Vec::new();
+        let traces = self.pages[i].traces as usize;
+        let raw = match ids_prefix(compressed, traces * width) {
+            Some(raw) => raw,
+            None => decompress(id, "page", compressed)?,
+        };
+        let mut ids = Vec::with_capacity(traces);
         for f in pharos_model::view::fields(&raw) {
             if f.number == 1 {
                 if f.payload.len() % width != 0 {
@@ -1387,7 +1416,7 @@ impl TraceBlock {
                 );
             }
         }
-        if ids.len() != self.pages[i].traces as usize {
+        if ids.len() != traces {
             return Err(corrupt(
                 id,
                 format!(

@@ -831,6 +831,14 @@ fn older_versions_still_read_and_each_version_rebuilds_every_span_exactly() {
         assert!(b.pages().len() > 3, "several pages");
         let mut read = 0;
         for p in 0..b.pages().len() {
+            // The ids a merge reads from the start of the frame alone.
+            let low: Vec<u64> = b
+                .read_page(p)
+                .unwrap()
+                .iter()
+                .map(|(id, _)| u64::from_be_bytes(id[8..].try_into().unwrap()))
+                .collect();
+            assert_eq!(b.page_trace_ids_low(p).unwrap(), low, "version {version}");
             for (id, t) in b.read_page(p).unwrap() {
                 let want = head.trace(&id).unwrap().to_resource_spans();
                 // Byte for byte, as protobuf.
