@@ -1135,6 +1135,20 @@ fn merging_copies_columns_into_the_pages_rebuilt_traces_make() {
     for (i, r) in reqs.iter().enumerate() {
         apply_all(&heads[i % 3], std::slice::from_ref(r));
     }
+    // Traces only the version-1 and the version-4 parent hold, with ids above the others',
+    // so some of their pages hold no split trace.
+    for (h, prefix) in [(0, 0xfe), (2, 0xff)] {
+        let mut own = requests(&mut Gen(34 + h as u64), 600, BASE_NS);
+        for s in own
+            .iter_mut()
+            .flat_map(|r| &mut r.resource_spans)
+            .flat_map(|rs| &mut rs.scope_spans)
+            .flat_map(|ss| &mut ss.spans)
+        {
+            s.trace_id[..2].copy_from_slice(&[prefix, 0xff]);
+        }
+        apply_all(&heads[h], &own);
+    }
     let page_bytes = 64 << 10;
     let blocks: Vec<std::sync::Arc<block::TraceBlock>> = heads
         .iter()
@@ -1196,6 +1210,24 @@ fn merging_copies_columns_into_the_pages_rebuilt_traces_make() {
     assert_eq!(merged.meta.spans, rebuilt.meta.spans);
     assert_eq!(merged.data, rebuilt.data);
     assert_eq!(merged.index, rebuilt.index);
+
+    // Copying what it can from the same parents: only the version-4 parent's pages may be
+    // copied (the others' pages are of older page versions), and every trace reads back
+    // joined.
+    let relinked = open_encoded(
+        engine::merge(&blocks, 2, Vec::new(), page_bytes, engine::Relink::Pages)
+            .unwrap()
+            .0,
+    );
+    let copied = check_merged(&relinked, &blocks);
+    let v4_pages: std::collections::HashSet<Vec<u8>> = (0..blocks[2].pages().len())
+        .map(|p| blocks[2].raw_page(p))
+        .collect();
+    let from_v4 = (0..relinked.pages().len())
+        .filter(|&p| v4_pages.contains(&relinked.raw_page(p)))
+        .count();
+    assert_eq!(copied, from_v4, "only version-4 pages are copied");
+    assert!(copied > 0);
 }
 
 #[test]

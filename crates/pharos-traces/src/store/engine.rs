@@ -531,8 +531,8 @@ pub(super) enum Relink {
 /// A merged block holds at most this many runs of copied pages; a merge that would make
 /// more rewrites everything (each run costs a lookup by id one bloom filter test).
 const MAX_COPIED_RUNS: usize = 32;
-/// A page smaller than this fraction of the merge's largest page is rewritten rather than
-/// copied, so merges do not keep the small last pages of their parents' runs.
+/// A page with fewer spans than this fraction of the merge's largest page is rewritten
+/// rather than copied, so merges do not keep the small last pages of their parents' runs.
 const SMALL_PAGE_FRACTION: u64 = 4;
 
 /// One run's position in a merge: the pages of it to rewrite, its current page's columns
@@ -614,13 +614,13 @@ pub(super) fn merge(
         }
         let largest = blocks
             .iter()
-            .flat_map(|b| b.pages().iter().map(|p| p.len()))
+            .flat_map(|b| b.pages().iter().map(|p| u64::from(p.spans)))
             .max()
             .unwrap_or(0);
         for (k, b) in blocks.iter().enumerate() {
             for (i, p) in b.pages().iter().enumerate() {
                 copy[k][i] = b.meta().version >= super::block::PAGE_VERSION
-                    && p.len().saturating_mul(SMALL_PAGE_FRACTION) >= largest
+                    && u64::from(p.spans) * SMALL_PAGE_FRACTION >= largest
                     && ids[k][i].iter().all(|id| pages_of[id] == 1);
             }
         }
