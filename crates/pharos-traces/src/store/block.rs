@@ -515,13 +515,6 @@ pub struct PageSummary {
     len: u64,
 }
 
-impl PageSummary {
-    /// Returns the page's size in the data file (its zstd frame and checksum).
-    pub(crate) fn len(&self) -> u64 {
-        self.len
-    }
-}
-
 /// Returns whether a span attribute key gets a dedicated column.
 pub fn is_dedicated_key(key: &str) -> bool {
     crate::traceql::prune::SUMMARIZED_SPAN_ATTR_PREFIXES
