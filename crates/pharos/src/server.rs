@@ -247,7 +247,7 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
                     // OTLP requests run to hundreds of KiB: frames of up to 1 MiB and
                     // windows that hold several requests take one HTTP/2 frame (and fewer
                     // reads and window updates) where 16 KiB frames took dozens.
-                    .max_frame_size(Some(1 << 20))
+                    .max_frame_size(None)
                     .initial_stream_window_size(Some(4 << 20))
                     .initial_connection_window_size(Some(16 << 20))
                     .add_service(t)
