@@ -98,6 +98,17 @@ impl<V> LabelSets<V> {
         key: &[Option<S>],
         make: impl FnOnce() -> V,
     ) -> &mut V {
+        let i = self.index_of(key, make);
+        &mut self.sets[i].1
+    }
+
+    /// The aggregate number `i` ([`LabelSets::index_of`]).
+    fn at(&mut self, i: usize) -> &mut V {
+        &mut self.sets[i].1
+    }
+
+    /// The number of `key`'s aggregate, made by `make` the first time; it stays the same.
+    fn index_of<S: AsRef<str>>(&mut self, key: &[Option<S>], make: impl FnOnce() -> V) -> usize {
         let hash = {
             use std::hash::{Hash, Hasher};
             let mut h = crate::store::fixed_hasher();
@@ -115,7 +126,7 @@ impl<V> LabelSets<V> {
                     .zip(key)
                     .all(|(a, b)| a.as_deref() == b.as_ref().map(AsRef::as_ref))
         });
-        let i = match found {
+        match found {
             Some(&(_, i)) => i,
             None => {
                 let owned = key
@@ -127,8 +138,7 @@ impl<V> LabelSets<V> {
                 self.index.insert_unique(hash, (hash, i), |&(h, _)| h);
                 i
             }
-        };
-        &mut self.sets[i].1
+        }
     }
 
     fn len(&self) -> usize {

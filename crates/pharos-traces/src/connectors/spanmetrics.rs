@@ -48,6 +48,9 @@ struct Series {
     duration: Histogram,
 }
 
+/// How many series of one request [`SpanMetrics::observe`] finds without hashing labels.
+const RECENT_SERIES: usize = 32;
+
 /// The cumulative span metrics, one series per distinct label set.
 #[derive(Debug)]
 pub struct SpanMetrics {
@@ -77,9 +80,34 @@ impl SpanMetrics {
         let mut span_attrs = Vec::new();
         let mut key: Vec<Option<Cow<'_, str>>> =
             Vec::with_capacity(4 + self.config.dimensions.len());
+        // Without dimensions a series is (resource, name, kind, status): the request's
+        // spans repeat a few of them, found here before hashing the labels.
+        let mut recent: Vec<(usize, &str, i32, i32, usize)> = Vec::new();
         for i in 0..req.span_count() {
             let span = req.span(i);
             let r = req.scope_resource(span.scope);
+            let seconds = span
+                .end_time_unix_nano
+                .saturating_sub(span.start_time_unix_nano) as f64
+                / 1e9;
+            let exemplar = Exemplar {
+                trace_id: id(span.trace_id),
+                span_id: id(span.span_id),
+                value: seconds,
+                time_unix_nano: span.end_time_unix_nano,
+            };
+            let cached = self.config.dimensions.is_empty().then(|| {
+                recent
+                    .iter()
+                    .find(|c| {
+                        c.0 == r && c.2 == span.kind && c.3 == span.status_code && c.1 == span.name
+                    })
+                    .map(|c| c.4)
+            });
+            if let Some(Some(n)) = cached {
+                self.observe_at(n, seconds, exemplar);
+                continue;
+            }
             let status = StatusCode::try_from(span.status_code)
                 .unwrap_or(StatusCode::Unset)
                 .as_str_name();
@@ -98,30 +126,31 @@ impl SpanMetrics {
                     );
                 }
             }
-            let seconds = span
-                .end_time_unix_nano
-                .saturating_sub(span.start_time_unix_nano) as f64
-                / 1e9;
-            let exemplar = Exemplar {
-                trace_id: id(span.trace_id),
-                span_id: id(span.span_id),
-                value: seconds,
-                time_unix_nano: span.end_time_unix_nano,
-            };
             let bounds = &self.config.buckets;
-            let series = self.series.get_or_insert_with(&key, || Series {
+            let n = self.series.index_of(&key, || Series {
                 calls: Counter::default(),
                 duration: Histogram::new(bounds),
             });
-            series.calls.add(
-                1,
-                Some(Exemplar {
-                    value: 1.0,
-                    ..exemplar.clone()
-                }),
-            );
-            series.duration.observe(bounds, seconds, Some(exemplar));
+            if self.config.dimensions.is_empty() && recent.len() < RECENT_SERIES {
+                recent.push((r, span.name, span.kind, span.status_code, n));
+            }
+            self.observe_at(n, seconds, exemplar);
         }
+    }
+
+    /// Counts a span of series `n`.
+    fn observe_at(&mut self, n: usize, seconds: f64, exemplar: Exemplar) {
+        let series = self.series.at(n);
+        series.calls.add(
+            1,
+            Some(Exemplar {
+                value: 1.0,
+                ..exemplar.clone()
+            }),
+        );
+        series
+            .duration
+            .observe(&self.config.buckets, seconds, Some(exemplar));
     }
 
     /// Renders the calls sum and the duration histogram; exemplars are handed out once.
@@ -167,6 +196,8 @@ mod tests {
     use super::super::testutil::{decoded, kv, request, span, text};
     use super::*;
     use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use std::collections::BTreeMap;
 
     fn labels(p: &[opentelemetry_proto::tonic::common::v1::KeyValue]) -> Vec<(String, String)> {
         p.iter()
@@ -255,6 +286,53 @@ mod tests {
         );
         assert_eq!(sum.data_points[0].exemplars[0].trace_id, vec![3; 16]);
         assert!(sum.data_points[1].exemplars.is_empty());
+    }
+
+    #[test]
+    fn a_request_of_many_series_counts_each_span_once_in_its_own() {
+        // More series in one request than the request's cache holds, repeated and
+        // interleaved, over two resources of one service and one of another.
+        let mut m = SpanMetrics::new(SpanMetricsConfig::default());
+        let mut want: BTreeMap<Vec<(String, String)>, u64> = BTreeMap::new();
+        let mut resources: Vec<(&str, Vec<Span>)> =
+            vec![("a", vec![]), ("a", vec![]), ("b", vec![])];
+        for k in 0..600u32 {
+            let r = (k % 3) as usize;
+            let name = format!("op{}", (k * 7) % 45);
+            // Status varies where resource, name and kind repeat.
+            let (kind, status) = ((k % 4) as i32, (k / 180 % 3) as i32);
+            resources[r].1.push(span(1, 1, 0, &name, kind, 1, status));
+            let key = vec![
+                ("service_name".to_string(), resources[r].0.to_string()),
+                ("span_name".to_string(), name),
+                ("span_kind".to_string(), kind_name(kind).to_string()),
+                (
+                    "status_code".to_string(),
+                    StatusCode::try_from(status)
+                        .unwrap()
+                        .as_str_name()
+                        .to_string(),
+                ),
+            ];
+            *want.entry(key).or_default() += 1;
+        }
+        m.observe(&request(resources));
+        let out = m.metrics(1, 2);
+        let Some(Data::Sum(sum)) = &out[0].data else {
+            panic!("{out:?}")
+        };
+        let got: BTreeMap<Vec<(String, String)>, u64> = sum
+            .data_points
+            .iter()
+            .map(|p| {
+                let Some(number_data_point::Value::AsInt(n)) = p.value else {
+                    panic!()
+                };
+                (labels(&p.attributes), n as u64)
+            })
+            .collect();
+        assert!(want.len() > RECENT_SERIES, "{}", want.len());
+        assert_eq!(got, want);
     }
 
     #[test]
