@@ -1617,3 +1617,50 @@ fn a_flush_writes_the_traces_still_taking_spans_apart_and_a_merge_copies_the_res
     assert_eq!(got.by_id, want.by_id);
     assert_same(&got, &want);
 }
+
+#[test]
+fn a_merge_that_would_keep_too_many_runs_rewrites_every_page() {
+    // Forty parents of one small page each, no trace split: copying would keep forty runs.
+    let page_bytes = 64 << 10;
+    let parents: Vec<_> = (0..40u64)
+        .map(|i| {
+            let head = TraceStore::new();
+            apply_all(&head, &requests(&mut Gen(100 + i), 3, BASE_NS));
+            let inner = head.inner.read();
+            let mut ids: Vec<&TraceId> = inner.traces.keys().collect();
+            ids.sort();
+            let mut w = block::BlockWriter::new(page_bytes);
+            for id in ids {
+                w.push_head(id, &inner.traces[id]);
+            }
+            open_encoded(w.finish(
+                format!("p{i:02}"),
+                block::Compaction {
+                    level: 1,
+                    parents: Vec::new(),
+                },
+            ))
+        })
+        .collect();
+    let merged = open_encoded(
+        engine::merge(&parents, 2, Vec::new(), page_bytes, engine::Relink::Pages)
+            .unwrap()
+            .0,
+    );
+    assert_eq!(check_merged(&merged, &parents), 0, "no page copied");
+    assert_eq!(merged.runs().count(), 1);
+    // Eight of the same parents are copied, run by run.
+    let few = open_encoded(
+        engine::merge(
+            &parents[..8],
+            2,
+            Vec::new(),
+            page_bytes,
+            engine::Relink::Pages,
+        )
+        .unwrap()
+        .0,
+    );
+    assert_eq!(check_merged(&few, &parents[..8]), few.pages().len());
+    assert_eq!(few.runs().count(), 8);
+}
