@@ -13,8 +13,9 @@
 //!   once the window is over and quiet (no block joined it for twice the head's age), or
 //!   when it holds [`BlockOptions::max_window_blocks`] blocks of one level,
 //!   joining the fragments of a trace and dropping duplicate spans (same span id and kind),
-//!   as Tempo's compactor combines traces. Pages are merged in trace id order, one page of
-//!   each parent in memory at a time.
+//!   as Tempo's compactor combines traces. A page that holds no fragment of a split trace
+//!   is copied as it is; the others are merged in trace id order, one page of each parent
+//!   run in memory at a time (see `merge`).
 //! - **Retention**: blocks whose latest span ended longer than the retention time ago are
 //!   deleted.
 //!
@@ -51,8 +52,8 @@ pub struct BlockOptions {
     /// A window still in progress is compacted once it holds this many blocks.
     pub max_window_blocks: usize,
     /// A compacted block holds at most about this many spans; windows beyond it stay in
-    /// several blocks. It bounds one merge's time (about 5 µs a span) and memory, during
-    /// which the head is not flushed.
+    /// several blocks. It bounds one merge's time (copied pages cost little; a rewritten
+    /// span about 1.7 µs) and memory, during which the head is not flushed.
     pub max_block_spans: u64,
     /// Spans' bytes per page: what a lookup by id decodes, and zstd's context.
     pub page_bytes: u64,
@@ -405,8 +406,11 @@ impl TraceStore {
                 parents = group.len(),
                 spans = merged.meta().spans,
                 traces = merged.meta().traces,
-                fragments_joined = group.iter().map(|b| b.meta().traces).sum::<u64>()
-                    - merged.meta().traces,
+                fragments_joined = group
+                    .iter()
+                    .map(|b| b.meta().traces)
+                    .sum::<u64>()
+                    .saturating_sub(merged.meta().traces),
                 copied_pages,
                 pages = merged.pages().len(),
                 took_ms = started.elapsed().as_millis() as u64,
