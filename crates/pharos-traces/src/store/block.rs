@@ -859,13 +859,7 @@ impl BlockWriter {
             self.min_ns = self.min_ns.min(p.min_start_ns);
             self.max_ns = self.max_ns.max(p.max_end_ns);
         }
-        self.runs.push((
-            pages.len() as u32,
-            Bloom {
-                bits: run.bloom.bits.clone(),
-                hashes: run.bloom.hashes,
-            },
-        ));
+        self.runs.push((pages.len() as u32, run.bloom.clone()));
     }
 
     /// Adds (service, operation) pairs to the block's list, as a block whose spans it
@@ -936,14 +930,7 @@ impl BlockWriter {
             runs,
             run_blooms,
         };
-        let body = zstd::bulk::compress(&index.encode_to_vec(), ZSTD_LEVEL)
-            .expect("zstd compresses memory");
-        let mut index_file = Vec::with_capacity(body.len() + 9);
-        index_file.extend_from_slice(INDEX_MAGIC);
-        index_file.push(self.version);
-        index_file.extend_from_slice(&body);
-        let crc = crc32c::crc32c(&index_file);
-        index_file.extend_from_slice(&crc.to_le_bytes());
+        let index_file = index_file(self.version, &index);
         let empty = self.traces == 0;
         let meta = BlockMeta {
             ulid,
@@ -1015,6 +1002,19 @@ pub(crate) fn page_as_version(v4: Vec<u8>, version: u8) -> Vec<u8> {
     }
 }
 
+/// The index file of `version` holding `index`: magic, version, zstd frame, checksum.
+fn index_file(version: u8, index: &IndexProto) -> Vec<u8> {
+    let body =
+        zstd::bulk::compress(&index.encode_to_vec(), ZSTD_LEVEL).expect("zstd compresses memory");
+    let mut file = Vec::with_capacity(body.len() + 9);
+    file.extend_from_slice(INDEX_MAGIC);
+    file.push(version);
+    file.extend_from_slice(&body);
+    let crc = crc32c::crc32c(&file);
+    file.extend_from_slice(&crc.to_le_bytes());
+    file
+}
+
 /// A block's files, ready to be put.
 pub struct EncodedBlock {
     pub data: Bytes,
@@ -1025,6 +1025,7 @@ pub struct EncodedBlock {
 // ---------------------------------------------------------------------------------------
 // Bloom filter of trace ids.
 
+#[derive(Clone)]
 struct Bloom {
     bits: Vec<u8>,
     hashes: u32,
@@ -1120,15 +1121,11 @@ fn decompress(block: &str, what: &str, compressed: &[u8]) -> Result<Vec<u8>, Blo
 /// page's trace ids), decompressing no more of the frame than that takes; `None` for any
 /// other start (the caller then decompresses the whole page).
 fn ids_prefix(compressed: &[u8], len: usize) -> Option<Vec<u8>> {
+    use prost::encoding::{WireType, encode_key, encode_varint};
     use std::io::Read;
-    // Field 1, length-delimited, then the length as a varint.
-    let mut header = vec![0x0a];
-    let mut n = len as u64;
-    while n >= 0x80 {
-        header.push(n as u8 | 0x80);
-        n >>= 7;
-    }
-    header.push(n as u8);
+    let mut header = Vec::with_capacity(11);
+    encode_key(1, WireType::LengthDelimited, &mut header);
+    encode_varint(len as u64, &mut header);
     let mut decoder = zstd::stream::read::Decoder::with_buffer(compressed).ok()?;
     let mut got = vec![0; header.len()];
     decoder.read_exact(&mut got).ok()?;
@@ -1153,18 +1150,13 @@ impl TraceBlock {
         let raw = decompress("test", "index", &index[5..index.len() - 4]).unwrap();
         let mut proto = IndexProto::decode(raw.as_slice()).unwrap();
         proto.runs = runs;
-        let mut out = index[..5].to_vec();
-        out.extend(zstd::bulk::compress(&proto.encode_to_vec(), ZSTD_LEVEL).unwrap());
-        let crc = crc32c::crc32c(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
+        index_file(index[4], &proto)
     }
 
     /// Returns page `i` decompressed, unchecked (tests).
     #[cfg(test)]
     pub(crate) fn raw_page(&self, i: usize) -> Vec<u8> {
-        let p = &self.pages[i];
-        let bytes = &self.data[p.offset as usize..(p.offset + p.len) as usize];
+        let bytes = self.page_bytes(i);
         decompress("test", "page", &bytes[..bytes.len() - 4]).unwrap()
     }
 
@@ -1376,6 +1368,18 @@ impl TraceBlock {
         &self.data[p.offset as usize..(p.offset + p.len) as usize]
     }
 
+    /// Returns page `i`'s zstd frame once its checksum matches.
+    fn checked_frame(&self, i: usize) -> Result<&[u8], BlockError> {
+        let (frame, crc) = self.page_bytes(i).split_at(self.pages[i].len as usize - 4);
+        if crc32c::crc32c(frame).to_le_bytes() != crc {
+            return Err(corrupt(
+                &self.meta.ulid,
+                format!("page {i}: checksum mismatch"),
+            ));
+        }
+        Ok(frame)
+    }
+
     /// Returns the last eight bytes of each trace id of page `i`, in page order, read
     /// without decoding the page's other columns.
     ///
@@ -1384,10 +1388,7 @@ impl TraceBlock {
     /// When the page is corrupt.
     pub(crate) fn page_trace_ids_low(&self, i: usize) -> Result<Vec<u64>, BlockError> {
         let id = self.meta.ulid.as_str();
-        let (compressed, crc) = self.page_bytes(i).split_at(self.pages[i].len as usize - 4);
-        if crc32c::crc32c(compressed).to_le_bytes() != crc {
-            return Err(corrupt(id, format!("page {i}: checksum mismatch")));
-        }
+        let compressed = self.checked_frame(i)?;
         // Field 1 holds the ids (16 bytes each), or from version 4 their last eight bytes;
         // the writer puts it first, so only the frame's first bytes are decompressed.
         let width = if self.meta.version >= 4 { 8 } else { 16 };
@@ -1461,11 +1462,7 @@ impl TraceBlock {
         let id = self.meta.ulid.as_str();
         self.pages_read
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let bytes = self.page_bytes(i);
-        let (compressed, crc) = bytes.split_at(bytes.len() - 4);
-        if crc32c::crc32c(compressed).to_le_bytes() != crc {
-            return Err(corrupt(id, format!("page {i}: checksum mismatch")));
-        }
+        let compressed = self.checked_frame(i)?;
         let raw = decompress(id, "page", compressed)?;
         // Decoded from `Bytes`, the byte fields are slices of the buffer, not copies.
         let page = if self.meta.version == 1 {
