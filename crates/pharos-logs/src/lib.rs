@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod logql;
+pub mod push;
 pub mod store;
 
-pub use store::{Direction, Entry, Labels, LogStore, SelectedStream};
+pub use store::{Direction, Entry, Labels, LogLimits, LogStore, LogsRecord, SelectedStream};

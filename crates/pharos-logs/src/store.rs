@@ -4,9 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use parking_lot::RwLock;
-use pharos_model::{ExportLogsServiceRequest, Rejected, Store};
+use pharos_model::{Rejected, Store};
+
+use crate::push;
 
 pub mod otlp;
+pub mod record;
+
+pub use record::{LogLimits, LogsRecord};
 
 /// A stream's labels, sorted by name.
 pub type Labels = BTreeMap<String, String>;
@@ -45,6 +50,7 @@ pub struct SelectedStream {
 #[derive(Default)]
 pub struct LogStore {
     inner: RwLock<Inner>,
+    limits: LogLimits,
 }
 
 #[derive(Default)]
@@ -57,20 +63,30 @@ struct Inner {
 struct Stream {
     labels: Labels,
     entries: Vec<Entry>,
+    /// The newest timestamp the stream took, for the out-of-order window.
+    newest: i64,
 }
 
 impl LogStore {
-    /// Returns an empty store.
+    /// Returns an empty store with the default [`LogLimits`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Returns an empty store that checks entries against `limits`.
+    pub fn with_limits(limits: LogLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
     }
 
     /// Adds one entry to the stream `labels`, keeping the stream in time order
     /// (after any entries with the same timestamp).
     pub fn push(&self, labels: Labels, entry: Entry) {
         let mut inner = self.inner.write();
-        inner.bytes += entry_bytes(&entry);
-        push(&mut inner, labels, entry);
+        let key = labels_string(&labels);
+        push(&mut inner, &key, &labels, entry);
     }
 
     /// Returns the newest-or-oldest `limit` entries (by `direction`) among streams
@@ -193,19 +209,45 @@ impl LogStore {
     }
 }
 
-/// Renders labels the way Loki prints a stream selector: `{a="b", c="d"}`.
-pub fn labels_string(labels: &Labels) -> String {
+/// Renders labels the way Loki prints a stream selector: `{a="b", c="d"}`, values quoted
+/// as Go's `strconv.Quote` quotes them.
+pub fn labels_string<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {
     let mut out = String::from("{");
-    for (i, (k, v)) in labels.iter().enumerate() {
+    for (i, (k, v)) in labels.into_iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
         out.push_str(k);
         out.push('=');
-        out.push_str(&format!("{v:?}"));
+        go_quote_into(&mut out, v);
     }
     out.push('}');
     out
+}
+
+/// Appends `s` double-quoted with Go's escapes: `\a \b \f \n \r \t \v`, `\\`, `\"`,
+/// `\xNN` for other ASCII controls and `\uNNNN` for other non-printable characters.
+pub fn go_quote_into(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            '\x0b' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\x7f' => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 fn entry_bytes(e: &Entry) -> u64 {
@@ -217,42 +259,115 @@ fn entry_bytes(e: &Entry) -> u64 {
         + 64) as u64
 }
 
-fn push(inner: &mut Inner, labels: Labels, entry: Entry) {
-    let key = labels_string(&labels);
-    let stream = inner.streams.entry(key).or_insert_with(|| Stream {
-        labels,
-        entries: Vec::new(),
-    });
-    let at = stream.entries.partition_point(|e| e.ts_ns <= entry.ts_ns);
-    stream.entries.insert(at, entry);
+fn push(inner: &mut Inner, key: &str, labels: &Labels, entry: Entry) {
+    inner.bytes += entry_bytes(&entry);
+    let stream = match inner.streams.get_mut(key) {
+        Some(s) => s,
+        None => inner
+            .streams
+            .entry(key.to_string())
+            .or_insert_with(|| Stream {
+                labels: labels.clone(),
+                entries: Vec::new(),
+                newest: i64::MIN,
+            }),
+    };
+    stream.newest = stream.newest.max(entry.ts_ns);
+    if stream.entries.last().is_none_or(|e| e.ts_ns <= entry.ts_ns) {
+        stream.entries.push(entry);
+    } else {
+        let at = stream.entries.partition_point(|e| e.ts_ns <= entry.ts_ns);
+        stream.entries.insert(at, entry);
+    }
 }
 
-impl Store<ExportLogsServiceRequest> for LogStore {
-    /// Gives records with neither a timestamp nor an observed timestamp the current
-    /// time as their observed timestamp, as Loki stamps such entries on arrival.
-    /// Doing it here, before the WAL, keeps [`Store::apply`] deterministic. Nothing is rejected.
-    fn sanitize(&self, req: &mut ExportLogsServiceRequest) -> Rejected {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        for rl in &mut req.resource_logs {
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+impl record::StreamInfo for Inner {
+    fn newest(&self, key: &str) -> Option<i64> {
+        self.streams.get(key).map(|s| s.newest)
+    }
+    fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+}
+
+/// Moves a logged stream's entries into the head.
+fn apply_stream(inner: &mut Inner, labels: Option<&Labels>, stream: push::proto::Stream) {
+    let parsed;
+    let labels = match labels {
+        Some(l) => l,
+        None => match record::parse_push_labels(&stream.labels) {
+            Ok(l) => {
+                parsed = l;
+                &parsed
+            }
+            // Sanitize checked them before the log; a record that fails now is corrupt.
+            Err(e) => {
+                tracing::warn!(error = %e, "a logged stream's labels do not parse; skipped");
+                return;
+            }
+        },
+    };
+    for e in stream.entries {
+        let entry = Entry {
+            ts_ns: e.ts_ns(),
+            line: e.line,
+            metadata: e
+                .structured_metadata
+                .into_iter()
+                .map(|p| (p.name, p.value))
+                .collect(),
+        };
+        push(inner, &stream.labels, labels, entry);
+    }
+}
+
+impl Store<LogsRecord> for LogStore {
+    /// Gives OTLP records with neither a timestamp nor an observed timestamp the current
+    /// time as their observed timestamp, as Loki stamps such entries on arrival; maps OTLP
+    /// to streams and checks every entry ([`record`]). Doing it here, before the WAL, keeps
+    /// [`Store::apply`] deterministic.
+    fn sanitize(&self, req: &mut LogsRecord) -> Rejected {
+        let now = now_ns();
+        for rl in &mut req.wire.resource_logs {
             for sl in &mut rl.scope_logs {
                 for r in &mut sl.log_records {
                     if r.time_unix_nano == 0 && r.observed_time_unix_nano == 0 {
-                        r.observed_time_unix_nano = now;
+                        r.observed_time_unix_nano = now as u64;
                     }
                 }
             }
         }
-        Rejected::default()
+        let inner = self.inner.read();
+        record::sanitize(req, &*inner, &self.limits, now)
     }
 
-    fn apply(&self, req: &ExportLogsServiceRequest) {
+    fn apply(&self, req: &LogsRecord) {
+        self.apply_owned(req.clone());
+    }
+
+    fn apply_owned(&self, req: LogsRecord) {
         let mut inner = self.inner.write();
-        otlp::for_each_entry(req, |labels, entry| {
-            inner.bytes += entry_bytes(&entry);
-            push(&mut inner, labels.clone(), entry);
-        });
+        // A record from before push existed: OTLP in field 1, mapped here.
+        if !req.wire.resource_logs.is_empty() {
+            let otlp = pharos_model::ExportLogsServiceRequest {
+                resource_logs: req.wire.resource_logs,
+            };
+            otlp::for_each_entry(&otlp, |labels, entry| {
+                let key = labels_string(labels);
+                push(&mut inner, &key, labels, entry);
+            });
+        }
+        let mut parsed = req.parsed.into_iter();
+        for stream in req.wire.streams {
+            let labels = parsed.next();
+            apply_stream(&mut inner, labels.as_ref(), stream);
+        }
     }
 
     fn approx_bytes(&self) -> u64 {

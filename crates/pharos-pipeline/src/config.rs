@@ -61,6 +61,56 @@ pub struct LimitsConfig {
     /// The most bytes (the spans' OTLP encodings) one trace may hold; further spans
     /// are refused. Default 5 000 000, Tempo's `max_bytes_per_trace`; 0 means no limit.
     pub max_bytes_per_trace: u64,
+    /// The longest log line, in bytes; longer ones are refused (Loki's `max_line_size`).
+    /// Default 262 144 (256 KiB); 0 means no limit.
+    pub max_line_size: u64,
+    /// The most log streams the head holds; lines of further streams are refused (Loki's
+    /// `max_global_streams_per_user`, push answers 429). Default 5000; 0 means no limit.
+    pub max_streams: u64,
+    /// The most label names of one log stream (Loki's `max_label_names_per_series`).
+    /// Default 15; 0 means no limit.
+    pub max_label_names_per_series: u64,
+    /// How far behind its stream's newest line a log line may arrive (half of Loki's
+    /// `max_chunk_age`). A Go duration; default `1h`; `0s` accepts any order.
+    pub out_of_order_time_window: String,
+    /// How far ahead of the clock a log line may be stamped (Loki's
+    /// `creation_grace_period`). A Go duration; default `10m`; `0s` means no limit.
+    pub creation_grace_period: String,
+    /// How far behind the clock a log line may be stamped (Loki's
+    /// `reject_old_samples_max_age`). A Go duration; default `0s`, no limit.
+    pub reject_old_samples_max_age: String,
+}
+
+impl LimitsConfig {
+    /// Returns `out_of_order_time_window`, `creation_grace_period` and
+    /// `reject_old_samples_max_age`.
+    ///
+    /// # Errors
+    ///
+    /// When one is not a duration.
+    pub fn log_durations(
+        &self,
+    ) -> Result<
+        (
+            std::time::Duration,
+            std::time::Duration,
+            std::time::Duration,
+        ),
+        String,
+    > {
+        let parse = |name: &str, v: &str| {
+            components::parse_duration(v)
+                .ok_or_else(|| format!("limits.{name}: {v:?} is not a duration such as 1h"))
+        };
+        Ok((
+            parse("out_of_order_time_window", &self.out_of_order_time_window)?,
+            parse("creation_grace_period", &self.creation_grace_period)?,
+            parse(
+                "reject_old_samples_max_age",
+                &self.reject_old_samples_max_age,
+            )?,
+        ))
+    }
 }
 
 impl Default for LimitsConfig {
@@ -69,6 +119,12 @@ impl Default for LimitsConfig {
             max_series_per_metric: 0,
             max_spans_per_trace: 50_000,
             max_bytes_per_trace: 5_000_000,
+            max_line_size: 256 * 1024,
+            max_streams: 5000,
+            max_label_names_per_series: 15,
+            out_of_order_time_window: "1h".into(),
+            creation_grace_period: "10m".into(),
+            reject_old_samples_max_age: "0s".into(),
         }
     }
 }
@@ -417,6 +473,7 @@ impl Config {
 
     /// Checks what types alone cannot: references between sections, endpoints, limits.
     fn validate(&self) -> Result<(), String> {
+        self.limits.log_durations()?;
         for (id, pipeline) in &self.service.pipelines {
             if !matches!(id.kind(), "traces" | "metrics" | "logs") {
                 return Err(format!(

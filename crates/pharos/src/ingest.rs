@@ -19,6 +19,9 @@
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use parking_lot::Mutex;
+use pharos_logs::LogsRecord;
+use pharos_logs::push::proto::PushRequest;
+use pharos_logs::push::{PushError, PushSink};
 use pharos_metrics::remote_write::{WriteError, WriteRequest, WriteSink};
 use pharos_metrics::store::record::MetricsRecord;
 use pharos_model::trace_batch::TraceBatch;
@@ -49,7 +52,16 @@ macro_rules! logged_as_protobuf {
     )*};
 }
 
-logged_as_protobuf!(MetricsRecord, ExportLogsServiceRequest);
+logged_as_protobuf!(MetricsRecord);
+
+impl Logged for LogsRecord {
+    fn to_record(&self) -> std::borrow::Cow<'_, [u8]> {
+        self.encode().into()
+    }
+    fn from_record(record: &[u8]) -> Option<Self> {
+        LogsRecord::decode(record)
+    }
+}
 
 /// A trace request is logged as the bytes it arrived as.
 impl Logged for TraceBatch {
@@ -135,7 +147,8 @@ pub struct Ingest {
     pub traces: SignalPath<TraceBatch>,
     /// OTLP metrics and remote_write, in one log of [`MetricsRecord`]s.
     pub metrics: SignalPath<MetricsRecord>,
-    pub logs: SignalPath<ExportLogsServiceRequest>,
+    /// OTLP logs and Loki push, in one log of [`LogsRecord`]s.
+    pub logs: SignalPath<LogsRecord>,
     pub limiter: MemoryLimiter,
 }
 
@@ -176,7 +189,13 @@ impl Consumer<ExportMetricsServiceRequest> for Ingest {
 
 impl Consumer<ExportLogsServiceRequest> for Ingest {
     async fn consume(&self, req: ExportLogsServiceRequest) -> Result<Rejected, ConsumeError> {
-        self.submit(&self.logs, req).await
+        self.submit(&self.logs, LogsRecord::from(req)).await
+    }
+}
+
+impl PushSink for Ingest {
+    async fn push(&self, req: PushRequest) -> Result<Rejected, PushError> {
+        self.submit(&self.logs, LogsRecord::from(req)).await
     }
 }
 
@@ -339,9 +358,9 @@ mod tests {
     #[derive(Default)]
     struct Recording(parking_lot::Mutex<Vec<u64>>);
 
-    impl Store<ExportLogsServiceRequest> for Recording {
-        fn apply(&self, req: &ExportLogsServiceRequest) {
-            let id = req.resource_logs[0].scope_logs[0].log_records[0].time_unix_nano;
+    impl Store<LogsRecord> for Recording {
+        fn apply(&self, req: &LogsRecord) {
+            let id = req.wire.resource_logs[0].scope_logs[0].log_records[0].time_unix_nano;
             std::thread::sleep(std::time::Duration::from_micros(300 * (id % 3)));
             self.0.lock().push(id);
         }

@@ -117,7 +117,20 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
         unreadable = opened.unreadable.len(),
         "trace blocks loaded"
     );
-    let log_store = Arc::new(pharos_logs::LogStore::new());
+    let (ooo_window, grace, max_age) = config
+        .limits
+        .log_durations()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let as_ns = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    let log_store = Arc::new(pharos_logs::LogStore::with_limits(pharos_logs::LogLimits {
+        max_line_size: usize::try_from(config.limits.max_line_size).unwrap_or(usize::MAX),
+        max_streams: usize::try_from(config.limits.max_streams).unwrap_or(usize::MAX),
+        max_label_names: usize::try_from(config.limits.max_label_names_per_series)
+            .unwrap_or(usize::MAX),
+        out_of_order_window_ns: as_ns(ooo_window),
+        creation_grace_ns: as_ns(grace),
+        max_age_ns: as_ns(max_age),
+    }));
 
     let wal_options = |signal: Signal| {
         let fsync_hist = self_metrics
@@ -270,9 +283,15 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
             let limits = Limits {
                 max_request_body_bytes: http.max_request_body_size as usize,
             };
-            // Prometheus remote_write (`/api/v1/write`) shares the port and its body limit.
+            // Prometheus remote_write (`/api/v1/write`) and Loki push (`/loki/api/v1/push`)
+            // share the port and its body limit.
             let app = pharos_otlp::http::router(ingest.clone(), self_metrics.clone(), limits)
                 .merge(pharos_metrics::remote_write::router(
+                    ingest.clone(),
+                    self_metrics.clone(),
+                    limits.max_request_body_bytes,
+                ))
+                .merge(pharos_logs::push::router(
                     ingest.clone(),
                     self_metrics.clone(),
                     limits.max_request_body_bytes,

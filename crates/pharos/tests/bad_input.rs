@@ -326,7 +326,8 @@ async fn over_the_memory_limit_requests_are_refused_retryably() {
         dir.path(),
         "processors:\n  memory_limiter:\n    limit_mib: 96\n    check_interval: 20ms\n  batch:\n",
     );
-    let line = "y".repeat(256 << 10);
+    // Just under the 256 KiB line limit.
+    let line = "y".repeat(250 << 10);
     let logs = |i: usize| ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             scope_logs: vec![ScopeLogs {
@@ -344,7 +345,7 @@ async fn over_the_memory_limit_requests_are_refused_retryably() {
     };
     let mut accepted = 0;
     let mut refused = None;
-    // 2000 requests of 256 KiB each are 500 MiB: far past 96 MiB of resident memory.
+    // 2000 requests of 250 KiB each are 488 MiB: far past 96 MiB of resident memory.
     for i in 0..2000 {
         let r = post(
             &p.h("/v1/logs"),

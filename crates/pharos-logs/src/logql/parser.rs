@@ -105,6 +105,33 @@ pub fn parse_selector(input: &str) -> Result<LogSelector, ParseError> {
     Ok(sel)
 }
 
+/// Parses the labels of a pushed stream, `{a="b", c="d"}` (`=` matchers only), in the
+/// order written; `{}` and the empty string are no labels.
+///
+/// # Errors
+///
+/// A [`ParseError`] for anything else.
+pub fn parse_labels(input: &str) -> Result<Vec<(String, String)>, ParseError> {
+    let trimmed = input.trim();
+    if trimmed.is_empty() || trimmed.replace(char::is_whitespace, "") == "{}" {
+        return Ok(Vec::new());
+    }
+    let tokens = lex(input)?;
+    let mut p = Parser { tokens, pos: 0 };
+    let matchers = p.selector()?;
+    let t = p.next();
+    if t.tok != Tok::Eof {
+        return Err(unexpected(&t, "$end"));
+    }
+    matchers
+        .into_iter()
+        .map(|m| match m.op {
+            MatchOp::Eq => Ok((m.name, m.value)),
+            _ => Err(ParseError::whole("a stream's labels take = only")),
+        })
+        .collect()
+}
+
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,

@@ -33,11 +33,8 @@ pub(crate) fn record(secs: u64, line: &str, sev: i32) -> LogRecord {
     }
 }
 
-pub(crate) fn request(
-    resource: Vec<KeyValue>,
-    records: Vec<LogRecord>,
-) -> ExportLogsServiceRequest {
-    ExportLogsServiceRequest {
+pub(crate) fn request(resource: Vec<KeyValue>, records: Vec<LogRecord>) -> LogsRecord {
+    LogsRecord::from(pharos_model::ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             resource: Some(Resource {
                 attributes: resource,
@@ -53,7 +50,7 @@ pub(crate) fn request(
             }],
             schema_url: String::new(),
         }],
-    }
+    })
 }
 
 fn all(store: &LogStore, direction: Direction, limit: usize) -> Vec<SelectedStream> {
@@ -113,7 +110,8 @@ fn missing_service_and_timestamps() {
     none.time_unix_nano = 0;
     let mut req = request(vec![], vec![observed, none]);
     assert_eq!(store.sanitize(&mut req).count, 0);
-    assert!(req.resource_logs[0].scope_logs[0].log_records[1].observed_time_unix_nano > T0);
+    assert!(req.wire.resource_logs.is_empty(), "mapped to streams");
+    assert!(req.wire.streams[0].entries[1].ts_ns() > T0 as i64);
     store.apply(&req);
     let got = all(&store, Direction::Forward, 10);
     assert_eq!(

@@ -1,0 +1,498 @@
+//! The logs write-ahead log record, [`LogsRecord`]: one envelope for OTLP and Loki push
+//! requests, and the checks Loki's distributor and ingester make before a line is kept.
+//!
+//! The envelope is a protobuf message whose field 1 is OTLP's `ResourceLogs`, exactly as in
+//! `ExportLogsServiceRequest`, so records written before Loki push existed (plain OTLP
+//! requests) decode unchanged; field 2 holds Loki push streams (`logproto.StreamAdapter`).
+//! [`Store::sanitize`](pharos_model::Store::sanitize) maps an OTLP request to streams
+//! ([`super::otlp`]) and checks every stream, so what reaches the log is field 2 only:
+//! labels in canonical selector form, structured metadata sorted by name.
+//! Format: `docs/format/wal.md`, "The logs record".
+//!
+//! The checks, each refusing what it names with Loki's own message (Loki's distributor
+//! keeps the other lines of the request and answers 400 with the reasons; stream-limit
+//! refusals are 429):
+//!
+//! - labels that do not parse as a selector of `=` matchers, or no labels at all;
+//! - more label names than `limits.max_label_names_per_series` (15);
+//! - a line longer than `limits.max_line_size` bytes (256 KiB);
+//! - a new stream once the head holds `limits.max_streams` streams;
+//! - an entry older than its stream's newest minus `limits.out_of_order_window` (1h, half
+//!   of Loki's default `max_chunk_age`): Loki's "entry too far behind";
+//! - an entry more than `limits.creation_grace_period` (10m) in the future;
+//! - an entry older than `limits.reject_old_samples_max_age` (off by default, unlike
+//!   Loki's one week: OTLP senders replay old data and retention removes it anyway).
+//!
+//! As Loki 3 does by default, a push stream without `service_name` gets one from the first
+//! of `service_name, service, app, application, name, app_kubernetes_io_name, container,
+//! container_name, component, workload, job` it has, else `unknown_service`.
+
+use std::collections::HashMap;
+
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+use pharos_model::{ExportLogsServiceRequest, ItemCount, Rejected};
+use prost::Message;
+
+use super::otlp::UNKNOWN_SERVICE;
+use super::{Labels, labels_string};
+use crate::push::proto::{Entry as WireEntry, LabelPair, PushRequest, Stream as WireStream};
+
+/// One record of the logs write-ahead log: what one accepted request added.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogsRecord {
+    /// What is logged.
+    pub wire: RecordWire,
+    /// The labels of each of `wire.streams`, as [`super::LogStore`]'s sanitize parsed them;
+    /// empty for a record read back from the log. Not logged.
+    pub(crate) parsed: Vec<Labels>,
+}
+
+/// The logged part of a [`LogsRecord`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RecordWire {
+    /// Field 1: an OTLP request, flattened so its bytes are an `ExportLogsServiceRequest`'s.
+    #[prost(message, repeated, tag = "1")]
+    pub resource_logs: Vec<ResourceLogs>,
+    /// Field 2: Loki push streams.
+    #[prost(message, repeated, tag = "2")]
+    pub streams: Vec<WireStream>,
+}
+
+impl From<ExportLogsServiceRequest> for LogsRecord {
+    fn from(req: ExportLogsServiceRequest) -> Self {
+        Self {
+            wire: RecordWire {
+                resource_logs: req.resource_logs,
+                streams: Vec::new(),
+            },
+            parsed: Vec::new(),
+        }
+    }
+}
+
+impl From<PushRequest> for LogsRecord {
+    fn from(req: PushRequest) -> Self {
+        Self {
+            wire: RecordWire {
+                resource_logs: Vec::new(),
+                streams: req.streams,
+            },
+            parsed: Vec::new(),
+        }
+    }
+}
+
+impl LogsRecord {
+    /// The record's log bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        self.wire.encode_to_vec()
+    }
+
+    /// The record of some log bytes; `None` when they do not decode.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(Self {
+            wire: RecordWire::decode(bytes).ok()?,
+            parsed: Vec::new(),
+        })
+    }
+}
+
+impl ItemCount for LogsRecord {
+    fn item_count(&self) -> u64 {
+        let otlp: u64 = self
+            .wire
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len() as u64)
+            .sum();
+        otlp + self
+            .wire
+            .streams
+            .iter()
+            .map(|s| s.entries.len() as u64)
+            .sum::<u64>()
+    }
+}
+
+/// The bounds [`super::LogStore`] checks entries against; `0` turns a bound off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimits {
+    /// The longest line, in bytes.
+    pub max_line_size: usize,
+    /// The most streams the head may hold.
+    pub max_streams: usize,
+    /// The most label names one stream may have.
+    pub max_label_names: usize,
+    /// How far behind its stream's newest entry an entry may be, in nanoseconds.
+    pub out_of_order_window_ns: i64,
+    /// How far ahead of the clock an entry may be, in nanoseconds.
+    pub creation_grace_ns: i64,
+    /// How far behind the clock an entry may be, in nanoseconds.
+    pub max_age_ns: i64,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        Self {
+            max_line_size: 256 * 1024,
+            max_streams: 5000,
+            max_label_names: 15,
+            out_of_order_window_ns: 3_600 * 1_000_000_000,
+            creation_grace_ns: 600 * 1_000_000_000,
+            max_age_ns: 0,
+        }
+    }
+}
+
+/// The tenant Loki names in messages when it runs without authentication.
+const TENANT: &str = "fake";
+
+/// The start of Loki's message for a stream over the stream limit; the push handler
+/// answers 429 when a refusal carries it.
+pub const STREAM_LIMIT_MESSAGE: &str = "Maximum active stream limit exceeded";
+
+/// Labels Loki 3 takes `service_name` from, in order.
+const SERVICE_NAME_SOURCES: &[&str] = &[
+    "service_name",
+    "service",
+    "app",
+    "application",
+    "name",
+    "app_kubernetes_io_name",
+    "container",
+    "container_name",
+    "component",
+    "workload",
+    "job",
+];
+
+/// What the head knows about a stream for the checks: whether it exists and its newest
+/// entry's time.
+pub(crate) trait StreamInfo {
+    /// `Some(newest entry's ns)` for a stream the head holds (`i64::MIN` when empty).
+    fn newest(&self, key: &str) -> Option<i64>;
+    /// How many streams the head holds.
+    fn stream_count(&self) -> usize;
+}
+
+/// Maps the OTLP part of `record` to streams, checks every stream and entry, and returns
+/// what was refused. Refused entries and streams are removed; labels become canonical.
+pub(crate) fn sanitize(
+    record: &mut LogsRecord,
+    head: &dyn StreamInfo,
+    limits: &LogLimits,
+    now_ns: i64,
+) -> Rejected {
+    let mut streams: Vec<(Labels, WireStream)> = Vec::new();
+    if !record.wire.resource_logs.is_empty() {
+        let req = ExportLogsServiceRequest {
+            resource_logs: std::mem::take(&mut record.wire.resource_logs),
+        };
+        super::otlp::for_each_entry(&req, |labels, e| {
+            let wire = WireEntry {
+                timestamp: Some(crate::push::proto::Timestamp::from_nanos(e.ts_ns)),
+                line: e.line,
+                structured_metadata: e
+                    .metadata
+                    .into_iter()
+                    .map(|(k, v)| LabelPair::new(k, v))
+                    .collect(),
+            };
+            match streams.last_mut() {
+                Some((l, s)) if l == labels => s.entries.push(wire),
+                _ => streams.push((
+                    labels.clone(),
+                    WireStream {
+                        labels: labels_string(labels),
+                        entries: vec![wire],
+                        hash: 0,
+                    },
+                )),
+            }
+        });
+    }
+    let mut errors: Vec<String> = Vec::new();
+    let mut refused = 0u64;
+    let mut too_many_streams = false;
+    for mut s in std::mem::take(&mut record.wire.streams) {
+        let n = s.entries.len() as u64;
+        let labels = match parse_push_labels(&s.labels) {
+            Ok(l) => l,
+            Err(msg) => {
+                refused += n;
+                errors.push(msg);
+                continue;
+            }
+        };
+        s.labels = labels_string(&labels);
+        for e in &mut s.entries {
+            sort_metadata(&mut e.structured_metadata);
+        }
+        streams.push((labels, s));
+    }
+    // Entries of one stream may come in several request streams: later ones are checked
+    // against what the earlier ones added.
+    let mut newest: HashMap<String, i64> = HashMap::new();
+    let mut new_streams = 0usize;
+    let mut kept = Vec::with_capacity(streams.len());
+    for (labels, mut s) in streams {
+        let total = s.entries.len();
+        if limits.max_label_names > 0 && labels.len() > limits.max_label_names {
+            refused += total as u64;
+            errors.push(format!(
+                "entry for stream '{}' has {} label names; limit {}",
+                s.labels,
+                labels.len(),
+                limits.max_label_names
+            ));
+            continue;
+        }
+        let known = newest
+            .get(&s.labels)
+            .copied()
+            .or_else(|| head.newest(&s.labels));
+        if known.is_none() {
+            if limits.max_streams > 0 && head.stream_count() + new_streams >= limits.max_streams {
+                refused += total as u64;
+                too_many_streams = true;
+                errors.push(format!(
+                    "{STREAM_LIMIT_MESSAGE} when trying to create stream {}, reduce the number of active streams (reduce labels or reduce label values), or contact your Loki administrator to see if the limit can be increased, user: '{TENANT}'",
+                    s.labels
+                ));
+                continue;
+            }
+            new_streams += 1;
+        }
+        let mut stream_newest = known.unwrap_or(i64::MIN);
+        let mut behind: Vec<(i64, i64)> = Vec::new();
+        s.entries.retain(|e| {
+            let ts = e.ts_ns();
+            if limits.max_line_size > 0 && e.line.len() > limits.max_line_size {
+                errors.push(format!(
+                    "Max entry size '{}' bytes exceeded for stream '{}' while adding an entry with length '{}' bytes",
+                    limits.max_line_size,
+                    s.labels,
+                    e.line.len()
+                ));
+                return false;
+            }
+            if limits.creation_grace_ns > 0 && ts > now_ns.saturating_add(limits.creation_grace_ns)
+            {
+                errors.push(format!(
+                    "entry for stream '{}' has timestamp too new: {}",
+                    s.labels,
+                    go_time(ts)
+                ));
+                return false;
+            }
+            if limits.max_age_ns > 0 && ts < now_ns.saturating_sub(limits.max_age_ns) {
+                errors.push(format!(
+                    "entry for stream '{}' has timestamp too old: {}, oldest acceptable timestamp is: {}",
+                    s.labels,
+                    go_time(ts),
+                    go_time(now_ns - limits.max_age_ns)
+                ));
+                return false;
+            }
+            if limits.out_of_order_window_ns > 0 && stream_newest != i64::MIN {
+                let oldest = stream_newest.saturating_sub(limits.out_of_order_window_ns);
+                if ts < oldest {
+                    behind.push((ts, oldest));
+                    return false;
+                }
+            }
+            stream_newest = stream_newest.max(ts);
+            true
+        });
+        refused += (total - s.entries.len()) as u64;
+        if !behind.is_empty() {
+            let mut msg = String::new();
+            for (ts, oldest) in behind.iter().take(MAX_RETURNED_ERRORS) {
+                msg.push_str(&format!(
+                    "entry with timestamp {} ignored, reason: 'entry too far behind, entry timestamp is: {}, oldest acceptable timestamp is: {}',\n",
+                    go_time(*ts),
+                    go_rfc3339(*ts),
+                    go_rfc3339(*oldest)
+                ));
+            }
+            msg.push_str(&format!(
+                "user '{TENANT}', total ignored: {} out of {total} for stream: {}",
+                behind.len(),
+                s.labels
+            ));
+            errors.push(msg);
+        }
+        newest.insert(s.labels.clone(), stream_newest);
+        if !s.entries.is_empty() {
+            kept.push((labels, s));
+        }
+    }
+    let (parsed, streams) = kept.into_iter().unzip();
+    record.parsed = parsed;
+    record.wire.streams = streams;
+    let mut rejected = Rejected::default();
+    if refused > 0 {
+        rejected.count = refused;
+        // A stream-limit refusal leads, so the handler sees it first.
+        if too_many_streams {
+            errors.sort_by_key(|e| !e.starts_with(STREAM_LIMIT_MESSAGE));
+        }
+        rejected.message = errors.join("\n");
+    }
+    rejected
+}
+
+/// Loki's ingester lists at most this many refused entries of a stream (`max_returned_stream_errors`).
+const MAX_RETURNED_ERRORS: usize = 10;
+
+/// Parses a push stream's labels (`{a="b", ...}`, `=` matchers only), adding `service_name`.
+///
+/// # Errors
+///
+/// Loki's message for labels that do not parse or are empty.
+pub fn parse_push_labels(text: &str) -> Result<Labels, String> {
+    let pairs = crate::logql::parser::parse_labels(text)
+        .map_err(|e| format!("Error parsing labels '{text}' with error: {e}"))?;
+    if pairs.is_empty() {
+        return Err("error at least one label pair is required per stream".into());
+    }
+    let mut labels = Labels::new();
+    for (name, value) in pairs {
+        if labels.contains_key(&name) {
+            return Err(format!(
+                "stream '{text}' has duplicate label name: '{name}'"
+            ));
+        }
+        labels.insert(name, value);
+    }
+    if !labels.contains_key("service_name") {
+        let service = SERVICE_NAME_SOURCES
+            .iter()
+            .find_map(|name| labels.get(*name).filter(|v| !v.is_empty()).cloned())
+            .unwrap_or_else(|| UNKNOWN_SERVICE.to_string());
+        labels.insert("service_name".into(), service);
+    }
+    Ok(labels)
+}
+
+/// Sorts structured metadata by name, the last value of a repeated name winning, and
+/// drops pairs with an empty name.
+fn sort_metadata(meta: &mut Vec<LabelPair>) {
+    if meta.is_empty() {
+        return;
+    }
+    meta.retain(|p| !p.name.is_empty());
+    // Stable: equal names keep their order, so the last one is the one kept.
+    meta.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out: Vec<LabelPair> = Vec::with_capacity(meta.len());
+    for p in meta.drain(..) {
+        match out.last_mut() {
+            Some(last) if last.name == p.name => *last = p,
+            _ => out.push(p),
+        }
+    }
+    *meta = out;
+}
+
+/// Renders Unix nanoseconds as Go's `time.Time.String()` does in UTC:
+/// `2006-01-02 15:04:05.999999999 +0000 UTC`.
+pub fn go_time(ns: i64) -> String {
+    let (date, frac) = civil(ns);
+    let frac = if frac == 0 {
+        String::new()
+    } else {
+        format!(".{frac:09}").trim_end_matches('0').to_string()
+    };
+    format!("{date}{frac} +0000 UTC")
+}
+
+/// Renders Unix nanoseconds as Go's `time.RFC3339Nano` in UTC: `2006-01-02T15:04:05.999999999Z`.
+pub fn go_rfc3339(ns: i64) -> String {
+    let (date, frac) = civil(ns);
+    let frac = if frac == 0 {
+        String::new()
+    } else {
+        format!(".{frac:09}").trim_end_matches('0').to_string()
+    };
+    format!("{}{frac}Z", date.replacen(' ', "T", 1))
+}
+
+/// `YYYY-MM-DD hh:mm:ss` and the nanoseconds of the second.
+fn civil(ns: i64) -> (String, i64) {
+    let secs = ns.div_euclid(1_000_000_000);
+    let frac = ns.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        format!(
+            "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+            sod / 3600,
+            sod % 3600 / 60,
+            sod % 60
+        ),
+        frac,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_time_formats() {
+        assert_eq!(go_time(0), "1970-01-01 00:00:00 +0000 UTC");
+        assert_eq!(
+            go_time(1_700_000_000_120_000_000),
+            "2023-11-14 22:13:20.12 +0000 UTC"
+        );
+        assert_eq!(
+            go_rfc3339(1_700_000_000_000_000_001),
+            "2023-11-14T22:13:20.000000001Z"
+        );
+        assert_eq!(go_time(-1_000_000_000), "1969-12-31 23:59:59 +0000 UTC");
+    }
+
+    #[test]
+    fn metadata_is_sorted_and_the_last_repeat_wins() {
+        let mut m = vec![
+            LabelPair::new("b", "1"),
+            LabelPair::new("a", "1"),
+            LabelPair::new("b", "2"),
+            LabelPair::new("", "x"),
+        ];
+        sort_metadata(&mut m);
+        assert_eq!(m, vec![LabelPair::new("a", "1"), LabelPair::new("b", "2")]);
+    }
+
+    #[test]
+    fn push_labels_get_a_service_name() {
+        let l = parse_push_labels(r#"{job="varlogs", app="web"}"#).unwrap();
+        assert_eq!(l["service_name"], "web");
+        let l = parse_push_labels(r#"{job="varlogs"}"#).unwrap();
+        assert_eq!(l["service_name"], "varlogs");
+        let l = parse_push_labels(r#"{env="prod"}"#).unwrap();
+        assert_eq!(l["service_name"], "unknown_service");
+        let l = parse_push_labels(r#"{service_name="x", app="web"}"#).unwrap();
+        assert_eq!(l["service_name"], "x");
+        assert_eq!(
+            parse_push_labels("{}").unwrap_err(),
+            "error at least one label pair is required per stream"
+        );
+        assert!(
+            parse_push_labels(r#"{a=~"b"}"#)
+                .unwrap_err()
+                .starts_with(r#"Error parsing labels '{a=~"b"}' with error: "#)
+        );
+    }
+}
