@@ -32,12 +32,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
-use crate::logql::eval::{QueryParams, select};
+use crate::logql::eval::{LogRow, QueryParams, Steps, Value as EvalValue, eval_metric, select};
 use crate::logql::parser::parse_selector;
-use crate::logql::{LogSelector, parse};
-use crate::store::{Direction, LogStore, SelectedStream, labels_string};
+use crate::logql::pipeline::Category;
+use crate::logql::{Expr, LogExpr, parse, parse_expr};
+use crate::store::{Direction, LogStore, labels_string};
 
 mod params;
+mod tail;
 
 use params::{Params, parse_duration, parse_form, parse_time};
 
@@ -65,11 +67,21 @@ pub fn router(store: Arc<LogStore>) -> Router {
             get(label_values).post(label_values),
         )
         .route("/loki/api/v1/series", get(series).post(series))
+        .route(
+            "/loki/api/v1/index/stats",
+            get(index_stats).post(index_stats),
+        )
+        .route(
+            "/loki/api/v1/detected_fields",
+            get(detected_fields).post(detected_fields),
+        )
+        .route("/loki/api/v1/tail", get(tail::tail))
+        .route("/ready", get(|| async { "ready\n" }))
         .with_state(store)
 }
 
 /// A request's failure, answered as HTTP 400 with `msg` as plain text.
-struct BadRequest(String);
+pub(crate) struct BadRequest(pub(crate) String);
 
 impl<E: ToString> From<E> for BadRequest {
     fn from(e: E) -> Self {
@@ -105,7 +117,7 @@ fn params(raw: Option<String>, headers: &HeaderMap, body: &Bytes) -> Params {
     Params(pairs)
 }
 
-fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
@@ -176,20 +188,52 @@ async fn query_range(
     body: Bytes,
 ) -> Result<Response, BadRequest> {
     let p = params(raw, &headers, &body);
-    let sel = parse(p.get("query").unwrap_or_default())?;
+    let expr = parse_expr(p.get("query").unwrap_or_default())?;
     let (start_ns, end_ns) = range(&p)?;
     let (limit, direction) = limit_and_direction(&p)?;
-    Ok(run(
-        &store,
-        &sel,
-        QueryParams {
-            start_ns,
-            end_ns,
-            direction,
-            limit,
-        },
-        categorize(&headers),
-    ))
+    match expr {
+        Expr::Log(sel) => Ok(run(
+            &store,
+            &sel,
+            QueryParams {
+                start_ns,
+                end_ns,
+                direction,
+                limit,
+            },
+            categorize(&headers),
+        )),
+        Expr::Metric(m) => {
+            let step_ns = match p.get("step") {
+                Some(v) => parse_step(v)?,
+                None => default_step(start_ns, end_ns),
+            };
+            if step_ns <= 0 {
+                return Err(BadRequest(
+                    "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+                ));
+            }
+            let steps = Steps {
+                start_ns,
+                end_ns,
+                step_ns,
+            };
+            metric_response(&store, &m, &steps, false)
+        }
+    }
+}
+
+/// Loki's default step: a 250th of the range, at least a second.
+fn default_step(start_ns: i64, end_ns: i64) -> i64 {
+    ((end_ns - start_ns) / 1_000_000_000 / 250).max(1) * 1_000_000_000
+}
+
+/// A step as a duration (`30s`) or a number of seconds (`30`, `0.5`).
+fn parse_step(v: &str) -> Result<i64, BadRequest> {
+    if let Ok(secs) = v.parse::<f64>() {
+        return Ok((secs * 1e9) as i64);
+    }
+    parse_duration(v).map_err(BadRequest)
 }
 
 async fn query(
@@ -199,7 +243,7 @@ async fn query(
     body: Bytes,
 ) -> Result<Response, BadRequest> {
     let p = params(raw, &headers, &body);
-    let sel = parse(p.get("query").unwrap_or_default())?;
+    let expr = parse_expr(p.get("query").unwrap_or_default())?;
     let time = p
         .get("time")
         .map(parse_time)
@@ -211,28 +255,111 @@ async fn query(
         .transpose()?
         .unwrap_or(DEFAULT_SINCE_NS);
     let (limit, direction) = limit_and_direction(&p)?;
-    let params = QueryParams {
-        start_ns: time - since,
-        end_ns: time.saturating_add(1),
-        direction,
-        limit,
-    };
-    Ok(run(&store, &sel, params, categorize(&headers)))
+    match expr {
+        Expr::Log(sel) => {
+            let params = QueryParams {
+                start_ns: time - since,
+                end_ns: time.saturating_add(1),
+                direction,
+                limit,
+            };
+            Ok(run(&store, &sel, params, categorize(&headers)))
+        }
+        Expr::Metric(m) => metric_response(&store, &m, &Steps::instant(time), true),
+    }
 }
 
-fn run(store: &LogStore, sel: &LogSelector, params: QueryParams, categorize: bool) -> Response {
-    let started = Instant::now();
-    let streams = select(store, sel, &params);
-    let entries: usize = streams.iter().map(|s| s.entries.len()).sum();
-    let bytes: usize = streams
-        .iter()
-        .flat_map(|s| &s.entries)
-        .map(|e| e.line.len())
-        .sum();
-    let result = if categorize {
-        categorized(streams)
+/// A sample value as Prometheus' JSON writes it.
+fn value_text(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
     } else {
-        merged(streams, params.direction)
+        v.to_string()
+    }
+}
+
+/// A step's time as Loki writes it: seconds, with milliseconds when there are any.
+fn ts_json(ns: i64) -> Value {
+    let ms = ns.div_euclid(1_000_000);
+    if ms % 1000 == 0 {
+        json!(ms / 1000)
+    } else {
+        json!(ms as f64 / 1000.0)
+    }
+}
+
+fn metric_response(
+    store: &LogStore,
+    expr: &crate::logql::MetricExpr,
+    steps: &Steps,
+    instant: bool,
+) -> Result<Response, BadRequest> {
+    let started = Instant::now();
+    let value = eval_metric(store, expr, steps).map_err(|e| BadRequest(e.0))?;
+    let (result_type, result) = match value {
+        EvalValue::Scalar(v) => {
+            if instant {
+                ("scalar", json!([ts_json(steps.start_ns), value_text(v)]))
+            } else {
+                let values: Vec<Value> = (0..steps.count())
+                    .map(|i| json!([ts_json(steps.at(i)), value_text(v)]))
+                    .collect();
+                ("matrix", json!([{ "metric": {}, "values": values }]))
+            }
+        }
+        EvalValue::Matrix(series) if instant => {
+            let result: Vec<Value> = series
+                .into_iter()
+                .filter_map(|s| {
+                    s.values[0].map(|v| {
+                        json!({ "metric": s.labels, "value": [ts_json(steps.start_ns), value_text(v)] })
+                    })
+                })
+                .collect();
+            ("vector", Value::Array(result))
+        }
+        EvalValue::Matrix(series) => {
+            let result: Vec<Value> = series
+                .into_iter()
+                .map(|s| {
+                    let values: Vec<Value> = s
+                        .values
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, v)| {
+                            v.map(|v| json!([ts_json(steps.at(i)), value_text(v)]))
+                        })
+                        .collect();
+                    json!({ "metric": s.labels, "values": values })
+                })
+                .collect();
+            ("matrix", Value::Array(result))
+        }
+    };
+    Ok(Json(json!({
+        "status": "success",
+        "data": {
+            "resultType": result_type,
+            "result": result,
+            "stats": stats(0, 0, started.elapsed().as_secs_f64()),
+        }
+    }))
+    .into_response())
+}
+
+fn run(store: &LogStore, sel: &LogExpr, params: QueryParams, categorize: bool) -> Response {
+    let started = Instant::now();
+    let rows = select(store, sel, &params);
+    let entries = rows.len();
+    let bytes: usize = rows.iter().map(|r| r.line.len()).sum();
+    let result = if categorize {
+        categorized(rows)
+    } else {
+        merged(rows)
     };
     let mut data = Map::new();
     data.insert("resultType".into(), json!("streams"));
@@ -247,67 +374,71 @@ fn run(store: &LogStore, sel: &LogSelector, params: QueryParams, categorize: boo
     Json(json!({ "status": "success", "data": data })).into_response()
 }
 
-/// Streams with structured metadata merged into their labels: one result stream
-/// per distinct label set, sorted by labels, values in the query's direction.
-fn merged(streams: Vec<SelectedStream>, direction: Direction) -> Vec<Value> {
-    /// A result stream's labels and its `(timestamp, [ts, line])` values.
-    type Merged = (Map<String, Value>, Vec<(i64, Value)>);
-    let mut out: BTreeMap<String, Merged> = BTreeMap::new();
-    for s in streams {
-        for e in s.entries {
-            let mut labels = s.labels.clone();
-            for (k, v) in &e.metadata {
-                labels.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-            let key = labels_string(&labels);
-            let slot = out.entry(key).or_insert_with(|| {
-                (
-                    labels
-                        .into_iter()
-                        .map(|(k, v)| (k, Value::String(v)))
-                        .collect(),
-                    Vec::new(),
-                )
-            });
-            slot.1.push((e.ts_ns, json!([e.ts_ns.to_string(), e.line])));
-        }
+/// One result stream per distinct label set (all categories merged), sorted by labels;
+/// rows arrive in the query's direction and keep that order within a stream.
+fn merged(rows: Vec<LogRow>) -> Vec<Value> {
+    let mut out: BTreeMap<String, (Map<String, Value>, Vec<Value>)> = BTreeMap::new();
+    for r in rows {
+        let labels: BTreeMap<String, String> =
+            r.labels.into_iter().map(|l| (l.name, l.value)).collect();
+        let key = labels_string(&labels);
+        let slot = out.entry(key).or_insert_with(|| {
+            (
+                labels
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect(),
+                Vec::new(),
+            )
+        });
+        slot.1.push(json!([r.ts_ns.to_string(), r.line]));
     }
     out.into_values()
-        .map(|(labels, mut values)| {
-            // Entries of one store stream arrive ordered; merged ones may interleave.
-            match direction {
-                Direction::Forward => values.sort_by_key(|v| v.0),
-                Direction::Backward => values.sort_by_key(|v| std::cmp::Reverse(v.0)),
-            }
-            let values: Vec<Value> = values.into_iter().map(|(_, v)| v).collect();
-            json!({ "stream": labels, "values": values })
-        })
+        .map(|(labels, values)| json!({ "stream": labels, "values": values }))
         .collect()
 }
 
-/// Streams with their index labels only; metadata rides on each value.
-fn categorized(streams: Vec<SelectedStream>) -> Vec<Value> {
-    streams
-        .into_iter()
-        .map(|s| {
-            let values: Vec<Value> = s
-                .entries
-                .into_iter()
-                .map(|e| {
-                    if e.metadata.is_empty() {
-                        json!([e.ts_ns.to_string(), e.line])
-                    } else {
-                        let md: Map<String, Value> = e
-                            .metadata
-                            .into_iter()
-                            .map(|(k, v)| (k, Value::String(v)))
-                            .collect();
-                        json!([e.ts_ns.to_string(), e.line, { "structuredMetadata": md }])
-                    }
-                })
-                .collect();
-            json!({ "stream": s.labels, "values": values })
-        })
+/// Streams by their stream labels only; structured metadata and parsed labels ride on
+/// each value.
+fn categorized(rows: Vec<LogRow>) -> Vec<Value> {
+    let mut out: BTreeMap<String, (BTreeMap<String, String>, Vec<Value>)> = BTreeMap::new();
+    for r in rows {
+        let mut stream = BTreeMap::new();
+        let mut meta = Map::new();
+        let mut parsed = Map::new();
+        for l in r.labels {
+            match l.category {
+                Category::Stream => {
+                    stream.insert(l.name, l.value);
+                }
+                Category::Metadata => {
+                    meta.insert(l.name, Value::String(l.value));
+                }
+                Category::Parsed => {
+                    parsed.insert(l.name, Value::String(l.value));
+                }
+            }
+        }
+        let mut extra = Map::new();
+        if !meta.is_empty() {
+            extra.insert("structuredMetadata".into(), Value::Object(meta));
+        }
+        if !parsed.is_empty() {
+            extra.insert("parsed".into(), Value::Object(parsed));
+        }
+        let value = if extra.is_empty() {
+            json!([r.ts_ns.to_string(), r.line])
+        } else {
+            json!([r.ts_ns.to_string(), r.line, extra])
+        };
+        let key = labels_string(&stream);
+        out.entry(key)
+            .or_insert_with(|| (stream, Vec::new()))
+            .1
+            .push(value);
+    }
+    out.into_values()
+        .map(|(stream, values)| json!({ "stream": stream, "values": values }))
         .collect()
 }
 
@@ -330,7 +461,7 @@ fn stats(entries: usize, bytes: usize, exec_seconds: f64) -> Value {
 }
 
 /// Reads the optional `query` stream selector that narrows label requests.
-fn optional_selector(p: &Params) -> Result<Option<LogSelector>, BadRequest> {
+fn optional_selector(p: &Params) -> Result<Option<LogExpr>, BadRequest> {
     Ok(p.get("query").map(parse_selector).transpose()?)
 }
 
@@ -395,6 +526,76 @@ async fn series(
         end.saturating_add(1),
     );
     Ok(Json(json!({ "status": "success", "data": series })).into_response())
+}
+
+/// `index/stats`: how many streams, chunks, entries and line bytes the selector's
+/// streams hold between `start` and `end`, as Loki's index answers it.
+async fn index_stats(
+    State(store): State<Arc<LogStore>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, BadRequest> {
+    let p = params(raw, &headers, &body);
+    let (start, end) = range(&p)?;
+    let sel = parse(p.get("query").unwrap_or_default())?;
+    let st = store.stats(|l| sel.matches_stream(l), start, end.saturating_add(1));
+    Ok(Json(json!({
+        "streams": st.streams,
+        "chunks": st.chunks,
+        "bytes": st.bytes,
+        "entries": st.entries,
+    }))
+    .into_response())
+}
+
+/// Loki's default `limit` of `detected_fields`: lines sampled.
+const DETECTED_FIELDS_LINES: usize = 1000;
+
+/// `detected_fields`: the fields of the newest lines the query selects (logfmt or JSON
+/// in the line, and structured metadata), each with its type, distinct values and the
+/// parsers that found it, as Grafana's Logs Drilldown asks.
+async fn detected_fields(
+    State(store): State<Arc<LogStore>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, BadRequest> {
+    let p = params(raw, &headers, &body);
+    let (start, end) = range(&p)?;
+    let sel = parse(p.get("query").unwrap_or_default())?;
+    let limit = match p.get("line_limit").or(p.get("limit")) {
+        None => DETECTED_FIELDS_LINES,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("invalid limit: {v:?}"))?,
+    };
+    let rows = select(
+        &store,
+        &sel,
+        &QueryParams {
+            start_ns: start,
+            end_ns: end.saturating_add(1),
+            direction: Direction::Backward,
+            limit,
+        },
+    );
+    let fields = crate::logql::detect::detect_fields(&rows);
+    let fields: Vec<Value> = fields
+        .into_iter()
+        .map(|f| {
+            json!({
+                "label": f.label,
+                "type": f.kind,
+                "cardinality": f.cardinality,
+                "parsers": if f.parsers.is_empty() { Value::Null } else { json!(f.parsers) },
+                "jsonPath": f.json_path,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "fields": fields, "limit": limit })).into_response())
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
-//! The logs slice of Pharos: a log store shaped like Loki's, a LogQL subset, and
-//! the Loki query API.
+//! The logs slice of Pharos: a log store shaped like Loki's, LogQL, Loki's push and
+//! query APIs.
 //!
-//! OTLP log records arrive through [`LogStore`]'s [`Store`](pharos_model::Store)
-//! implementation and are mapped as Loki 3 maps OTLP ([`store::otlp`]): a few
-//! resource attributes become stream labels, everything else structured metadata
-//! beside the line. [`logql`] parses stream selectors with line filters and
-//! evaluates them against the store; [`api::router`] serves Loki's
-//! `/loki/api/v1/*` query endpoints.
+//! OTLP log records and Loki push requests arrive through [`LogStore`]'s
+//! [`Store`](pharos_model::Store) implementation as one WAL record type,
+//! [`LogsRecord`]; OTLP is mapped as Loki 3 maps it ([`store::otlp`]): a few resource
+//! attributes become stream labels, everything else structured metadata beside the line.
+//! [`push`] serves `/loki/api/v1/push`; [`logql`] parses and evaluates log and metric
+//! queries; [`api::router`] serves Loki's `/loki/api/v1/*` query endpoints and live tail.
 //!
 //! Architecture invariants:
 //! - Dependencies point one way: `api` → `logql` → `store`. The store knows
@@ -15,8 +15,7 @@
 //!   arrival order, so [`Store::apply`](pharos_model::Store::apply) is
 //!   deterministic and WAL replay rebuilds the same head.
 //!
-//! Deliberately absent for now: blocks on disk, retention, LogQL parsers
-//! (`| json`, `| logfmt`), label filters, metric queries, the push API.
+//! Deliberately absent for now: blocks on disk, and so retention.
 
 pub mod api;
 pub mod logql;

@@ -8,9 +8,13 @@
 //! (`parse error at line 1, col N: syntax error: ...`) so clients show the same text.
 
 pub mod ast;
+pub mod detect;
 pub mod eval;
 pub mod lexer;
 pub mod parser;
+pub mod parsers;
+pub mod pipeline;
+pub mod template;
 
-pub use ast::{FilterOp, LabelMatcher, LineFilter, LogSelector, MatchOp};
-pub use parser::{ParseError, parse};
+pub use ast::{Expr, FilterOp, LabelMatcher, LineFilter, LogExpr, MatchOp, MetricExpr};
+pub use parser::{ParseError, parse, parse_expr};

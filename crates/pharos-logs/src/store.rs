@@ -2,6 +2,7 @@
 //! time-ordered list of entries with structured metadata.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use parking_lot::RwLock;
 use pharos_model::{Rejected, Store};
@@ -37,6 +38,30 @@ pub enum Direction {
     Backward,
 }
 
+/// What `index/stats` reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Streams with entries in the range.
+    pub streams: u64,
+    /// Chunks holding them.
+    pub chunks: u64,
+    /// Entries in the range.
+    pub entries: u64,
+    /// Their lines' bytes.
+    pub bytes: u64,
+}
+
+/// What a [`LogStore::visit`] callback asks for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    /// The next entry.
+    Continue,
+    /// The next stream.
+    NextStream,
+    /// Nothing more.
+    Stop,
+}
+
 /// A stream and its selected entries, in the requested direction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SelectedStream {
@@ -47,11 +72,28 @@ pub struct SelectedStream {
 }
 
 /// The logs slice's in-memory store.
-#[derive(Default)]
 pub struct LogStore {
     inner: RwLock<Inner>,
     limits: LogLimits,
+    /// Applied entries for `/tail` clients; only filled while one listens.
+    tail: tokio::sync::broadcast::Sender<Arc<TailBatch>>,
 }
+
+impl Default for LogStore {
+    fn default() -> Self {
+        Self {
+            inner: RwLock::default(),
+            limits: LogLimits::default(),
+            tail: tokio::sync::broadcast::channel(TAIL_BACKLOG).0,
+        }
+    }
+}
+
+/// How many applied batches a slow `/tail` client may fall behind before it loses some.
+const TAIL_BACKLOG: usize = 1024;
+
+/// The entries one request added, with their streams' labels, for `/tail`.
+pub type TailBatch = Vec<(Arc<Labels>, Entry)>;
 
 #[derive(Default)]
 struct Inner {
@@ -71,6 +113,11 @@ impl LogStore {
     /// Returns an empty store with the default [`LogLimits`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Returns a receiver of every batch of entries applied from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<TailBatch>> {
+        self.tail.subscribe()
     }
 
     /// Returns an empty store that checks entries against `limits`.
@@ -158,6 +205,66 @@ impl LogStore {
                 entries,
             })
             .collect()
+    }
+
+    /// Calls `f` with each entry in `[start_ns, end_ns)` of the streams `stream_filter`
+    /// accepts: streams in label order, each stream's entries in `direction`, until `f`
+    /// says stop. `required` lists substrings every line of interest holds, so parts of
+    /// the store that cannot hold them may be skipped (the caller still filters lines).
+    pub fn visit(
+        &self,
+        stream_filter: impl Fn(&Labels) -> bool,
+        required: &[&str],
+        start_ns: i64,
+        end_ns: i64,
+        direction: Direction,
+        mut f: impl FnMut(&Labels, &Entry) -> Visit,
+    ) {
+        let _ = required;
+        let inner = self.inner.read();
+        for s in inner.streams.values().filter(|s| stream_filter(&s.labels)) {
+            let lo = s.entries.partition_point(|e| e.ts_ns < start_ns);
+            let hi = s.entries.partition_point(|e| e.ts_ns < end_ns).max(lo);
+            let entries = &s.entries[lo..hi];
+            let mut run = |e: &Entry| f(&s.labels, e);
+            let verdict = match direction {
+                Direction::Forward => entries.iter().map(&mut run).find(|v| *v != Visit::Continue),
+                Direction::Backward => entries
+                    .iter()
+                    .rev()
+                    .map(&mut run)
+                    .find(|v| *v != Visit::Continue),
+            };
+            if verdict == Some(Visit::Stop) {
+                return;
+            }
+        }
+    }
+
+    /// Counts what the streams `stream_filter` accepts hold in `[start_ns, end_ns)`.
+    pub fn stats(
+        &self,
+        stream_filter: impl Fn(&Labels) -> bool,
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Stats {
+        let inner = self.inner.read();
+        let mut st = Stats::default();
+        for s in inner.streams.values().filter(|s| stream_filter(&s.labels)) {
+            let lo = s.entries.partition_point(|e| e.ts_ns < start_ns);
+            let hi = s.entries.partition_point(|e| e.ts_ns < end_ns).max(lo);
+            if hi > lo {
+                st.streams += 1;
+                // The head keeps a stream's entries as one chunk.
+                st.chunks += 1;
+                st.entries += (hi - lo) as u64;
+                st.bytes += s.entries[lo..hi]
+                    .iter()
+                    .map(|e| e.line.len() as u64)
+                    .sum::<u64>();
+            }
+        }
+        st
     }
 
     /// Returns the label names of streams with entries in `[start_ns, end_ns)`, sorted.
@@ -352,6 +459,46 @@ impl Store<LogsRecord> for LogStore {
     }
 
     fn apply_owned(&self, req: LogsRecord) {
+        let tailing = self.tail.receiver_count() > 0;
+        let mut batch: TailBatch = Vec::new();
+        if tailing {
+            let mut parsed = req.parsed.iter();
+            for s in &req.wire.streams {
+                let labels = match parsed.next() {
+                    Some(l) => l.clone(),
+                    None => record::parse_push_labels(&s.labels).unwrap_or_default(),
+                };
+                let labels = Arc::new(labels);
+                for e in &s.entries {
+                    batch.push((
+                        labels.clone(),
+                        Entry {
+                            ts_ns: e.ts_ns(),
+                            line: e.line.clone(),
+                            metadata: e
+                                .structured_metadata
+                                .iter()
+                                .map(|p| (p.name.clone(), p.value.clone()))
+                                .collect(),
+                        },
+                    ));
+                }
+            }
+        }
+        self.apply_to_head(req);
+        if tailing && !batch.is_empty() {
+            // No listener left is not an error.
+            let _ = self.tail.send(Arc::new(batch));
+        }
+    }
+
+    fn approx_bytes(&self) -> u64 {
+        self.inner.read().bytes
+    }
+}
+
+impl LogStore {
+    fn apply_to_head(&self, req: LogsRecord) {
         let mut inner = self.inner.write();
         // A record from before push existed: OTLP in field 1, mapped here.
         if !req.wire.resource_logs.is_empty() {
@@ -368,10 +515,6 @@ impl Store<LogsRecord> for LogStore {
             let labels = parsed.next();
             apply_stream(&mut inner, labels.as_ref(), stream);
         }
-    }
-
-    fn approx_bytes(&self) -> u64 {
-        self.inner.read().bytes
     }
 }
 
