@@ -15,11 +15,14 @@
 //!   arrival order, so [`Store::apply`](pharos_model::Store::apply) is
 //!   deterministic and WAL replay rebuilds the same head.
 //!
-//! Deliberately absent for now: blocks on disk, and so retention.
+//! The head becomes blocks (`store::engine`, format in `docs/format/logs.md`), merged per
+//! compaction window and dropped by retention.
 
 pub mod api;
 pub mod logql;
 pub mod push;
 pub mod store;
 
-pub use store::{Direction, Entry, Labels, LogLimits, LogStore, LogsRecord, SelectedStream};
+pub use store::{
+    BlockOptions, Direction, Entry, Labels, LogLimits, LogStore, LogsRecord, SelectedStream,
+};

@@ -9,9 +9,13 @@ use pharos_model::{Rejected, Store};
 
 use crate::push;
 
+pub mod block;
+pub mod chunk;
+pub mod engine;
 pub mod otlp;
 pub mod record;
 
+pub use engine::{BlockOptions, EngineError, Maintained, OpenReport};
 pub use record::{LogLimits, LogsRecord};
 
 /// A stream's labels, sorted by name.
@@ -77,6 +81,12 @@ pub struct LogStore {
     limits: LogLimits,
     /// Applied entries for `/tail` clients; only filled while one listens.
     tail: tokio::sync::broadcast::Sender<Arc<TailBatch>>,
+    /// Taken out of the head, not yet in blocks; oldest first.
+    frozen: RwLock<Vec<Arc<engine::Frozen>>>,
+    /// Served blocks.
+    blocks: RwLock<Vec<Arc<block::LogBlock>>>,
+    /// Where blocks go; unset for a store without blocks.
+    engine: std::sync::OnceLock<engine::Engine>,
 }
 
 impl Default for LogStore {
@@ -85,6 +95,9 @@ impl Default for LogStore {
             inner: RwLock::default(),
             limits: LogLimits::default(),
             tail: tokio::sync::broadcast::channel(TAIL_BACKLOG).0,
+            frozen: RwLock::default(),
+            blocks: RwLock::default(),
+            engine: std::sync::OnceLock::new(),
         }
     }
 }
@@ -100,6 +113,8 @@ struct Inner {
     /// Keyed by the labels' canonical rendering, so iteration order is stable.
     streams: BTreeMap<String, Stream>,
     bytes: u64,
+    /// When the head's oldest entry arrived (since the last freeze).
+    since: Option<std::time::Instant>,
 }
 
 struct Stream {
@@ -208,9 +223,11 @@ impl LogStore {
     }
 
     /// Calls `f` with each entry in `[start_ns, end_ns)` of the streams `stream_filter`
-    /// accepts: streams in label order, each stream's entries in `direction`, until `f`
-    /// says stop. `required` lists substrings every line of interest holds, so parts of
-    /// the store that cannot hold them may be skipped (the caller still filters lines).
+    /// accepts: the head's streams in label order, then the frozen parts', then each
+    /// block's, each stream's entries in `direction`, until `f` says stop (a stream may
+    /// so come several times, once per part). `required` lists substrings every line of
+    /// interest holds: block chunks whose filters rule one out are not read (the caller
+    /// still filters lines). Chunk counts go to [`take_scan_stats`].
     pub fn visit(
         &self,
         stream_filter: impl Fn(&Labels) -> bool,
@@ -220,50 +237,144 @@ impl LogStore {
         direction: Direction,
         mut f: impl FnMut(&Labels, &Entry) -> Visit,
     ) {
-        let _ = required;
-        let inner = self.inner.read();
-        for s in inner.streams.values().filter(|s| stream_filter(&s.labels)) {
-            let lo = s.entries.partition_point(|e| e.ts_ns < start_ns);
-            let hi = s.entries.partition_point(|e| e.ts_ns < end_ns).max(lo);
-            let entries = &s.entries[lo..hi];
-            let mut run = |e: &Entry| f(&s.labels, e);
-            let verdict = match direction {
+        let run_entries = |labels: &Labels,
+                           entries: &[Entry],
+                           f: &mut dyn FnMut(&Labels, &Entry) -> Visit| {
+            let lo = entries.partition_point(|e| e.ts_ns < start_ns);
+            let hi = entries.partition_point(|e| e.ts_ns < end_ns).max(lo);
+            let entries = &entries[lo..hi];
+            let mut run = |e: &Entry| f(labels, e);
+            match direction {
                 Direction::Forward => entries.iter().map(&mut run).find(|v| *v != Visit::Continue),
                 Direction::Backward => entries
                     .iter()
                     .rev()
                     .map(&mut run)
                     .find(|v| *v != Visit::Continue),
-            };
-            if verdict == Some(Visit::Stop) {
-                return;
+            }
+        };
+        {
+            let inner = self.inner.read();
+            for s in inner.streams.values().filter(|s| stream_filter(&s.labels)) {
+                if run_entries(&s.labels, &s.entries, &mut f) == Some(Visit::Stop) {
+                    return;
+                }
             }
         }
+        let frozen: Vec<Arc<engine::Frozen>> = self.frozen.read().clone();
+        for part in &frozen {
+            for s in part.streams.iter().filter(|s| stream_filter(&s.labels)) {
+                if run_entries(&s.labels, &s.entries, &mut f) == Some(Visit::Stop) {
+                    return;
+                }
+            }
+        }
+        let blocks: Vec<Arc<block::LogBlock>> = self.blocks.read().clone();
+        let needles = chunk::needle_hashes(required);
+        let mut scan = ScanStats::default();
+        'blocks: for b in &blocks {
+            if b.meta.max_ts < start_ns || b.meta.min_ts >= end_ns {
+                continue;
+            }
+            for s in b.streams.iter().filter(|s| stream_filter(&s.labels)) {
+                let chunks: Vec<&block::ChunkRef> = match direction {
+                    Direction::Forward => s.chunks.iter().collect(),
+                    Direction::Backward => s.chunks.iter().rev().collect(),
+                };
+                for c in chunks {
+                    if c.summary.max_ts < start_ns || c.summary.min_ts >= end_ns {
+                        continue;
+                    }
+                    scan.chunks_ref += 1;
+                    if !b.may_match(c, &needles) {
+                        continue;
+                    }
+                    scan.chunks_downloaded += 1;
+                    let entries = match b.read_chunk(c) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            tracing::error!(block = %b.id, error = %e, "a log chunk does not read; skipped");
+                            continue;
+                        }
+                    };
+                    scan.lines_decoded += entries.len() as u64;
+                    match run_entries(&s.labels, &entries, &mut f) {
+                        Some(Visit::Stop) => break 'blocks,
+                        Some(Visit::NextStream) => break,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        SCAN.with(|c| {
+            let mut total = c.get();
+            total.chunks_ref += scan.chunks_ref;
+            total.chunks_downloaded += scan.chunks_downloaded;
+            total.lines_decoded += scan.lines_decoded;
+            c.set(total);
+        });
     }
 
-    /// Counts what the streams `stream_filter` accepts hold in `[start_ns, end_ns)`.
+    /// Counts what the streams `stream_filter` accepts hold in `[start_ns, end_ns)`: the
+    /// head's exactly, blocks' by the chunks overlapping the range.
     pub fn stats(
         &self,
         stream_filter: impl Fn(&Labels) -> bool,
         start_ns: i64,
         end_ns: i64,
     ) -> Stats {
-        let inner = self.inner.read();
         let mut st = Stats::default();
-        for s in inner.streams.values().filter(|s| stream_filter(&s.labels)) {
-            let lo = s.entries.partition_point(|e| e.ts_ns < start_ns);
-            let hi = s.entries.partition_point(|e| e.ts_ns < end_ns).max(lo);
-            if hi > lo {
-                st.streams += 1;
-                // The head keeps a stream's entries as one chunk.
-                st.chunks += 1;
-                st.entries += (hi - lo) as u64;
-                st.bytes += s.entries[lo..hi]
-                    .iter()
-                    .map(|e| e.line.len() as u64)
-                    .sum::<u64>();
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        {
+            let inner = self.inner.read();
+            for (key, s) in inner
+                .streams
+                .iter()
+                .filter(|(_, s)| stream_filter(&s.labels))
+            {
+                let lo = s.entries.partition_point(|e| e.ts_ns < start_ns);
+                let hi = s.entries.partition_point(|e| e.ts_ns < end_ns).max(lo);
+                if hi > lo {
+                    seen.insert(key.clone());
+                    // The head keeps a stream's entries as one chunk.
+                    st.chunks += 1;
+                    st.entries += (hi - lo) as u64;
+                    st.bytes += s.entries[lo..hi]
+                        .iter()
+                        .map(|e| e.line.len() as u64)
+                        .sum::<u64>();
+                }
             }
         }
+        for part in self.frozen.read().iter() {
+            for s in part.streams.iter().filter(|s| stream_filter(&s.labels)) {
+                let lo = s.entries.partition_point(|e| e.ts_ns < start_ns);
+                let hi = s.entries.partition_point(|e| e.ts_ns < end_ns).max(lo);
+                if hi > lo {
+                    seen.insert(s.key.clone());
+                    st.chunks += 1;
+                    st.entries += (hi - lo) as u64;
+                    st.bytes += s.entries[lo..hi]
+                        .iter()
+                        .map(|e| e.line.len() as u64)
+                        .sum::<u64>();
+                }
+            }
+        }
+        for b in self.blocks.read().iter() {
+            for s in b.streams.iter().filter(|s| stream_filter(&s.labels)) {
+                for c in &s.chunks {
+                    if c.summary.max_ts < start_ns || c.summary.min_ts >= end_ns {
+                        continue;
+                    }
+                    seen.insert(s.key.clone());
+                    st.chunks += 1;
+                    st.entries += u64::from(c.summary.entries);
+                    st.bytes += c.summary.line_bytes;
+                }
+            }
+        }
+        st.streams = seen.len() as u64;
         st
     }
 
@@ -295,25 +406,77 @@ impl LogStore {
     }
 
     /// Returns the label sets of streams accepted by `stream_filter` with entries in
-    /// `[start_ns, end_ns)`, sorted.
+    /// `[start_ns, end_ns)` (for blocks: a chunk overlapping it), sorted.
     pub fn series(
         &self,
         stream_filter: impl Fn(&Labels) -> bool,
         start_ns: i64,
         end_ns: i64,
     ) -> Vec<Labels> {
-        let inner = self.inner.read();
-        inner
-            .streams
-            .values()
-            .filter(|s| stream_filter(&s.labels))
-            .filter(|s| {
-                let lo = s.entries.partition_point(|e| e.ts_ns < start_ns);
-                s.entries.get(lo).is_some_and(|e| e.ts_ns < end_ns)
-            })
-            .map(|s| s.labels.clone())
-            .collect()
+        let mut out: BTreeMap<String, Labels> = BTreeMap::new();
+        let in_range = |entries: &[Entry]| {
+            let lo = entries.partition_point(|e| e.ts_ns < start_ns);
+            entries.get(lo).is_some_and(|e| e.ts_ns < end_ns)
+        };
+        {
+            let inner = self.inner.read();
+            for (key, s) in &inner.streams {
+                if stream_filter(&s.labels) && in_range(&s.entries) {
+                    out.insert(key.clone(), s.labels.clone());
+                }
+            }
+        }
+        for part in self.frozen.read().iter() {
+            for s in &part.streams {
+                if !out.contains_key(&s.key) && stream_filter(&s.labels) && in_range(&s.entries) {
+                    out.insert(s.key.clone(), (*s.labels).clone());
+                }
+            }
+        }
+        for b in self.blocks.read().iter() {
+            if b.meta.max_ts < start_ns || b.meta.min_ts >= end_ns {
+                continue;
+            }
+            for s in &b.streams {
+                if !out.contains_key(&s.key)
+                    && stream_filter(&s.labels)
+                    && s.chunks
+                        .iter()
+                        .any(|c| c.summary.max_ts >= start_ns && c.summary.min_ts < end_ns)
+                {
+                    out.insert(s.key.clone(), (*s.labels).clone());
+                }
+            }
+        }
+        out.into_values().collect()
     }
+}
+
+/// Chunk counts of the block reads of this thread since the last [`take_scan_stats`], as
+/// Loki's query statistics report them (`totalChunksRef`, `totalChunksDownloaded`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanStats {
+    /// Chunks of the selected streams overlapping the queried range.
+    pub chunks_ref: u64,
+    /// Of those, chunks read (not ruled out by their filters).
+    pub chunks_downloaded: u64,
+    /// Entries decoded from the chunks read.
+    pub lines_decoded: u64,
+}
+
+thread_local! {
+    static SCAN: std::cell::Cell<ScanStats> = const { std::cell::Cell::new(ScanStats {
+        chunks_ref: 0,
+        chunks_downloaded: 0,
+        lines_decoded: 0,
+    }) };
+}
+
+/// Returns and resets this thread's [`ScanStats`]. A query evaluates on one thread
+/// without yielding, so a handler that takes the stats before and after it gets the
+/// query's own.
+pub fn take_scan_stats() -> ScanStats {
+    SCAN.with(|c| c.replace(ScanStats::default()))
 }
 
 /// Renders labels the way Loki prints a stream selector: `{a="b", c="d"}`, values quoted
@@ -368,6 +531,9 @@ fn entry_bytes(e: &Entry) -> u64 {
 
 fn push(inner: &mut Inner, key: &str, labels: &Labels, entry: Entry) {
     inner.bytes += entry_bytes(&entry);
+    if inner.since.is_none() {
+        inner.since = Some(std::time::Instant::now());
+    }
     let stream = match inner.streams.get_mut(key) {
         Some(s) => s,
         None => inner
@@ -493,7 +659,7 @@ impl Store<LogsRecord> for LogStore {
     }
 
     fn approx_bytes(&self) -> u64 {
-        self.inner.read().bytes
+        self.inner.read().bytes + self.frozen.read().iter().map(|f| f.bytes).sum::<u64>()
     }
 }
 
@@ -520,3 +686,6 @@ impl LogStore {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod engine_tests;

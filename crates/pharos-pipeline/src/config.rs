@@ -161,6 +161,9 @@ pub struct StorageConfig {
     pub metrics: MetricsStorageConfig,
     /// Trace blocks.
     pub traces: TracesStorageConfig,
+    /// Log blocks: the same three settings as trace blocks, for the log head (its entries'
+    /// lines and metadata count as its bytes).
+    pub logs: TracesStorageConfig,
 }
 
 impl Default for StorageConfig {
@@ -170,6 +173,7 @@ impl Default for StorageConfig {
             wal: WalConfig::default(),
             metrics: MetricsStorageConfig::default(),
             traces: TracesStorageConfig::default(),
+            logs: TracesStorageConfig::default(),
         }
     }
 }

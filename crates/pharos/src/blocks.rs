@@ -1,8 +1,8 @@
 //! A head's way into blocks, driven from the binary because it needs both the store and
 //! the write-ahead log: freeze the head at a rotation of the log, write the frozen data
 //! as blocks, then delete the log segments it came from; compact and apply retention
-//! after each flush and once a minute. One [`Flusher`] per signal with blocks (metrics,
-//! traces); what differs between them is the [`Flushable`] store.
+//! after each flush and once a minute. One [`Flusher`] per signal (metrics, traces,
+//! logs); what differs between them is the [`Flushable`] store.
 //!
 //! Metric metadata is not in blocks: before the segments are deleted, the store's whole
 //! metadata map is appended to the log as metadata-only records (a checkpoint, after the
@@ -111,6 +111,36 @@ impl Flushable for TraceStore {
     }
     fn block_stats(&self) -> (usize, u64) {
         TraceStore::block_stats(self)
+    }
+}
+
+impl Flushable for pharos_logs::LogStore {
+    type Record = pharos_logs::LogsRecord;
+    const SIGNAL: &'static str = "logs";
+    const UNIT: &'static str = "entries";
+
+    fn path(ingest: &Ingest) -> &SignalPath<Self::Record> {
+        &ingest.logs
+    }
+    fn should_flush(&self) -> bool {
+        pharos_logs::LogStore::should_flush(self)
+    }
+    fn freeze(&self) -> u64 {
+        pharos_logs::LogStore::freeze(self)
+    }
+    async fn flush_frozen(&self) -> anyhow::Result<usize> {
+        Ok(pharos_logs::LogStore::flush_frozen(self).await?)
+    }
+    async fn maintain(&self) -> anyhow::Result<Maintained> {
+        let m = pharos_logs::LogStore::maintain(self).await?;
+        Ok(Maintained {
+            compacted: m.compacted,
+            created: m.created,
+            dropped: m.dropped,
+        })
+    }
+    fn block_stats(&self) -> (usize, u64) {
+        pharos_logs::LogStore::block_stats(self)
     }
 }
 

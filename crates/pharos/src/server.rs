@@ -131,6 +131,32 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
         creation_grace_ns: as_ns(grace),
         max_age_ns: as_ns(max_age),
     }));
+    let (log_head_age, log_window) = config
+        .storage
+        .logs
+        .durations()
+        .map_err(anyhow::Error::msg)?;
+    let log_block_dir = data.join("blocks").join("logs");
+    let opened = log_store
+        .open_blocks(
+            pharos_storage::BlockStore::local(&log_block_dir)?,
+            pharos_logs::BlockOptions {
+                max_head_age: log_head_age,
+                head_max_bytes: config.storage.logs.max_block_bytes,
+                retention: Duration::from_secs(config.retention.logs_hours.saturating_mul(3600)),
+                compaction_window: log_window,
+            },
+        )
+        .await
+        .with_context(|| format!("opening the log blocks in {}", log_block_dir.display()))?;
+    tracing::info!(
+        blocks = opened.blocks,
+        entries = opened.entries,
+        incomplete_removed = opened.incomplete_removed,
+        parents_removed = opened.parents_removed,
+        unreadable = opened.unreadable.len(),
+        "log blocks loaded"
+    );
 
     let wal_options = |signal: Signal| {
         let fsync_hist = self_metrics
@@ -228,6 +254,13 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
     ));
     trace_flusher.update_gauges();
     let trace_flush_loop = tokio::spawn(trace_flusher.clone().run());
+    let log_flusher = Arc::new(crate::blocks::Flusher::new(
+        ingest.clone(),
+        log_store.clone(),
+        self_metrics.clone(),
+    ));
+    log_flusher.update_gauges();
+    let log_flush_loop = tokio::spawn(log_flusher.clone().run());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shutting_down = Arc::new(AtomicBool::new(false));
@@ -332,6 +365,7 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
             shutting_down: shutting_down.clone(),
             flusher: flusher.clone(),
             trace_flusher: trace_flusher.clone(),
+            log_flusher: log_flusher.clone(),
             metrics_store: metrics_store.clone(),
             trace_store: trace_store.clone(),
         });
@@ -416,6 +450,11 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
     let _ = trace_flush_loop.await;
     if let Err(e) = trace_flusher.run_once(true).await {
         tracing::error!(error = %format!("{e:#}"), "writing the trace head to blocks failed; the log keeps it");
+    }
+    log_flush_loop.abort();
+    let _ = log_flush_loop.await;
+    if let Err(e) = log_flusher.run_once(true).await {
+        tracing::error!(error = %format!("{e:#}"), "writing the log head to blocks failed; the log keeps it");
     }
     ingest.close().await;
     tracing::info!("write-ahead logs flushed; bye");
@@ -514,6 +553,7 @@ struct Own {
     shutting_down: Arc<AtomicBool>,
     flusher: Arc<crate::blocks::Flusher<pharos_metrics::MetricsStore>>,
     trace_flusher: Arc<crate::blocks::Flusher<pharos_traces::TraceStore>>,
+    log_flusher: Arc<crate::blocks::Flusher<pharos_logs::LogStore>>,
     metrics_store: Arc<pharos_metrics::MetricsStore>,
     trace_store: Arc<pharos_traces::TraceStore>,
 }
@@ -527,17 +567,19 @@ fn sync_counter(c: &prometheus_client::metrics::counter::Counter, total: u64) {
     }
 }
 
-/// `/internal/force_flush` (VictoriaMetrics' name): writes the metrics head, then the trace
-/// head, to blocks now, then compacts and applies retention; one line per signal.
+/// `/internal/force_flush` (VictoriaMetrics' name): writes the metrics head, the trace
+/// head and the log head to blocks now, then compacts and applies retention; one line per signal.
 async fn force_flush(State(own): State<Own>) -> Response {
     use crate::blocks::Flusher;
     let result = async {
         let metrics = own.flusher.run_once(true).await?;
         let traces = own.trace_flusher.run_once(true).await?;
+        let logs = own.log_flusher.run_once(true).await?;
         anyhow::Ok(format!(
-            "{}\n{}\n",
+            "{}\n{}\n{}\n",
             Flusher::<pharos_metrics::MetricsStore>::describe(&metrics),
-            Flusher::<pharos_traces::TraceStore>::describe(&traces)
+            Flusher::<pharos_traces::TraceStore>::describe(&traces),
+            Flusher::<pharos_logs::LogStore>::describe(&logs)
         ))
     };
     match result.await {

@@ -310,8 +310,15 @@ async fn refusals_are_lokis_and_keep_the_other_lines() {
 #[tokio::test]
 async fn pushed_lines_survive_a_crash() {
     let dir = tempdir();
-    let mut p = Pharos::start(dir.path());
+    // The lines are from 2023: no retention, or the flush would drop their block.
+    let keep = "retention:\n  logs_hours: 0\n";
+    let mut p = Pharos::start_with(dir.path(), keep);
     for i in 0..50 {
+        if i == 25 {
+            // Half of the lines go into a block, the rest stay in the log.
+            let said = common::force_flush(&p).await;
+            assert!(said.contains("flushed 25 entries into 1 blocks"), "{said}");
+        }
         let (s, _) = push_proto(
             &p,
             &PushRequest {
@@ -332,6 +339,13 @@ async fn pushed_lines_survive_a_crash() {
     let before = read(&p, r#"{app="crash"}"#).await;
     assert_eq!(before.len(), 50);
     p.kill9();
-    let p = Pharos::start(dir.path());
+    let p = Pharos::start_with(dir.path(), keep);
+    assert_eq!(read(&p, r#"{app="crash"}"#).await, before, "each line once");
+    let blocks = std::fs::read_dir(dir.path().join("data/blocks/logs"))
+        .unwrap()
+        .count();
+    assert_eq!(blocks, 1);
+    // And again after the rest is flushed too.
+    common::force_flush(&p).await;
     assert_eq!(read(&p, r#"{app="crash"}"#).await, before);
 }

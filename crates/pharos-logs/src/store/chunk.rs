@@ -1,0 +1,374 @@
+//! A chunk: one stream's entries over a stretch of time, compressed, with a filter of the
+//! word n-grams its lines hold (format: `docs/format/logs.md`).
+//!
+//! The body is one zstd frame of: the entry count; timestamps as zigzag varint deltas;
+//! line lengths; the lines; the chunk's structured-metadata names; then each entry's
+//! metadata as (name index, value) pairs. Columns of one kind sit together so zstd sees
+//! similar bytes side by side.
+//!
+//! The filter answers "may a line of this chunk contain this string?" soundly for `|=`:
+//! it holds every [`GRAM`]-byte window of every *word* (a maximal run of ASCII letters,
+//! digits, `_` and non-ASCII bytes) that holds a digit, of every line. A line containing
+//! a needle contains every gram of every such word of the needle (a word of the needle
+//! lies inside a word of the line wherever the needle's ends cut, and a word holding a
+//! digit lies only inside words holding one), so a chunk missing one of them cannot
+//! match. Needles without such a word (`|= "4711"`, `|= "timeout"`) read every chunk;
+//! the words left out are the ones every chunk holds anyway. Grams are hashed into a
+//! bloom filter of [`BLOOM_BITS_PER_GRAM`] bits per gram occurrence (no deduplication:
+//! the grams of ids rarely repeat, and counting distinct ones would cost more than the
+//! bits it saves).
+
+use bytes::{Buf, BufMut};
+
+use super::Entry;
+
+/// The n-gram length of chunk filters.
+pub const GRAM: usize = 6;
+/// Bloom filter bits per distinct gram of a chunk.
+pub const BLOOM_BITS_PER_GRAM: usize = 5;
+/// Hash functions of chunk filters.
+pub const BLOOM_HASHES: u32 = 3;
+/// zstd level of chunk bodies.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// Why a chunk does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    /// zstd refused the body.
+    #[error("chunk body does not decompress: {0}")]
+    Zstd(std::io::Error),
+    /// The body ends early or holds impossible values.
+    #[error("chunk body is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+fn word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+}
+
+/// Calls `f` with each [`GRAM`]-byte window of each indexed word of `text`: a word of at
+/// least [`GRAM`] bytes holding a digit (ids, numbers, hex). A needle's word with a digit
+/// lies only inside line words with a digit, so indexing only those stays sound while
+/// leaving out the common words every chunk holds anyway.
+pub fn for_each_gram(text: &[u8], mut f: impl FnMut(&[u8])) {
+    let mut start = 0;
+    let mut digit = false;
+    for i in 0..=text.len() {
+        let b = text.get(i).copied().unwrap_or(b' ');
+        if word_byte(b) {
+            digit |= b.is_ascii_digit();
+            continue;
+        }
+        let word = &text[start..i];
+        if digit && word.len() >= GRAM {
+            for w in word.windows(GRAM) {
+                f(w);
+            }
+        }
+        start = i + 1;
+        digit = false;
+    }
+}
+
+fn gram_hash(gram: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(gram)
+}
+
+/// A bloom filter of grams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bloom {
+    /// The bit array; its length in bits is a multiple of 8.
+    pub bits: Vec<u8>,
+}
+
+impl Bloom {
+    /// An empty filter sized for `grams` insertions.
+    pub fn with_grams(grams: usize) -> Self {
+        let m = (grams * BLOOM_BITS_PER_GRAM).div_ceil(8).max(8);
+        Self { bits: vec![0u8; m] }
+    }
+
+    /// Adds a gram's hash.
+    pub fn insert(&mut self, h: u64) {
+        let mbits = (self.bits.len() * 8) as u64;
+        for pos in positions(h, mbits) {
+            self.bits[pos / 8] |= 1 << (pos % 8);
+        }
+    }
+
+    /// Whether a line of the chunk may contain every needle whose gram hashes these are.
+    pub fn may_match(&self, needle_hashes: &[u64]) -> bool {
+        bits_may_match(&self.bits, needle_hashes)
+    }
+}
+
+/// [`Bloom::may_match`] over a filter's bits as stored.
+pub fn bits_may_match(bits: &[u8], needle_hashes: &[u64]) -> bool {
+    let mbits = (bits.len() * 8) as u64;
+    if mbits == 0 {
+        return true;
+    }
+    needle_hashes
+        .iter()
+        .all(|&h| positions(h, mbits).all(|pos| bits[pos / 8] & (1 << (pos % 8)) != 0))
+}
+
+fn positions(h: u64, mbits: u64) -> impl Iterator<Item = usize> {
+    let (h1, h2) = (h, h.rotate_left(32) | 1);
+    (0..u64::from(BLOOM_HASHES))
+        .map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % mbits) as usize)
+}
+
+/// The gram hashes a chunk must hold for its lines to contain all of `needles`.
+pub fn needle_hashes(needles: &[&str]) -> Vec<u64> {
+    let mut out = Vec::new();
+    for n in needles {
+        for_each_gram(n.as_bytes(), |g| out.push(gram_hash(g)));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// What a chunk's index entry records besides its place in the data file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkSummary {
+    /// The oldest entry's time.
+    pub min_ts: i64,
+    /// The newest entry's time.
+    pub max_ts: i64,
+    /// How many entries.
+    pub entries: u32,
+    /// The lines' bytes, uncompressed.
+    pub line_bytes: u64,
+}
+
+/// Encodes entries (sorted by time) into a compressed body, its summary and filter.
+pub fn encode(entries: &[Entry]) -> (Vec<u8>, ChunkSummary, Bloom) {
+    let mut raw = Vec::with_capacity(entries.iter().map(|e| e.line.len() + 8).sum());
+    put_varint(&mut raw, entries.len() as u64);
+    let mut prev = 0i64;
+    for e in entries {
+        put_varint(&mut raw, zigzag(e.ts_ns.wrapping_sub(prev)));
+        prev = e.ts_ns;
+    }
+    for e in entries {
+        put_varint(&mut raw, e.line.len() as u64);
+    }
+    let mut grams = 0usize;
+    for e in entries {
+        raw.extend_from_slice(e.line.as_bytes());
+        for_each_gram(e.line.as_bytes(), |_| grams += 1);
+    }
+    let mut bloom = Bloom::with_grams(grams);
+    for e in entries {
+        for_each_gram(e.line.as_bytes(), |g| bloom.insert(gram_hash(g)));
+    }
+    // Metadata names, each once, in first-seen order.
+    let mut names: Vec<&str> = Vec::new();
+    for e in entries {
+        for (k, _) in &e.metadata {
+            if !names.contains(&k.as_str()) {
+                names.push(k);
+            }
+        }
+    }
+    put_varint(&mut raw, names.len() as u64);
+    for n in &names {
+        put_varint(&mut raw, n.len() as u64);
+        raw.extend_from_slice(n.as_bytes());
+    }
+    for e in entries {
+        put_varint(&mut raw, e.metadata.len() as u64);
+        for (k, v) in &e.metadata {
+            let idx = names.iter().position(|n| n == k).unwrap_or(0);
+            put_varint(&mut raw, idx as u64);
+            put_varint(&mut raw, v.len() as u64);
+            raw.extend_from_slice(v.as_bytes());
+        }
+    }
+    let body = zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("BUG: zstd refused to compress");
+    let summary = ChunkSummary {
+        min_ts: entries.first().map_or(0, |e| e.ts_ns),
+        max_ts: entries.iter().map(|e| e.ts_ns).max().unwrap_or(0),
+        entries: entries.len() as u32,
+        line_bytes: entries.iter().map(|e| e.line.len() as u64).sum(),
+    };
+    (body, summary, bloom)
+}
+
+/// Decodes a body into its entries; `line_bytes` and `entries` (from the summary) bound
+/// the decompressed size.
+///
+/// # Errors
+///
+/// When the body does not decompress or is malformed.
+pub fn decode(body: &[u8], summary: &ChunkSummary) -> Result<Vec<Entry>, ChunkError> {
+    let cap = summary.line_bytes as usize + summary.entries as usize * 64 + (64 << 20);
+    let raw = zstd::bulk::decompress(body, cap).map_err(ChunkError::Zstd)?;
+    let mut buf = raw.as_slice();
+    let n = get_varint(&mut buf)? as usize;
+    if n != summary.entries as usize {
+        return Err(ChunkError::Malformed("entry count differs from the index"));
+    }
+    let mut ts = Vec::with_capacity(n);
+    let mut prev = 0i64;
+    for _ in 0..n {
+        prev = prev.wrapping_add(unzigzag(get_varint(&mut buf)?));
+        ts.push(prev);
+    }
+    let mut lens = Vec::with_capacity(n);
+    for _ in 0..n {
+        lens.push(get_varint(&mut buf)? as usize);
+    }
+    let mut out = Vec::with_capacity(n);
+    for (i, len) in lens.into_iter().enumerate() {
+        let line = take_str(&mut buf, len)?;
+        out.push(Entry {
+            ts_ns: ts[i],
+            line,
+            metadata: Vec::new(),
+        });
+    }
+    let n_names = get_varint(&mut buf)? as usize;
+    let mut names = Vec::with_capacity(n_names.min(4096));
+    for _ in 0..n_names {
+        let len = get_varint(&mut buf)? as usize;
+        names.push(take_str(&mut buf, len)?);
+    }
+    for e in &mut out {
+        let m = get_varint(&mut buf)? as usize;
+        let mut meta = Vec::with_capacity(m.min(256));
+        for _ in 0..m {
+            let idx = get_varint(&mut buf)? as usize;
+            let name = names
+                .get(idx)
+                .ok_or(ChunkError::Malformed("metadata name index out of range"))?
+                .clone();
+            let len = get_varint(&mut buf)? as usize;
+            meta.push((name, take_str(&mut buf, len)?));
+        }
+        e.metadata = meta;
+    }
+    Ok(out)
+}
+
+fn take_str(buf: &mut &[u8], len: usize) -> Result<String, ChunkError> {
+    if buf.len() < len {
+        return Err(ChunkError::Malformed("a string runs past the end"));
+    }
+    let s = String::from_utf8(buf[..len].to_vec())
+        .map_err(|_| ChunkError::Malformed("a string is not UTF-8"))?;
+    buf.advance(len);
+    Ok(s)
+}
+
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.put_u8(v as u8);
+}
+
+pub(crate) fn get_varint(buf: &mut &[u8]) -> Result<u64, ChunkError> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let Some((&b, rest)) = buf.split_first() else {
+            return Err(ChunkError::Malformed("a varint runs past the end"));
+        };
+        *buf = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err(ChunkError::Malformed("a varint is longer than 10 bytes"))
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ts: i64, line: &str, meta: &[(&str, &str)]) -> Entry {
+        Entry {
+            ts_ns: ts,
+            line: line.into(),
+            metadata: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        let entries = vec![
+            entry(-5, "", &[]),
+            entry(
+                10,
+                "order-48213977 paid ünïcode",
+                &[("trace_id", "ab"), ("level", "info")],
+            ),
+            entry(10, "same time", &[("level", "warn")]),
+            entry(i64::MAX, "far", &[("x", "")]),
+        ];
+        let (body, summary, _) = encode(&entries);
+        assert_eq!(summary.entries, 4);
+        assert_eq!(summary.max_ts, i64::MAX);
+        assert_eq!(decode(&body, &summary).unwrap(), entries);
+        // A wrong count or a cut body is an error, never a panic.
+        let mut bad = summary.clone();
+        bad.entries = 3;
+        assert!(decode(&body, &bad).is_err());
+        for cut in [0, 1, body.len() / 2, body.len() - 1] {
+            assert!(decode(&body[..cut], &summary).is_err());
+        }
+    }
+
+    #[test]
+    fn the_filter_never_misses_a_substring_and_rules_out_most_others() {
+        let lines: Vec<String> = (0..2000)
+            .map(|i| {
+                format!(
+                    "level=info msg=\"paid\" order_id=order-{} user=u{}",
+                    48_000_000 + i * 7,
+                    i % 50
+                )
+            })
+            .collect();
+        let entries: Vec<Entry> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| entry(i as i64, l, &[]))
+            .collect();
+        let (_, _, bloom) = encode(&entries);
+        // Every substring of every line that has a 6-byte word passes.
+        for l in &lines {
+            for (a, b) in [(0, l.len()), (10, 40), (l.len() - 20, l.len() - 2), (5, 30)] {
+                let needle = &l[a..b];
+                assert!(bloom.may_match(&needle_hashes(&[needle])), "{needle:?}");
+            }
+        }
+        // Ids that are not there are mostly ruled out.
+        let absent = (0..1000)
+            .filter(|i| {
+                let needle = format!("order-{}", 58_000_000 + i * 13);
+                bloom.may_match(&needle_hashes(&[&needle]))
+            })
+            .count();
+        assert!(absent < 20, "{absent} of 1000 absent ids pass");
+        // A needle without a long word holding a digit passes everything.
+        assert!(needle_hashes(&["4711"]).is_empty());
+        assert!(needle_hashes(&["checkout failed"]).is_empty());
+        assert_eq!(needle_hashes(&["x order-48213977 y"]).len(), 3);
+    }
+}
