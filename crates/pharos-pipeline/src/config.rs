@@ -161,9 +161,79 @@ pub struct StorageConfig {
     pub metrics: MetricsStorageConfig,
     /// Trace blocks.
     pub traces: TracesStorageConfig,
-    /// Log blocks: the same three settings as trace blocks, for the log head (its entries'
-    /// lines and metadata count as its bytes).
-    pub logs: TracesStorageConfig,
+    /// Log blocks and log streams.
+    pub logs: LogsStorageConfig,
+}
+
+/// `storage.logs`: which OTLP resource attributes make log streams, and how the log head
+/// becomes blocks (the same three settings as trace blocks; the head's bytes are its
+/// entries' lines and metadata).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsStorageConfig {
+    /// OTLP resource attributes that become stream labels (dots and other characters
+    /// turned into `_`); every other attribute is structured metadata. Default: Loki 3's
+    /// `default_resource_attributes_as_index_labels` (`service.name`,
+    /// `service.namespace`, `deployment.environment`, `k8s.*` names, ...). Keep it to
+    /// low-cardinality attributes: each distinct set is a stream.
+    pub index_labels: Vec<String>,
+    /// The head is written out as a block once its oldest entry arrived this long ago.
+    /// A Go duration; default `5m`.
+    pub max_block_duration: String,
+    /// ... or once its entries take this many bytes; default 128 MiB.
+    pub max_block_bytes: u64,
+    /// Blocks are merged within aligned windows of this length; default `1h`.
+    pub compaction_window: String,
+}
+
+impl Default for LogsStorageConfig {
+    fn default() -> Self {
+        let t = TracesStorageConfig::default();
+        LogsStorageConfig {
+            index_labels: LOKI_INDEX_LABELS.iter().map(|s| (*s).to_string()).collect(),
+            max_block_duration: t.max_block_duration,
+            max_block_bytes: t.max_block_bytes,
+            compaction_window: t.compaction_window,
+        }
+    }
+}
+
+/// Loki 3's default `default_resource_attributes_as_index_labels`.
+pub const LOKI_INDEX_LABELS: &[&str] = &[
+    "service.name",
+    "service.namespace",
+    "service.instance.id",
+    "deployment.environment",
+    "deployment.environment.name",
+    "cloud.region",
+    "cloud.availability_zone",
+    "k8s.cluster.name",
+    "k8s.namespace.name",
+    "k8s.pod.name",
+    "k8s.container.name",
+    "container.name",
+    "k8s.replicaset.name",
+    "k8s.deployment.name",
+    "k8s.statefulset.name",
+    "k8s.daemonset.name",
+    "k8s.cronjob.name",
+    "k8s.job.name",
+];
+
+impl LogsStorageConfig {
+    /// Returns `max_block_duration` and `compaction_window`.
+    ///
+    /// # Errors
+    ///
+    /// When either is not a duration of at least one second.
+    pub fn durations(&self) -> Result<(std::time::Duration, std::time::Duration), String> {
+        TracesStorageConfig {
+            max_block_duration: self.max_block_duration.clone(),
+            max_block_bytes: self.max_block_bytes,
+            compaction_window: self.compaction_window.clone(),
+        }
+        .durations()
+    }
 }
 
 impl Default for StorageConfig {
@@ -173,7 +243,7 @@ impl Default for StorageConfig {
             wal: WalConfig::default(),
             metrics: MetricsStorageConfig::default(),
             traces: TracesStorageConfig::default(),
-            logs: TracesStorageConfig::default(),
+            logs: LogsStorageConfig::default(),
         }
     }
 }

@@ -82,6 +82,7 @@ Try:
   curl -s '{q}/api/v1/series' --data-urlencode 'match[]=target_info'
   curl -s '{q}/jaeger/api/traces?service=api-gateway&limit=1'
   curl -s '{q}/loki/api/v1/query_range' --data-urlencode 'query={{service_name="payment"}} |= "timeout"'
+  curl -s '{q}/loki/api/v1/query' --data-urlencode 'query=sum by (service_name, detected_level) (count_over_time({{service_name=~".+"}}[5m]))'
   curl -s '{q}/api/traces/'$(curl -s '{q}/jaeger/api/traces?service=payment&limit=1' | grep -o '"traceID":"[0-9a-f]*"' | head -1 | cut -d'"' -f4)
 
 Grafana data sources: Prometheus {q}  Loki {q}  Tempo {q}  Jaeger {q}/jaeger

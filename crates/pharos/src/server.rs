@@ -130,6 +130,7 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
         out_of_order_window_ns: as_ns(ooo_window),
         creation_grace_ns: as_ns(grace),
         max_age_ns: as_ns(max_age),
+        index_labels: config.storage.logs.index_labels.clone(),
     }));
     let (log_head_age, log_window) = config
         .storage

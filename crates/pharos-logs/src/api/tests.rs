@@ -265,3 +265,35 @@ async fn labels_values_and_series() {
     .await;
     assert_eq!(body["data"], json!([]));
 }
+
+#[tokio::test]
+async fn grafanas_health_check_and_volume_query_answer() {
+    // Grafana's Loki data source checks itself with this instant query.
+    let got = get_json(&format!(
+        "/loki/api/v1/query?query={}&time={}",
+        q("vector(1)+vector(1)"),
+        T0 / 1_000_000_000 + 3
+    ))
+    .await;
+    assert_eq!(got["data"]["resultType"], "vector");
+    assert_eq!(got["data"]["result"][0]["value"][1], "2");
+    assert_eq!(got["data"]["result"][0]["metric"], json!({}));
+    // Its log volume histogram.
+    let uri = format!(
+        "/loki/api/v1/query_range?query={}&start={}&end={}&step=1",
+        q(
+            r#"sum by (level, detected_level) (count_over_time({service_name="api"} | drop __error__[1s]))"#
+        ),
+        T0,
+        T0 + 4_000_000_000
+    );
+    let got = get_json(&uri).await;
+    assert_eq!(got["data"]["resultType"], "matrix", "{got}");
+    let levels: Vec<&str> = got["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metric"]["detected_level"].as_str().unwrap())
+        .collect();
+    assert_eq!(levels, ["error", "info"]);
+}

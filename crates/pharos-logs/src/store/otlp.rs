@@ -87,8 +87,18 @@ pub fn detected_level(severity_number: i32, severity_text: &str) -> Option<&'sta
     }
 }
 
-/// Calls `f` with the stream labels and entry of every record of `req`, in order.
-pub fn for_each_entry(req: &ExportLogsServiceRequest, mut f: impl FnMut(&Labels, Entry)) {
+/// Calls `f` with the stream labels and entry of every record of `req`, in order, with
+/// Loki's default index labels.
+pub fn for_each_entry(req: &ExportLogsServiceRequest, f: impl FnMut(&Labels, Entry)) {
+    for_each_entry_with(req, INDEX_LABELS, f);
+}
+
+/// [`for_each_entry`] with the resource attributes in `index_labels` as stream labels.
+pub fn for_each_entry_with<S: AsRef<str>>(
+    req: &ExportLogsServiceRequest,
+    index_labels: &[S],
+    mut f: impl FnMut(&Labels, Entry),
+) {
     for rl in &req.resource_logs {
         let rattrs = rl
             .resource
@@ -103,7 +113,7 @@ pub fn for_each_entry(req: &ExportLogsServiceRequest, mut f: impl FnMut(&Labels,
                 .as_ref()
                 .map(attrs::value_to_string)
                 .unwrap_or_default();
-            if INDEX_LABELS.contains(&kv.key.as_str()) {
+            if index_labels.iter().any(|l| l.as_ref() == kv.key) {
                 if !value.is_empty() {
                     labels.insert(normalize_name(&kv.key), value);
                 }

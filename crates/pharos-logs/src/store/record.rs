@@ -116,7 +116,7 @@ impl ItemCount for LogsRecord {
 }
 
 /// The bounds [`super::LogStore`] checks entries against; `0` turns a bound off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLimits {
     /// The longest line, in bytes.
     pub max_line_size: usize,
@@ -130,6 +130,8 @@ pub struct LogLimits {
     pub creation_grace_ns: i64,
     /// How far behind the clock an entry may be, in nanoseconds.
     pub max_age_ns: i64,
+    /// The OTLP resource attributes that become stream labels.
+    pub index_labels: Vec<String>,
 }
 
 impl Default for LogLimits {
@@ -141,6 +143,10 @@ impl Default for LogLimits {
             out_of_order_window_ns: 3_600 * 1_000_000_000,
             creation_grace_ns: 600 * 1_000_000_000,
             max_age_ns: 0,
+            index_labels: super::otlp::INDEX_LABELS
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect(),
         }
     }
 }
@@ -189,7 +195,7 @@ pub(crate) fn sanitize(
         let req = ExportLogsServiceRequest {
             resource_logs: std::mem::take(&mut record.wire.resource_logs),
         };
-        super::otlp::for_each_entry(&req, |labels, e| {
+        super::otlp::for_each_entry_with(&req, &limits.index_labels, |labels, e| {
             let wire = WireEntry {
                 timestamp: Some(crate::push::proto::Timestamp::from_nanos(e.ts_ns)),
                 line: e.line,

@@ -193,3 +193,34 @@ fn detected_levels() {
     assert_eq!(otlp::normalize_name("k8s.pod-name"), "k8s_pod_name");
     assert_eq!(otlp::normalize_name("1a"), "_1a");
 }
+
+#[test]
+fn configured_index_labels_choose_the_stream_labels() {
+    let store = LogStore::with_limits(LogLimits {
+        index_labels: vec!["service.name".into(), "team".into()],
+        ..LogLimits::default()
+    });
+    let mut req = request(
+        vec![
+            kv("service.name", "api"),
+            kv("team", "payments"),
+            kv("k8s.pod.name", "api-7f9"),
+        ],
+        vec![record(1, "hello", 9)],
+    );
+    assert_eq!(store.sanitize(&mut req).count, 0);
+    store.apply(&req);
+    let got = all(&store, Direction::Forward, 10);
+    assert_eq!(got.len(), 1);
+    let names: Vec<&str> = got[0].labels.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["service_name", "team"],
+        "k8s.pod.name is not an index label here"
+    );
+    assert!(
+        got[0].entries[0]
+            .metadata
+            .contains(&("k8s_pod_name".to_string(), "api-7f9".to_string()))
+    );
+}
