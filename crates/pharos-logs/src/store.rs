@@ -327,38 +327,15 @@ impl LogStore {
         let mut seen: BTreeSet<String> = BTreeSet::new();
         {
             let inner = self.inner.read();
-            for (key, s) in inner
-                .streams
-                .iter()
-                .filter(|(_, s)| stream_filter(&s.labels))
-            {
-                let lo = s.entries.partition_point(|e| e.ts_ns < start_ns);
-                let hi = s.entries.partition_point(|e| e.ts_ns < end_ns).max(lo);
-                if hi > lo {
-                    seen.insert(key.clone());
-                    // The head keeps a stream's entries as one chunk.
-                    st.chunks += 1;
-                    st.entries += (hi - lo) as u64;
-                    st.bytes += s.entries[lo..hi]
-                        .iter()
-                        .map(|e| e.line.len() as u64)
-                        .sum::<u64>();
+            for (key, s) in &inner.streams {
+                if stream_filter(&s.labels) {
+                    count_entries(&mut st, &mut seen, key, &s.entries, start_ns, end_ns);
                 }
             }
         }
         for part in self.frozen.read().iter() {
             for s in part.streams.iter().filter(|s| stream_filter(&s.labels)) {
-                let lo = s.entries.partition_point(|e| e.ts_ns < start_ns);
-                let hi = s.entries.partition_point(|e| e.ts_ns < end_ns).max(lo);
-                if hi > lo {
-                    seen.insert(s.key.clone());
-                    st.chunks += 1;
-                    st.entries += (hi - lo) as u64;
-                    st.bytes += s.entries[lo..hi]
-                        .iter()
-                        .map(|e| e.line.len() as u64)
-                        .sum::<u64>();
-                }
+                count_entries(&mut st, &mut seen, &s.key, &s.entries, start_ns, end_ns);
             }
         }
         for b in self.blocks.read().iter() {
@@ -449,6 +426,29 @@ impl LogStore {
             }
         }
         out.into_values().collect()
+    }
+}
+
+/// Adds the entries of a stream of the head or a frozen part in `[start_ns, end_ns)` to
+/// `st`, as one chunk.
+fn count_entries(
+    st: &mut Stats,
+    seen: &mut BTreeSet<String>,
+    key: &str,
+    entries: &[Entry],
+    start_ns: i64,
+    end_ns: i64,
+) {
+    let lo = entries.partition_point(|e| e.ts_ns < start_ns);
+    let hi = entries.partition_point(|e| e.ts_ns < end_ns).max(lo);
+    if hi > lo {
+        seen.insert(key.to_string());
+        st.chunks += 1;
+        st.entries += (hi - lo) as u64;
+        st.bytes += entries[lo..hi]
+            .iter()
+            .map(|e| e.line.len() as u64)
+            .sum::<u64>();
     }
 }
 

@@ -196,3 +196,26 @@ pub trait Store<R>: Send + Sync + 'static {
     /// Returns an estimate of the head's memory use, in bytes, for the memory limiter.
     fn approx_bytes(&self) -> u64;
 }
+
+/// Loki 3's `default_resource_attributes_as_index_labels`: the OTLP resource attributes that
+/// become log stream labels unless the configuration names others.
+pub const LOKI_INDEX_LABELS: &[&str] = &[
+    "service.name",
+    "service.namespace",
+    "service.instance.id",
+    "deployment.environment",
+    "deployment.environment.name",
+    "cloud.region",
+    "cloud.availability_zone",
+    "k8s.cluster.name",
+    "k8s.namespace.name",
+    "k8s.pod.name",
+    "k8s.container.name",
+    "container.name",
+    "k8s.replicaset.name",
+    "k8s.deployment.name",
+    "k8s.statefulset.name",
+    "k8s.daemonset.name",
+    "k8s.cronjob.name",
+    "k8s.job.name",
+];

@@ -190,35 +190,16 @@ impl Default for LogsStorageConfig {
     fn default() -> Self {
         let t = TracesStorageConfig::default();
         LogsStorageConfig {
-            index_labels: LOKI_INDEX_LABELS.iter().map(|s| (*s).to_string()).collect(),
+            index_labels: pharos_model::LOKI_INDEX_LABELS
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect(),
             max_block_duration: t.max_block_duration,
             max_block_bytes: t.max_block_bytes,
             compaction_window: t.compaction_window,
         }
     }
 }
-
-/// Loki 3's default `default_resource_attributes_as_index_labels`.
-pub const LOKI_INDEX_LABELS: &[&str] = &[
-    "service.name",
-    "service.namespace",
-    "service.instance.id",
-    "deployment.environment",
-    "deployment.environment.name",
-    "cloud.region",
-    "cloud.availability_zone",
-    "k8s.cluster.name",
-    "k8s.namespace.name",
-    "k8s.pod.name",
-    "k8s.container.name",
-    "container.name",
-    "k8s.replicaset.name",
-    "k8s.deployment.name",
-    "k8s.statefulset.name",
-    "k8s.daemonset.name",
-    "k8s.cronjob.name",
-    "k8s.job.name",
-];
 
 impl LogsStorageConfig {
     /// Returns `max_block_duration` and `compaction_window`.

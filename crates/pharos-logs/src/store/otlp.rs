@@ -20,28 +20,9 @@ use pharos_model::{ExportLogsServiceRequest, attrs};
 
 use super::{Entry, Labels};
 
-/// Resource attributes that become stream labels: Loki's default
+/// Resource attributes that become stream labels by default: Loki's
 /// `default_resource_attributes_as_index_labels`.
-pub const INDEX_LABELS: &[&str] = &[
-    "service.name",
-    "service.namespace",
-    "service.instance.id",
-    "deployment.environment",
-    "deployment.environment.name",
-    "cloud.region",
-    "cloud.availability_zone",
-    "k8s.cluster.name",
-    "k8s.namespace.name",
-    "k8s.pod.name",
-    "k8s.container.name",
-    "container.name",
-    "k8s.replicaset.name",
-    "k8s.deployment.name",
-    "k8s.statefulset.name",
-    "k8s.daemonset.name",
-    "k8s.cronjob.name",
-    "k8s.job.name",
-];
+pub const INDEX_LABELS: &[&str] = pharos_model::LOKI_INDEX_LABELS;
 
 /// The `service_name` of streams whose resource has no `service.name`.
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
