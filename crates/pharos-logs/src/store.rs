@@ -530,27 +530,33 @@ fn entry_bytes(e: &Entry) -> u64 {
 }
 
 fn push(inner: &mut Inner, key: &str, labels: &Labels, entry: Entry) {
-    inner.bytes += entry_bytes(&entry);
+    push_all(inner, key, labels, std::iter::once(entry));
+}
+
+/// Adds entries to the stream `key`, looked up once, keeping it in time order (each
+/// after any entries with the same timestamp).
+fn push_all(inner: &mut Inner, key: &str, labels: &Labels, entries: impl Iterator<Item = Entry>) {
     if inner.since.is_none() {
         inner.since = Some(std::time::Instant::now());
     }
-    let stream = match inner.streams.get_mut(key) {
+    let Inner { streams, bytes, .. } = inner;
+    let stream = match streams.get_mut(key) {
         Some(s) => s,
-        None => inner
-            .streams
-            .entry(key.to_string())
-            .or_insert_with(|| Stream {
-                labels: labels.clone(),
-                entries: Vec::new(),
-                newest: i64::MIN,
-            }),
+        None => streams.entry(key.to_string()).or_insert_with(|| Stream {
+            labels: labels.clone(),
+            entries: Vec::new(),
+            newest: i64::MIN,
+        }),
     };
-    stream.newest = stream.newest.max(entry.ts_ns);
-    if stream.entries.last().is_none_or(|e| e.ts_ns <= entry.ts_ns) {
-        stream.entries.push(entry);
-    } else {
-        let at = stream.entries.partition_point(|e| e.ts_ns <= entry.ts_ns);
-        stream.entries.insert(at, entry);
+    for entry in entries {
+        *bytes += entry_bytes(&entry);
+        stream.newest = stream.newest.max(entry.ts_ns);
+        if stream.entries.last().is_none_or(|e| e.ts_ns <= entry.ts_ns) {
+            stream.entries.push(entry);
+        } else {
+            let at = stream.entries.partition_point(|e| e.ts_ns <= entry.ts_ns);
+            stream.entries.insert(at, entry);
+        }
     }
 }
 
@@ -586,18 +592,16 @@ fn apply_stream(inner: &mut Inner, labels: Option<&Labels>, stream: push::proto:
             }
         },
     };
-    for e in stream.entries {
-        let entry = Entry {
-            ts_ns: e.ts_ns(),
-            line: e.line,
-            metadata: e
-                .structured_metadata
-                .into_iter()
-                .map(|p| (p.name, p.value))
-                .collect(),
-        };
-        push(inner, &stream.labels, labels, entry);
-    }
+    let entries = stream.entries.into_iter().map(|e| Entry {
+        ts_ns: e.ts_ns(),
+        line: e.line,
+        metadata: e
+            .structured_metadata
+            .into_iter()
+            .map(|p| (p.name, p.value))
+            .collect(),
+    });
+    push_all(inner, &stream.labels, labels, entries);
 }
 
 impl Store<LogsRecord> for LogStore {
