@@ -12,6 +12,7 @@ use crate::push;
 pub mod block;
 pub mod chunk;
 pub mod engine;
+pub mod level;
 pub mod otlp;
 pub mod record;
 

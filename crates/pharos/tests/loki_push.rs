@@ -126,9 +126,12 @@ async fn json_and_protobuf_pushes_are_queryable_with_their_metadata() {
     );
     assert_eq!(
         got[0].3,
-        json!({"trace_id": "0af7651916cd43dd8448eb211c80319c", "user": "alice"})
+        json!({"trace_id": "0af7651916cd43dd8448eb211c80319c", "user": "alice", "detected_level": "unknown"})
     );
-    assert_eq!(got[2].3, json!({"span_id": "b7ad6b7169203331"}));
+    assert_eq!(
+        got[2].3,
+        json!({"span_id": "b7ad6b7169203331", "detected_level": "unknown"})
+    );
     assert_eq!(got[2].0["host"], "b");
     let labels: Value = reqwest::get(p.q(&format!(
         "/loki/api/v1/labels?start={T0}&end={}",

@@ -240,8 +240,14 @@ async fn metric_queries_answer_matrix_and_vector_as_loki() {
         .collect();
     assert_eq!(
         by_name.keys().copied().collect::<Vec<_>>(),
-        ["level", "path", "took"]
+        ["detected_level", "level", "path", "took"]
     );
+    assert_eq!(
+        by_name["detected_level"]["parsers"],
+        Value::Null,
+        "structured metadata"
+    );
+    assert_eq!(by_name["detected_level"]["cardinality"], 3);
     assert_eq!(by_name["level"]["cardinality"], 3);
     assert_eq!(by_name["took"]["type"], "duration");
     assert_eq!(by_name["path"]["parsers"], json!(["logfmt"]));

@@ -10,8 +10,8 @@
 //! - Line: the body rendered with [`attrs::value_to_string`].
 //! - Timestamp: `time_unix_nano`, or `observed_time_unix_nano` when that is 0.
 //! - `detected_level`: from the severity number (trace, debug, info, warn, error,
-//!   fatal), else from a known severity text; left out when neither says.
-//!   Unlike Loki, the line's content is not scanned for a level.
+//!   fatal), else from a known severity text; when neither says, the store discovers it
+//!   from the line as Loki does ([`super::level`]).
 
 use std::collections::BTreeMap;
 

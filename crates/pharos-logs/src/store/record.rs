@@ -33,6 +33,7 @@ use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use pharos_model::{ExportLogsServiceRequest, ItemCount, Rejected};
 use prost::Message;
 
+use super::level;
 use super::otlp::UNKNOWN_SERVICE;
 use super::{Labels, labels_string};
 use crate::push::proto::{Entry as WireEntry, LabelPair, PushRequest, Stream as WireStream};
@@ -196,7 +197,7 @@ pub(crate) fn sanitize(
             resource_logs: std::mem::take(&mut record.wire.resource_logs),
         };
         super::otlp::for_each_entry_with(&req, &limits.index_labels, |labels, e| {
-            let wire = WireEntry {
+            let mut wire = WireEntry {
                 timestamp: Some(crate::push::proto::Timestamp::from_nanos(e.ts_ns)),
                 line: e.line,
                 structured_metadata: e
@@ -205,6 +206,7 @@ pub(crate) fn sanitize(
                     .map(|(k, v)| LabelPair::new(k, v))
                     .collect(),
             };
+            add_detected_level(&mut wire, labels);
             match streams.last_mut() {
                 Some((l, s)) if l == labels => s.entries.push(wire),
                 _ => streams.push((
@@ -234,6 +236,7 @@ pub(crate) fn sanitize(
         s.labels = labels_string(&labels);
         for e in &mut s.entries {
             sort_metadata(&mut e.structured_metadata);
+            add_detected_level(e, &labels);
         }
         streams.push((labels, s));
     }
@@ -380,6 +383,26 @@ pub fn parse_push_labels(text: &str) -> Result<Labels, String> {
         labels.insert("service_name".into(), service);
     }
     Ok(labels)
+}
+
+/// Adds Loki's `detected_level` to an entry without one (see [`super::level`]), keeping
+/// the metadata sorted.
+fn add_detected_level(e: &mut WireEntry, labels: &Labels) {
+    let meta = &e.structured_metadata;
+    let at = match meta.binary_search_by(|p| p.name.as_str().cmp(level::DETECTED_LEVEL)) {
+        Ok(_) => return,
+        Err(at) => at,
+    };
+    if labels.contains_key(level::DETECTED_LEVEL) {
+        return;
+    }
+    let pairs: Vec<(&str, &str)> = meta
+        .iter()
+        .map(|p| (p.name.as_str(), p.value.as_str()))
+        .collect();
+    let found = level::detect(&e.line, labels, &pairs);
+    e.structured_metadata
+        .insert(at, LabelPair::new(level::DETECTED_LEVEL, found));
 }
 
 /// Sorts structured metadata by name, the last value of a repeated name winning, and

@@ -121,8 +121,11 @@ fn missing_service_and_timestamps() {
     assert_eq!(got[0].entries[0].ts_ns, 42);
     assert_eq!(
         got[0].entries[0].metadata,
-        [("scope_name".to_string(), "lib".to_string())],
-        "no level without severity"
+        [
+            ("detected_level".to_string(), "unknown".to_string()),
+            ("scope_name".to_string(), "lib".to_string())
+        ],
+        "without a severity the level is discovered from the line, as Loki does"
     );
 }
 
