@@ -1576,6 +1576,25 @@ fn best_of_two(payloads: &[(Bytes, u32)], mut f: impl FnMut(&[u8])) -> u64 {
 }
 
 /// Bytes allocated under `path`, as `du` counts them (0 when it does not exist), and files.
+/// Sums `lines_stored_bytes`, `metadata_stored_bytes` and `bloom_bytes` over the blocks'
+/// `meta.json` files under `dir`.
+fn block_split(dir: &Path) -> (u64, u64, u64) {
+    let mut out = (0, 0, 0);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(text) = std::fs::read(e.path().join("meta.json")) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        out.0 += n("lines_stored_bytes");
+        out.1 += n("metadata_stored_bytes");
+        out.2 += n("bloom_bytes");
+    }
+    out
+}
+
 fn du(path: &Path) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
@@ -1708,6 +1727,9 @@ struct Point {
     flush_answer: String,
     blocks: (u64, u64),
     wal: (u64, u64),
+    /// From the blocks' `meta.json`: bytes of lines and timestamps, of structured
+    /// metadata, of filters.
+    split: (u64, u64, u64),
     rss_now: f64,
     rss_peak: f64,
     needles: Needles,
@@ -2089,6 +2111,7 @@ fn main() {
         zstd_meta.flush().unwrap();
         let blocks = du(&server.process.data.join("blocks").join("logs"));
         let wal = du(&server.process.data.join("wal").join("logs"));
+        let split = block_split(&server.process.data.join("blocks").join("logs"));
         eprintln!(
             "  force_flush took {flush_s:.2} s ({flush_answer}); blocks/logs {} B in {} files, wal/logs {} B in {} files",
             fmt_int(blocks.0),
@@ -2123,6 +2146,7 @@ fn main() {
             flush_answer,
             blocks,
             wal,
+            split,
             rss_now: rss_mib(pid),
             rss_peak: peak_rss_mib(pid),
             needles,
@@ -2379,6 +2403,25 @@ fn report(
     row(
         "disk: total, bytes/line",
         &|p| format!("{:.1}", disk(p)),
+        "",
+        info(),
+    );
+    row(
+        "disk: of the blocks, lines and timestamps / structured metadata / filters, bytes/line",
+        &|p| {
+            format!(
+                "{:.1} / {:.1} / {:.1}",
+                per_line(p.split.0, p),
+                per_line(p.split.1, p),
+                per_line(p.split.2, p)
+            )
+        },
+        "",
+        info(),
+    );
+    row(
+        "disk: lines and timestamps / zstd of the lines",
+        &|p| format!("{:.2}", per_line(p.split.0, p) / zstd_line(p)),
         "",
         info(),
     );

@@ -64,6 +64,15 @@ pub struct BlockMeta {
     /// The blocks a compaction merged into this one.
     #[serde(default)]
     pub parents: Vec<String>,
+    /// Bytes of `data` holding lines and timestamps (the chunks' lines frames).
+    #[serde(default)]
+    pub lines_stored_bytes: u64,
+    /// Bytes of `data` holding structured metadata (the chunks' metadata frames).
+    #[serde(default)]
+    pub metadata_stored_bytes: u64,
+    /// Bytes of `bloom`.
+    #[serde(default)]
+    pub bloom_bytes: u64,
 }
 
 /// Where a chunk lives and what it holds.
@@ -134,6 +143,9 @@ impl BlockWriter {
                 chunks: 0,
                 line_bytes: 0,
                 parents,
+                lines_stored_bytes: 0,
+                metadata_stored_bytes: 0,
+                bloom_bytes: 0,
             },
         }
     }
@@ -174,6 +186,10 @@ impl BlockWriter {
             m.entries += u64::from(summary.entries);
             m.chunks += 1;
             m.line_bytes += summary.line_bytes;
+            let lines = chunk::lines_frame_size(&body) as u64;
+            m.lines_stored_bytes += lines;
+            m.metadata_stored_bytes += body.len() as u64 - lines;
+            m.bloom_bytes += bloom.bits.len() as u64;
         }
         self.streams += 1;
     }

@@ -96,37 +96,40 @@ fn field_value(line: &str) -> Option<&str> {
     None
 }
 
-fn word_at(line: &[u8], at: usize, len: usize) -> bool {
-    let boundary = |i: Option<&u8>| i.is_none_or(|b| !(b.is_ascii_alphanumeric() || *b == b'_'));
-    boundary(at.checked_sub(1).and_then(|i| line.get(i))) && boundary(line.get(at + len))
-}
-
-/// The first level word of the line, as a whole word, ignoring ASCII case.
+/// The first level word of the line, as a whole word, ignoring ASCII case: of the words
+/// present, the one earliest in Loki's order (`trace` before `debug` before ... `info`).
+/// One pass over the line's words.
 fn from_words(line: &str) -> &'static str {
-    const WORDS: &[(&str, &str)] = &[
-        ("trace", "trace"),
-        ("debug", "debug"),
-        ("fatal", "fatal"),
-        ("critical", "critical"),
-        ("error", "error"),
-        ("err", "error"),
-        ("warning", "warn"),
-        ("warn", "warn"),
-        ("info", "info"),
+    const WORDS: &[(&[u8], &str)] = &[
+        (b"trace", "trace"),
+        (b"debug", "debug"),
+        (b"fatal", "fatal"),
+        (b"critical", "critical"),
+        (b"error", "error"),
+        (b"err", "error"),
+        (b"warning", "warn"),
+        (b"warn", "warn"),
+        (b"info", "info"),
     ];
-    let bytes = line.as_bytes();
-    for (word, level) in WORDS {
-        let w = word.as_bytes();
-        if bytes.len() < w.len() {
+    let mut best = WORDS.len();
+    for word in line
+        .as_bytes()
+        .split(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+    {
+        if !(3..=8).contains(&word.len()) {
             continue;
         }
-        for at in 0..=bytes.len() - w.len() {
-            if bytes[at..at + w.len()].eq_ignore_ascii_case(w) && word_at(bytes, at, w.len()) {
-                return level;
+        if let Some(i) = WORDS[..best]
+            .iter()
+            .position(|(w, _)| w.eq_ignore_ascii_case(word))
+        {
+            best = i;
+            if best == 0 {
+                break;
             }
         }
     }
-    "unknown"
+    WORDS.get(best).map_or("unknown", |(_, level)| level)
 }
 
 #[cfg(test)]
