@@ -314,6 +314,15 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
+/// The size of a body's lines frame (with its length prefix); the rest is metadata.
+pub fn lines_frame_size(body: &[u8]) -> usize {
+    let mut b = body;
+    match get_varint(&mut b) {
+        Ok(n) => (body.len() - b.len()) + n as usize,
+        Err(_) => body.len(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,14 +399,5 @@ mod tests {
         assert!(needle_hashes(&["4711"]).is_empty());
         assert!(needle_hashes(&["checkout failed"]).is_empty());
         assert_eq!(needle_hashes(&["x order-48213977 y"]).len(), 3);
-    }
-}
-
-/// The size of a body's lines frame (with its length prefix); the rest is metadata.
-pub fn lines_frame_size(body: &[u8]) -> usize {
-    let mut b = body;
-    match get_varint(&mut b) {
-        Ok(n) => (body.len() - b.len()) + n as usize,
-        Err(_) => body.len(),
     }
 }
