@@ -236,6 +236,31 @@ impl LogStore {
         start_ns: i64,
         end_ns: i64,
         direction: Direction,
+        f: impl FnMut(&Labels, &Entry) -> Visit,
+    ) {
+        self.visit_with(
+            stream_filter,
+            required,
+            start_ns,
+            end_ns,
+            direction,
+            true,
+            f,
+        );
+    }
+
+    /// [`LogStore::visit`]; unless `with_metadata`, entries read from blocks come without
+    /// their structured metadata (its frame is not decompressed), for callers that use
+    /// only lines and times. Entries of the head and frozen parts keep theirs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn visit_with(
+        &self,
+        stream_filter: impl Fn(&Labels) -> bool,
+        required: &[&str],
+        start_ns: i64,
+        end_ns: i64,
+        direction: Direction,
+        with_metadata: bool,
         mut f: impl FnMut(&Labels, &Entry) -> Visit,
     ) {
         let run_entries = |labels: &Labels,
@@ -291,7 +316,7 @@ impl LogStore {
                         continue;
                     }
                     scan.chunks_downloaded += 1;
-                    let entries = match b.read_chunk(c) {
+                    let entries = match b.read_chunk_with(c, with_metadata) {
                         Ok(e) => e,
                         Err(e) => {
                             tracing::error!(block = %b.id, error = %e, "a log chunk does not read; skipped");

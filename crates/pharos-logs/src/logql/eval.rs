@@ -259,12 +259,16 @@ fn eval_range(
     let fast = filters_only(&r.log) && r.unwrap.is_none();
     let unwrapped = r.unwrap.as_ref().map(|u| u.label.as_str());
     let mut key = String::new();
-    store.visit(
+    // `sum(count_over_time({...} |= "x" [5m]))` needs lines and times only.
+    let with_metadata =
+        !(fast && matches!(&projection, Projection::Only(names) if names.is_empty()));
+    store.visit_with(
         |l| r.log.matches_stream(l),
         &required,
         first.saturating_add(1),
         last.saturating_add(1),
         Direction::Forward,
+        with_metadata,
         |labels, entry| {
             let (value, labels_of): (f64, Labels) = if fast {
                 if !r.log.stages.iter().all(|s| match s {

@@ -356,9 +356,23 @@ impl LogBlock {
     ///
     /// When the chunk is malformed.
     pub fn read_chunk(&self, c: &ChunkRef) -> Result<Vec<Entry>, ChunkError> {
-        chunk::decode(
+        self.read_chunk_with(c, true)
+    }
+
+    /// Decodes a chunk, without its entries' metadata unless `with_metadata`.
+    ///
+    /// # Errors
+    ///
+    /// When the chunk is malformed.
+    pub fn read_chunk_with(
+        &self,
+        c: &ChunkRef,
+        with_metadata: bool,
+    ) -> Result<Vec<Entry>, ChunkError> {
+        chunk::decode_with(
             &self.data[c.offset as usize..(c.offset + c.len) as usize],
             &c.summary,
+            with_metadata,
         )
     }
 }

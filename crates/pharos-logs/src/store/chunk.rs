@@ -212,6 +212,20 @@ pub fn encode(entries: &[Entry]) -> (Vec<u8>, ChunkSummary, Bloom) {
 ///
 /// When the body does not decompress or is malformed.
 pub fn decode(body: &[u8], summary: &ChunkSummary) -> Result<Vec<Entry>, ChunkError> {
+    decode_with(body, summary, true)
+}
+
+/// [`decode`], leaving the metadata frame alone (entries without metadata) unless
+/// `with_metadata`.
+///
+/// # Errors
+///
+/// As [`decode`].
+pub fn decode_with(
+    body: &[u8],
+    summary: &ChunkSummary,
+    with_metadata: bool,
+) -> Result<Vec<Entry>, ChunkError> {
     let cap = summary.line_bytes as usize + summary.entries as usize * 64 + (64 << 20);
     let mut body = body;
     let lines_len = get_varint(&mut body)? as usize;
@@ -219,7 +233,11 @@ pub fn decode(body: &[u8], summary: &ChunkSummary) -> Result<Vec<Entry>, ChunkEr
         return Err(ChunkError::Malformed("the lines frame runs past the end"));
     }
     let raw = zstd::bulk::decompress(&body[..lines_len], cap).map_err(ChunkError::Zstd)?;
-    let meta_raw = zstd::bulk::decompress(&body[lines_len..], cap).map_err(ChunkError::Zstd)?;
+    let meta_raw = if with_metadata {
+        zstd::bulk::decompress(&body[lines_len..], cap).map_err(ChunkError::Zstd)?
+    } else {
+        Vec::new()
+    };
     let mut buf = raw.as_slice();
     let n = get_varint(&mut buf)? as usize;
     if n != summary.entries as usize {
@@ -248,6 +266,9 @@ pub fn decode(body: &[u8], summary: &ChunkSummary) -> Result<Vec<Entry>, ChunkEr
         return Err(ChunkError::Malformed(
             "the lines frame holds more than its entries",
         ));
+    }
+    if !with_metadata {
+        return Ok(out);
     }
     let mut buf = meta_raw.as_slice();
     let n_names = get_varint(&mut buf)? as usize;
@@ -354,6 +375,15 @@ mod tests {
         assert_eq!(summary.entries, 4);
         assert_eq!(summary.max_ts, i64::MAX);
         assert_eq!(decode(&body, &summary).unwrap(), entries);
+        // Without metadata: the same lines and times, no pairs.
+        let bare = decode_with(&body, &summary, false).unwrap();
+        assert_eq!(bare.len(), entries.len());
+        for (b, e) in bare.iter().zip(&entries) {
+            assert_eq!((b.ts_ns, &b.line), (e.ts_ns, &e.line));
+            assert!(b.metadata.is_empty());
+        }
+        let lines = lines_frame_size(&body);
+        assert!(lines > 1 && lines < body.len(), "two frames");
         // A wrong count or a cut body is an error, never a panic.
         let mut bad = summary.clone();
         bad.entries = 3;
