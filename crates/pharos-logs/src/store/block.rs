@@ -112,6 +112,7 @@ pub struct EncodedBlock {
 /// Builds a block stream by stream (streams in key order, each stream's entries sorted by
 /// time).
 pub struct BlockWriter {
+    zstd_level: i32,
     data: Vec<u8>,
     bloom: Vec<u8>,
     index: Vec<u8>,
@@ -126,9 +127,16 @@ impl Default for BlockWriter {
 }
 
 impl BlockWriter {
-    /// A writer of a block of `level`, merged from `parents`.
+    /// A writer of a block of `level`, merged from `parents`: level 1 (a flush) compresses
+    /// chunks with [`chunk::FLUSH_ZSTD_LEVEL`], higher levels with
+    /// [`chunk::COMPACT_ZSTD_LEVEL`].
     pub fn new(level: u32, parents: Vec<String>) -> Self {
         Self {
+            zstd_level: if level > 1 {
+                chunk::COMPACT_ZSTD_LEVEL
+            } else {
+                chunk::FLUSH_ZSTD_LEVEL
+            },
             data: Vec::new(),
             bloom: Vec::new(),
             index: Vec::new(),
@@ -169,7 +177,7 @@ impl BlockWriter {
         self.index.extend_from_slice(key.as_bytes());
         put_varint(&mut self.index, (cuts.len() - 1) as u64);
         for w in cuts.windows(2) {
-            let (body, summary, bloom) = chunk::encode(&entries[w[0]..w[1]]);
+            let (body, summary, bloom) = chunk::encode(&entries[w[0]..w[1]], self.zstd_level);
             put_varint(&mut self.index, self.data.len() as u64);
             put_varint(&mut self.index, body.len() as u64);
             put_varint(&mut self.index, self.bloom.len() as u64);

@@ -29,9 +29,11 @@ pub const GRAM: usize = 6;
 pub const BLOOM_BITS_PER_GRAM: usize = 4;
 /// Hash functions of chunk filters.
 pub const BLOOM_HASHES: u32 = 3;
-/// zstd level of chunk bodies: 9 stores lines about 10% smaller than 3 for about 3x the
-/// compression time, which is spent at flush, off the request path.
-pub const ZSTD_LEVEL: i32 = 9;
+/// zstd level of the chunks a flush writes: fast, as a flush is part of ingest.
+pub const FLUSH_ZSTD_LEVEL: i32 = 3;
+/// zstd level of the chunks a compaction writes: about 10% fewer bytes for the lines than
+/// level 3, for about three times the compression time, spent once, in the background.
+pub const COMPACT_ZSTD_LEVEL: i32 = 9;
 
 /// Why a chunk does not decode.
 #[derive(Debug, thiserror::Error)]
@@ -72,8 +74,17 @@ pub fn for_each_gram(text: &[u8], mut f: impl FnMut(&[u8])) {
     }
 }
 
+/// A gram's hash: its bytes as a little-endian integer, through splitmix64's finalizer
+/// (a full-avalanche mix, and a few instructions for six bytes).
 fn gram_hash(gram: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(gram)
+    let mut b = [0u8; 8];
+    b[..gram.len().min(8)].copy_from_slice(&gram[..gram.len().min(8)]);
+    let mut x = u64::from_le_bytes(b);
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// A bloom filter of grams.
@@ -146,7 +157,7 @@ pub struct ChunkSummary {
 }
 
 /// Encodes entries (sorted by time) into a compressed body, its summary and filter.
-pub fn encode(entries: &[Entry]) -> (Vec<u8>, ChunkSummary, Bloom) {
+pub fn encode(entries: &[Entry], zstd_level: i32) -> (Vec<u8>, ChunkSummary, Bloom) {
     let mut raw = Vec::with_capacity(entries.iter().map(|e| e.line.len() + 8).sum());
     put_varint(&mut raw, entries.len() as u64);
     let mut prev = 0i64;
@@ -167,7 +178,7 @@ pub fn encode(entries: &[Entry]) -> (Vec<u8>, ChunkSummary, Bloom) {
         bloom.insert(h);
     }
     let lines_frame =
-        zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("BUG: zstd refused to compress");
+        zstd::bulk::compress(&raw, zstd_level).expect("BUG: zstd refused to compress");
     let mut raw = Vec::new();
     // Metadata names, each once, in first-seen order; each entry's pairs by name index.
     let mut names: Vec<&str> = Vec::new();
@@ -191,7 +202,7 @@ pub fn encode(entries: &[Entry]) -> (Vec<u8>, ChunkSummary, Bloom) {
         raw.extend_from_slice(n.as_bytes());
     }
     raw.extend_from_slice(&pairs);
-    let meta_frame = zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("BUG: zstd refused to compress");
+    let meta_frame = zstd::bulk::compress(&raw, zstd_level).expect("BUG: zstd refused to compress");
     let mut body = Vec::with_capacity(lines_frame.len() + meta_frame.len() + 5);
     put_varint(&mut body, lines_frame.len() as u64);
     body.extend_from_slice(&lines_frame);
@@ -371,7 +382,7 @@ mod tests {
             entry(10, "same time", &[("level", "warn")]),
             entry(i64::MAX, "far", &[("x", "")]),
         ];
-        let (body, summary, _) = encode(&entries);
+        let (body, summary, _) = encode(&entries, FLUSH_ZSTD_LEVEL);
         assert_eq!(summary.entries, 4);
         assert_eq!(summary.max_ts, i64::MAX);
         assert_eq!(decode(&body, &summary).unwrap(), entries);
@@ -409,7 +420,7 @@ mod tests {
             .enumerate()
             .map(|(i, l)| entry(i as i64, l, &[]))
             .collect();
-        let (_, _, bloom) = encode(&entries);
+        let (_, _, bloom) = encode(&entries, FLUSH_ZSTD_LEVEL);
         // Every substring of every line that has a 6-byte word passes.
         for l in &lines {
             for (a, b) in [(0, l.len()), (10, 40), (l.len() - 20, l.len() - 2), (5, 30)] {

@@ -55,43 +55,36 @@ pub fn detect(line: &str, labels: &Labels, metadata: &[(&str, &str)]) -> &'stati
 }
 
 /// The value of the first level-like field of a JSON (`"level":"warn"`) or logfmt
-/// (`level=warn`) line.
+/// (`level=warn`) line, in line order; one pass over the line's `:` or `=` signs.
 fn field_value(line: &str) -> Option<&str> {
     let t = line.trim();
     let json = t.starts_with('{') && t.ends_with('}');
-    if !json && !line.contains('=') {
-        return None;
-    }
-    for key in LEVEL_KEYS {
-        let mut from = 0;
-        while let Some(at) = line[from..].find(key) {
-            let start = from + at;
-            from = start + key.len();
-            let before = line[..start].chars().next_back();
-            let rest = &line[from..];
-            if json {
-                if before != Some('"') || !rest.starts_with('"') {
-                    continue;
-                }
-                let rest = rest[1..].trim_start();
-                let Some(rest) = rest.strip_prefix(':') else {
-                    continue;
-                };
-                let rest = rest.trim_start();
-                let Some(rest) = rest.strip_prefix('"') else {
-                    continue;
-                };
-                return rest.split('"').next();
-            }
-            if before.is_some_and(|c| !c.is_whitespace()) {
-                continue;
-            }
-            let Some(rest) = rest.strip_prefix('=') else {
+    let sep = if json { b':' } else { b'=' };
+    let bytes = line.as_bytes();
+    for (at, _) in bytes.iter().enumerate().filter(|(_, b)| **b == sep) {
+        let head = line[..at].trim_end();
+        let key = if json {
+            let Some(k) = head.strip_suffix('"') else {
                 continue;
             };
-            let rest = rest.strip_prefix('"').unwrap_or(rest);
-            return rest.split(|c: char| c.is_whitespace() || c == '"').next();
+            let Some(open) = k.rfind('"') else { continue };
+            &k[open + 1..]
+        } else {
+            let start = head
+                .rfind(|c: char| c.is_whitespace() || c == '"' || c == ',')
+                .map_or(0, |i| i + 1);
+            &head[start..]
+        };
+        if !LEVEL_KEYS.contains(&key) {
+            continue;
         }
+        let rest = line[at + 1..].trim_start();
+        return if json {
+            rest.strip_prefix('"').and_then(|r| r.split('"').next())
+        } else {
+            let rest = rest.strip_prefix('"').unwrap_or(rest);
+            rest.split(|c: char| c.is_whitespace() || c == '"').next()
+        };
     }
     None
 }
