@@ -106,7 +106,7 @@ pub fn for_each_entry_with<S: AsRef<str>>(
             .entry("service_name".to_string())
             .or_insert_with(|| UNKNOWN_SERVICE.to_string());
         for sl in &rl.scope_logs {
-            let mut scope_meta = resource_meta.clone();
+            let mut scope_meta: BTreeMap<String, String> = resource_meta.clone();
             if let Some(scope) = &sl.scope {
                 if !scope.name.is_empty() {
                     scope_meta.insert("scope_name".into(), scope.name.clone());
@@ -116,24 +116,35 @@ pub fn for_each_entry_with<S: AsRef<str>>(
                 }
                 insert_attrs(&mut scope_meta, &scope.attributes);
             }
+            // The scope's pairs, sorted by name; each record's own pairs are merged in.
+            let scope_pairs: Vec<(String, String)> = scope_meta.into_iter().collect();
+            let mut own: Vec<(String, String)> = Vec::new();
             for r in &sl.log_records {
-                let mut meta = scope_meta.clone();
-                insert_attrs(&mut meta, &r.attributes);
+                own.clear();
+                for kv in &r.attributes {
+                    let value = kv
+                        .value
+                        .as_ref()
+                        .map(attrs::value_to_string)
+                        .unwrap_or_default();
+                    own.push((normalize_name(&kv.key), value));
+                }
                 if !r.trace_id.is_empty() {
-                    meta.insert("trace_id".into(), hex::encode(&r.trace_id));
+                    own.push(("trace_id".into(), hex::encode(&r.trace_id)));
                 }
                 if !r.span_id.is_empty() {
-                    meta.insert("span_id".into(), hex::encode(&r.span_id));
+                    own.push(("span_id".into(), hex::encode(&r.span_id)));
                 }
                 if !r.severity_text.is_empty() {
-                    meta.insert("severity_text".into(), r.severity_text.clone());
+                    own.push(("severity_text".into(), r.severity_text.clone()));
                 }
                 if r.severity_number != 0 {
-                    meta.insert("severity_number".into(), r.severity_number.to_string());
+                    own.push(("severity_number".into(), r.severity_number.to_string()));
                 }
                 if let Some(level) = detected_level(r.severity_number, &r.severity_text) {
-                    meta.insert("detected_level".into(), level.into());
+                    own.push(("detected_level".into(), level.into()));
                 }
+                let meta = merge_pairs(&scope_pairs, &mut own);
                 let ts = if r.time_unix_nano != 0 {
                     r.time_unix_nano
                 } else {
@@ -146,7 +157,7 @@ pub fn for_each_entry_with<S: AsRef<str>>(
                         .as_ref()
                         .map(attrs::value_to_string)
                         .unwrap_or_default(),
-                    metadata: meta.into_iter().collect(),
+                    metadata: meta,
                 };
                 f(&labels, entry);
             }
@@ -162,5 +173,72 @@ fn insert_attrs(meta: &mut BTreeMap<String, String>, kvs: &[KeyValue]) {
             .map(attrs::value_to_string)
             .unwrap_or_default();
         meta.insert(normalize_name(&kv.key), value);
+    }
+}
+
+/// `base` (sorted by name, names unique) with `own` merged in: a name of `own` replaces
+/// the same name of `base`, and among repeats in `own` the last wins, as inserting `own`
+/// into a map of `base` in order would leave it. Sorted by name.
+fn merge_pairs(
+    base: &[(String, String)],
+    own: &mut Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    // Stable: equal names keep their order, so the last of a run is the one inserted last.
+    own.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Vec::with_capacity(base.len() + own.len());
+    let mut own_iter = own.drain(..).peekable();
+    let mut base_iter = base.iter().peekable();
+    loop {
+        match (base_iter.peek(), own_iter.peek()) {
+            (None, None) => break,
+            (Some(_), None) => out.push(base_iter.next().cloned().unwrap_or_default()),
+            (Some(b), Some(o)) if b.0 < o.0 => {
+                out.push(base_iter.next().cloned().unwrap_or_default());
+            }
+            (b, Some(_)) => {
+                let mut pair = own_iter.next().unwrap_or_default();
+                while own_iter.peek().is_some_and(|n| n.0 == pair.0) {
+                    pair = own_iter.next().unwrap_or_default();
+                }
+                if b.is_some_and(|b| b.0 == pair.0) {
+                    base_iter.next();
+                }
+                out.push(pair);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    /// `merge_pairs` equals inserting `own` into a map of `base`, on many random inputs.
+    #[test]
+    fn merging_equals_map_insertion() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..2000 {
+            let mut base: BTreeMap<String, String> = BTreeMap::new();
+            for _ in 0..next(6) {
+                base.insert(format!("k{}", next(8)), format!("b{}", next(100)));
+            }
+            let mut own: Vec<(String, String)> = (0..next(6))
+                .map(|_| (format!("k{}", next(8)), format!("o{}", next(100))))
+                .collect();
+            let mut want = base.clone();
+            for (k, v) in &own {
+                want.insert(k.clone(), v.clone());
+            }
+            let base: Vec<(String, String)> = base.into_iter().collect();
+            let got = merge_pairs(&base, &mut own);
+            assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+        }
     }
 }
