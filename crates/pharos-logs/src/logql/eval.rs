@@ -511,10 +511,14 @@ fn absent(r: &RangeAgg, steps: &Steps, series: &[(Labels, Vec<(i64, f64)>)]) -> 
 fn eval_vector(store: &LogStore, v: &VectorAgg, steps: &Steps) -> Result<Value, EvalError> {
     if let MetricExpr::Range(r) = &v.expr
         && foldable(v, r)
-        && v.grouping.is_some()
     {
-        // `sum by (x) (count_over_time(...))`: samples are grouped as they are read.
-        let folded = eval_range(store, r, steps, v.grouping.as_ref())?;
+        // `sum by (x) (count_over_time(...))`: samples are grouped as they are read; a
+        // plain `sum` groups by nothing.
+        let all = Grouping {
+            without: false,
+            labels: Vec::new(),
+        };
+        let folded = eval_range(store, r, steps, Some(v.grouping.as_ref().unwrap_or(&all)))?;
         return Ok(folded);
     }
     let inner = match eval(store, &v.expr, steps)? {
