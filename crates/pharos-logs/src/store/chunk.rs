@@ -46,7 +46,7 @@ pub enum ChunkError {
     Malformed(&'static str),
 }
 
-fn word_byte(b: u8) -> bool {
+const fn word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
@@ -59,7 +59,7 @@ pub fn for_each_gram(text: &[u8], mut f: impl FnMut(&[u8])) {
     let mut digit = false;
     for i in 0..=text.len() {
         let b = text.get(i).copied().unwrap_or(b' ');
-        if word_byte(b) {
+        if WORD[b as usize] {
             digit |= b.is_ascii_digit();
             continue;
         }
@@ -74,12 +74,57 @@ pub fn for_each_gram(text: &[u8], mut f: impl FnMut(&[u8])) {
     }
 }
 
+/// Calls `f` with the hash ([`gram_hash`]) of each gram [`for_each_gram`] finds, keeping
+/// the window's integer as it slides instead of reading each gram anew.
+pub fn for_each_gram_hash(text: &[u8], mut f: impl FnMut(u64)) {
+    let mut start = 0;
+    let mut digit = false;
+    for i in 0..=text.len() {
+        let b = text.get(i).copied().unwrap_or(b' ');
+        if WORD[b as usize] {
+            digit |= b.is_ascii_digit();
+            continue;
+        }
+        let word = &text[start..i];
+        if digit && word.len() >= GRAM {
+            let mut x = 0u64;
+            for (j, &c) in word.iter().enumerate() {
+                // The last GRAM bytes read as a little-endian integer.
+                x = (x >> 8) | (u64::from(c) << (8 * (GRAM - 1)));
+                if j + 1 >= GRAM {
+                    f(mix(x));
+                }
+            }
+        }
+        start = i + 1;
+        digit = false;
+    }
+}
+
+/// Which bytes are word bytes.
+static WORD: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = word_byte(i as u8);
+        i += 1;
+    }
+    t
+};
+
 /// A gram's hash: its bytes as a little-endian integer, through splitmix64's finalizer
-/// (a full-avalanche mix, and a few instructions for six bytes).
+/// (a full-avalanche mix, and a few instructions for six bytes). The writer and readers
+/// slide the integer along a word ([`for_each_gram_hash`]); this is the reference the
+/// tests hold them to.
+#[cfg(test)]
 fn gram_hash(gram: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     b[..gram.len().min(8)].copy_from_slice(&gram[..gram.len().min(8)]);
-    let mut x = u64::from_le_bytes(b);
+    mix(u64::from_le_bytes(b))
+}
+
+/// splitmix64's finalizer.
+fn mix(mut x: u64) -> u64 {
     x ^= x >> 30;
     x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^= x >> 27;
@@ -136,7 +181,7 @@ fn positions(h: u64, mbits: u64) -> impl Iterator<Item = usize> {
 pub fn needle_hashes(needles: &[&str]) -> Vec<u64> {
     let mut out = Vec::new();
     for n in needles {
-        for_each_gram(n.as_bytes(), |g| out.push(gram_hash(g)));
+        for_each_gram_hash(n.as_bytes(), |h| out.push(h));
     }
     out.sort_unstable();
     out.dedup();
@@ -171,7 +216,7 @@ pub fn encode(entries: &[Entry], zstd_level: i32) -> (Vec<u8>, ChunkSummary, Blo
     let mut hashes: Vec<u64> = Vec::with_capacity(entries.len() * 8);
     for e in entries {
         raw.extend_from_slice(e.line.as_bytes());
-        for_each_gram(e.line.as_bytes(), |g| hashes.push(gram_hash(g)));
+        for_each_gram_hash(e.line.as_bytes(), |h| hashes.push(h));
     }
     let mut bloom = Bloom::with_grams(hashes.len());
     for h in hashes {
@@ -186,11 +231,18 @@ pub fn encode(entries: &[Entry], zstd_level: i32) -> (Vec<u8>, ChunkSummary, Blo
     let mut pairs: Vec<u8> = Vec::new();
     for e in entries {
         put_varint(&mut pairs, e.metadata.len() as u64);
+        // Entries of a chunk mostly carry the same names in the same order: try the
+        // name after the previous one first.
+        let mut hint = 0usize;
         for (k, v) in &e.metadata {
-            let idx = *index.entry(k.as_str()).or_insert_with(|| {
-                names.push(k);
-                names.len() - 1
-            });
+            let idx = match names.get(hint) {
+                Some(n) if *n == k.as_str() => hint,
+                _ => *index.entry(k.as_str()).or_insert_with(|| {
+                    names.push(k);
+                    names.len() - 1
+                }),
+            };
+            hint = idx + 1;
             put_varint(&mut pairs, idx as u64);
             put_varint(&mut pairs, v.len() as u64);
             pairs.extend_from_slice(v.as_bytes());
@@ -401,6 +453,21 @@ mod tests {
         assert!(decode(&body, &bad).is_err());
         for cut in [0, 1, body.len() / 2, body.len() - 1] {
             assert!(decode(&body[..cut], &summary).is_err());
+        }
+    }
+
+    #[test]
+    fn sliding_gram_hashes_equal_hashes_of_each_gram() {
+        for text in [
+            "order-48213977 x 1234567 abc_12ü3456 0af7651916cd43dd8448eb211c80319c",
+            "short 12345 words",
+            "",
+        ] {
+            let mut a = Vec::new();
+            for_each_gram(text.as_bytes(), |g| a.push(gram_hash(g)));
+            let mut b = Vec::new();
+            for_each_gram_hash(text.as_bytes(), |h| b.push(h));
+            assert_eq!(a, b, "{text}");
         }
     }
 
