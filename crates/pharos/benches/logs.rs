@@ -88,7 +88,7 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use pharos_logs::push::proto::{Entry, LabelPair, PushRequest, Stream, Timestamp};
 use prost::Message;
-use prost::bytes::{Buf, BufMut, Bytes};
+use prost::bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BinaryHeap;
@@ -1346,50 +1346,7 @@ impl Gen {
 // Sending pre-encoded requests
 // ---------------------------------------------------------------------------------------
 
-/// A tonic codec that sends already-encoded request bytes and decodes the response.
-#[derive(Clone, Copy)]
-struct RawCodec;
-struct RawEncoder;
-struct RawDecoder;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = ExportLogsServiceResponse;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-impl tonic::codec::Encoder for RawEncoder {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn encode(
-        &mut self,
-        item: Bytes,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawDecoder {
-    type Item = ExportLogsServiceResponse;
-    type Error = tonic::Status;
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Self::Item>, tonic::Status> {
-        let resp = ExportLogsServiceResponse::decode(src.copy_to_bytes(src.remaining()))
-            .map_err(|e| tonic::Status::internal(e.to_string()))?;
-        Ok(Some(resp))
-    }
-}
+type RawCodec = common::RawCodec<ExportLogsServiceResponse>;
 
 type Client = tonic::client::Grpc<tonic::transport::Channel>;
 
@@ -1432,7 +1389,11 @@ async fn send_otlp(clients: &[Client], phase: Arc<Phase>, stats: Arc<SendStats>)
                 loop {
                     c.ready().await.unwrap();
                     match c
-                        .unary(tonic::Request::new(bytes.clone()), path.clone(), RawCodec)
+                        .unary(
+                            tonic::Request::new(bytes.clone()),
+                            path.clone(),
+                            RawCodec::new(),
+                        )
                         .await
                     {
                         Ok(resp) => {

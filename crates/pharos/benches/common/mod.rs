@@ -116,3 +116,65 @@ pub fn peak_rss_mib(pid: u32) -> f64 {
         .unwrap();
     kb / 1024.0
 }
+
+/// A tonic codec that sends already-encoded request bytes and decodes the response as `R`,
+/// so a bench times sending, not encoding.
+pub struct RawCodec<R>(std::marker::PhantomData<R>);
+/// [`RawCodec`]'s encoder: the bytes as they are.
+pub struct RawEncoder;
+/// [`RawCodec`]'s decoder.
+pub struct RawDecoder<R>(std::marker::PhantomData<R>);
+
+impl<R> RawCodec<R> {
+    /// The codec.
+    pub fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<R> Clone for RawCodec<R> {
+    fn clone(&self) -> Self {
+        Self::new()
+    }
+}
+
+impl<R: prost::Message + Default + Send + 'static> tonic::codec::Codec for RawCodec<R> {
+    type Encode = prost::bytes::Bytes;
+    type Decode = R;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder<R>;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder<R> {
+        RawDecoder(std::marker::PhantomData)
+    }
+}
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = prost::bytes::Bytes;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: prost::bytes::Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl<R: prost::Message + Default + Send + 'static> tonic::codec::Decoder for RawDecoder<R> {
+    type Item = R;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<R>, tonic::Status> {
+        use prost::bytes::Buf;
+        let n = src.remaining();
+        R::decode(src.copy_to_bytes(n))
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
