@@ -77,7 +77,10 @@
 
 mod common;
 
-use common::{cpu_seconds, peak_rss_mib, start_pharos};
+use common::{
+    Counter, best_of_two, cpu_seconds, du, fmt_int, get, http_client, label, median, peak_rss_mib,
+    quantile, rss_mib, start_pharos,
+};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -1511,32 +1514,6 @@ async fn send_push(
 // Measurements
 // ---------------------------------------------------------------------------------------
 
-/// This thread's CPU time in nanoseconds (the scheduler's own count).
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-/// CPU time per pass over `payloads` of `f`, in this thread's nanoseconds: the faster of
-/// two passes (the first one also pays for page faults).
-fn best_of_two(payloads: &[(Bytes, u32)], mut f: impl FnMut(&[u8])) -> u64 {
-    let mut best = u64::MAX;
-    for _ in 0..2 {
-        let c0 = thread_cpu_ns();
-        for (bytes, _) in payloads {
-            f(&bytes[..]);
-        }
-        best = best.min(thread_cpu_ns() - c0);
-    }
-    best
-}
-
-/// Bytes allocated under `path`, as `du` counts them (0 when it does not exist), and files.
 /// Sums `lines_stored_bytes`, `metadata_stored_bytes` and `bloom_bytes` over the blocks'
 /// `meta.json` files under `dir`.
 fn block_split(dir: &Path) -> (u64, u64, u64) {
@@ -1554,77 +1531,6 @@ fn block_split(dir: &Path) -> (u64, u64, u64) {
         out.2 += n("bloom_bytes");
     }
     out
-}
-
-fn du(path: &Path) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return (0, 0);
-    };
-    if !meta.is_dir() {
-        return (meta.blocks() * 512, 1);
-    }
-    let mut total = (0, 0);
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for e in entries.flatten() {
-            let (b, n) = du(&e.path());
-            total.0 += b;
-            total.1 += n;
-        }
-    }
-    total
-}
-
-/// Counts what a writer is given.
-#[derive(Default)]
-struct Counter(u64);
-
-impl Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    quantile(&v, 0.5)
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(600))
-        .build()
-        .unwrap()
-}
-
-async fn get(http: &reqwest::Client, url: &str) -> (f64, u16, String) {
-    let t = Instant::now();
-    let resp = http.get(url).send().await.unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.text().await.unwrap();
-    (t.elapsed().as_secs_f64() * 1e3, status, body)
 }
 
 /// Per protocol: lines, server CPU and wall seconds of the sends, decode-only CPU ns.
@@ -1871,28 +1777,6 @@ struct Opts {
     needles: usize,
     runs: usize,
     seed: u64,
-}
-
-fn fmt_int(v: u64) -> String {
-    let s = v.to_string();
-    let mut out = String::new();
-    for (k, c) in s.chars().enumerate() {
-        if k > 0 && (s.len() - k).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn label(n: u64) -> String {
-    if n.is_multiple_of(1_000_000) {
-        format!("{}M", n / 1_000_000)
-    } else if n.is_multiple_of(1_000) {
-        format!("{}k", n / 1_000)
-    } else {
-        fmt_int(n)
-    }
 }
 
 fn main() {

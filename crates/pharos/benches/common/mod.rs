@@ -1,6 +1,7 @@
 //! What the benchmarks share: a server process killed when dropped, Pharos
-//! started on OS-chosen ports, and the `/proc` readings (CPU seconds, peak
-//! RSS) that measure a server independently of its clients.
+//! started on OS-chosen ports, the `/proc` readings (CPU seconds, peak
+//! RSS) that measure a server independently of its clients, a raw-bytes gRPC codec, and
+//! the small measuring and formatting helpers the benches share.
 
 #![allow(dead_code)]
 
@@ -176,5 +177,121 @@ impl<R: prost::Message + Default + Send + 'static> tonic::codec::Decoder for Raw
         R::decode(src.copy_to_bytes(n))
             .map(Some)
             .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+/// This thread's CPU time in nanoseconds (the scheduler's own count).
+pub fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+/// CPU time per pass over `payloads` of `f`, in this thread's nanoseconds: the faster of
+/// two passes (the first one also pays for page faults).
+pub fn best_of_two(payloads: &[(prost::bytes::Bytes, u32)], mut f: impl FnMut(&[u8])) -> u64 {
+    let mut best = u64::MAX;
+    for _ in 0..2 {
+        let c0 = thread_cpu_ns();
+        for (bytes, _) in payloads {
+            f(&bytes[..]);
+        }
+        best = best.min(thread_cpu_ns() - c0);
+    }
+    best
+}
+/// Bytes allocated under `path`, as `du` counts them (0 when it does not exist), and files.
+pub fn du(path: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return (0, 0);
+    };
+    if !meta.is_dir() {
+        return (meta.blocks() * 512, 1);
+    }
+    let mut total = (0, 0);
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for e in entries.flatten() {
+            let (b, n) = du(&e.path());
+            total.0 += b;
+            total.1 += n;
+        }
+    }
+    total
+}
+/// Counts what a writer is given.
+#[derive(Default)]
+pub struct Counter(pub u64);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+/// The `q` quantile of sorted values (nearest rank); NaN for none.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+/// The median of values.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    quantile(&v, 0.5)
+}
+/// A process' resident memory now, MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+/// An HTTP client for queries, with a generous timeout.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(600))
+        .build()
+        .unwrap()
+}
+/// GETs `url`: (milliseconds, status, body).
+pub async fn get(http: &reqwest::Client, url: &str) -> (f64, u16, String) {
+    let t = std::time::Instant::now();
+    let resp = http.get(url).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap();
+    (t.elapsed().as_secs_f64() * 1e3, status, body)
+}
+/// An integer with thousands separators: `1,234,567`.
+pub fn fmt_int(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (k, c) in s.chars().enumerate() {
+        if k > 0 && (s.len() - k).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+/// A point's size as a label: `1M`, `10k`, or the number.
+pub fn label(n: u64) -> String {
+    if n.is_multiple_of(1_000_000) {
+        format!("{}M", n / 1_000_000)
+    } else if n.is_multiple_of(1_000) {
+        format!("{}k", n / 1_000)
+    } else {
+        fmt_int(n)
     }
 }
