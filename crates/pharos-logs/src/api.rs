@@ -386,7 +386,7 @@ fn run(store: &LogStore, sel: &LogExpr, params: QueryParams, categorize: bool) -
 
 /// One result stream per distinct label set (all categories merged), sorted by labels;
 /// rows arrive in the query's direction and keep that order within a stream.
-fn merged(rows: Vec<LogRow>) -> Vec<Value> {
+pub(crate) fn merged(rows: Vec<LogRow>) -> Vec<Value> {
     let mut out: BTreeMap<String, (Map<String, Value>, Vec<Value>)> = BTreeMap::new();
     for r in rows {
         let labels: BTreeMap<String, String> =

@@ -13,9 +13,8 @@ use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::params::{Params, parse_form, parse_time};
@@ -32,7 +31,6 @@ const DEFAULT_LOOKBACK_NS: i64 = 3_600 * 1_000_000_000;
 pub(super) async fn tail(
     State(store): State<Arc<LogStore>>,
     RawQuery(raw): RawQuery,
-    _headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, BadRequest> {
     let p = Params(raw.as_deref().map(parse_form).unwrap_or_default());
@@ -82,7 +80,7 @@ async fn run(
         },
     );
     history.reverse();
-    if !history.is_empty() && send(&mut socket, &history, &[]).await.is_err() {
+    if !history.is_empty() && send(&mut socket, history, &[]).await.is_err() {
         return;
     }
     loop {
@@ -100,13 +98,13 @@ async fn run(
                             })
                         })
                         .collect();
-                    if !rows.is_empty() && send(&mut socket, &rows, &[]).await.is_err() {
+                    if !rows.is_empty() && send(&mut socket, rows, &[]).await.is_err() {
                         return;
                     }
                 }
                 Err(RecvError::Lagged(n)) => {
                     let dropped = vec![json!({"labels": {}, "timestamp": now_ns().to_string(), "count": n})];
-                    if send(&mut socket, &[], &dropped).await.is_err() {
+                    if send(&mut socket, Vec::new(), &dropped).await.is_err() {
                         return;
                     }
                 }
@@ -121,37 +119,14 @@ async fn run(
     }
 }
 
-/// Sends one tail message; rows are grouped into streams by their labels.
+/// Sends one tail message; rows are grouped into streams by their labels, as a
+/// `query_range` answer groups them.
 async fn send(
     socket: &mut WebSocket,
-    rows: &[LogRow],
+    rows: Vec<LogRow>,
     dropped: &[Value],
 ) -> Result<(), axum::Error> {
-    let mut streams: std::collections::BTreeMap<String, (Map<String, Value>, Vec<Value>)> =
-        std::collections::BTreeMap::new();
-    for r in rows {
-        let labels: std::collections::BTreeMap<&str, &str> = r
-            .labels
-            .iter()
-            .map(|l| (l.name.as_str(), l.value.as_str()))
-            .collect();
-        let key = format!("{labels:?}");
-        let slot = streams.entry(key).or_insert_with(|| {
-            (
-                labels
-                    .iter()
-                    .map(|(k, v)| ((*k).to_string(), Value::String((*v).to_string())))
-                    .collect(),
-                Vec::new(),
-            )
-        });
-        slot.1.push(json!([r.ts_ns.to_string(), r.line]));
-    }
-    let streams: Vec<Value> = streams
-        .into_values()
-        .map(|(stream, values)| json!({"stream": stream, "values": values}))
-        .collect();
-    let mut msg = json!({ "streams": streams });
+    let mut msg = json!({ "streams": super::merged(rows) });
     if !dropped.is_empty() {
         msg["dropped_entries"] = Value::Array(dropped.to_vec());
     }
