@@ -23,6 +23,4 @@ pub mod logql;
 pub mod push;
 pub mod store;
 
-pub use store::{
-    BlockOptions, Direction, Entry, Labels, LogLimits, LogStore, LogsRecord, SelectedStream,
-};
+pub use store::{BlockOptions, Direction, Entry, Labels, LogLimits, LogStore, LogsRecord};

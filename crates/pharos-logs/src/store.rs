@@ -67,15 +67,6 @@ pub enum Visit {
     Stop,
 }
 
-/// A stream and its selected entries, in the requested direction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SelectedStream {
-    /// The stream's labels.
-    pub labels: Labels,
-    /// The selected entries, ordered by [`Direction`].
-    pub entries: Vec<Entry>,
-}
-
 /// The logs slice's in-memory store.
 pub struct LogStore {
     inner: RwLock<Inner>,
@@ -150,77 +141,6 @@ impl LogStore {
         let mut inner = self.inner.write();
         let key = labels_string(&labels);
         push(&mut inner, &key, &labels, entry);
-    }
-
-    /// Returns the newest-or-oldest `limit` entries (by `direction`) among streams
-    /// accepted by `stream_filter`, with timestamps in `[start_ns, end_ns)` and accepted
-    /// by `entry_filter`. Streams come sorted by labels; each keeps only its selected
-    /// entries, ordered by `direction`.
-    pub fn select(
-        &self,
-        stream_filter: impl Fn(&Labels) -> bool,
-        entry_filter: impl Fn(&Entry) -> bool,
-        start_ns: i64,
-        end_ns: i64,
-        direction: Direction,
-        limit: usize,
-    ) -> Vec<SelectedStream> {
-        let inner = self.inner.read();
-        // (ts, stream index, entry index) of every candidate, at most `limit` per stream.
-        let mut picked: Vec<(i64, usize, usize)> = Vec::new();
-        let streams: Vec<&Stream> = inner
-            .streams
-            .values()
-            .filter(|s| stream_filter(&s.labels))
-            .collect();
-        for (si, s) in streams.iter().enumerate() {
-            let lo = s.entries.partition_point(|e| e.ts_ns < start_ns);
-            let hi = s.entries.partition_point(|e| e.ts_ns < end_ns);
-            let range = lo..hi.max(lo);
-            let mut taken = 0;
-            let mut take = |ei: usize| -> bool {
-                if entry_filter(&s.entries[ei]) {
-                    picked.push((s.entries[ei].ts_ns, si, ei));
-                    taken += 1;
-                }
-                taken >= limit
-            };
-            match direction {
-                Direction::Forward => {
-                    for ei in range {
-                        if take(ei) {
-                            break;
-                        }
-                    }
-                }
-                Direction::Backward => {
-                    for ei in range.rev() {
-                        if take(ei) {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        match direction {
-            Direction::Forward => picked.sort_by_key(|&(ts, si, ei)| (ts, si, ei)),
-            Direction::Backward => {
-                picked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(b.2.cmp(&a.2)))
-            }
-        }
-        picked.truncate(limit);
-        let mut out: BTreeMap<usize, Vec<Entry>> = BTreeMap::new();
-        for (_, si, ei) in picked {
-            out.entry(si)
-                .or_default()
-                .push(streams[si].entries[ei].clone());
-        }
-        out.into_iter()
-            .map(|(si, entries)| SelectedStream {
-                labels: streams[si].labels.clone(),
-                entries,
-            })
-            .collect()
     }
 
     /// Calls `f` with each entry in `[start_ns, end_ns)` of the streams `stream_filter`

@@ -6,6 +6,8 @@ use opentelemetry_proto::tonic::common::v1::{
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
+use std::collections::BTreeMap;
+
 use super::*;
 
 /// Unix nanoseconds the fixture records are stamped after.
@@ -53,8 +55,71 @@ pub(crate) fn request(resource: Vec<KeyValue>, records: Vec<LogRecord>) -> LogsR
     })
 }
 
+/// A stream and its selected entries, in the query's direction.
+struct SelectedStream {
+    labels: Labels,
+    entries: Vec<Entry>,
+}
+
+/// What the log query `query` selects in `[start_ns, end_ns)`, at most `limit` entries,
+/// grouped by stream (streams in label order), as the store's entries.
+fn select(
+    store: &LogStore,
+    query: &str,
+    start_ns: i64,
+    end_ns: i64,
+    direction: Direction,
+    limit: usize,
+) -> Vec<SelectedStream> {
+    use crate::logql::eval::{QueryParams, select};
+    use crate::logql::pipeline::Category;
+    let rows = select(
+        store,
+        &crate::logql::parse(query).unwrap(),
+        &QueryParams {
+            start_ns,
+            end_ns,
+            direction,
+            limit,
+        },
+    );
+    let mut out: BTreeMap<String, SelectedStream> = BTreeMap::new();
+    for r in rows {
+        let mut labels = Labels::new();
+        let mut metadata = Vec::new();
+        for l in r.labels {
+            match l.category {
+                Category::Stream => {
+                    labels.insert(l.name, l.value);
+                }
+                _ => metadata.push((l.name, l.value)),
+            }
+        }
+        metadata.sort();
+        out.entry(labels_string(&labels))
+            .or_insert_with(|| SelectedStream {
+                labels,
+                entries: Vec::new(),
+            })
+            .entries
+            .push(Entry {
+                ts_ns: r.ts_ns,
+                line: r.line,
+                metadata,
+            });
+    }
+    out.into_values().collect()
+}
+
 fn all(store: &LogStore, direction: Direction, limit: usize) -> Vec<SelectedStream> {
-    store.select(|_| true, |_| true, 0, i64::MAX, direction, limit)
+    select(
+        store,
+        r#"{service_name=~".+"}"#,
+        0,
+        i64::MAX,
+        direction,
+        limit,
+    )
 }
 
 #[test]
@@ -166,9 +231,9 @@ fn entries_stay_time_ordered_and_limit_spans_streams() {
     );
     assert_eq!(lines(&all(&store, Direction::Backward, 2)), ["a3", "b4"]);
     assert_eq!(lines(&all(&store, Direction::Forward, 2)), ["a1,a2"]);
-    let window = store.select(
-        |_| true,
-        |e| e.line != "a3",
+    let window = select(
+        &store,
+        r#"{service_name=~".+"} != "a3""#,
         (T0 + 2_000_000_000) as i64,
         (T0 + 4_000_000_000) as i64,
         Direction::Forward,
