@@ -15,6 +15,7 @@
 //! Architecture invariant: this crate knows nothing of HTTP, gRPC or files.
 
 pub mod attrs;
+pub mod civil;
 pub mod duration;
 pub mod telemetry;
 pub mod trace_batch;
