@@ -277,7 +277,6 @@ fn eval_range(
                 }) {
                     return Visit::Continue;
                 }
-                key.clear();
                 let mut out = Labels::new();
                 merged_labels(labels, entry, &projection, &mut out);
                 (plain_value(r.op, entry.line.len()), out)

@@ -19,7 +19,7 @@
 //! acknowledged is lost.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use pharos_storage::{BlockStore, BlockStoreError, new_block_id};
@@ -376,11 +376,6 @@ impl LogStore {
     pub fn block_stats(&self) -> (usize, u64) {
         let blocks = self.blocks.read();
         (blocks.len(), blocks.iter().map(|b| b.size).sum())
-    }
-
-    /// Seconds since the head's oldest entry arrived, for tests.
-    pub fn head_age(&self) -> Option<Duration> {
-        self.inner.read().since.map(|t: Instant| t.elapsed())
     }
 }
 
