@@ -19,7 +19,7 @@ pub const INDEX_FILE: &str = "index";
 /// The meta file, written last.
 pub const META_FILE: &str = pharos_storage::blocks::META_FILE;
 /// The format version this code writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// A chunk is cut once its lines reach this many bytes.
 pub const CHUNK_LINE_BYTES: u64 = 512 * 1024;
 

@@ -39,19 +39,35 @@ fn normalize(v: &str) -> Option<&'static str> {
 
 /// The level of an entry without `detected_level`.
 pub fn detect(line: &str, labels: &Labels, metadata: &[(&str, &str)]) -> &'static str {
-    for key in LEVEL_KEYS {
-        let v = labels
-            .get(*key)
-            .map(String::as_str)
-            .or_else(|| metadata.iter().find(|(k, _)| k == key).map(|(_, v)| *v));
-        if let Some(v) = v {
-            return normalize(v).unwrap_or_else(|| from_words(line));
+    // The value of the first of LEVEL_KEYS present: a label before metadata for the same
+    // key, the first pair of metadata with it. One pass over each.
+    let mut best: Option<(usize, &str)> = None;
+    let pairs = labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(metadata.iter().copied());
+    for (k, v) in pairs {
+        if let Some(i) = level_key(k)
+            && best.is_none_or(|(b, _)| i < b)
+        {
+            best = Some((i, v));
         }
+    }
+    if let Some((_, v)) = best {
+        return normalize(v).unwrap_or_else(|| from_words(line));
     }
     if let Some(v) = field_value(line) {
         return normalize(v).unwrap_or_else(|| from_words(line));
     }
     from_words(line)
+}
+
+/// The place of `key` in [`LEVEL_KEYS`].
+fn level_key(key: &str) -> Option<usize> {
+    if !matches!(key.len(), 3 | 5 | 8) || !matches!(key.as_bytes()[0], b'l' | b'L' | b's' | b'S') {
+        return None;
+    }
+    LEVEL_KEYS.iter().position(|k| *k == key)
 }
 
 /// The value of the first level-like field of a JSON (`"level":"warn"`) or logfmt
@@ -61,7 +77,7 @@ fn field_value(line: &str) -> Option<&str> {
     let json = t.starts_with('{') && t.ends_with('}');
     let sep = if json { b':' } else { b'=' };
     let bytes = line.as_bytes();
-    for (at, _) in bytes.iter().enumerate().filter(|(_, b)| **b == sep) {
+    for at in memchr::memchr_iter(sep, bytes) {
         let head = line[..at].trim_end();
         let key = if json {
             let Some(k) = head.strip_suffix('"') else {
@@ -104,12 +120,38 @@ fn from_words(line: &str) -> &'static str {
         (b"warn", "warn"),
         (b"info", "info"),
     ];
+    /// Word bytes: ASCII letters, digits and `_`.
+    static WORD: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let b = i as u8;
+            t[i] = b.is_ascii_alphanumeric() || b == b'_';
+            i += 1;
+        }
+        t
+    };
+    let bytes = line.as_bytes();
     let mut best = WORDS.len();
-    for word in line
-        .as_bytes()
-        .split(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
-    {
-        if !(3..=8).contains(&word.len()) {
+    let mut start = 0;
+    while start < bytes.len() {
+        // Skip to the next word, then to its end.
+        let Some(from) = bytes[start..].iter().position(|b| WORD[*b as usize]) else {
+            break;
+        };
+        let from = start + from;
+        let len = bytes[from..]
+            .iter()
+            .position(|b| !WORD[*b as usize])
+            .unwrap_or(bytes.len() - from);
+        start = from + len;
+        let word = &bytes[from..start];
+        if !(3..=8).contains(&word.len())
+            || !matches!(
+                word[0] | 0x20,
+                b't' | b'd' | b'f' | b'c' | b'e' | b'w' | b'i'
+            )
+        {
             continue;
         }
         if let Some(i) = WORDS[..best]
@@ -159,5 +201,25 @@ mod tests {
             detect("info", &Labels::new(), &[("severity", "warning")]),
             "warn"
         );
+        // Loki's key order decides, then a label before metadata, then the first pair.
+        let mut labels = Labels::new();
+        labels.insert("severity".into(), "error".into());
+        labels.insert("app".into(), "x".into());
+        assert_eq!(detect("", &labels, &[("level", "debug")]), "debug");
+        assert_eq!(detect("", &labels, &[("severity", "debug")]), "error");
+        assert_eq!(
+            detect(
+                "",
+                &Labels::new(),
+                &[("lvl", "warn"), ("Level", "info"), ("Level", "debug")]
+            ),
+            "info"
+        );
+        assert_eq!(
+            d("x  _debug_ DEBUG"),
+            "debug",
+            "words split at non-word bytes"
+        );
+        assert_eq!(d("warn"), "warn");
     }
 }
