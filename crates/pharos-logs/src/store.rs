@@ -615,16 +615,18 @@ impl Store<LogsRecord> for LogStore {
 
 impl LogStore {
     fn apply_to_head(&self, req: LogsRecord) {
-        let mut inner = self.inner.write();
-        // A record from before push existed: OTLP in field 1, mapped here.
-        if !req.wire.resource_logs.is_empty() {
+        // A logged OTLP request (field 1) is mapped here as sanitize mapped it; at ingest
+        // (`mapped`) its streams are already in field 2.
+        let mut replayed = Vec::new();
+        if !req.mapped && !req.wire.resource_logs.is_empty() {
             let otlp = pharos_model::ExportLogsServiceRequest {
                 resource_logs: req.wire.resource_logs,
             };
-            otlp::for_each_entry(&otlp, |labels, entry| {
-                let key = labels_string(labels);
-                push(&mut inner, &key, labels, entry);
-            });
+            replayed = record::map_otlp(&otlp, &self.limits.index_labels);
+        }
+        let mut inner = self.inner.write();
+        for (labels, stream) in replayed {
+            apply_stream(&mut inner, Some(&labels), stream);
         }
         let mut parsed = req.parsed.into_iter();
         for stream in req.wire.streams {

@@ -68,13 +68,9 @@ pub fn detected_level(severity_number: i32, severity_text: &str) -> Option<&'sta
     }
 }
 
-/// Calls `f` with the stream labels and entry of every record of `req`, in order, with
-/// Loki's default index labels.
-pub fn for_each_entry(req: &ExportLogsServiceRequest, f: impl FnMut(&Labels, Entry)) {
-    for_each_entry_with(req, INDEX_LABELS, f);
-}
-
-/// [`for_each_entry`] with the resource attributes in `index_labels` as stream labels.
+/// Calls `f` with the stream labels and entry of every record of `req`, in order, the
+/// resource attributes in `index_labels` ([`INDEX_LABELS`] by default) becoming stream
+/// labels.
 pub fn for_each_entry_with<S: AsRef<str>>(
     req: &ExportLogsServiceRequest,
     index_labels: &[S],

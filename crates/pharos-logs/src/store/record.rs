@@ -5,9 +5,11 @@
 //! `ExportLogsServiceRequest`, so records written before Loki push existed (plain OTLP
 //! requests) decode unchanged; field 2 holds Loki push streams (`logproto.StreamAdapter`).
 //! [`Store::sanitize`](pharos_model::Store::sanitize) maps an OTLP request to streams
-//! ([`super::otlp`]) and checks every stream, so what reaches the log is field 2 only:
-//! labels in canonical selector form, structured metadata sorted by name.
-//! Format: `docs/format/wal.md`, "The logs record".
+//! ([`super::otlp`]) and checks every stream. When it refuses nothing of an OTLP request,
+//! the log holds the request as it is (field 1, its resource attributes once rather than
+//! copied onto every line) and replay maps it again, the same way; otherwise it holds
+//! what was kept as field 2. Field 2's labels are in canonical selector form, structured
+//! metadata sorted by name. Format: `docs/format/wal.md`, "The logs record".
 //!
 //! The checks, each refusing what it names with Loki's own message (Loki's distributor
 //! keeps the other lines of the request and answers 400 with the reasons; stream-limit
@@ -46,6 +48,9 @@ pub struct LogsRecord {
     /// The labels of each of `wire.streams`, as [`super::LogStore`]'s sanitize parsed them;
     /// empty for a record read back from the log. Not logged.
     pub(crate) parsed: Vec<Labels>,
+    /// Whether `wire.streams` are `wire.resource_logs` mapped by sanitize, every entry
+    /// kept: the log then holds the OTLP request only. Not logged.
+    pub(crate) mapped: bool,
 }
 
 /// The logged part of a [`LogsRecord`].
@@ -67,6 +72,7 @@ impl From<ExportLogsServiceRequest> for LogsRecord {
                 streams: Vec::new(),
             },
             parsed: Vec::new(),
+            mapped: false,
         }
     }
 }
@@ -79,6 +85,7 @@ impl From<PushRequest> for LogsRecord {
                 streams: req.streams,
             },
             parsed: Vec::new(),
+            mapped: false,
         }
     }
 }
@@ -86,6 +93,11 @@ impl From<PushRequest> for LogsRecord {
 impl LogsRecord {
     /// The record's log bytes.
     pub fn encode(&self) -> Vec<u8> {
+        if self.mapped {
+            let mut buf = Vec::with_capacity(self.wire.encoded_len());
+            prost::encoding::message::encode_repeated(1, &self.wire.resource_logs, &mut buf);
+            return buf;
+        }
         self.wire.encode_to_vec()
     }
 
@@ -94,19 +106,23 @@ impl LogsRecord {
         Some(Self {
             wire: RecordWire::decode(bytes).ok()?,
             parsed: Vec::new(),
+            mapped: false,
         })
     }
 }
 
 impl ItemCount for LogsRecord {
     fn item_count(&self) -> u64 {
-        let otlp: u64 = self
-            .wire
-            .resource_logs
-            .iter()
-            .flat_map(|r| &r.scope_logs)
-            .map(|s| s.log_records.len() as u64)
-            .sum();
+        let otlp: u64 = if self.mapped {
+            0
+        } else {
+            self.wire
+                .resource_logs
+                .iter()
+                .flat_map(|r| &r.scope_logs)
+                .map(|s| s.log_records.len() as u64)
+                .sum()
+        };
         otlp + self
             .wire
             .streams
@@ -191,35 +207,10 @@ pub(crate) fn sanitize(
     limits: &LogLimits,
     now_ns: i64,
 ) -> Rejected {
-    let mut streams: Vec<(Labels, WireStream)> = Vec::new();
-    if !record.wire.resource_logs.is_empty() {
-        let req = ExportLogsServiceRequest {
-            resource_logs: std::mem::take(&mut record.wire.resource_logs),
-        };
-        super::otlp::for_each_entry_with(&req, &limits.index_labels, |labels, e| {
-            let mut wire = WireEntry {
-                timestamp: Some(crate::push::proto::Timestamp::from_nanos(e.ts_ns)),
-                line: e.line,
-                structured_metadata: e
-                    .metadata
-                    .into_iter()
-                    .map(|(k, v)| LabelPair::new(k, v))
-                    .collect(),
-            };
-            add_detected_level(&mut wire, labels);
-            match streams.last_mut() {
-                Some((l, s)) if l == labels => s.entries.push(wire),
-                _ => streams.push((
-                    labels.clone(),
-                    WireStream {
-                        labels: labels_string(labels),
-                        entries: vec![wire],
-                        hash: 0,
-                    },
-                )),
-            }
-        });
-    }
+    let otlp = ExportLogsServiceRequest {
+        resource_logs: std::mem::take(&mut record.wire.resource_logs),
+    };
+    let mut streams = map_otlp(&otlp, &limits.index_labels);
     let mut errors: Vec<String> = Vec::new();
     let mut refused = 0u64;
     let mut too_many_streams = false;
@@ -340,6 +331,11 @@ pub(crate) fn sanitize(
     let (parsed, streams) = kept.into_iter().unzip();
     record.parsed = parsed;
     record.wire.streams = streams;
+    // All of an OTLP request kept: it is what the log holds.
+    if refused == 0 && !otlp.resource_logs.is_empty() {
+        record.wire.resource_logs = otlp.resource_logs;
+        record.mapped = true;
+    }
     let mut rejected = Rejected::default();
     if refused > 0 {
         rejected.count = refused;
@@ -350,6 +346,40 @@ pub(crate) fn sanitize(
         rejected.message = errors.join("\n");
     }
     rejected
+}
+
+/// An OTLP request's entries as Loki streams ([`super::otlp::for_each_entry_with`]), each
+/// with `detected_level`, consecutive entries of one stream in one stream. Sanitize and
+/// the replay of a logged OTLP request both map through here, so they agree.
+pub(crate) fn map_otlp<S: AsRef<str>>(
+    req: &ExportLogsServiceRequest,
+    index_labels: &[S],
+) -> Vec<(Labels, WireStream)> {
+    let mut streams: Vec<(Labels, WireStream)> = Vec::new();
+    super::otlp::for_each_entry_with(req, index_labels, |labels, e| {
+        let mut wire = WireEntry {
+            timestamp: Some(crate::push::proto::Timestamp::from_nanos(e.ts_ns)),
+            line: e.line,
+            structured_metadata: e
+                .metadata
+                .into_iter()
+                .map(|(k, v)| LabelPair::new(k, v))
+                .collect(),
+        };
+        add_detected_level(&mut wire, labels);
+        match streams.last_mut() {
+            Some((l, s)) if l == labels => s.entries.push(wire),
+            _ => streams.push((
+                labels.clone(),
+                WireStream {
+                    labels: labels_string(labels),
+                    entries: vec![wire],
+                    hash: 0,
+                },
+            )),
+        }
+    });
+    streams
 }
 
 /// Loki's ingester lists at most this many refused entries of a stream (`max_returned_stream_errors`).

@@ -56,6 +56,7 @@ pub(crate) fn request(resource: Vec<KeyValue>, records: Vec<LogRecord>) -> LogsR
 }
 
 /// A stream and its selected entries, in the query's direction.
+#[derive(Debug, PartialEq)]
 struct SelectedStream {
     labels: Labels,
     entries: Vec<Entry>,
@@ -175,10 +176,16 @@ fn missing_service_and_timestamps() {
     none.time_unix_nano = 0;
     let mut req = request(vec![], vec![observed, none]);
     assert_eq!(store.sanitize(&mut req).count, 0);
-    assert!(req.wire.resource_logs.is_empty(), "mapped to streams");
+    assert!(req.mapped, "mapped to streams, all kept");
     assert!(req.wire.streams[0].entries[1].ts_ns() > T0 as i64);
     store.apply(&req);
     let got = all(&store, Direction::Forward, 10);
+    // The log holds the OTLP request, stamped; replaying it maps it the same way.
+    let logged = LogsRecord::decode(&req.encode()).unwrap();
+    assert!(logged.wire.streams.is_empty() && !logged.wire.resource_logs.is_empty());
+    let replayed = LogStore::new();
+    replayed.apply(&logged);
+    assert_eq!(all(&replayed, Direction::Forward, 10), got);
     assert_eq!(
         got[0].labels.get("service_name").map(String::as_str),
         Some("unknown_service")
@@ -291,4 +298,35 @@ fn configured_index_labels_choose_the_stream_labels() {
             .metadata
             .contains(&("k8s_pod_name".to_string(), "api-7f9".to_string()))
     );
+}
+
+#[test]
+fn an_otlp_request_with_refusals_is_logged_as_what_was_kept() {
+    let store = LogStore::with_limits(LogLimits {
+        max_line_size: 10,
+        ..LogLimits::default()
+    });
+    let mut req = request(
+        vec![],
+        vec![
+            record(1, "short", 9),
+            record(2, "far too long a line", 9),
+            record(3, "ok", 9),
+        ],
+    );
+    assert_eq!(store.sanitize(&mut req).count, 1);
+    assert!(!req.mapped);
+    assert_eq!(pharos_model::ItemCount::item_count(&req), 2);
+    store.apply(&req);
+    let logged = LogsRecord::decode(&req.encode()).unwrap();
+    assert!(
+        logged.wire.resource_logs.is_empty(),
+        "the OTLP form is not logged"
+    );
+    let replayed = LogStore::new();
+    replayed.apply(&logged);
+    let got = all(&replayed, Direction::Forward, 10);
+    assert_eq!(got, all(&store, Direction::Forward, 10));
+    let lines: Vec<&str> = got[0].entries.iter().map(|e| e.line.as_str()).collect();
+    assert_eq!(lines, ["short", "ok"]);
 }
