@@ -30,8 +30,13 @@ pub struct Entry {
     /// The log line.
     pub line: String,
     /// Structured metadata, sorted by name, names unique.
-    pub metadata: Vec<(String, String)>,
+    pub metadata: Vec<MetaPair>,
 }
+
+/// A structured-metadata pair. Shared strings: the pairs an OTLP resource or scope gives
+/// all of its records, and the values a chunk repeats from entry to entry, are one
+/// allocation however many entries carry them.
+pub type MetaPair = (Arc<str>, Arc<str>);
 
 /// The order entries are returned in, as Loki's `direction` parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -538,16 +543,49 @@ fn apply_stream(inner: &mut Inner, labels: Option<&Labels>, stream: push::proto:
             }
         },
     };
+    let mut interner = Interner::default();
     let entries = stream.entries.into_iter().map(|e| Entry {
         ts_ns: e.ts_ns(),
         line: e.line,
         metadata: e
             .structured_metadata
-            .into_iter()
-            .map(|p| (p.name, p.value))
+            .iter()
+            .map(|p| interner.pair(&p.name, &p.value))
             .collect(),
     });
     push_all(inner, &stream.labels, labels, entries);
+}
+
+/// Makes metadata pairs sharing the strings of earlier ones: each name is allocated once,
+/// and a value equal to its name's previous one is that one.
+#[derive(Default)]
+pub(crate) struct Interner {
+    /// Per name seen: the name and its latest value.
+    pairs: Vec<MetaPair>,
+}
+
+impl Interner {
+    /// Names past this many are not remembered (a linear search stays short).
+    const MAX_NAMES: usize = 64;
+
+    /// The pair `name`=`value`.
+    pub(crate) fn pair(&mut self, name: &str, value: &str) -> MetaPair {
+        match self.pairs.iter_mut().find(|(n, _)| &**n == name) {
+            Some((n, v)) => {
+                if &**v != value {
+                    *v = value.into();
+                }
+                (n.clone(), v.clone())
+            }
+            None => {
+                let p: MetaPair = (name.into(), value.into());
+                if self.pairs.len() < Self::MAX_NAMES {
+                    self.pairs.push(p.clone());
+                }
+                p
+            }
+        }
+    }
 }
 
 impl Store<LogsRecord> for LogStore {
@@ -578,6 +616,10 @@ impl Store<LogsRecord> for LogStore {
         let tailing = self.tail.receiver_count() > 0;
         let mut batch: TailBatch = Vec::new();
         if tailing {
+            for m in &req.mapped {
+                let labels = Arc::new(m.labels.clone());
+                batch.extend(m.entries.iter().map(|e| (labels.clone(), e.clone())));
+            }
             let mut parsed = req.parsed.iter();
             for s in &req.wire.streams {
                 let labels = match parsed.next() {
@@ -594,7 +636,7 @@ impl Store<LogsRecord> for LogStore {
                             metadata: e
                                 .structured_metadata
                                 .iter()
-                                .map(|p| (p.name.clone(), p.value.clone()))
+                                .map(|p| (p.name.as_str().into(), p.value.as_str().into()))
                                 .collect(),
                         },
                     ));
@@ -616,17 +658,17 @@ impl Store<LogsRecord> for LogStore {
 impl LogStore {
     fn apply_to_head(&self, req: LogsRecord) {
         // A logged OTLP request (field 1) is mapped here as sanitize mapped it; at ingest
-        // (`mapped`) its streams are already in field 2.
-        let mut replayed = Vec::new();
-        if !req.mapped && !req.wire.resource_logs.is_empty() {
+        // sanitize's mapping is in `mapped`.
+        let mut mapped = req.mapped;
+        if mapped.is_empty() && !req.wire.resource_logs.is_empty() {
             let otlp = pharos_model::ExportLogsServiceRequest {
                 resource_logs: req.wire.resource_logs,
             };
-            replayed = record::map_otlp(&otlp, &self.limits.index_labels);
+            mapped = record::map_otlp(&otlp, &self.limits.index_labels);
         }
         let mut inner = self.inner.write();
-        for (labels, stream) in replayed {
-            apply_stream(&mut inner, Some(&labels), stream);
+        for m in mapped {
+            push_all(&mut inner, &m.key, &m.labels, m.entries.into_iter());
         }
         let mut parsed = req.parsed.into_iter();
         for stream in req.wire.streams {

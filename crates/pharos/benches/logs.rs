@@ -8,7 +8,7 @@
 //! encoded and sent at a time: 500,000), `--fsync always|never|interval` (the server's WAL
 //! policy: `always`, its default; `--fsync` alone means `always`), `--needles N` (20
 //! needles that exist, plus 4 that do not), `--runs N` (5 timed runs of each
-//! `count_over_time` query after one warm-up), `--seed N` (1)).
+//! `count_over_time` query after one warm-up), `--seed N` (1), `--only push|otlp` (send one protocol's lines only, to profile its path; the answers are then wrong).
 //!
 //! What it measures, each against its target from the issue:
 //! - **Ingest CPU**, per protocol. Each chunk of generated lines is split by protocol and
@@ -1777,6 +1777,9 @@ struct Opts {
     needles: usize,
     runs: usize,
     seed: u64,
+    /// Send only this protocol's lines (`push` or `otlp`), for profiling one path; the
+    /// answers are still checked against every line generated, so they come out wrong.
+    only: Option<String>,
 }
 
 fn main() {
@@ -1803,6 +1806,7 @@ fn main() {
         needles: num("--needles", 20) as usize,
         runs: num("--runs", 5).max(1) as usize,
         seed: num("--seed", 1),
+        only: arg("--only"),
     };
     let run_started = Instant::now();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -1892,6 +1896,12 @@ fn main() {
                 (&mut push, push_phase, push_decode, "push"),
                 (&mut otlp, otlp_phase, otlp_decode, "OTLP"),
             ] {
+                if o.only
+                    .as_ref()
+                    .is_some_and(|p| !p.eq_ignore_ascii_case(name))
+                {
+                    continue;
+                }
                 let (n, nbytes, nreq) = (phase.lines, phase.bytes, phase.payloads.len() as u64);
                 let phase = Arc::new(phase);
                 let acked0 = stats.acked.load(Ordering::Relaxed);

@@ -389,7 +389,7 @@ fn merged_labels(stream: &Labels, entry: &Entry, projection: &Projection, out: &
     }
     for (k, v) in &entry.metadata {
         if projection.keeps(k) {
-            out.insert(k.clone(), v.clone());
+            out.insert(k.to_string(), v.to_string());
         }
     }
 }

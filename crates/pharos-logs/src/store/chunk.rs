@@ -241,8 +241,11 @@ pub fn encode(entries: &[Entry], zstd_level: i32) -> (Vec<u8>, ChunkSummary, Blo
         .expect("BUG: zstd refused to compress");
     let lines_frame = zstd.compress(&raw).expect("BUG: zstd refused to compress");
     let mut raw = Vec::new();
-    // Metadata names, each once, in first-seen order; each entry's pairs by name index.
-    let mut names: Vec<&str> = Vec::new();
+    // Metadata names, each once, in first-seen order; each entry's pairs by name index,
+    // a value equal to the name's previous one as a 0 (an OTLP resource's attributes
+    // repeat on every line of its stream).
+    let mut names: Vec<&std::sync::Arc<str>> = Vec::new();
+    let mut last: Vec<Option<&std::sync::Arc<str>>> = Vec::new();
     let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut pairs: Vec<u8> = Vec::new();
     for e in entries {
@@ -252,16 +255,23 @@ pub fn encode(entries: &[Entry], zstd_level: i32) -> (Vec<u8>, ChunkSummary, Blo
         let mut hint = 0usize;
         for (k, v) in &e.metadata {
             let idx = match names.get(hint) {
-                Some(n) if *n == k.as_str() => hint,
-                _ => *index.entry(k.as_str()).or_insert_with(|| {
+                Some(n) if std::sync::Arc::ptr_eq(n, k) || ***n == **k => hint,
+                _ => *index.entry(&**k).or_insert_with(|| {
                     names.push(k);
+                    last.push(None);
                     names.len() - 1
                 }),
             };
             hint = idx + 1;
             put_varint(&mut pairs, idx as u64);
-            put_varint(&mut pairs, v.len() as u64);
-            pairs.extend_from_slice(v.as_bytes());
+            let prev = &mut last[idx];
+            if prev.is_some_and(|p| std::sync::Arc::ptr_eq(p, v) || **p == **v) {
+                put_varint(&mut pairs, 0);
+            } else {
+                put_varint(&mut pairs, v.len() as u64 + 1);
+                pairs.extend_from_slice(v.as_bytes());
+                *prev = Some(v);
+            }
         }
     }
     put_varint(&mut raw, names.len() as u64);
@@ -359,11 +369,13 @@ pub fn decode_with(
     }
     let mut buf = meta_raw.as_slice();
     let n_names = get_varint(&mut buf)? as usize;
-    let mut names = Vec::with_capacity(n_names.min(4096));
+    let mut names: Vec<std::sync::Arc<str>> = Vec::with_capacity(n_names.min(4096));
     for _ in 0..n_names {
         let len = get_varint(&mut buf)? as usize;
-        names.push(take_str(&mut buf, len)?);
+        names.push(take_str(&mut buf, len)?.into());
     }
+    // Each name's previous value, for the 0s that repeat it.
+    let mut last: Vec<Option<std::sync::Arc<str>>> = vec![None; names.len()];
     for e in &mut out {
         let m = get_varint(&mut buf)? as usize;
         let mut meta = Vec::with_capacity(m.min(256));
@@ -373,8 +385,17 @@ pub fn decode_with(
                 .get(idx)
                 .ok_or(ChunkError::Malformed("metadata name index out of range"))?
                 .clone();
-            let len = get_varint(&mut buf)? as usize;
-            meta.push((name, take_str(&mut buf, len)?));
+            let value = match get_varint(&mut buf)? as usize {
+                0 => last[idx]
+                    .clone()
+                    .ok_or(ChunkError::Malformed("a repeated value has none before it"))?,
+                len => {
+                    let v: std::sync::Arc<str> = take_str(&mut buf, len - 1)?.into();
+                    last[idx] = Some(v.clone());
+                    v
+                }
+            };
+            meta.push((name, value));
         }
         e.metadata = meta;
     }
@@ -480,7 +501,7 @@ mod tests {
             line: line.into(),
             metadata: meta
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect(),
         }
     }
@@ -517,6 +538,45 @@ mod tests {
         for cut in [0, 1, body.len() / 2, body.len() - 1] {
             assert!(decode(&body[..cut], &summary).is_err());
         }
+    }
+
+    #[test]
+    fn repeated_metadata_values_round_trip_shared() {
+        let entries = vec![
+            entry(1, "a", &[("host", "h1"), ("span_id", "01")]),
+            entry(2, "b", &[("host", "h1"), ("span_id", "02")]),
+            entry(3, "c", &[("host", "h2")]),
+            entry(4, "d", &[("empty", ""), ("host", "h2"), ("span_id", "02")]),
+            entry(5, "e", &[("empty", ""), ("host", "h1")]),
+            entry(6, "f", &[]),
+            entry(7, "g", &[("host", "h1")]),
+        ];
+        let (body, summary, _) = encode(&entries, FLUSH_ZSTD_LEVEL);
+        let got = decode(&body, &summary).unwrap();
+        assert_eq!(got, entries);
+        // A value repeated from the name's previous one is the same allocation.
+        assert!(std::sync::Arc::ptr_eq(
+            &got[0].metadata[0].1,
+            &got[1].metadata[0].1
+        ));
+        assert!(std::sync::Arc::ptr_eq(
+            &got[1].metadata[1].1,
+            &got[3].metadata[2].1
+        ));
+        assert!(!std::sync::Arc::ptr_eq(
+            &got[1].metadata[0].1,
+            &got[4].metadata[1].1
+        ));
+        // A thousand lines of the same dozen pairs cost little more than one.
+        let pairs: Vec<(String, String)> = (0..12)
+            .map(|i| (format!("resource_{i}"), format!("value-{i}-abcdefgh")))
+            .collect();
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (&**k, &**v)).collect();
+        let many: Vec<Entry> = (0..1000).map(|i| entry(i, "x", &pairs)).collect();
+        let (body, summary, _) = encode(&many, FLUSH_ZSTD_LEVEL);
+        let meta = body.len() - lines_frame_size(&body);
+        assert!(meta < 200, "{meta} bytes of metadata");
+        assert_eq!(decode(&body, &summary).unwrap(), many);
     }
 
     #[test]

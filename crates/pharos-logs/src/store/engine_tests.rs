@@ -45,7 +45,7 @@ fn fill(store: &LogStore, t0: i64, n: i64, salt: i64) {
                 Entry {
                     ts_ns: t0 + i * S + salt,
                     line,
-                    metadata: vec![("trace_id".into(), format!("{:032x}", i * 3 + salt))],
+                    metadata: vec![("trace_id".into(), format!("{:032x}", i * 3 + salt).into())],
                 },
             );
         }

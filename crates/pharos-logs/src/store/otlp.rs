@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use pharos_model::{ExportLogsServiceRequest, attrs};
 
-use super::{Entry, Labels};
+use super::{Entry, Interner, Labels, MetaPair};
 
 /// Resource attributes that become stream labels by default: Loki's
 /// `default_resource_attributes_as_index_labels`.
@@ -76,6 +76,8 @@ pub fn for_each_entry_with<S: AsRef<str>>(
     index_labels: &[S],
     mut f: impl FnMut(&Labels, Entry),
 ) {
+    // Names and repeated values are shared across the request's entries.
+    let mut interner = Interner::default();
     for rl in &req.resource_logs {
         let rattrs = rl
             .resource
@@ -112,9 +114,13 @@ pub fn for_each_entry_with<S: AsRef<str>>(
                 }
                 insert_attrs(&mut scope_meta, &scope.attributes);
             }
-            // The scope's pairs, sorted by name; each record's own pairs are merged in.
-            let scope_pairs: Vec<(String, String)> = scope_meta.into_iter().collect();
-            let mut own: Vec<(String, String)> = Vec::new();
+            // The scope's pairs, sorted by name, shared by its records; each record's own
+            // pairs are merged in.
+            let scope_pairs: Vec<MetaPair> = scope_meta
+                .iter()
+                .map(|(k, v)| interner.pair(k, v))
+                .collect();
+            let mut own: Vec<MetaPair> = Vec::new();
             for r in &sl.log_records {
                 own.clear();
                 for kv in &r.attributes {
@@ -123,22 +129,22 @@ pub fn for_each_entry_with<S: AsRef<str>>(
                         .as_ref()
                         .map(attrs::value_to_string)
                         .unwrap_or_default();
-                    own.push((normalize_name(&kv.key), value));
+                    own.push(interner.pair(&normalize_name(&kv.key), &value));
                 }
                 if !r.trace_id.is_empty() {
-                    own.push(("trace_id".into(), hex::encode(&r.trace_id)));
+                    own.push(interner.pair("trace_id", &hex::encode(&r.trace_id)));
                 }
                 if !r.span_id.is_empty() {
-                    own.push(("span_id".into(), hex::encode(&r.span_id)));
+                    own.push(interner.pair("span_id", &hex::encode(&r.span_id)));
                 }
                 if !r.severity_text.is_empty() {
-                    own.push(("severity_text".into(), r.severity_text.clone()));
+                    own.push(interner.pair("severity_text", &r.severity_text));
                 }
                 if r.severity_number != 0 {
-                    own.push(("severity_number".into(), r.severity_number.to_string()));
+                    own.push(interner.pair("severity_number", &r.severity_number.to_string()));
                 }
                 if let Some(level) = detected_level(r.severity_number, &r.severity_text) {
-                    own.push(("detected_level".into(), level.into()));
+                    own.push(interner.pair("detected_level", level));
                 }
                 let meta = merge_pairs(&scope_pairs, &mut own);
                 let ts = if r.time_unix_nano != 0 {
@@ -175,12 +181,9 @@ fn insert_attrs(meta: &mut BTreeMap<String, String>, kvs: &[KeyValue]) {
 /// `base` (sorted by name, names unique) with `own` merged in: a name of `own` replaces
 /// the same name of `base`, and among repeats in `own` the last wins, as inserting `own`
 /// into a map of `base` in order would leave it. Sorted by name.
-fn merge_pairs(
-    base: &[(String, String)],
-    own: &mut Vec<(String, String)>,
-) -> Vec<(String, String)> {
+fn merge_pairs<P: Clone + Default + PairName>(base: &[P], own: &mut Vec<P>) -> Vec<P> {
     // Stable: equal names keep their order, so the last of a run is the one inserted last.
-    own.sort_by(|a, b| a.0.cmp(&b.0));
+    own.sort_by(|a, b| a.name().cmp(b.name()));
     let mut out = Vec::with_capacity(base.len() + own.len());
     let mut own_iter = own.drain(..).peekable();
     let mut base_iter = base.iter().peekable();
@@ -188,15 +191,15 @@ fn merge_pairs(
         match (base_iter.peek(), own_iter.peek()) {
             (None, None) => break,
             (Some(_), None) => out.push(base_iter.next().cloned().unwrap_or_default()),
-            (Some(b), Some(o)) if b.0 < o.0 => {
+            (Some(b), Some(o)) if b.name() < o.name() => {
                 out.push(base_iter.next().cloned().unwrap_or_default());
             }
             (b, Some(_)) => {
                 let mut pair = own_iter.next().unwrap_or_default();
-                while own_iter.peek().is_some_and(|n| n.0 == pair.0) {
+                while own_iter.peek().is_some_and(|n| n.name() == pair.name()) {
                     pair = own_iter.next().unwrap_or_default();
                 }
-                if b.is_some_and(|b| b.0 == pair.0) {
+                if b.is_some_and(|b| b.name() == pair.name()) {
                     base_iter.next();
                 }
                 out.push(pair);
@@ -204,6 +207,24 @@ fn merge_pairs(
         }
     }
     out
+}
+
+/// A name-value pair's name, for [`merge_pairs`].
+trait PairName {
+    fn name(&self) -> &str;
+}
+
+impl PairName for MetaPair {
+    fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+impl PairName for (String, String) {
+    fn name(&self) -> &str {
+        &self.0
+    }
 }
 
 #[cfg(test)]

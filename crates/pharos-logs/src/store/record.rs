@@ -48,9 +48,10 @@ pub struct LogsRecord {
     /// The labels of each of `wire.streams`, as [`super::LogStore`]'s sanitize parsed them;
     /// empty for a record read back from the log. Not logged.
     pub(crate) parsed: Vec<Labels>,
-    /// Whether `wire.streams` are `wire.resource_logs` mapped by sanitize, every entry
-    /// kept: the log then holds the OTLP request only. Not logged.
-    pub(crate) mapped: bool,
+    /// `wire.resource_logs` as sanitize mapped and checked them, every entry kept (else
+    /// they are in `wire.streams`), applied before `wire.streams`; empty for a record read
+    /// back from the log. Not logged.
+    pub(crate) mapped: Vec<Mapped>,
 }
 
 /// The logged part of a [`LogsRecord`].
@@ -72,7 +73,7 @@ impl From<ExportLogsServiceRequest> for LogsRecord {
                 streams: Vec::new(),
             },
             parsed: Vec::new(),
-            mapped: false,
+            mapped: Vec::new(),
         }
     }
 }
@@ -85,7 +86,7 @@ impl From<PushRequest> for LogsRecord {
                 streams: req.streams,
             },
             parsed: Vec::new(),
-            mapped: false,
+            mapped: Vec::new(),
         }
     }
 }
@@ -93,11 +94,6 @@ impl From<PushRequest> for LogsRecord {
 impl LogsRecord {
     /// The record's log bytes.
     pub fn encode(&self) -> Vec<u8> {
-        if self.mapped {
-            let mut buf = Vec::with_capacity(self.wire.encoded_len());
-            prost::encoding::message::encode_repeated(1, &self.wire.resource_logs, &mut buf);
-            return buf;
-        }
         self.wire.encode_to_vec()
     }
 
@@ -106,23 +102,20 @@ impl LogsRecord {
         Some(Self {
             wire: RecordWire::decode(bytes).ok()?,
             parsed: Vec::new(),
-            mapped: false,
+            mapped: Vec::new(),
         })
     }
 }
 
 impl ItemCount for LogsRecord {
     fn item_count(&self) -> u64 {
-        let otlp: u64 = if self.mapped {
-            0
-        } else {
-            self.wire
-                .resource_logs
-                .iter()
-                .flat_map(|r| &r.scope_logs)
-                .map(|s| s.log_records.len() as u64)
-                .sum()
-        };
+        let otlp: u64 = self
+            .wire
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len() as u64)
+            .sum();
         otlp + self
             .wire
             .streams
@@ -210,17 +203,24 @@ pub(crate) fn sanitize(
     let otlp = ExportLogsServiceRequest {
         resource_logs: std::mem::take(&mut record.wire.resource_logs),
     };
-    let mut streams = map_otlp(&otlp, &limits.index_labels);
-    let mut errors: Vec<String> = Vec::new();
-    let mut refused = 0u64;
-    let mut too_many_streams = false;
+    let mapped = map_otlp(&otlp, &limits.index_labels);
+    let mut check = Checker {
+        head,
+        limits,
+        now_ns,
+        newest: HashMap::new(),
+        new_streams: 0,
+        errors: Vec::new(),
+        refused: 0,
+        too_many_streams: false,
+    };
+    let mut pushed = Vec::new();
     for mut s in std::mem::take(&mut record.wire.streams) {
-        let n = s.entries.len() as u64;
         let labels = match parse_push_labels(&s.labels) {
             Ok(l) => l,
             Err(msg) => {
-                refused += n;
-                errors.push(msg);
+                check.refused += s.entries.len() as u64;
+                check.errors.push(msg);
                 continue;
             }
         };
@@ -229,67 +229,158 @@ pub(crate) fn sanitize(
             sort_metadata(&mut e.structured_metadata);
             add_detected_level(e, &labels);
         }
-        streams.push((labels, s));
+        pushed.push((labels, s));
     }
     // Entries of one stream may come in several request streams: later ones are checked
     // against what the earlier ones added.
-    let mut newest: HashMap<String, i64> = HashMap::new();
-    let mut new_streams = 0usize;
-    let mut kept = Vec::with_capacity(streams.len());
-    for (labels, mut s) in streams {
-        let total = s.entries.len();
+    let mut kept_mapped = Vec::with_capacity(mapped.len());
+    for mut m in mapped {
+        if check.stream(&m.labels, &m.key, &mut m.entries) {
+            kept_mapped.push(m);
+        }
+    }
+    let mut kept = Vec::with_capacity(pushed.len());
+    for (labels, mut s) in pushed {
+        if check.stream(&labels, &s.labels, &mut s.entries) {
+            kept.push((labels, s));
+        }
+    }
+    if check.refused == 0 && !otlp.resource_logs.is_empty() {
+        // All of an OTLP request kept: it is what the log holds.
+        record.wire.resource_logs = otlp.resource_logs;
+        record.mapped = kept_mapped;
+    } else {
+        // The log holds what is kept, as streams.
+        let as_wire = kept_mapped.into_iter().map(|m| {
+            let entries = m.entries.into_iter().map(|e| WireEntry {
+                timestamp: Some(crate::push::proto::Timestamp::from_nanos(e.ts_ns)),
+                line: e.line,
+                structured_metadata: e
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| LabelPair::new(&**k, &**v))
+                    .collect(),
+            });
+            let stream = WireStream {
+                labels: m.key,
+                entries: entries.collect(),
+                hash: 0,
+            };
+            (m.labels, stream)
+        });
+        kept.splice(0..0, as_wire);
+    }
+    let (parsed, streams) = kept.into_iter().unzip();
+    record.parsed = parsed;
+    record.wire.streams = streams;
+    let mut rejected = Rejected::default();
+    if check.refused > 0 {
+        rejected.count = check.refused;
+        let mut errors = check.errors;
+        // A stream-limit refusal leads, so the handler sees it first.
+        if check.too_many_streams {
+            errors.sort_by_key(|e| !e.starts_with(STREAM_LIMIT_MESSAGE));
+        }
+        rejected.message = errors.join("\n");
+    }
+    rejected
+}
+
+/// An entry as the checks see it.
+trait Checked {
+    fn ts_ns(&self) -> i64;
+    fn line_len(&self) -> usize;
+}
+
+impl Checked for WireEntry {
+    fn ts_ns(&self) -> i64 {
+        WireEntry::ts_ns(self)
+    }
+    fn line_len(&self) -> usize {
+        self.line.len()
+    }
+}
+
+impl Checked for super::Entry {
+    fn ts_ns(&self) -> i64 {
+        self.ts_ns
+    }
+    fn line_len(&self) -> usize {
+        self.line.len()
+    }
+}
+
+/// The checks of one request's streams, and what they refused.
+struct Checker<'a> {
+    head: &'a dyn StreamInfo,
+    limits: &'a LogLimits,
+    now_ns: i64,
+    /// The newest entry of each stream the request added to, so far.
+    newest: HashMap<String, i64>,
+    /// Streams the request creates, so far.
+    new_streams: usize,
+    errors: Vec<String>,
+    refused: u64,
+    too_many_streams: bool,
+}
+
+impl Checker<'_> {
+    /// Checks the entries of the stream `key`, removing those refused; whether any is left.
+    fn stream<E: Checked>(&mut self, labels: &Labels, key: &str, entries: &mut Vec<E>) -> bool {
+        let limits = self.limits;
+        let total = entries.len();
         if limits.max_label_names > 0 && labels.len() > limits.max_label_names {
-            refused += total as u64;
-            errors.push(format!(
-                "entry for stream '{}' has {} label names; limit {}",
-                s.labels,
+            self.refused += total as u64;
+            self.errors.push(format!(
+                "entry for stream '{key}' has {} label names; limit {}",
                 labels.len(),
                 limits.max_label_names
             ));
-            continue;
+            return false;
         }
-        let known = newest
-            .get(&s.labels)
+        let known = self
+            .newest
+            .get(key)
             .copied()
-            .or_else(|| head.newest(&s.labels));
+            .or_else(|| self.head.newest(key));
         if known.is_none() {
-            if limits.max_streams > 0 && head.stream_count() + new_streams >= limits.max_streams {
-                refused += total as u64;
-                too_many_streams = true;
-                errors.push(format!(
-                    "{STREAM_LIMIT_MESSAGE} when trying to create stream {}, reduce the number of active streams (reduce labels or reduce label values), or contact your Loki administrator to see if the limit can be increased, user: '{TENANT}'",
-                    s.labels
+            if limits.max_streams > 0
+                && self.head.stream_count() + self.new_streams >= limits.max_streams
+            {
+                self.refused += total as u64;
+                self.too_many_streams = true;
+                self.errors.push(format!(
+                    "{STREAM_LIMIT_MESSAGE} when trying to create stream {key}, reduce the number of active streams (reduce labels or reduce label values), or contact your Loki administrator to see if the limit can be increased, user: '{TENANT}'"
                 ));
-                continue;
+                return false;
             }
-            new_streams += 1;
+            self.new_streams += 1;
         }
+        let now_ns = self.now_ns;
+        let errors = &mut self.errors;
         let mut stream_newest = known.unwrap_or(i64::MIN);
         let mut behind: Vec<(i64, i64)> = Vec::new();
-        s.entries.retain(|e| {
+        entries.retain(|e| {
             let ts = e.ts_ns();
-            if limits.max_line_size > 0 && e.line.len() > limits.max_line_size {
+            if limits.max_line_size > 0 && e.line_len() > limits.max_line_size {
                 errors.push(format!(
-                    "Max entry size '{}' bytes exceeded for stream '{}' while adding an entry with length '{}' bytes",
+                    "Max entry size '{}' bytes exceeded for stream '{key}' while adding an entry with length '{}' bytes",
                     limits.max_line_size,
-                    s.labels,
-                    e.line.len()
+                    e.line_len()
                 ));
                 return false;
             }
             if limits.creation_grace_ns > 0 && ts > now_ns.saturating_add(limits.creation_grace_ns)
             {
                 errors.push(format!(
-                    "entry for stream '{}' has timestamp too new: {}",
-                    s.labels,
+                    "entry for stream '{key}' has timestamp too new: {}",
                     go_time(ts)
                 ));
                 return false;
             }
             if limits.max_age_ns > 0 && ts < now_ns.saturating_sub(limits.max_age_ns) {
                 errors.push(format!(
-                    "entry for stream '{}' has timestamp too old: {}, oldest acceptable timestamp is: {}",
-                    s.labels,
+                    "entry for stream '{key}' has timestamp too old: {}, oldest acceptable timestamp is: {}",
                     go_time(ts),
                     go_time(now_ns - limits.max_age_ns)
                 ));
@@ -305,7 +396,7 @@ pub(crate) fn sanitize(
             stream_newest = stream_newest.max(ts);
             true
         });
-        refused += (total - s.entries.len()) as u64;
+        self.refused += (total - entries.len()) as u64;
         if !behind.is_empty() {
             let mut msg = String::new();
             for (ts, oldest) in behind.iter().take(MAX_RETURNED_ERRORS) {
@@ -317,35 +408,23 @@ pub(crate) fn sanitize(
                 ));
             }
             msg.push_str(&format!(
-                "user '{TENANT}', total ignored: {} out of {total} for stream: {}",
+                "user '{TENANT}', total ignored: {} out of {total} for stream: {key}",
                 behind.len(),
-                s.labels
             ));
-            errors.push(msg);
+            self.errors.push(msg);
         }
-        newest.insert(s.labels.clone(), stream_newest);
-        if !s.entries.is_empty() {
-            kept.push((labels, s));
-        }
+        self.newest.insert(key.to_string(), stream_newest);
+        !entries.is_empty()
     }
-    let (parsed, streams) = kept.into_iter().unzip();
-    record.parsed = parsed;
-    record.wire.streams = streams;
-    // All of an OTLP request kept: it is what the log holds.
-    if refused == 0 && !otlp.resource_logs.is_empty() {
-        record.wire.resource_logs = otlp.resource_logs;
-        record.mapped = true;
-    }
-    let mut rejected = Rejected::default();
-    if refused > 0 {
-        rejected.count = refused;
-        // A stream-limit refusal leads, so the handler sees it first.
-        if too_many_streams {
-            errors.sort_by_key(|e| !e.starts_with(STREAM_LIMIT_MESSAGE));
-        }
-        rejected.message = errors.join("\n");
-    }
-    rejected
+}
+
+/// One stream of an OTLP request, mapped.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Mapped {
+    pub labels: Labels,
+    /// The labels' canonical rendering.
+    pub key: String,
+    pub entries: Vec<super::Entry>,
 }
 
 /// An OTLP request's entries as Loki streams ([`super::otlp::for_each_entry_with`]), each
@@ -354,29 +433,17 @@ pub(crate) fn sanitize(
 pub(crate) fn map_otlp<S: AsRef<str>>(
     req: &ExportLogsServiceRequest,
     index_labels: &[S],
-) -> Vec<(Labels, WireStream)> {
-    let mut streams: Vec<(Labels, WireStream)> = Vec::new();
-    super::otlp::for_each_entry_with(req, index_labels, |labels, e| {
-        let mut wire = WireEntry {
-            timestamp: Some(crate::push::proto::Timestamp::from_nanos(e.ts_ns)),
-            line: e.line,
-            structured_metadata: e
-                .metadata
-                .into_iter()
-                .map(|(k, v)| LabelPair::new(k, v))
-                .collect(),
-        };
-        add_detected_level(&mut wire, labels);
+) -> Vec<Mapped> {
+    let mut streams: Vec<Mapped> = Vec::new();
+    super::otlp::for_each_entry_with(req, index_labels, |labels, mut e| {
+        add_entry_level(&mut e, labels);
         match streams.last_mut() {
-            Some((l, s)) if l == labels => s.entries.push(wire),
-            _ => streams.push((
-                labels.clone(),
-                WireStream {
-                    labels: labels_string(labels),
-                    entries: vec![wire],
-                    hash: 0,
-                },
-            )),
+            Some(m) if m.labels == *labels => m.entries.push(e),
+            _ => streams.push(Mapped {
+                labels: labels.clone(),
+                key: labels_string(labels),
+                entries: vec![e],
+            }),
         }
     });
     streams
@@ -433,6 +500,24 @@ fn add_detected_level(e: &mut WireEntry, labels: &Labels) {
     let found = level::detect(&e.line, labels, &pairs);
     e.structured_metadata
         .insert(at, LabelPair::new(level::DETECTED_LEVEL, found));
+}
+
+/// [`add_detected_level`] for a mapped OTLP entry.
+fn add_entry_level(e: &mut super::Entry, labels: &Labels) {
+    let at = match e
+        .metadata
+        .binary_search_by(|p| (*p.0).cmp(level::DETECTED_LEVEL))
+    {
+        Ok(_) => return,
+        Err(at) => at,
+    };
+    if labels.contains_key(level::DETECTED_LEVEL) {
+        return;
+    }
+    let pairs: Vec<(&str, &str)> = e.metadata.iter().map(|(k, v)| (&**k, &**v)).collect();
+    let found = level::detect(&e.line, labels, &pairs);
+    e.metadata
+        .insert(at, (level::DETECTED_LEVEL.into(), found.into()));
 }
 
 /// Sorts structured metadata by name, the last value of a repeated name winning, and

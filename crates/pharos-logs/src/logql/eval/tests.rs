@@ -31,7 +31,7 @@ fn store() -> LogStore {
                 Entry {
                     ts_ns: T0 + i * S,
                     line,
-                    metadata: vec![("trace_id".into(), format!("{:032x}", i % 10))],
+                    metadata: vec![("trace_id".into(), format!("{:032x}", i % 10).into())],
                 },
             );
         }
@@ -53,7 +53,7 @@ fn all(store: &LogStore) -> Vec<(String, i64, String, String)> {
                 l["app"].clone(),
                 e.ts_ns,
                 e.line.clone(),
-                e.metadata[0].1.clone(),
+                e.metadata[0].1.to_string(),
             ));
             Visit::Continue
         },
