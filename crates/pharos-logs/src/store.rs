@@ -221,7 +221,7 @@ impl LogStore {
             }
         }
         let blocks: Vec<Arc<block::LogBlock>> = self.blocks.read().clone();
-        let needles = chunk::needle_hashes(required);
+        let needles = chunk::NeedleGrams::of(required);
         let mut scan = ScanStats::default();
         'blocks: for b in &blocks {
             if b.meta.max_ts < start_ns || b.meta.min_ts >= end_ns {

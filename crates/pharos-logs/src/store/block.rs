@@ -349,13 +349,13 @@ impl LogBlock {
         })
     }
 
-    /// Whether a chunk's filter may pass lines holding every needle (as gram hashes).
-    pub fn may_match(&self, c: &ChunkRef, needle_hashes: &[u64]) -> bool {
-        if needle_hashes.is_empty() {
+    /// Whether a chunk's filter may pass lines holding every needle.
+    pub fn may_match(&self, c: &ChunkRef, needles: &chunk::NeedleGrams) -> bool {
+        if needles.is_empty() {
             return true;
         }
         let bits = &self.bloom[c.bloom_offset as usize..(c.bloom_offset + c.bloom_len) as usize];
-        chunk::bits_may_match(bits, needle_hashes)
+        needles.may_match(bits)
     }
 
     /// Decodes a chunk.

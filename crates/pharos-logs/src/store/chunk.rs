@@ -10,20 +10,22 @@
 //! smaller than one frame of both. The frames' sizes say what lines and metadata take.
 //!
 //! The filter answers "may a line of this chunk contain this string?" soundly for `|=`:
-//! it holds every [`GRAM`]-byte window of every *word* (a maximal run of ASCII letters,
-//! digits, `_` and non-ASCII bytes) that holds a digit, of every line. A line containing
-//! a needle contains every gram of every such word of the needle (a word of the needle
-//! lies inside a word of the line wherever the needle's ends cut, and a word holding a
-//! digit lies only inside words holding one), so a chunk missing one of them cannot
-//! match. Needles without such a word (`|= "4711"`, `|= "timeout"`) read every chunk;
-//! the words left out are the ones every chunk holds anyway. Grams are hashed into a
-//! bloom filter of [`BLOOM_BITS_PER_GRAM`] bits per gram occurrence (no deduplication:
-//! the grams of ids rarely repeat, 8% in the benchmark's data, and counting distinct ones
-//! would cost more than the bits it saves). The filter is blocked: a gram sets
-//! [`BLOOM_HASHES`] bits of one 64-bit word, the word chosen by a multiply-shift of the
-//! hash's high half (no division), the bits by its low bits. At 3 bits a gram a gram
-//! passes a filter it is not in about 24% of the time, and a needle's order id (3 grams)
-//! about 1.4%.
+//! it holds the [`GRAM`]-byte windows at even offsets of every *word* (a maximal run of
+//! ASCII letters, digits, `_` and non-ASCII bytes) that holds a digit, of every line. A
+//! word of the needle holding a digit lies inside such a word of the line wherever the
+//! needle's ends cut, at an offset known unless it opens the needle, so the line word's
+//! indexed grams include all of the needle word's even-offset grams, or, for an opening
+//! word, all of its even-offset or all of its odd-offset ones ([`NeedleGrams`]); a chunk
+//! missing them cannot match. Needles without such a word (`|= "4711"`, `|= "timeout"`)
+//! read every chunk; the words left out are the ones every chunk holds anyway. Every
+//! other window is enough: long ids give many, and half the grams is half the filter.
+//! Grams are hashed into a bloom filter of [`BLOOM_BITS_PER_GRAM`] bits per gram
+//! occurrence (no deduplication: the grams of ids rarely repeat, 8% in the benchmark's
+//! data, and counting distinct ones would cost more than the bits it saves). The filter is
+//! blocked: a gram sets [`BLOOM_HASHES`] bits of one 64-bit word, the word chosen by a
+//! multiply-shift of the hash's high half (no division), the bits by its low bits. A gram
+//! passes a filter it is not in about 15% of the time, and a needle's 8-digit order id
+//! (two grams at even offsets) about 2.2%.
 
 use bytes::{Buf, BufMut};
 
@@ -31,10 +33,10 @@ use super::Entry;
 
 /// The n-gram length of chunk filters.
 pub const GRAM: usize = 6;
-/// Bloom filter bits per gram occurrence of a chunk.
-pub const BLOOM_BITS_PER_GRAM: usize = 3;
+/// Bloom filter bits per indexed gram occurrence of a chunk.
+pub const BLOOM_BITS_PER_GRAM: usize = 4;
 /// Bits a gram sets in its filter word.
-pub const BLOOM_HASHES: u32 = 2;
+pub const BLOOM_HASHES: u32 = 3;
 /// zstd level of the chunks a flush writes: fast, as a flush is part of ingest. On the
 /// benchmark's per-stream chunks level 1 is both faster than level 3 (about 650 against
 /// 400 MB/s) and smaller (3% fewer bytes: level 3's longer matches cost more than they
@@ -59,10 +61,11 @@ const fn word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
-/// Calls `f` with each [`GRAM`]-byte window of each indexed word of `text`: a word of at
-/// least [`GRAM`] bytes holding a digit (ids, numbers, hex). A needle's word with a digit
-/// lies only inside line words with a digit, so indexing only those stays sound while
-/// leaving out the common words every chunk holds anyway.
+/// Calls `f` with every other [`GRAM`]-byte window (those starting at an even offset of
+/// the word) of each indexed word of `text`: a word of at least [`GRAM`] bytes holding a
+/// digit (ids, numbers, hex). A needle's word with a digit lies only inside line words
+/// with a digit, so indexing only those stays sound while leaving out the common words
+/// every chunk holds anyway; [`needle_grams`] says which windows of a needle to look for.
 pub fn for_each_gram(text: &[u8], mut f: impl FnMut(&[u8])) {
     let mut start = 0;
     let mut digit = false;
@@ -74,7 +77,7 @@ pub fn for_each_gram(text: &[u8], mut f: impl FnMut(&[u8])) {
         }
         let word = &text[start..i];
         if digit && word.len() >= GRAM {
-            for w in word.windows(GRAM) {
+            for w in word.windows(GRAM).step_by(2) {
                 f(w);
             }
         }
@@ -100,7 +103,7 @@ pub fn for_each_gram_hash(text: &[u8], mut f: impl FnMut(u64)) {
             for (j, &c) in word.iter().enumerate() {
                 // The last GRAM bytes read as a little-endian integer.
                 x = (x >> 8) | (u64::from(c) << (8 * (GRAM - 1)));
-                if j + 1 >= GRAM {
+                if j + 1 >= GRAM && (j + 1 - GRAM).is_multiple_of(2) {
                     f(mix(x));
                 }
             }
@@ -125,7 +128,6 @@ static WORD: [bool; 256] = {
 /// (a full-avalanche mix, and a few instructions for six bytes). The writer and readers
 /// slide the integer along a word ([`for_each_gram_hash`]); this is the reference the
 /// tests hold them to.
-#[cfg(test)]
 fn gram_hash(gram: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     b[..gram.len().min(8)].copy_from_slice(&gram[..gram.len().min(8)]);
@@ -161,24 +163,6 @@ impl Bloom {
             bits: words.iter().flat_map(|w| w.to_le_bytes()).collect(),
         }
     }
-
-    /// Whether a line of the chunk may contain every needle whose gram hashes these are.
-    pub fn may_match(&self, needle_hashes: &[u64]) -> bool {
-        bits_may_match(&self.bits, needle_hashes)
-    }
-}
-
-/// [`Bloom::may_match`] over a filter's bits as stored.
-pub fn bits_may_match(bits: &[u8], needle_hashes: &[u64]) -> bool {
-    let n = (bits.len() / 8) as u64;
-    if n == 0 {
-        return true;
-    }
-    needle_hashes.iter().all(|&h| {
-        let (w, mask) = place(h, n);
-        let word = u64::from_le_bytes(bits[w * 8..w * 8 + 8].try_into().expect("8 bytes"));
-        word & mask == mask
-    })
 }
 
 /// A gram hash's word among `words` (a multiply-shift of its high half) and the bits it
@@ -192,15 +176,75 @@ fn place(h: u64, words: u64) -> (usize, u64) {
     (w as usize, mask)
 }
 
-/// The gram hashes a chunk must hold for its lines to contain all of `needles`.
-pub fn needle_hashes(needles: &[&str]) -> Vec<u64> {
-    let mut out = Vec::new();
-    for n in needles {
-        for_each_gram_hash(n.as_bytes(), |h| out.push(h));
+/// What a chunk's filter must hold for one of its lines to contain every needle: for
+/// each needle word with a digit, the grams of one of its alignments.
+///
+/// A line word holding a needle word has its even-offset grams indexed. Where the needle
+/// word starts is known when a non-word byte precedes it in the needle (the line word
+/// starts there too): its even-offset grams must all be there. A word that opens the
+/// needle may start anywhere inside the line word, so either its even-offset grams or
+/// its odd-offset ones must all be there; a 6-byte one has no odd-offset gram and rules
+/// nothing out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NeedleGrams {
+    /// Per needle word, its alignments' gram hashes; one alignment per word must match.
+    words: Vec<Vec<Vec<u64>>>,
+}
+
+impl NeedleGrams {
+    /// The conditions for `needles`.
+    pub fn of(needles: &[&str]) -> Self {
+        let mut words = Vec::new();
+        for n in needles {
+            let text = n.as_bytes();
+            let mut start = 0;
+            let mut digit = false;
+            for i in 0..=text.len() {
+                let b = text.get(i).copied().unwrap_or(b' ');
+                if WORD[b as usize] {
+                    digit |= b.is_ascii_digit();
+                    continue;
+                }
+                let word = &text[start..i];
+                if digit && word.len() >= GRAM {
+                    let mut hashes = [Vec::new(), Vec::new()];
+                    for (j, g) in word.windows(GRAM).enumerate() {
+                        hashes[j % 2].push(gram_hash(g));
+                    }
+                    let [even, odd] = hashes;
+                    if start > 0 {
+                        words.push(vec![even]);
+                    } else if !odd.is_empty() {
+                        words.push(vec![even, odd]);
+                    }
+                }
+                start = i + 1;
+                digit = false;
+            }
+        }
+        Self { words }
     }
-    out.sort_unstable();
-    out.dedup();
-    out
+
+    /// Whether no chunk can be ruled out.
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// Whether a filter (as stored) may hold a line containing the needles.
+    pub fn may_match(&self, bits: &[u8]) -> bool {
+        let n = (bits.len() / 8) as u64;
+        if n == 0 {
+            return true;
+        }
+        let has = |h: u64| {
+            let (w, mask) = place(h, n);
+            let word = u64::from_le_bytes(bits[w * 8..w * 8 + 8].try_into().expect("8 bytes"));
+            word & mask == mask
+        };
+        self.words
+            .iter()
+            .all(|alignments| alignments.iter().any(|a| a.iter().all(|&h| has(h))))
+    }
 }
 
 /// What a chunk's index entry records besides its place in the data file.
@@ -615,24 +659,37 @@ mod tests {
         for l in &lines {
             for (a, b) in [(0, l.len()), (10, 40), (l.len() - 20, l.len() - 2), (5, 30)] {
                 let needle = &l[a..b];
-                assert!(bloom.may_match(&needle_hashes(&[needle])), "{needle:?}");
+                assert!(
+                    NeedleGrams::of(&[needle]).may_match(&bloom.bits),
+                    "{needle:?}"
+                );
             }
         }
         // Ids that are not there are mostly ruled out.
         let absent = (0..1000)
             .filter(|i| {
                 let needle = format!("order-{}", 58_000_000 + i * 13);
-                bloom.may_match(&needle_hashes(&[&needle]))
+                NeedleGrams::of(&[&needle]).may_match(&bloom.bits)
             })
             .count();
-        // The absent ids share most of their digits with the present ones (both count up
-        // by small steps), so often one or two of their three grams are really there and
-        // only the rest are left to the filter: 33 of 1000 pass at 3 bits a gram, against
-        // about 14 for three independent grams.
-        assert!(absent < 50, "{absent} of 1000 absent ids pass");
+        // About 22 of 1000 for two independent grams; 9 pass here. (The absent ids share
+        // digits with the present ones, so a gram may really be there.)
+        assert!(absent < 30, "{absent} of 1000 absent ids pass");
         // A needle without a long word holding a digit passes everything.
-        assert!(needle_hashes(&["4711"]).is_empty());
-        assert!(needle_hashes(&["checkout failed"]).is_empty());
-        assert_eq!(needle_hashes(&["x order-48213977 y"]).len(), 3);
+        assert!(NeedleGrams::of(&["4711"]).is_empty());
+        assert!(NeedleGrams::of(&["checkout failed"]).is_empty());
+        // A word whose start the needle shows: its even-offset grams.
+        let g = |s: &str| gram_hash(s.as_bytes());
+        assert_eq!(
+            NeedleGrams::of(&["x order-48213977 y"]).words,
+            [[vec![g("482139"), g("213977")]]]
+        );
+        // A word opening the needle: its even-offset grams or its odd-offset ones; one of
+        // six bytes rules nothing out.
+        assert_eq!(
+            NeedleGrams::of(&["8213977 y"]).words,
+            [[vec![g("821397")], vec![g("213977")]]]
+        );
+        assert!(NeedleGrams::of(&["213977-x"]).is_empty());
     }
 }
