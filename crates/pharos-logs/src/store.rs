@@ -116,9 +116,42 @@ struct Inner {
 
 struct Stream {
     labels: Labels,
+    /// In time order, each entry after those with the same time that arrived before it.
     entries: Vec<Entry>,
+    /// Entries older than the last of `entries` when they arrived, in time order: an
+    /// insert into the middle of a long `entries` moves its tail each time, so they wait
+    /// here and join it [`LATE_MERGE`] at a time (or at a freeze). Readers merge the two.
+    late: Vec<Entry>,
     /// The newest timestamp the stream took, for the out-of-order window.
     newest: i64,
+}
+
+/// How many late entries a stream collects before they join its entries.
+const LATE_MERGE: usize = 256;
+
+impl Stream {
+    /// Moves the late entries into `entries`, in one pass over the tail they reach into.
+    fn merge_late(&mut self) {
+        let Some(first) = self.late.first() else {
+            return;
+        };
+        let at = self.entries.partition_point(|e| e.ts_ns <= first.ts_ns);
+        let tail = self.entries.split_off(at);
+        let late = std::mem::take(&mut self.late);
+        self.entries.reserve(tail.len() + late.len());
+        let (mut a, mut b) = (tail.into_iter().peekable(), late.into_iter().peekable());
+        loop {
+            // Equal times: the entry that was in `entries` first.
+            let take_a = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => x.ts_ns <= y.ts_ns,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if take_a { a.next() } else { b.next() };
+            self.entries.extend(next);
+        }
+    }
 }
 
 impl LogStore {
@@ -188,12 +221,15 @@ impl LogStore {
         with_metadata: bool,
         mut f: impl FnMut(&Labels, &Entry) -> Visit,
     ) {
+        let range = |entries: &[Entry]| {
+            let lo = entries.partition_point(|e| e.ts_ns < start_ns);
+            let hi = entries.partition_point(|e| e.ts_ns < end_ns).max(lo);
+            lo..hi
+        };
         let run_entries = |labels: &Labels,
                            entries: &[Entry],
                            f: &mut dyn FnMut(&Labels, &Entry) -> Visit| {
-            let lo = entries.partition_point(|e| e.ts_ns < start_ns);
-            let hi = entries.partition_point(|e| e.ts_ns < end_ns).max(lo);
-            let entries = &entries[lo..hi];
+            let entries = &entries[range(entries)];
             let mut run = |e: &Entry| f(labels, e);
             match direction {
                 Direction::Forward => entries.iter().map(&mut run).find(|v| *v != Visit::Continue),
@@ -204,10 +240,50 @@ impl LogStore {
                     .find(|v| *v != Visit::Continue),
             }
         };
+        // A head stream's entries and late entries, merged into one time-ordered run.
+        let run_head = |s: &Stream, f: &mut dyn FnMut(&Labels, &Entry) -> Visit| {
+            if s.late.is_empty() {
+                return run_entries(&s.labels, &s.entries, f);
+            }
+            let (a, b) = (&s.entries[range(&s.entries)], &s.late[range(&s.late)]);
+            let (mut i, mut j) = (0, 0);
+            while i < a.len() || j < b.len() {
+                let e = match direction {
+                    // Equal times: the entry of `entries` first, as a merge would leave it.
+                    Direction::Forward
+                        if j == b.len() || i < a.len() && a[i].ts_ns <= b[j].ts_ns =>
+                    {
+                        i += 1;
+                        &a[i - 1]
+                    }
+                    Direction::Forward => {
+                        j += 1;
+                        &b[j - 1]
+                    }
+                    Direction::Backward
+                        if j == b.len()
+                            || i < a.len()
+                                && a[a.len() - 1 - i].ts_ns > b[b.len() - 1 - j].ts_ns =>
+                    {
+                        i += 1;
+                        &a[a.len() - i]
+                    }
+                    Direction::Backward => {
+                        j += 1;
+                        &b[b.len() - j]
+                    }
+                };
+                let v = f(&s.labels, e);
+                if v != Visit::Continue {
+                    return Some(v);
+                }
+            }
+            None
+        };
         {
             let inner = self.inner.read();
             for s in inner.streams.values().filter(|s| stream_filter(&s.labels)) {
-                if run_entries(&s.labels, &s.entries, &mut f) == Some(Visit::Stop) {
+                if run_head(s, &mut f) == Some(Visit::Stop) {
                     return;
                 }
             }
@@ -280,13 +356,14 @@ impl LogStore {
             let inner = self.inner.read();
             for (key, s) in &inner.streams {
                 if stream_filter(&s.labels) {
-                    count_entries(&mut st, &mut seen, key, &s.entries, start_ns, end_ns);
+                    let parts = [s.entries.as_slice(), &s.late];
+                    count_entries(&mut st, &mut seen, key, &parts, start_ns, end_ns);
                 }
             }
         }
         for part in self.frozen.read().iter() {
             for s in part.streams.iter().filter(|s| stream_filter(&s.labels)) {
-                count_entries(&mut st, &mut seen, &s.key, &s.entries, start_ns, end_ns);
+                count_entries(&mut st, &mut seen, &s.key, &[&s.entries], start_ns, end_ns);
             }
         }
         for b in self.blocks.read().iter() {
@@ -349,7 +426,7 @@ impl LogStore {
         {
             let inner = self.inner.read();
             for (key, s) in &inner.streams {
-                if stream_filter(&s.labels) && in_range(&s.entries) {
+                if stream_filter(&s.labels) && (in_range(&s.entries) || in_range(&s.late)) {
                     out.insert(key.clone(), s.labels.clone());
                 }
             }
@@ -380,26 +457,30 @@ impl LogStore {
     }
 }
 
-/// Adds the entries of a stream of the head or a frozen part in `[start_ns, end_ns)` to
-/// `st`, as one chunk.
+/// Adds the entries of a stream of the head or a frozen part (in time-ordered parts) in
+/// `[start_ns, end_ns)` to `st`, as one chunk.
 fn count_entries(
     st: &mut Stats,
     seen: &mut BTreeSet<String>,
     key: &str,
-    entries: &[Entry],
+    parts: &[&[Entry]],
     start_ns: i64,
     end_ns: i64,
 ) {
-    let lo = entries.partition_point(|e| e.ts_ns < start_ns);
-    let hi = entries.partition_point(|e| e.ts_ns < end_ns).max(lo);
-    if hi > lo {
-        seen.insert(key.to_string());
-        st.chunks += 1;
+    let mut any = false;
+    for entries in parts {
+        let lo = entries.partition_point(|e| e.ts_ns < start_ns);
+        let hi = entries.partition_point(|e| e.ts_ns < end_ns).max(lo);
+        any |= hi > lo;
         st.entries += (hi - lo) as u64;
         st.bytes += entries[lo..hi]
             .iter()
             .map(|e| e.line.len() as u64)
             .sum::<u64>();
+    }
+    if any {
+        seen.insert(key.to_string());
+        st.chunks += 1;
     }
 }
 
@@ -496,6 +577,7 @@ fn push_all(inner: &mut Inner, key: &str, labels: &Labels, entries: impl Iterato
         None => streams.entry(key.to_string()).or_insert_with(|| Stream {
             labels: labels.clone(),
             entries: Vec::new(),
+            late: Vec::new(),
             newest: i64::MIN,
         }),
     };
@@ -505,8 +587,11 @@ fn push_all(inner: &mut Inner, key: &str, labels: &Labels, entries: impl Iterato
         if stream.entries.last().is_none_or(|e| e.ts_ns <= entry.ts_ns) {
             stream.entries.push(entry);
         } else {
-            let at = stream.entries.partition_point(|e| e.ts_ns <= entry.ts_ns);
-            stream.entries.insert(at, entry);
+            let at = stream.late.partition_point(|e| e.ts_ns <= entry.ts_ns);
+            stream.late.insert(at, entry);
+            if stream.late.len() >= LATE_MERGE {
+                stream.merge_late();
+            }
         }
     }
 }

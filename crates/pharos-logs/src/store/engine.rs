@@ -217,6 +217,7 @@ impl LogStore {
         let mut count = 0u64;
         let mut idle = Vec::new();
         for (key, s) in inner.streams.iter_mut() {
+            s.merge_late();
             if s.entries.is_empty() {
                 // Forget streams idle for longer than the out-of-order window.
                 if s.newest < now_ns().saturating_sub(window.max(3_600_000_000_000)) {

@@ -330,3 +330,69 @@ fn an_otlp_request_with_refusals_is_logged_as_what_was_kept() {
     let lines: Vec<&str> = got[0].entries.iter().map(|e| e.line.as_str()).collect();
     assert_eq!(lines, ["short", "ok"]);
 }
+
+#[test]
+fn late_entries_read_in_time_order_before_and_after_they_merge() {
+    let store = LogStore::new();
+    let mut labels = Labels::new();
+    labels.insert("service_name".into(), "late".into());
+    // Mostly in order, every seventh entry up to 40 steps late: hundreds of late entries,
+    // so some merge into the stream and some still wait.
+    let mut want = Vec::new();
+    for i in 0..3000i64 {
+        let ts = 1_000 + if i % 7 == 3 { i * 10 - 397 } else { i * 10 };
+        let line = format!("l{i}");
+        want.push((ts, line.clone()));
+        store.push(
+            labels.clone(),
+            Entry {
+                ts_ns: ts,
+                line,
+                metadata: vec![],
+            },
+        );
+    }
+    want.sort();
+    let read = |store: &LogStore, direction| -> Vec<(i64, String)> {
+        all(store, direction, 10_000)
+            .into_iter()
+            .flat_map(|s| s.entries)
+            .map(|e| (e.ts_ns, e.line))
+            .collect()
+    };
+    let same = |got: Vec<(i64, String)>, want: &[(i64, String)]| {
+        let first = got.iter().zip(want).position(|(a, b)| a != b);
+        assert!(
+            got.len() == want.len() && first.is_none(),
+            "{} entries against {}; first difference at {first:?}: {:?}",
+            got.len(),
+            want.len(),
+            first.map(|i| (&got[i], &want[i]))
+        );
+    };
+    same(read(&store, Direction::Forward), &want);
+    let mut back = want.clone();
+    back.reverse();
+    same(read(&store, Direction::Backward), &back);
+    // A window inside the data.
+    let window: Vec<String> = select(
+        &store,
+        r#"{service_name="late"}"#,
+        10_000,
+        10_500,
+        Direction::Forward,
+        1000,
+    )
+    .into_iter()
+    .flat_map(|s| s.entries)
+    .map(|e| e.line)
+    .collect();
+    let want_window: Vec<String> = want
+        .iter()
+        .filter(|(t, _)| (10_000..10_500).contains(t))
+        .map(|(_, l)| l.clone())
+        .collect();
+    assert_eq!(window, want_window);
+    assert_eq!(store.freeze(), 3000);
+    same(read(&store, Direction::Forward), &want);
+}
