@@ -32,9 +32,11 @@ pub use pharos_model::IngestError as PushError;
 
 /// Where decoded push requests go: the server's ingest path.
 pub trait PushSink: Send + Sync + 'static {
-    /// Checks, logs and applies `req`; returns what was refused.
+    /// Checks, logs and applies `req`; returns what was refused. `snappy` is the request
+    /// as it arrived, in snappy's block format, when it did: the log can take those bytes.
     fn push(
         &self,
         req: proto::PushRequest,
+        snappy: Option<bytes::Bytes>,
     ) -> impl Future<Output = Result<Rejected, PushError>> + Send;
 }

@@ -760,6 +760,16 @@ impl LogStore {
             let labels = parsed.next();
             apply_stream(&mut inner, labels.as_ref(), stream);
         }
+        // A logged push request (field 3), canonicalized as sanitize did.
+        for mut stream in req.wire.push.map(|p| p.streams).unwrap_or_default() {
+            match record::canonicalize(&mut stream) {
+                Ok(labels) => apply_stream(&mut inner, Some(&labels), stream),
+                // Sanitize parsed them before the log; a record that fails now is corrupt.
+                Err(e) => {
+                    tracing::warn!(error = %e, "a logged stream's labels do not parse; skipped")
+                }
+            }
+        }
     }
 }
 

@@ -325,6 +325,64 @@ impl Wal {
         Ok(Prepared { kind, record })
     }
 
+    /// [`Wal::prepare`] for a record whose caller holds it compressed already: `prefix`
+    /// followed by the record `snappy` (snappy's raw block format, as a Loki push body
+    /// is) decompresses to. The prefix is spliced in front as a literal and the body's
+    /// elements are kept as they are (their copies are relative, so they stay valid), so
+    /// nothing is compressed again. `snappy` must be valid: decompressed once by the
+    /// caller. Without compression the record is decompressed and stored whole.
+    ///
+    /// `None` when `snappy` is not snappy (the caller then prepares the record itself).
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::RecordTooLarge`] or [`WalError::Closed`].
+    pub fn prepare_snappy_with_prefix(
+        &self,
+        prefix: &[u8],
+        snappy: &[u8],
+    ) -> Option<Result<Prepared, WalError>> {
+        let body_len = snap::raw::decompress_len(snappy).ok()?;
+        let size = (prefix.len() + body_len) as u64;
+        if size > self.inner.max_record_bytes {
+            return Some(Err(WalError::RecordTooLarge {
+                size,
+                max: self.inner.max_record_bytes,
+            }));
+        }
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Some(Err(WalError::Closed));
+        }
+        if !self.inner.compress || prefix.is_empty() || prefix.len() > 60 {
+            let mut record = prefix.to_vec();
+            record.extend(snap::raw::Decoder::new().decompress_vec(snappy).ok()?);
+            return Some(self.prepare(record));
+        }
+        // The body's elements follow its length preamble.
+        let mut elements = snappy;
+        while let Some((&b, rest)) = elements.split_first() {
+            elements = rest;
+            if b < 0x80 {
+                break;
+            }
+        }
+        let mut record = Vec::with_capacity(snappy.len() + prefix.len() + 12);
+        let mut len = size;
+        while len >= 0x80 {
+            record.push((len as u8) | 0x80);
+            len >>= 7;
+        }
+        record.push(len as u8);
+        // A literal of at most 60 bytes: its length minus one in the tag's upper six bits.
+        record.push(((prefix.len() - 1) as u8) << 2);
+        record.extend_from_slice(prefix);
+        record.extend_from_slice(elements);
+        Some(Ok(Prepared {
+            kind: format::RECORD_TYPE_SNAPPY,
+            record,
+        }))
+    }
+
     /// Queues a record [`Wal::prepare`]d, as [`Wal::submit`] does.
     ///
     /// # Errors

@@ -27,7 +27,7 @@ use pharos_metrics::store::record::MetricsRecord;
 use pharos_model::trace_batch::TraceBatch;
 use pharos_model::{ItemCount, Rejected, Signal, Store};
 use pharos_otlp::{ConsumeError, Consumer};
-use pharos_storage::Wal;
+use pharos_storage::{Wal, WalError};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -37,6 +37,10 @@ pub trait Logged: ItemCount + Send + Sync + Sized + 'static {
     fn to_record(&self) -> std::borrow::Cow<'_, [u8]>;
     /// The request of a log record; `None` when it does not decode.
     fn from_record(record: &[u8]) -> Option<Self>;
+    /// The record checked and compressed for `wal`.
+    fn prepare(&self, wal: &Wal) -> Result<pharos_storage::wal::Prepared, WalError> {
+        wal.prepare(self.to_record())
+    }
 }
 
 macro_rules! logged_as_protobuf {
@@ -60,6 +64,15 @@ impl Logged for LogsRecord {
     }
     fn from_record(record: &[u8]) -> Option<Self> {
         LogsRecord::decode(record)
+    }
+    /// A push request kept whole is logged from the snappy bytes it arrived as.
+    fn prepare(&self, wal: &Wal) -> Result<pharos_storage::wal::Prepared, WalError> {
+        if let Some((prefix, snappy)) = self.snappy_record()
+            && let Some(prepared) = wal.prepare_snappy_with_prefix(&prefix, snappy)
+        {
+            return prepared;
+        }
+        wal.prepare(self.to_record())
     }
 }
 
@@ -194,8 +207,13 @@ impl Consumer<ExportLogsServiceRequest> for Ingest {
 }
 
 impl PushSink for Ingest {
-    async fn push(&self, req: PushRequest) -> Result<Rejected, PushError> {
-        self.submit(&self.logs, LogsRecord::from(req)).await
+    async fn push(
+        &self,
+        req: PushRequest,
+        snappy: Option<prost::bytes::Bytes>,
+    ) -> Result<Rejected, PushError> {
+        self.submit(&self.logs, LogsRecord::from_push(req, snappy))
+            .await
     }
 }
 
@@ -237,7 +255,7 @@ impl Ingest {
             ConsumeError::Unavailable(format!("write-ahead log: {e}"))
         };
         // Compressed before the lock, queued under it (the log's order is the apply order).
-        let record = path.wal.prepare(req.to_record()).map_err(unavailable)?;
+        let record = req.prepare(&path.wal).map_err(unavailable)?;
         let (ticket, pending) = {
             let mut next = path.next_ticket.lock();
             let pending = path.wal.submit_prepared(record).map_err(unavailable)?;

@@ -326,11 +326,13 @@ async fn pushed_lines_survive_a_crash() {
             &p,
             &PushRequest {
                 streams: vec![Stream {
-                    labels: format!(r#"{{app="crash", n="{}"}}"#, i % 5),
+                    // Labels out of order and metadata unsorted, with a level word: what
+                    // the log replays (the request as it arrived) is canonicalized again.
+                    labels: format!(r#"{{n="{}", app="crash"}}"#, i % 5),
                     entries: vec![entry(
                         T0 + i,
-                        &format!("line {i}"),
-                        &[("i", &i.to_string())],
+                        &format!("line {i} {}", ["ok", "error", "WARN"][i as usize % 3]),
+                        &[("z", "last"), ("i", &i.to_string())],
                     )],
                     hash: 0,
                 }],
@@ -341,6 +343,10 @@ async fn pushed_lines_survive_a_crash() {
     }
     let before = read(&p, r#"{app="crash"}"#).await;
     assert_eq!(before.len(), 50);
+    assert_eq!(
+        before[1].3,
+        serde_json::json!({"detected_level": "error", "i": "1", "z": "last"})
+    );
     p.kill9();
     let p = Pharos::start_with(dir.path(), keep);
     assert_eq!(read(&p, r#"{app="crash"}"#).await, before, "each line once");

@@ -83,13 +83,13 @@ async fn push<S: PushSink>(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let req = match decode(&raw, &media, &encoding, limit) {
-        Ok(req) => req,
+    let (req, snappy) = match decode(&raw, &media, &encoding, limit) {
+        Ok((req, snappy)) => (req, snappy.then_some(raw)),
         Err((status, msg)) => return text(status, &msg),
     };
     let total: u64 = req.streams.iter().map(|s| s.entries.len() as u64).sum();
     let m = &shared.metrics;
-    match shared.sink.push(req).await {
+    match shared.sink.push(req, snappy).await {
         Ok(rejected) => {
             m.record_accepted(RECEIVER, SIGNAL, total.saturating_sub(rejected.count));
             if rejected.count == 0 {
@@ -111,13 +111,14 @@ async fn push<S: PushSink>(
     }
 }
 
-/// Decodes a body by its media type and encoding, as Loki's `ParseRequest` does.
+/// Decodes a body by its media type and encoding, as Loki's `ParseRequest` does; whether
+/// `raw` is the request in snappy's block format.
 fn decode(
     raw: &[u8],
     media: &str,
     encoding: &str,
     limit: usize,
-) -> Result<PushRequest, (StatusCode, String)> {
+) -> Result<(PushRequest, bool), (StatusCode, String)> {
     let too_large = |size: usize| {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -143,7 +144,7 @@ fn decode(
     })?;
     let body = inflated.as_deref().unwrap_or(raw);
     if media == "application/json" {
-        return super::json::decode(body).map_err(bad);
+        return super::json::decode(body).map(|r| (r, false)).map_err(bad);
     }
     let size = snap::raw::decompress_len(body).map_err(|e| bad(format!("snappy: {e}")))?;
     if size > limit {
@@ -152,7 +153,9 @@ fn decode(
     let plain = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| bad(format!("snappy: {e}")))?;
-    PushRequest::decode(plain.as_slice()).map_err(|e| bad(format!("protobuf: {e}")))
+    PushRequest::decode(plain.as_slice())
+        .map(|r| (r, inflated.is_none()))
+        .map_err(|e| bad(format!("protobuf: {e}")))
 }
 
 enum Inflate {

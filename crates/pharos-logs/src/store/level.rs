@@ -109,56 +109,37 @@ fn field_value(line: &str) -> Option<&str> {
 /// present, the one earliest in Loki's order (`trace` before `debug` before ... `info`).
 /// One pass over the line's words.
 fn from_words(line: &str) -> &'static str {
-    const WORDS: &[(&[u8], &str)] = &[
-        (b"trace", "trace"),
-        (b"debug", "debug"),
-        (b"fatal", "fatal"),
-        (b"critical", "critical"),
-        (b"error", "error"),
-        (b"err", "error"),
-        (b"warning", "warn"),
-        (b"warn", "warn"),
-        (b"info", "info"),
+    const WORDS: &[(&str, &str)] = &[
+        ("trace", "trace"),
+        ("debug", "debug"),
+        ("fatal", "fatal"),
+        ("critical", "critical"),
+        ("error", "error"),
+        ("err", "error"),
+        ("warning", "warn"),
+        ("warn", "warn"),
+        ("info", "info"),
     ];
-    /// Word bytes: ASCII letters, digits and `_`.
-    static WORD: [bool; 256] = {
-        let mut t = [false; 256];
-        let mut i = 0;
-        while i < 256 {
-            let b = i as u8;
-            t[i] = b.is_ascii_alphanumeric() || b == b'_';
-            i += 1;
-        }
-        t
-    };
+    // The level words anywhere in the line, ignoring ASCII case, longest first where two
+    // start together; a SIMD prefilter skips the bytes between candidates. A match lies
+    // inside one word of the line (the words are letters only), so one rejected for not
+    // being the whole word hides no whole-word match.
+    static FINDER: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+        std::sync::LazyLock::new(|| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                .build(WORDS.iter().map(|(w, _)| w))
+                .expect("BUG: the level words build an automaton")
+        });
+    let word_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let bytes = line.as_bytes();
     let mut best = WORDS.len();
-    let mut start = 0;
-    while start < bytes.len() {
-        // Skip to the next word, then to its end.
-        let Some(from) = bytes[start..].iter().position(|b| WORD[*b as usize]) else {
-            break;
-        };
-        let from = start + from;
-        let len = bytes[from..]
-            .iter()
-            .position(|b| !WORD[*b as usize])
-            .unwrap_or(bytes.len() - from);
-        start = from + len;
-        let word = &bytes[from..start];
-        if !(3..=8).contains(&word.len())
-            || !matches!(
-                word[0] | 0x20,
-                b't' | b'd' | b'f' | b'c' | b'e' | b'w' | b'i'
-            )
-        {
-            continue;
-        }
-        if let Some(i) = WORDS[..best]
-            .iter()
-            .position(|(w, _)| w.eq_ignore_ascii_case(word))
-        {
-            best = i;
+    for m in FINDER.find_iter(bytes) {
+        let whole = (m.start() == 0 || !word_byte(bytes[m.start() - 1]))
+            && bytes.get(m.end()).is_none_or(|b| !word_byte(*b));
+        if whole && m.pattern().as_usize() < best {
+            best = m.pattern().as_usize();
             if best == 0 {
                 break;
             }
@@ -170,6 +151,47 @@ fn from_words(line: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `from_words` against the plain definition: split into words, first in Loki's order.
+    #[test]
+    fn words_match_a_split_into_words() {
+        let reference = |line: &str| -> &'static str {
+            let order = [
+                ("trace", "trace"),
+                ("debug", "debug"),
+                ("fatal", "fatal"),
+                ("critical", "critical"),
+                ("error", "error"),
+                ("err", "error"),
+                ("warning", "warn"),
+                ("warn", "warn"),
+                ("info", "info"),
+            ];
+            let words: Vec<&str> = line
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .collect();
+            order
+                .iter()
+                .find(|(w, _)| words.iter().any(|x| x.eq_ignore_ascii_case(w)))
+                .map_or("unknown", |(_, l)| l)
+        };
+        let pieces = [
+            "ERR", "error", "errors", "xinfo", "Info", "warning", "_warn", "warn_", "fatal",
+            "crit", "critical", "trace9", "debug", " ", "-", "=", "é", "\"", "12", "terror",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..5000 {
+            let mut line = String::new();
+            for _ in 0..(seed % 7) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                line.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            assert_eq!(from_words(&line), reference(&line), "{line:?}");
+        }
+    }
 
     fn d(line: &str) -> &'static str {
         detect(line, &Labels::new(), &[])

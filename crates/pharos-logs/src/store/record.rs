@@ -52,6 +52,9 @@ pub struct LogsRecord {
     /// they are in `wire.streams`), applied before `wire.streams`; empty for a record read
     /// back from the log. Not logged.
     pub(crate) mapped: Vec<Mapped>,
+    /// The push request as it arrived, in snappy's block format, while every entry of it
+    /// is kept: the log holds it as field 3, spliced from these bytes.
+    pub(crate) push_snappy: Option<bytes::Bytes>,
 }
 
 /// The logged part of a [`LogsRecord`].
@@ -63,6 +66,10 @@ pub struct RecordWire {
     /// Field 2: Loki push streams.
     #[prost(message, repeated, tag = "2")]
     pub streams: Vec<WireStream>,
+    /// Field 3: a Loki push request as it arrived, every entry of it kept. Written only by
+    /// splicing ([`LogsRecord::snappy_record`]); replay canonicalizes it as sanitize does.
+    #[prost(message, optional, tag = "3")]
+    pub push: Option<PushRequest>,
 }
 
 impl From<ExportLogsServiceRequest> for LogsRecord {
@@ -71,27 +78,47 @@ impl From<ExportLogsServiceRequest> for LogsRecord {
             wire: RecordWire {
                 resource_logs: req.resource_logs,
                 streams: Vec::new(),
+                push: None,
             },
             parsed: Vec::new(),
             mapped: Vec::new(),
+            push_snappy: None,
         }
     }
 }
 
 impl From<PushRequest> for LogsRecord {
     fn from(req: PushRequest) -> Self {
-        Self {
-            wire: RecordWire {
-                resource_logs: Vec::new(),
-                streams: req.streams,
-            },
-            parsed: Vec::new(),
-            mapped: Vec::new(),
-        }
+        Self::from_push(req, None)
     }
 }
 
 impl LogsRecord {
+    /// The record of a push request; `snappy` is the request as it arrived, in snappy's
+    /// block format, if it did.
+    pub fn from_push(req: PushRequest, snappy: Option<bytes::Bytes>) -> Self {
+        Self {
+            wire: RecordWire {
+                resource_logs: Vec::new(),
+                streams: req.streams,
+                push: None,
+            },
+            parsed: Vec::new(),
+            mapped: Vec::new(),
+            push_snappy: snappy,
+        }
+    }
+
+    /// When the log can take the push request's bytes as they arrived: the prefix that
+    /// makes them field 3 of a record (its tag and length) and the snappy bytes.
+    pub fn snappy_record(&self) -> Option<(Vec<u8>, &[u8])> {
+        let snappy = self.push_snappy.as_deref()?;
+        let len = snap::raw::decompress_len(snappy).ok()?;
+        let mut prefix = vec![0x1a];
+        prost::encoding::encode_varint(len as u64, &mut prefix);
+        Some((prefix, snappy))
+    }
+
     /// The record's log bytes.
     pub fn encode(&self) -> Vec<u8> {
         self.wire.encode_to_vec()
@@ -103,6 +130,7 @@ impl LogsRecord {
             wire: RecordWire::decode(bytes).ok()?,
             parsed: Vec::new(),
             mapped: Vec::new(),
+            push_snappy: None,
         })
     }
 }
@@ -116,10 +144,12 @@ impl ItemCount for LogsRecord {
             .flat_map(|r| &r.scope_logs)
             .map(|s| s.log_records.len() as u64)
             .sum();
+        let pushed = self.wire.push.iter().flat_map(|p| &p.streams);
         otlp + self
             .wire
             .streams
             .iter()
+            .chain(pushed)
             .map(|s| s.entries.len() as u64)
             .sum::<u64>()
     }
@@ -216,20 +246,13 @@ pub(crate) fn sanitize(
     };
     let mut pushed = Vec::new();
     for mut s in std::mem::take(&mut record.wire.streams) {
-        let labels = match parse_push_labels(&s.labels) {
-            Ok(l) => l,
+        match canonicalize(&mut s) {
+            Ok(labels) => pushed.push((labels, s)),
             Err(msg) => {
                 check.refused += s.entries.len() as u64;
                 check.errors.push(msg);
-                continue;
             }
-        };
-        s.labels = labels_string(&labels);
-        for e in &mut s.entries {
-            sort_metadata(&mut e.structured_metadata);
-            add_detected_level(e, &labels);
         }
-        pushed.push((labels, s));
     }
     // Entries of one stream may come in several request streams: later ones are checked
     // against what the earlier ones added.
@@ -273,6 +296,9 @@ pub(crate) fn sanitize(
     let (parsed, streams) = kept.into_iter().unzip();
     record.parsed = parsed;
     record.wire.streams = streams;
+    if check.refused > 0 || !record.wire.resource_logs.is_empty() {
+        record.push_snappy = None;
+    }
     let mut rejected = Rejected::default();
     if check.refused > 0 {
         rejected.count = check.refused;
@@ -284,6 +310,19 @@ pub(crate) fn sanitize(
         rejected.message = errors.join("\n");
     }
     rejected
+}
+
+/// Parses a push stream's labels into their canonical rendering, sorts each entry's
+/// structured metadata and adds `detected_level`: what sanitize does to a push stream
+/// before the checks, and replay to a logged push request (field 3).
+pub(crate) fn canonicalize(s: &mut WireStream) -> Result<Labels, String> {
+    let labels = parse_push_labels(&s.labels)?;
+    s.labels = labels_string(&labels);
+    for e in &mut s.entries {
+        sort_metadata(&mut e.structured_metadata);
+        add_detected_level(e, &labels);
+    }
+    Ok(labels)
 }
 
 /// An entry as the checks see it.

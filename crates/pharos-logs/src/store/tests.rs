@@ -396,3 +396,57 @@ fn late_entries_read_in_time_order_before_and_after_they_merge() {
     assert_eq!(store.freeze(), 3000);
     same(read(&store, Direction::Forward), &want);
 }
+
+#[test]
+fn a_push_request_kept_whole_is_logged_as_it_arrived_and_replays_the_same() {
+    use crate::push::proto::{
+        Entry as WireEntry, LabelPair, PushRequest, Stream as WireStream, Timestamp,
+    };
+    use prost::Message;
+    let push = |lines: &[(i64, &str)]| PushRequest {
+        streams: vec![WireStream {
+            // Out of order, no service_name: sanitize and replay both canonicalize.
+            labels: r#"{job="shop", app="cart"}"#.into(),
+            entries: lines
+                .iter()
+                .map(|(t, l)| WireEntry {
+                    timestamp: Some(Timestamp::from_nanos(T0 as i64 + t)),
+                    line: (*l).into(),
+                    structured_metadata: vec![LabelPair::new("z", "1"), LabelPair::new("a", "2")],
+                })
+                .collect(),
+            hash: 0,
+        }],
+    };
+    let store = LogStore::new();
+    let req = push(&[(1, "GET /cart 200"), (2, "checkout failed: error")]);
+    let snappy = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap();
+    let mut record = LogsRecord::from_push(req, Some(snappy.clone().into()));
+    assert_eq!(store.sanitize(&mut record).count, 0);
+    let (prefix, body) = record.snappy_record().expect("kept whole");
+    assert_eq!(body, snappy.as_slice());
+    store.apply(&record);
+    // What the log holds: the prefix, then the request's bytes.
+    let mut logged = prefix;
+    logged.extend(snap::raw::Decoder::new().decompress_vec(body).unwrap());
+    let replayed = LogStore::new();
+    replayed.apply(&LogsRecord::decode(&logged).unwrap());
+    let got = all(&store, Direction::Forward, 10);
+    assert_eq!(all(&replayed, Direction::Forward, 10), got);
+    assert_eq!(got[0].labels["service_name"], "cart");
+    let meta: Vec<(&str, &str)> = got[0].entries[1]
+        .metadata
+        .iter()
+        .map(|(k, v)| (&**k, &**v))
+        .collect();
+    assert_eq!(meta, [("a", "2"), ("detected_level", "error"), ("z", "1")]);
+    // A refusal: the log holds what was kept instead.
+    let mut late = LogsRecord::from_push(
+        push(&[(5, "ok"), (-7_200_000_000_000, "far too late")]),
+        Some(snappy.into()),
+    );
+    assert_eq!(store.sanitize(&mut late).count, 1);
+    assert!(late.snappy_record().is_none());
+}

@@ -740,3 +740,49 @@ async fn snappy_record_in_a_version_1_segment_ends_the_log() {
         TruncationReason::UnknownRecordType(format::RECORD_TYPE_SNAPPY)
     );
 }
+
+/// A record spliced from a prefix and a snappy body replays as the prefix and the body's
+/// bytes, compressed or not, long or short; a body that is not snappy is left to the caller.
+#[tokio::test]
+async fn snappy_bodies_are_logged_with_a_prefix_without_recompressing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut want = Vec::new();
+    for compress in [true, false] {
+        let dir = tmp.path().join(format!("c{compress}"));
+        let opts = WalOptions {
+            compress,
+            ..WalOptions::default()
+        };
+        let (wal, _, _) = open(&dir, opts.clone());
+        want.clear();
+        // Repetitive text (copies reaching far back), random-ish bytes and tiny bodies.
+        let bodies: Vec<Vec<u8>> = vec![
+            b"level=info msg=\"paid\" order=1234 ".repeat(5000),
+            (0..70_000u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect(),
+            b"x".to_vec(),
+            Vec::new(),
+        ];
+        for (i, body) in bodies.iter().enumerate() {
+            let snappy = snap::raw::Encoder::new().compress_vec(body).unwrap();
+            let prefix = [0x1a, i as u8 + 1, 0xff];
+            let prepared = wal
+                .prepare_snappy_with_prefix(&prefix, &snappy)
+                .expect("snappy")
+                .unwrap();
+            wal.submit_prepared(prepared).unwrap().await.unwrap();
+            let mut record = prefix.to_vec();
+            record.extend_from_slice(body);
+            want.push(record);
+        }
+        assert!(
+            wal.prepare_snappy_with_prefix(b"p", b"\xff\xff\xff\xff\xff\xff")
+                .is_none()
+        );
+        wal.close().await.unwrap();
+        let (wal, seen, _) = open(&dir, opts);
+        wal.close().await.unwrap();
+        assert_eq!(seen, want, "compress {compress}");
+    }
+}
