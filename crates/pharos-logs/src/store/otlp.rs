@@ -76,8 +76,11 @@ pub fn for_each_entry_with<S: AsRef<str>>(
     index_labels: &[S],
     mut f: impl FnMut(&Labels, Entry),
 ) {
-    // Names and repeated values are shared across the request's entries.
+    // Names and repeated values are shared across the request's entries; the pairs every
+    // record may have get an interner each, so finding their name is one comparison.
     let mut interner = Interner::default();
+    let [mut trace, mut span, mut text, mut number, mut level] =
+        std::array::from_fn(|_| Interner::default());
     for rl in &req.resource_logs {
         let rattrs = rl
             .resource
@@ -132,19 +135,19 @@ pub fn for_each_entry_with<S: AsRef<str>>(
                     own.push(interner.pair(&normalize_name(&kv.key), &value));
                 }
                 if !r.trace_id.is_empty() {
-                    own.push(interner.pair("trace_id", &hex::encode(&r.trace_id)));
+                    own.push(trace.pair("trace_id", &hex::encode(&r.trace_id)));
                 }
                 if !r.span_id.is_empty() {
-                    own.push(interner.pair("span_id", &hex::encode(&r.span_id)));
+                    own.push(span.pair("span_id", &hex::encode(&r.span_id)));
                 }
                 if !r.severity_text.is_empty() {
-                    own.push(interner.pair("severity_text", &r.severity_text));
+                    own.push(text.pair("severity_text", &r.severity_text));
                 }
                 if r.severity_number != 0 {
-                    own.push(interner.pair("severity_number", &r.severity_number.to_string()));
+                    own.push(number.pair("severity_number", &r.severity_number.to_string()));
                 }
-                if let Some(level) = detected_level(r.severity_number, &r.severity_text) {
-                    own.push(interner.pair("detected_level", level));
+                if let Some(found) = detected_level(r.severity_number, &r.severity_text) {
+                    own.push(level.pair("detected_level", found));
                 }
                 let meta = merge_pairs(&scope_pairs, &mut own);
                 let ts = if r.time_unix_nano != 0 {
