@@ -65,30 +65,31 @@ const fn word_byte(b: u8) -> bool {
 /// the word) of each indexed word of `text`: a word of at least [`GRAM`] bytes holding a
 /// digit (ids, numbers, hex). A needle's word with a digit lies only inside line words
 /// with a digit, so indexing only those stays sound while leaving out the common words
-/// every chunk holds anyway; [`needle_grams`] says which windows of a needle to look for.
+/// every chunk holds anyway; [`NeedleGrams`] says which windows of a needle to look for.
 pub fn for_each_gram(text: &[u8], mut f: impl FnMut(&[u8])) {
-    let mut start = 0;
-    let mut digit = false;
-    for i in 0..=text.len() {
-        let b = text.get(i).copied().unwrap_or(b' ');
-        if WORD[b as usize] {
-            digit |= b.is_ascii_digit();
-            continue;
-        }
-        let word = &text[start..i];
-        if digit && word.len() >= GRAM {
-            for w in word.windows(GRAM).step_by(2) {
-                f(w);
-            }
-        }
-        start = i + 1;
-        digit = false;
-    }
+    for_each_indexed_word(text, |_, word| {
+        word.windows(GRAM).step_by(2).for_each(&mut f)
+    });
 }
 
 /// Calls `f` with the hash ([`gram_hash`]) of each gram [`for_each_gram`] finds, keeping
 /// the window's integer as it slides instead of reading each gram anew.
 pub fn for_each_gram_hash(text: &[u8], mut f: impl FnMut(u64)) {
+    for_each_indexed_word(text, |_, word| {
+        let mut x = 0u64;
+        for (j, &c) in word.iter().enumerate() {
+            // The last GRAM bytes read as a little-endian integer.
+            x = (x >> 8) | (u64::from(c) << (8 * (GRAM - 1)));
+            if j + 1 >= GRAM && (j + 1 - GRAM).is_multiple_of(2) {
+                f(mix(x));
+            }
+        }
+    });
+}
+
+/// Calls `f` with the offset and bytes of each word of `text` that holds a digit and is at
+/// least [`GRAM`] bytes long.
+fn for_each_indexed_word(text: &[u8], mut f: impl FnMut(usize, &[u8])) {
     let mut start = 0;
     let mut digit = false;
     for i in 0..=text.len() {
@@ -99,14 +100,7 @@ pub fn for_each_gram_hash(text: &[u8], mut f: impl FnMut(u64)) {
         }
         let word = &text[start..i];
         if digit && word.len() >= GRAM {
-            let mut x = 0u64;
-            for (j, &c) in word.iter().enumerate() {
-                // The last GRAM bytes read as a little-endian integer.
-                x = (x >> 8) | (u64::from(c) << (8 * (GRAM - 1)));
-                if j + 1 >= GRAM && (j + 1 - GRAM).is_multiple_of(2) {
-                    f(mix(x));
-                }
-            }
+            f(start, word);
         }
         start = i + 1;
         digit = false;
@@ -196,31 +190,18 @@ impl NeedleGrams {
     pub fn of(needles: &[&str]) -> Self {
         let mut words = Vec::new();
         for n in needles {
-            let text = n.as_bytes();
-            let mut start = 0;
-            let mut digit = false;
-            for i in 0..=text.len() {
-                let b = text.get(i).copied().unwrap_or(b' ');
-                if WORD[b as usize] {
-                    digit |= b.is_ascii_digit();
-                    continue;
+            for_each_indexed_word(n.as_bytes(), |start, word| {
+                let mut hashes = [Vec::new(), Vec::new()];
+                for (j, g) in word.windows(GRAM).enumerate() {
+                    hashes[j % 2].push(gram_hash(g));
                 }
-                let word = &text[start..i];
-                if digit && word.len() >= GRAM {
-                    let mut hashes = [Vec::new(), Vec::new()];
-                    for (j, g) in word.windows(GRAM).enumerate() {
-                        hashes[j % 2].push(gram_hash(g));
-                    }
-                    let [even, odd] = hashes;
-                    if start > 0 {
-                        words.push(vec![even]);
-                    } else if !odd.is_empty() {
-                        words.push(vec![even, odd]);
-                    }
+                let [even, odd] = hashes;
+                if start > 0 {
+                    words.push(vec![even]);
+                } else if !odd.is_empty() {
+                    words.push(vec![even, odd]);
                 }
-                start = i + 1;
-                digit = false;
-            }
+            });
         }
         Self { words }
     }

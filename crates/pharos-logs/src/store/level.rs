@@ -105,21 +105,22 @@ fn field_value(line: &str) -> Option<&str> {
     None
 }
 
+/// Loki's level words, in the order it prefers them, and the level each means.
+const WORDS: &[(&str, &str)] = &[
+    ("trace", "trace"),
+    ("debug", "debug"),
+    ("fatal", "fatal"),
+    ("critical", "critical"),
+    ("error", "error"),
+    ("err", "error"),
+    ("warning", "warn"),
+    ("warn", "warn"),
+    ("info", "info"),
+];
+
 /// The first level word of the line, as a whole word, ignoring ASCII case: of the words
 /// present, the one earliest in Loki's order (`trace` before `debug` before ... `info`).
-/// One pass over the line's words.
 fn from_words(line: &str) -> &'static str {
-    const WORDS: &[(&str, &str)] = &[
-        ("trace", "trace"),
-        ("debug", "debug"),
-        ("fatal", "fatal"),
-        ("critical", "critical"),
-        ("error", "error"),
-        ("err", "error"),
-        ("warning", "warn"),
-        ("warn", "warn"),
-        ("info", "info"),
-    ];
     // The level words anywhere in the line, ignoring ASCII case, longest first where two
     // start together; a SIMD prefilter skips the bytes between candidates. A match lies
     // inside one word of the line (the words are letters only), so one rejected for not
@@ -156,21 +157,10 @@ mod tests {
     #[test]
     fn words_match_a_split_into_words() {
         let reference = |line: &str| -> &'static str {
-            let order = [
-                ("trace", "trace"),
-                ("debug", "debug"),
-                ("fatal", "fatal"),
-                ("critical", "critical"),
-                ("error", "error"),
-                ("err", "error"),
-                ("warning", "warn"),
-                ("warn", "warn"),
-                ("info", "info"),
-            ];
             let words: Vec<&str> = line
                 .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .collect();
-            order
+            WORDS
                 .iter()
                 .find(|(w, _)| words.iter().any(|x| x.eq_ignore_ascii_case(w)))
                 .map_or("unknown", |(_, l)| l)
