@@ -762,6 +762,9 @@ impl LogStore {
         }
         // A logged push request (field 3), canonicalized as sanitize did.
         for mut stream in req.wire.push.map(|p| p.streams).unwrap_or_default() {
+            if stream.entries.is_empty() {
+                continue;
+            }
             match record::canonicalize(&mut stream) {
                 Ok(labels) => apply_stream(&mut inner, Some(&labels), stream),
                 // Sanitize parsed them before the log; a record that fails now is corrupt.

@@ -377,6 +377,18 @@ impl Wal {
         record.push(((prefix.len() - 1) as u8) << 2);
         record.extend_from_slice(prefix);
         record.extend_from_slice(elements);
+        if record.len() as u64 > format::MAX_RECORD_LEN_LIMIT {
+            // Incompressible bytes grow under snappy: past a frame's limit, store them whole.
+            return Some(
+                self.prepare(
+                    [
+                        prefix,
+                        &snap::raw::Decoder::new().decompress_vec(snappy).ok()?,
+                    ]
+                    .concat(),
+                ),
+            );
+        }
         Some(Ok(Prepared {
             kind: format::RECORD_TYPE_SNAPPY,
             record,

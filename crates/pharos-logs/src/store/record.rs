@@ -245,6 +245,7 @@ pub(crate) fn sanitize(
         too_many_streams: false,
     };
     let mut pushed = Vec::new();
+    let streams_in = record.wire.streams.len();
     for mut s in std::mem::take(&mut record.wire.streams) {
         match canonicalize(&mut s) {
             Ok(labels) => pushed.push((labels, s)),
@@ -293,10 +294,14 @@ pub(crate) fn sanitize(
         });
         kept.splice(0..0, as_wire);
     }
+    let kept_streams = kept.len();
     let (parsed, streams) = kept.into_iter().unzip();
     record.parsed = parsed;
     record.wire.streams = streams;
-    if check.refused > 0 || !record.wire.resource_logs.is_empty() {
+    // The request as it arrived replays as what the head took only if all of it was
+    // kept: no refusal, and no stream left out (one without entries, or whose labels do not
+    // parse, leaves nothing to refuse but must not be created on replay).
+    if check.refused > 0 || !record.wire.resource_logs.is_empty() || kept_streams != streams_in {
         record.push_snappy = None;
     }
     let mut rejected = Rejected::default();

@@ -450,3 +450,39 @@ fn a_push_request_kept_whole_is_logged_as_it_arrived_and_replays_the_same() {
     assert_eq!(store.sanitize(&mut late).count, 1);
     assert!(late.snappy_record().is_none());
 }
+
+#[test]
+fn a_push_with_a_stream_left_out_is_logged_as_what_was_kept() {
+    use crate::push::proto::{Entry as WireEntry, PushRequest, Stream as WireStream, Timestamp};
+    use prost::Message;
+    use record::StreamInfo;
+    let stream = |labels: &str, lines: usize| WireStream {
+        labels: labels.into(),
+        entries: (0..lines)
+            .map(|i| WireEntry {
+                timestamp: Some(Timestamp::from_nanos(T0 as i64 + i as i64)),
+                line: "x".into(),
+                structured_metadata: vec![],
+            })
+            .collect(),
+        hash: 0,
+    };
+    // A stream without entries, and one whose labels do not parse but has nothing to refuse.
+    for other in [stream(r#"{job="empty"}"#, 0), stream("{job=", 0)] {
+        let req = PushRequest {
+            streams: vec![stream(r#"{job="a"}"#, 1), other],
+        };
+        let snappy = snap::raw::Encoder::new()
+            .compress_vec(&req.encode_to_vec())
+            .unwrap();
+        let store = LogStore::new();
+        let mut record = LogsRecord::from_push(req, Some(snappy.into()));
+        store.sanitize(&mut record);
+        assert!(record.snappy_record().is_none());
+        store.apply(&record);
+        let replayed = LogStore::new();
+        replayed.apply(&LogsRecord::decode(&record.encode()).unwrap());
+        assert_eq!(replayed.inner.read().stream_count(), 1);
+        assert_eq!(store.inner.read().stream_count(), 1);
+    }
+}
