@@ -92,6 +92,11 @@ pub struct WalOptions {
     pub on_fsync: Option<Arc<dyn Fn(Duration) + Send + Sync>>,
     /// Called with the bytes written by each group write (for self-metrics).
     pub on_write: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    /// Segments numbered below this hold nothing that is not kept elsewhere (the caller's
+    /// blocks say so): [`Wal::open`] deletes them without replaying them, and never
+    /// numbers a new segment below it, so the mark cannot come to cover later records.
+    /// Default 0: every segment is replayed.
+    pub covered_before: u64,
 }
 
 impl WalOptions {
@@ -124,6 +129,7 @@ impl Default for WalOptions {
             compress: true,
             on_fsync: None,
             on_write: None,
+            covered_before: 0,
         }
     }
 }
@@ -137,6 +143,7 @@ impl fmt::Debug for WalOptions {
             .field("compress", &self.compress)
             .field("on_fsync", &self.on_fsync.is_some())
             .field("on_write", &self.on_write.is_some())
+            .field("covered_before", &self.covered_before)
             .finish()
     }
 }
@@ -252,6 +259,18 @@ impl Wal {
     ) -> Result<(Wal, ReplayReport), WalError> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
+        if opts.covered_before > 0 && dir.exists() {
+            let mut removed = false;
+            for (n, path) in replay::segment_paths(&dir)? {
+                if n < opts.covered_before {
+                    std::fs::remove_file(&path).map_err(|e| WalError::io("remove", &path, e))?;
+                    removed = true;
+                }
+            }
+            if removed {
+                replay::sync_dir(&dir)?;
+            }
+        }
         let replayed = replay::replay(&dir, &mut visit)?;
         let size = Arc::new(AtomicU64::new(replayed.total_bytes));
         let writer = writer::Writer::start(&dir, replayed.last_segment, &opts, Arc::clone(&size))?;

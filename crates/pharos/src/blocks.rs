@@ -38,6 +38,10 @@ pub trait Flushable: Send + Sync + 'static {
     fn should_flush(&self) -> bool;
     /// Moves the head into a frozen part; returns how many items moved.
     fn freeze(&self) -> u64;
+    /// Told the log segment begun at the rotation the last freeze ran at.
+    fn frozen_at(&self, segment: u64) {
+        let _ = segment;
+    }
     /// Writes the frozen parts as blocks; returns how many blocks.
     fn flush_frozen(&self) -> impl Future<Output = anyhow::Result<usize>> + Send;
     /// Records to append to the log before the frozen segments go.
@@ -128,6 +132,9 @@ impl Flushable for pharos_logs::LogStore {
     fn freeze(&self) -> u64 {
         pharos_logs::LogStore::freeze(self)
     }
+    fn frozen_at(&self, segment: u64) {
+        pharos_logs::LogStore::frozen_at(self, segment);
+    }
     async fn flush_frozen(&self) -> anyhow::Result<usize> {
         Ok(pharos_logs::LogStore::flush_frozen(self).await?)
     }
@@ -202,6 +209,7 @@ impl<S: Flushable> Flusher<S> {
         if force || self.store.should_flush() {
             let store = self.store.clone();
             let (frozen, segment) = path.at_rotation(move || store.freeze()).await?;
+            self.store.frozen_at(segment);
             out.frozen = frozen;
             *pending = Some(segment);
         }

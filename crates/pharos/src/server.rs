@@ -213,7 +213,12 @@ pub async fn run(config: Config, workload: Option<Workload>) -> anyhow::Result<(
             Signal::Logs,
             log_store.clone(),
             &wal_dir.join("logs"),
-            wal_options(Signal::Logs),
+            // Segments the log blocks cover (left by a crash between a flush and their
+            // deletion) are dropped, not replayed a second time.
+            WalOptions {
+                covered_before: log_store.wal_covered().unwrap_or(0),
+                ..wal_options(Signal::Logs)
+            },
             config.has_pipeline("logs"),
         )?,
         limiter: MemoryLimiter::new(

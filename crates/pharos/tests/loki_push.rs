@@ -358,3 +358,63 @@ async fn pushed_lines_survive_a_crash() {
     common::force_flush(&p).await;
     assert_eq!(read(&p, r#"{app="crash"}"#).await, before);
 }
+
+/// A crash after a flush wrote its block but before the log segments it covers were
+/// deleted: on restart those segments are dropped, not replayed into duplicates.
+#[tokio::test]
+async fn a_crash_between_a_flush_and_the_log_deletion_duplicates_nothing() {
+    let dir = tempdir();
+    let keep = "retention:\n  logs_hours: 0\n";
+    let mut p = Pharos::start_with(dir.path(), keep);
+    let push_line = |i: i64| PushRequest {
+        streams: vec![Stream {
+            labels: r#"{app="gap"}"#.into(),
+            entries: vec![entry(T0 + i, &format!("line {i}"), &[])],
+            hash: 0,
+        }],
+    };
+    for i in 0..20 {
+        assert_eq!(push_proto(&p, &push_line(i)).await.0, 204);
+    }
+    let wal = dir.path().join("data/wal/logs");
+    let segments = |wal: &std::path::Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(wal)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before_flush = segments(&wal);
+    let said = common::force_flush(&p).await;
+    assert!(said.contains("flushed 20 entries into 1 blocks"), "{said}");
+    for i in 20..25 {
+        assert_eq!(push_proto(&p, &push_line(i)).await.0, 204);
+    }
+    let want = read(&p, r#"{app="gap"}"#).await;
+    assert_eq!(want.len(), 25);
+    p.kill9();
+    // Put back the segments the flush deleted, as a crash before their deletion leaves them.
+    let after = segments(&wal);
+    let mut restored = 0;
+    for (name, bytes) in before_flush {
+        if !after.iter().any(|(n, _)| *n == name) {
+            std::fs::write(wal.join(&name), bytes).unwrap();
+            restored += 1;
+        }
+    }
+    assert!(restored > 0, "the flush deleted segments");
+    let meta = std::fs::read_dir(dir.path().join("data/blocks/logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("meta.json"))
+        .find(|m| m.exists())
+        .unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
+    assert!(meta["wal_segment"].as_u64().is_some(), "{meta}");
+    let p = Pharos::start_with(dir.path(), keep);
+    assert_eq!(read(&p, r#"{app="gap"}"#).await, want, "each line once");
+}

@@ -73,6 +73,12 @@ pub struct BlockMeta {
     /// Bytes of `bloom`.
     #[serde(default)]
     pub bloom_bytes: u64,
+    /// The log segments before this one hold nothing that is not in this block or an
+    /// older one: the log rotated to it when the head was frozen. A compacted block keeps
+    /// its parents' highest. On open, such segments still on disk (a crash between the
+    /// flush and their deletion) are deleted before the log is replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_segment: Option<u64>,
 }
 
 /// Where a chunk lives and what it holds.
@@ -154,8 +160,14 @@ impl BlockWriter {
                 lines_stored_bytes: 0,
                 metadata_stored_bytes: 0,
                 bloom_bytes: 0,
+                wal_segment: None,
             },
         }
+    }
+
+    /// Records the log segment the block covers the segments before ([`BlockMeta::wal_segment`]).
+    pub fn set_wal_segment(&mut self, segment: Option<u64>) {
+        self.meta.wal_segment = segment;
     }
 
     /// Adds one stream's entries, cut into chunks.

@@ -14,8 +14,10 @@
 //! - **Retention**: blocks whose newest entry is older than the retention are deleted.
 //!
 //! A crash leaves either incomplete blocks (no `meta.json`: deleted on open), a merged
-//! block beside its parents (parents deleted on open), or blocks that the log also still
-//! holds (replayed into the head; the next compaction drops the duplicates). Nothing
+//! block beside its parents (parents deleted on open), or blocks whose log segments were
+//! not yet deleted: each block records the segment the log rotated to when its head was
+//! frozen ([`LogStore::frozen_at`]), and the server opens the log with the highest as the
+//! mark below which segments are dropped unreplayed ([`LogStore::wal_covered`]). Nothing
 //! acknowledged is lost.
 
 use std::sync::Arc;
@@ -76,6 +78,8 @@ pub(crate) struct Engine {
 pub(crate) struct Frozen {
     pub(crate) streams: Vec<FrozenStream>,
     pub(crate) bytes: u64,
+    /// The log segment begun when this part was frozen (see [`LogStore::frozen_at`]).
+    pub(crate) wal_segment: std::sync::OnceLock<u64>,
 }
 
 /// One stream of a frozen part.
@@ -239,11 +243,32 @@ impl LogStore {
         inner.since = None;
         drop(inner);
         if count > 0 {
-            self.frozen
-                .write()
-                .push(Arc::new(Frozen { streams, bytes }));
+            self.frozen.write().push(Arc::new(Frozen {
+                streams,
+                bytes,
+                wal_segment: std::sync::OnceLock::new(),
+            }));
         }
         count
+    }
+
+    /// Notes that the log rotated to `segment` when the newest frozen part was frozen: the
+    /// segments before it hold only what that part and older blocks hold. Its block
+    /// records it ([`block::BlockMeta::wal_segment`]).
+    pub fn frozen_at(&self, segment: u64) {
+        if let Some(part) = self.frozen.read().last() {
+            let _ = part.wal_segment.set(segment);
+        }
+    }
+
+    /// The highest log segment the served blocks cover the segments before: those may
+    /// be deleted before the log is replayed.
+    pub fn wal_covered(&self) -> Option<u64> {
+        self.blocks
+            .read()
+            .iter()
+            .filter_map(|b| b.meta.wal_segment)
+            .max()
     }
 
     /// Writes every frozen part as a block; returns how many blocks.
@@ -262,6 +287,7 @@ impl LogStore {
                 return Ok(written);
             };
             let mut writer = BlockWriter::default();
+            writer.set_wal_segment(part.wal_segment.get().copied());
             for s in &part.streams {
                 writer.add_stream(&s.key, &s.entries);
             }
@@ -350,6 +376,7 @@ impl LogStore {
     ) -> Result<Arc<LogBlock>, EngineError> {
         let level = group.iter().map(|b| b.meta.level).max().unwrap_or(0) + 1;
         let mut writer = BlockWriter::new(level, group.iter().map(|b| b.id.clone()).collect());
+        writer.set_wal_segment(group.iter().filter_map(|b| b.meta.wal_segment).max());
         let mut keys: Vec<&str> = group
             .iter()
             .flat_map(|b| b.streams.iter().map(|s| s.key.as_str()))

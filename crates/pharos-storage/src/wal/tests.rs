@@ -786,3 +786,33 @@ async fn snappy_bodies_are_logged_with_a_prefix_without_recompressing() {
         assert_eq!(seen, want, "compress {compress}");
     }
 }
+
+/// Segments below `covered_before` are deleted unreplayed, and a log that starts afresh
+/// numbers its first segment at the mark, so the mark never covers later records.
+#[tokio::test]
+async fn covered_segments_are_dropped_and_numbering_never_goes_below_the_mark() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let (wal, _, _) = open(&dir, WalOptions::default());
+    wal.submit(record(1)).unwrap().await.unwrap();
+    let second = wal.submit_rotate().unwrap().await.unwrap();
+    wal.submit(record(2)).unwrap().await.unwrap();
+    wal.close().await.unwrap();
+    let covered = |n: u64| WalOptions {
+        covered_before: n,
+        ..WalOptions::default()
+    };
+    // The first segment is covered: only the second's record replays.
+    let (wal, seen, _) = open(&dir, covered(second));
+    wal.close().await.unwrap();
+    assert_eq!(seen, vec![record(2)]);
+    assert_eq!(segment_files(&dir).len(), 1);
+    // A wiped log starts at the mark, so a record written now survives the next open.
+    fs::remove_dir_all(&dir).unwrap();
+    let (wal, _, _) = open(&dir, covered(second + 5));
+    wal.submit(record(3)).unwrap().await.unwrap();
+    wal.close().await.unwrap();
+    let (wal, seen, _) = open(&dir, covered(second + 5));
+    wal.close().await.unwrap();
+    assert_eq!(seen, vec![record(3)]);
+}

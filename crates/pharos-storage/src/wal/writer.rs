@@ -96,9 +96,10 @@ impl Writer {
                 (file, path, seq + 1, SEGMENT_HEADER_LEN as u64)
             }
             None => {
-                let (file, path) = create_segment(dir, format::FIRST_SEGMENT)?;
+                let first = format::FIRST_SEGMENT.max(opts.covered_before);
+                let (file, path) = create_segment(dir, first)?;
                 size.fetch_add(SEGMENT_HEADER_LEN as u64, Ordering::Relaxed);
-                (file, path, format::FIRST_SEGMENT, SEGMENT_HEADER_LEN as u64)
+                (file, path, first, SEGMENT_HEADER_LEN as u64)
             }
         };
         Ok(Writer {
