@@ -38,15 +38,22 @@ fn normalize(v: &str) -> Option<&'static str> {
 }
 
 /// The level of an entry without `detected_level`.
-pub fn detect(line: &str, labels: &Labels, metadata: &[(&str, &str)]) -> &'static str {
+pub fn detect<'a>(
+    line: &str,
+    labels: &Labels,
+    metadata: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> &'static str {
     // The value of the first of LEVEL_KEYS present: a label before metadata for the same
     // key, the first pair of metadata with it. One pass over each.
     let mut best: Option<(usize, &str)> = None;
-    let pairs = labels
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .chain(metadata.iter().copied());
-    for (k, v) in pairs {
+    for (k, v) in labels {
+        if let Some(i) = level_key(k)
+            && best.is_none_or(|(b, _)| i < b)
+        {
+            best = Some((i, v));
+        }
+    }
+    for (k, v) in metadata {
         if let Some(i) = level_key(k)
             && best.is_none_or(|(b, _)| i < b)
         {
@@ -184,7 +191,7 @@ mod tests {
     }
 
     fn d(line: &str) -> &'static str {
-        detect(line, &Labels::new(), &[])
+        detect(line, &Labels::new(), [])
     }
 
     #[test]
@@ -208,22 +215,22 @@ mod tests {
         );
         let mut labels = Labels::new();
         labels.insert("level".into(), "Fatal".into());
-        assert_eq!(detect("info", &labels, &[]), "fatal");
+        assert_eq!(detect("info", &labels, []), "fatal");
         assert_eq!(
-            detect("info", &Labels::new(), &[("severity", "warning")]),
+            detect("info", &Labels::new(), [("severity", "warning")]),
             "warn"
         );
         // Loki's key order decides, then a label before metadata, then the first pair.
         let mut labels = Labels::new();
         labels.insert("severity".into(), "error".into());
         labels.insert("app".into(), "x".into());
-        assert_eq!(detect("", &labels, &[("level", "debug")]), "debug");
-        assert_eq!(detect("", &labels, &[("severity", "debug")]), "error");
+        assert_eq!(detect("", &labels, [("level", "debug")]), "debug");
+        assert_eq!(detect("", &labels, [("severity", "debug")]), "error");
         assert_eq!(
             detect(
                 "",
                 &Labels::new(),
-                &[("lvl", "warn"), ("Level", "info"), ("Level", "debug")]
+                [("lvl", "warn"), ("Level", "info"), ("Level", "debug")]
             ),
             "info"
         );

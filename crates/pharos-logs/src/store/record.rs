@@ -529,39 +529,42 @@ pub fn parse_push_labels(text: &str) -> Result<Labels, String> {
 /// Adds Loki's `detected_level` to an entry without one (see [`super::level`]), keeping
 /// the metadata sorted.
 fn add_detected_level(e: &mut WireEntry, labels: &Labels) {
-    let meta = &e.structured_metadata;
-    let at = match meta.binary_search_by(|p| p.name.as_str().cmp(level::DETECTED_LEVEL)) {
-        Ok(_) => return,
-        Err(at) => at,
-    };
-    if labels.contains_key(level::DETECTED_LEVEL) {
-        return;
-    }
-    let pairs: Vec<(&str, &str)> = meta
+    let pairs = e
+        .structured_metadata
         .iter()
-        .map(|p| (p.name.as_str(), p.value.as_str()))
-        .collect();
-    let found = level::detect(&e.line, labels, &pairs);
-    e.structured_metadata
-        .insert(at, LabelPair::new(level::DETECTED_LEVEL, found));
+        .map(|p| (p.name.as_str(), p.value.as_str()));
+    if let Some((at, found)) = level_to_add(&e.line, labels, pairs) {
+        e.structured_metadata
+            .insert(at, LabelPair::new(level::DETECTED_LEVEL, found));
+    }
 }
 
 /// [`add_detected_level`] for a mapped OTLP entry.
 fn add_entry_level(e: &mut super::Entry, labels: &Labels) {
-    let at = match e
-        .metadata
-        .binary_search_by(|p| (*p.0).cmp(level::DETECTED_LEVEL))
-    {
-        Ok(_) => return,
-        Err(at) => at,
-    };
-    if labels.contains_key(level::DETECTED_LEVEL) {
-        return;
+    let pairs = e.metadata.iter().map(|(k, v)| (&**k, &**v));
+    if let Some((at, found)) = level_to_add(&e.line, labels, pairs) {
+        e.metadata
+            .insert(at, (level::DETECTED_LEVEL.into(), found.into()));
     }
-    let pairs: Vec<(&str, &str)> = e.metadata.iter().map(|(k, v)| (&**k, &**v)).collect();
-    let found = level::detect(&e.line, labels, &pairs);
-    e.metadata
-        .insert(at, (level::DETECTED_LEVEL.into(), found.into()));
+}
+
+/// Where `detected_level` goes among an entry's metadata `pairs` (sorted by name) and what
+/// it is, when the entry needs one: neither its metadata nor its stream labels have it.
+fn level_to_add<'a>(
+    line: &str,
+    labels: &Labels,
+    pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+) -> Option<(usize, &'static str)> {
+    if labels.contains_key(level::DETECTED_LEVEL)
+        || pairs.clone().any(|(k, _)| k == level::DETECTED_LEVEL)
+    {
+        return None;
+    }
+    let at = pairs
+        .clone()
+        .take_while(|(k, _)| *k < level::DETECTED_LEVEL)
+        .count();
+    Some((at, level::detect(line, labels, pairs)))
 }
 
 /// Sorts structured metadata by name, the last value of a repeated name winning, and
