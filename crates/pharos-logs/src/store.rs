@@ -130,27 +130,18 @@ struct Stream {
 const LATE_MERGE: usize = 256;
 
 impl Stream {
-    /// Moves the late entries into `entries`, in one pass over the tail they reach into.
+    /// Moves the late entries into `entries`, touching only the tail they reach into.
     fn merge_late(&mut self) {
         let Some(first) = self.late.first() else {
             return;
         };
         let at = self.entries.partition_point(|e| e.ts_ns <= first.ts_ns);
-        let tail = self.entries.split_off(at);
-        let late = std::mem::take(&mut self.late);
-        self.entries.reserve(tail.len() + late.len());
-        let (mut a, mut b) = (tail.into_iter().peekable(), late.into_iter().peekable());
-        loop {
-            // Equal times: the entry that was in `entries` first.
-            let take_a = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) => x.ts_ns <= y.ts_ns,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            let next = if take_a { a.next() } else { b.next() };
-            self.entries.extend(next);
-        }
+        let mut tail = self.entries.split_off(at);
+        tail.append(&mut self.late);
+        // Two sorted runs, which the stable sort merges in one pass; of equal times, the
+        // entry that was in `entries` stays first.
+        tail.sort_by_key(|e| e.ts_ns);
+        self.entries.append(&mut tail);
     }
 }
 
