@@ -36,12 +36,10 @@ pub trait Flushable: Send + Sync + 'static {
     /// The store's path through ingest (its log).
     fn path(ingest: &Ingest) -> &SignalPath<Self::Record>;
     fn should_flush(&self) -> bool;
-    /// Moves the head into a frozen part; returns how many items moved.
-    fn freeze(&self) -> u64;
-    /// Told the log segment begun at the rotation the last freeze ran at.
-    fn frozen_at(&self, segment: u64) {
-        let _ = segment;
-    }
+    /// Moves the head into a frozen part; returns how many items moved. `segment` is the
+    /// log segment begun at the rotation the freeze runs at: the ones before it hold only
+    /// what the freeze takes and what blocks already hold.
+    fn freeze(&self, segment: u64) -> u64;
     /// Writes the frozen parts as blocks; returns how many blocks.
     fn flush_frozen(&self) -> impl Future<Output = anyhow::Result<usize>> + Send;
     /// Records to append to the log before the frozen segments go.
@@ -64,7 +62,7 @@ impl Flushable for MetricsStore {
     fn should_flush(&self) -> bool {
         MetricsStore::should_flush(self)
     }
-    fn freeze(&self) -> u64 {
+    fn freeze(&self, _segment: u64) -> u64 {
         MetricsStore::freeze(self)
     }
     async fn flush_frozen(&self) -> anyhow::Result<usize> {
@@ -99,7 +97,7 @@ impl Flushable for TraceStore {
     fn should_flush(&self) -> bool {
         TraceStore::should_flush(self)
     }
-    fn freeze(&self) -> u64 {
+    fn freeze(&self, _segment: u64) -> u64 {
         TraceStore::freeze(self)
     }
     async fn flush_frozen(&self) -> anyhow::Result<usize> {
@@ -129,11 +127,8 @@ impl Flushable for pharos_logs::LogStore {
     fn should_flush(&self) -> bool {
         pharos_logs::LogStore::should_flush(self)
     }
-    fn freeze(&self) -> u64 {
-        pharos_logs::LogStore::freeze(self)
-    }
-    fn frozen_at(&self, segment: u64) {
-        pharos_logs::LogStore::frozen_at(self, segment);
+    fn freeze(&self, segment: u64) -> u64 {
+        pharos_logs::LogStore::freeze(self, Some(segment))
     }
     async fn flush_frozen(&self) -> anyhow::Result<usize> {
         Ok(pharos_logs::LogStore::flush_frozen(self).await?)
@@ -208,8 +203,9 @@ impl<S: Flushable> Flusher<S> {
         let path = S::path(&self.ingest);
         if force || self.store.should_flush() {
             let store = self.store.clone();
-            let (frozen, segment) = path.at_rotation(move || store.freeze()).await?;
-            self.store.frozen_at(segment);
+            let (frozen, segment) = path
+                .at_rotation(move |segment| store.freeze(segment))
+                .await?;
             out.frozen = frozen;
             *pending = Some(segment);
         }

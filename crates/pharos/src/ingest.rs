@@ -291,11 +291,11 @@ impl Ingest {
 impl<R> SignalPath<R> {
     /// Runs `f` at a point of the log: after every request submitted before has been
     /// applied and before any submitted after is, with the log rotated at that same point.
-    /// Returns `f`'s result and the new segment's number: the segments before it hold
-    /// exactly the requests applied before `f` ran.
+    /// `f` is given, and this returns with `f`'s result, the new segment's number: the
+    /// segments before it hold exactly the requests applied before `f` ran.
     pub async fn at_rotation<T: Send + 'static>(
         &self,
-        f: impl FnOnce() -> T + Send + 'static,
+        f: impl FnOnce(u64) -> T + Send + 'static,
     ) -> anyhow::Result<(T, u64)> {
         let (ticket, rotated) = {
             let mut next = self.next_ticket.lock();
@@ -312,7 +312,7 @@ impl<R> SignalPath<R> {
             let _advance = TurnGuard(turn);
             // No rotation, no freeze: the caller's contract is about that point of the log.
             let seq = seq?;
-            Ok((f(), seq))
+            Ok((f(seq), seq))
         })
         .await?
     }

@@ -16,7 +16,7 @@
 //! A crash leaves either incomplete blocks (no `meta.json`: deleted on open), a merged
 //! block beside its parents (parents deleted on open), or blocks whose log segments were
 //! not yet deleted: each block records the segment the log rotated to when its head was
-//! frozen ([`LogStore::frozen_at`]), and the server opens the log with the highest as the
+//! frozen ([`LogStore::freeze`]), and the server opens the log with the highest as the
 //! mark below which segments are dropped unreplayed ([`LogStore::wal_covered`]). Nothing
 //! acknowledged is lost.
 
@@ -78,8 +78,8 @@ pub(crate) struct Engine {
 pub(crate) struct Frozen {
     pub(crate) streams: Vec<FrozenStream>,
     pub(crate) bytes: u64,
-    /// The log segment begun when this part was frozen (see [`LogStore::frozen_at`]).
-    pub(crate) wal_segment: std::sync::OnceLock<u64>,
+    /// The log segment begun when this part was frozen (see [`LogStore::freeze`]).
+    pub(crate) wal_segment: Option<u64>,
 }
 
 /// One stream of a frozen part.
@@ -213,8 +213,11 @@ impl LogStore {
                 .is_some_and(|t| t.elapsed() >= engine.opts.max_head_age)
     }
 
-    /// Moves every entry of the head into a frozen part; returns how many.
-    pub fn freeze(&self) -> u64 {
+    /// Moves every entry of the head into a frozen part; returns how many. `wal_segment`
+    /// is the log segment begun at the rotation the freeze runs at, if the head has a log:
+    /// the segments before it hold only what the part and older blocks hold, and the
+    /// part's block records it ([`block::BlockMeta::wal_segment`]).
+    pub fn freeze(&self, wal_segment: Option<u64>) -> u64 {
         let mut inner = self.inner.write();
         let window = self.limits.out_of_order_window_ns;
         let mut streams = Vec::new();
@@ -246,19 +249,10 @@ impl LogStore {
             self.frozen.write().push(Arc::new(Frozen {
                 streams,
                 bytes,
-                wal_segment: std::sync::OnceLock::new(),
+                wal_segment,
             }));
         }
         count
-    }
-
-    /// Notes that the log rotated to `segment` when the newest frozen part was frozen: the
-    /// segments before it hold only what that part and older blocks hold. Its block
-    /// records it ([`block::BlockMeta::wal_segment`]).
-    pub fn frozen_at(&self, segment: u64) {
-        if let Some(part) = self.frozen.read().last() {
-            let _ = part.wal_segment.set(segment);
-        }
     }
 
     /// The highest log segment the served blocks cover the segments before: those may
@@ -287,7 +281,7 @@ impl LogStore {
                 return Ok(written);
             };
             let mut writer = BlockWriter::default();
-            writer.set_wal_segment(part.wal_segment.get().copied());
+            writer.set_wal_segment(part.wal_segment);
             for s in &part.streams {
                 writer.add_stream(&s.key, &s.entries);
             }

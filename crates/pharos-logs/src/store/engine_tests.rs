@@ -170,14 +170,14 @@ async fn queries_answer_the_same_from_the_head_frozen_parts_blocks_and_a_reopene
         .unwrap();
     fill(&store, t0, 1500, 0);
     let want = answers(&store, t0);
-    assert_eq!(store.freeze(), 4500);
+    assert_eq!(store.freeze(None), 4500);
     same(&answers(&store, t0), &want, "frozen");
     assert_eq!(store.flush_frozen().await.unwrap(), 1);
     assert_eq!(store.block_stats().0, 1);
     same(&answers(&store, t0), &want, "in a block");
     // A second flush of later entries, then both blocks and the head at once.
     fill(&store, t0 + 1500 * S, 600, 1);
-    store.freeze();
+    store.freeze(None);
     store.flush_frozen().await.unwrap();
     fill(&store, t0 + 2100 * S, 300, 2);
     let want = answers(&store, t0);
@@ -220,7 +220,7 @@ async fn needle_queries_read_only_the_chunks_that_may_hold_the_needle() {
             },
         );
     }
-    store.freeze();
+    store.freeze(None);
     store.flush_frozen().await.unwrap();
     take_scan_stats();
     let needle = format!("order-{}", 50_000_000 + 31_337 * 17);
@@ -272,13 +272,13 @@ async fn compaction_merges_a_finished_window_and_drops_duplicates_and_retention_
         .await
         .unwrap();
     fill(&store, t0, 400, 0);
-    store.freeze();
+    store.freeze(None);
     store.flush_frozen().await.unwrap();
     fill(&store, t0 + 400 * S, 400, 1);
     // The same entries again, as a replay after a crash between flush and log deletion.
     fill(&store, t0 + 400 * S, 400, 1);
     let mut want = answers(&store, t0);
-    store.freeze();
+    store.freeze(None);
     store.flush_frozen().await.unwrap();
     assert_eq!(store.block_stats().0, 2);
     let m = store.maintain().await.unwrap();
@@ -327,10 +327,10 @@ async fn a_damaged_block_is_not_served_and_the_others_are() {
         .await
         .unwrap();
     fill(&store, t0, 200, 0);
-    store.freeze();
+    store.freeze(None);
     store.flush_frozen().await.unwrap();
     fill(&store, t0 + 200 * S, 200, 1);
-    store.freeze();
+    store.freeze(None);
     store.flush_frozen().await.unwrap();
     let ids: Vec<String> = store.blocks.read().iter().map(|b| b.id.clone()).collect();
     // Cut the second block's index short.

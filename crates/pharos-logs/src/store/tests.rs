@@ -393,7 +393,7 @@ fn late_entries_read_in_time_order_before_and_after_they_merge() {
         .map(|(_, l)| l.clone())
         .collect();
     assert_eq!(window, want_window);
-    assert_eq!(store.freeze(), 3000);
+    assert_eq!(store.freeze(None), 3000);
     same(read(&store, Direction::Forward), &want);
 }
 
