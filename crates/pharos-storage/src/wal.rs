@@ -148,6 +148,26 @@ impl fmt::Debug for WalOptions {
     }
 }
 
+/// Deletes the segment files of `dir` numbered below `seq` (syncing the directory if it
+/// deleted any); returns the bytes freed.
+fn remove_segment_files_before(dir: &Path, seq: u64) -> Result<u64, WalError> {
+    let mut freed = 0;
+    let mut removed = false;
+    for (n, path) in replay::segment_paths(dir)? {
+        if n >= seq {
+            continue;
+        }
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        std::fs::remove_file(&path).map_err(|e| WalError::io("remove", &path, e))?;
+        freed += len;
+        removed = true;
+    }
+    if removed {
+        replay::sync_dir(dir)?;
+    }
+    Ok(freed)
+}
+
 /// What [`Wal::open`] found while replaying.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReplayReport {
@@ -260,16 +280,7 @@ impl Wal {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
         if opts.covered_before > 0 && dir.exists() {
-            let mut removed = false;
-            for (n, path) in replay::segment_paths(&dir)? {
-                if n < opts.covered_before {
-                    std::fs::remove_file(&path).map_err(|e| WalError::io("remove", &path, e))?;
-                    removed = true;
-                }
-            }
-            if removed {
-                replay::sync_dir(&dir)?;
-            }
+            remove_segment_files_before(&dir, opts.covered_before)?;
         }
         let replayed = replay::replay(&dir, &mut visit)?;
         let size = Arc::new(AtomicU64::new(replayed.total_bytes));
@@ -326,16 +337,7 @@ impl Wal {
     /// [`WalError::RecordTooLarge`] or [`WalError::Closed`].
     pub fn prepare<'a>(&self, record: impl Into<Cow<'a, [u8]>>) -> Result<Prepared, WalError> {
         let record = record.into();
-        let size = record.len() as u64;
-        if size > self.inner.max_record_bytes {
-            return Err(WalError::RecordTooLarge {
-                size,
-                max: self.inner.max_record_bytes,
-            });
-        }
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(WalError::Closed);
-        }
+        self.admit(record.len() as u64)?;
         let (kind, record) = if self.inner.compress {
             format::compress_record(record)
         } else {
@@ -361,30 +363,13 @@ impl Wal {
         prefix: &[u8],
         snappy: &[u8],
     ) -> Option<Result<Prepared, WalError>> {
-        let body_len = snap::raw::decompress_len(snappy).ok()?;
-        let size = (prefix.len() + body_len) as u64;
-        if size > self.inner.max_record_bytes {
-            return Some(Err(WalError::RecordTooLarge {
-                size,
-                max: self.inner.max_record_bytes,
-            }));
-        }
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Some(Err(WalError::Closed));
-        }
-        if !self.inner.compress || prefix.is_empty() || prefix.len() > 60 {
-            let mut record = prefix.to_vec();
-            record.extend(snap::raw::Decoder::new().decompress_vec(snappy).ok()?);
-            return Some(self.prepare(record));
+        let size = (prefix.len() + snap::raw::decompress_len(snappy).ok()?) as u64;
+        if let Err(e) = self.admit(size) {
+            return Some(Err(e));
         }
         // The body's elements follow its length preamble.
-        let mut elements = snappy;
-        while let Some((&b, rest)) = elements.split_first() {
-            elements = rest;
-            if b < 0x80 {
-                break;
-            }
-        }
+        let preamble = snappy.iter().position(|b| *b < 0x80)? + 1;
+        let elements = &snappy[preamble..];
         let mut record = Vec::with_capacity(snappy.len() + prefix.len() + 12);
         let mut len = size;
         while len >= 0x80 {
@@ -392,26 +377,40 @@ impl Wal {
             len >>= 7;
         }
         record.push(len as u8);
-        // A literal of at most 60 bytes: its length minus one in the tag's upper six bits.
+        let spliced_len = (record.len() + 1 + prefix.len() + elements.len()) as u64;
+        // A literal tag holds lengths 1 to 60; incompressible bytes grow under snappy and
+        // may pass a frame's limit. Those, and a log without compression, store the record
+        // whole.
+        if !self.inner.compress
+            || !(1..=60).contains(&prefix.len())
+            || spliced_len > format::MAX_RECORD_LEN_LIMIT
+        {
+            let body = snap::raw::Decoder::new().decompress_vec(snappy).ok()?;
+            return Some(self.prepare([prefix, &body].concat()));
+        }
+        // A literal: its length minus one in the tag's upper six bits.
         record.push(((prefix.len() - 1) as u8) << 2);
         record.extend_from_slice(prefix);
         record.extend_from_slice(elements);
-        if record.len() as u64 > format::MAX_RECORD_LEN_LIMIT {
-            // Incompressible bytes grow under snappy: past a frame's limit, store them whole.
-            return Some(
-                self.prepare(
-                    [
-                        prefix,
-                        &snap::raw::Decoder::new().decompress_vec(snappy).ok()?,
-                    ]
-                    .concat(),
-                ),
-            );
-        }
         Some(Ok(Prepared {
             kind: format::RECORD_TYPE_SNAPPY,
             record,
         }))
+    }
+
+    /// Whether a record of `size` bytes may be appended: [`WalError::RecordTooLarge`] past
+    /// the limit, [`WalError::Closed`] once closed.
+    fn admit(&self, size: u64) -> Result<(), WalError> {
+        if size > self.inner.max_record_bytes {
+            return Err(WalError::RecordTooLarge {
+                size,
+                max: self.inner.max_record_bytes,
+            });
+        }
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(WalError::Closed);
+        }
+        Ok(())
     }
 
     /// Queues a record [`Wal::prepare`]d, as [`Wal::submit`] does.
@@ -459,19 +458,8 @@ impl Wal {
     ///
     /// [`WalError::Io`] when listing or deleting fails; segments already deleted stay deleted.
     pub fn remove_segments_before(&self, seq: u64) -> Result<u64, WalError> {
-        let mut freed = 0;
-        for (n, path) in replay::segment_paths(&self.inner.dir)? {
-            if n >= seq {
-                continue;
-            }
-            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            std::fs::remove_file(&path).map_err(|e| WalError::io("remove", &path, e))?;
-            freed += len;
-        }
-        if freed > 0 {
-            replay::sync_dir(&self.inner.dir)?;
-            self.inner.size.fetch_sub(freed, Ordering::Relaxed);
-        }
+        let freed = remove_segment_files_before(&self.inner.dir, seq)?;
+        self.inner.size.fetch_sub(freed, Ordering::Relaxed);
         Ok(freed)
     }
 
