@@ -126,17 +126,9 @@ fn civil(ns: i64) -> Civil {
     let secs = ns.div_euclid(SEC);
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let (y, mo, d) = pharos_model::civil::civil_from_days(days);
     Civil {
-        y: yoe + era * 400 + i64::from(mo <= 2),
+        y,
         mo: mo as usize,
         d,
         h: sod / 3600,
